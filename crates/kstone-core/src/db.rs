@@ -1,0 +1,352 @@
+//! `Database`: create, open (with recovery), put / get / delete, stats, close.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use crate::entry::Entry;
+use crate::error::{Error, IoContext, Result};
+use crate::fsio::{now_micros, sync_dir};
+use crate::lock::DbLock;
+use crate::manifest::Manifest;
+use crate::model::key::{Key, STRIPES};
+use crate::model::value::{decode_item, encode_item, validate_item, Item, MAX_ITEM_BYTES};
+use crate::options::{Durability, Options};
+use crate::stats::Stats;
+use crate::stripe::{FlushCtx, StripeState};
+use crate::wal::record::{Op, Record};
+use crate::wal::segment::ActiveSegment;
+use crate::wal::sync::GroupCommit;
+
+/// Assigns each write its global LSN and commit timestamp; the timestamp never
+/// decreases as the LSN grows, even if the wall clock steps back.
+#[derive(Debug, Default)]
+pub(crate) struct Clock {
+    pub lsn: u64,
+    pub ts: u64,
+}
+
+impl Clock {
+    fn next(&mut self) -> (u64, u64) {
+        self.lsn += 1;
+        self.ts = self.ts.max(now_micros());
+        (self.lsn, self.ts)
+    }
+}
+
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    pub opts: Options,
+    pub stripes: Vec<Mutex<StripeState>>,
+    pub clock: Mutex<Clock>,
+    pub commit: GroupCommit,
+    pub manifest: Mutex<Manifest>,
+    pub next_file_id: AtomicU64,
+    pub mem_total: AtomicUsize,
+    pub closing: AtomicBool,
+    pub ticker: (Mutex<()>, Condvar),
+    _lock: DbLock,
+}
+
+/// An open KeystoneDB database. Cheap to share across threads (`&Database` is
+/// `Sync`); closed by [`Database::close`] or on drop.
+///
+/// ```
+/// use kstone_core::{Database, Options, item_from_plain_json};
+/// let dir = tempfile::tempdir().unwrap();
+/// let db = Database::create(dir.path().join("app.keystone"), Options::default()).unwrap();
+/// db.put(b"user#1", Some(b"profile"), &item_from_plain_json(r#"{"name":"Ada"}"#).unwrap()).unwrap();
+/// assert!(db.get(b"user#1", Some(b"profile")).unwrap().is_some());
+/// db.close().unwrap();
+/// ```
+pub struct Database {
+    shared: Arc<Shared>,
+    ticker: Option<JoinHandle<()>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Database {
+    /// Create a new database in `dir` (which must not exist or be empty).
+    pub fn create(dir: impl AsRef<Path>, opts: Options) -> Result<Database> {
+        let dir = dir.as_ref();
+        match fs::read_dir(dir) {
+            Ok(mut entries) => {
+                if entries.next().is_some() {
+                    return Err(Error::AlreadyExists(dir.to_path_buf()));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fs::create_dir_all(dir).ctx(dir)?;
+                sync_dir(crate::fsio::parent(dir))?;
+            }
+            Err(e) => return Err(e).ctx(dir),
+        }
+        for sub in ["wal", "sst"] {
+            let p = dir.join(sub);
+            fs::create_dir(&p).ctx(&p)?;
+        }
+        sync_dir(dir)?;
+        let mut id = [0u8; 16];
+        getrandom::fill(&mut id)
+            .map_err(|e| Error::InvalidInput(format!("no randomness for the database id: {e}")))?;
+        let db_id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        Manifest::new(db_id, now_micros()).store(dir)?;
+        Database::open(dir, opts)
+    }
+
+    /// Open an existing database, recovering unflushed writes from the WAL.
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Database> {
+        let dir = dir.as_ref().to_path_buf();
+        if !dir.is_dir() {
+            return Err(Error::NotADatabase(dir));
+        }
+        let db_lock = DbLock::acquire(&dir)?;
+        let rec = crate::recovery::recover(&dir)?;
+        let shared = Arc::new(Shared {
+            dir,
+            opts,
+            stripes: rec.stripes.into_iter().map(Mutex::new).collect(),
+            clock: Mutex::new(Clock {
+                lsn: rec.last_lsn,
+                ts: rec.last_ts,
+            }),
+            commit: GroupCommit::default(),
+            manifest: Mutex::new(rec.manifest),
+            next_file_id: AtomicU64::new(rec.next_file_id),
+            mem_total: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            ticker: (Mutex::new(()), Condvar::new()),
+            _lock: db_lock,
+        });
+        let total: usize = shared.stripes.iter().map(|s| lock(s).mem.bytes()).sum();
+        shared.mem_total.store(total, Ordering::Relaxed);
+        let ticker = (shared.opts.durability == Durability::Buffered).then(|| {
+            let s = Arc::clone(&shared);
+            std::thread::spawn(move || buffered_sync_loop(&s))
+        });
+        let db = Database { shared, ticker };
+        // Replayed memtables that are over the limit are flushed now.
+        for s in 0..STRIPES {
+            let mut st = lock(&db.shared.stripes[s]);
+            if st.mem.bytes() >= db.shared.opts.memtable_stripe_bytes {
+                db.flush_locked(s, &mut st)?;
+            }
+        }
+        Ok(db)
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Store `item` under (pk, sk), replacing any previous item. Returns the
+    /// write's LSN. In `Sync` mode the write is durable when this returns.
+    pub fn put(&self, pk: &[u8], sk: Option<&[u8]>, item: &Item) -> Result<u64> {
+        let key = Key::new(pk, sk)?;
+        validate_item(item)?;
+        let mut value = Vec::new();
+        encode_item(item, &mut value);
+        let size = key.encoded_len() + value.len();
+        if size > MAX_ITEM_BYTES {
+            return Err(Error::InvalidInput(format!(
+                "item is {size} bytes; the limit is {MAX_ITEM_BYTES} (400 KB)"
+            )));
+        }
+        self.write(key, Some(value))
+    }
+
+    /// Delete the item at (pk, sk) (a no-op if absent, but still logged).
+    pub fn delete(&self, pk: &[u8], sk: Option<&[u8]>) -> Result<u64> {
+        self.write(Key::new(pk, sk)?, None)
+    }
+
+    fn write(&self, key: Key, value: Option<Vec<u8>>) -> Result<u64> {
+        let sh = &*self.shared;
+        sh.commit.check()?;
+        let s = key.stripe();
+        let mut st = lock(&sh.stripes[s]);
+        if st.wal.is_none() {
+            let id = sh.next_file_id.fetch_add(1, Ordering::SeqCst);
+            st.wal = Some(ActiveSegment::create(&sh.dir.join("wal"), s, id, st.last_wal_id)?);
+            st.wal_ids.push(id);
+            st.last_wal_id = id;
+        }
+        let (lsn, ts) = lock(&sh.clock).next();
+        let value: Option<Arc<[u8]>> = value.map(Arc::from);
+        let rec = Record {
+            lsn,
+            ts,
+            op: match &value {
+                Some(v) => Op::Put {
+                    key: key.clone(),
+                    value: v.to_vec(),
+                },
+                None => Op::Delete { key: key.clone() },
+            },
+        };
+        let mut buf = Vec::with_capacity(64 + value.as_ref().map_or(0, |v| v.len()));
+        rec.encode_framed(&mut buf);
+        let seq = {
+            let seg = st.wal.as_mut().ok_or_else(|| Error::Poisoned("no active WAL segment".into()))?;
+            let before = seg.len;
+            if let Err(e) = seg.append(&buf) {
+                // Cut off any partial record so later records do not follow garbage.
+                let cut = seg.file.set_len(before).and_then(|_| seg.file.sync_data());
+                st.wal = None;
+                if cut.is_err() {
+                    return Err(Error::Poisoned(format!("WAL append failed and could not be undone: {e}")));
+                }
+                return Err(e);
+            }
+            sh.commit.note_written(s, &seg.file)
+        };
+        let before = st.mem.bytes();
+        st.mem.insert(key, lsn, ts, value);
+        let grown = st.mem.bytes().saturating_sub(before);
+        let total = sh.mem_total.fetch_add(grown, Ordering::Relaxed) + grown;
+        let bytes = st.mem.bytes();
+        if bytes >= sh.opts.memtable_stripe_bytes
+            || (total >= sh.opts.memtable_budget && bytes >= sh.opts.memtable_budget / STRIPES)
+        {
+            self.flush_locked(s, &mut st)?;
+        }
+        drop(st);
+        if sh.opts.durability == Durability::Sync {
+            sh.commit.wait_durable(seq)?;
+        }
+        Ok(lsn)
+    }
+
+    fn flush_locked(&self, s: usize, st: &mut StripeState) -> Result<()> {
+        let sh = &*self.shared;
+        let alloc = || sh.next_file_id.fetch_add(1, Ordering::SeqCst);
+        let peek = || sh.next_file_id.load(Ordering::SeqCst);
+        let freed = st.flush(&FlushCtx {
+            dir: &sh.dir,
+            stripe: s,
+            compression: sh.opts.compression,
+            alloc_id: &alloc,
+            peek_next_id: &peek,
+            manifest: &sh.manifest,
+        })?;
+        sh.mem_total.fetch_sub(freed, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Flush every stripe's memtable to SSTs (and retire their WAL segments).
+    pub fn flush(&self) -> Result<()> {
+        for s in 0..STRIPES {
+            let mut st = lock(&self.shared.stripes[s]);
+            self.flush_locked(s, &mut st)?;
+        }
+        Ok(())
+    }
+
+    /// The newest version of a key, including tombstones.
+    pub(crate) fn get_entry(&self, key: &Key) -> Result<Option<Entry>> {
+        let tables = {
+            let st = lock(&self.shared.stripes[key.stripe()]);
+            if let Some(e) = st.mem.get(key) {
+                return Ok(Some(e));
+            }
+            st.tables.clone()
+        };
+        for t in &tables {
+            if let Some(e) = t.get(key)? {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The item at (pk, sk), or `None`.
+    pub fn get(&self, pk: &[u8], sk: Option<&[u8]>) -> Result<Option<Item>> {
+        let key = Key::new(pk, sk)?;
+        match self.get_entry(&key)? {
+            Some(Entry { value: Some(v), .. }) => Ok(Some(decode_item(&v)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Make every acknowledged write durable now (useful in `Buffered` mode).
+    pub fn sync(&self) -> Result<()> {
+        self.shared.commit.sync_all_written()
+    }
+
+    /// Sizes, counts and position of the database.
+    pub fn stats(&self) -> Result<Stats> {
+        let sh = &*self.shared;
+        let mut st = Stats {
+            stripes: STRIPES,
+            ..Stats::default()
+        };
+        {
+            let c = lock(&sh.clock);
+            st.last_lsn = c.lsn;
+            st.last_commit_us = c.ts;
+        }
+        st.db_id = lock(&sh.manifest).db_id.clone();
+        for s in &sh.stripes {
+            let s = lock(s);
+            if s.tables.is_empty() && s.wal_ids.is_empty() && s.mem.is_empty() {
+                continue;
+            }
+            st.active_stripes += 1;
+            st.sst_files += s.tables.len();
+            st.sst_bytes += s.tables.iter().map(|t| t.size()).sum::<u64>();
+            st.approximate_items += s.tables.iter().map(|t| t.props().entries).sum::<u64>();
+            st.memtable_bytes += s.mem.bytes() as u64;
+            st.memtable_entries += s.mem.len() as u64;
+            st.approximate_items += s.mem.len() as u64;
+        }
+        let wal = sh.dir.join("wal");
+        for e in fs::read_dir(&wal).ctx(&wal)? {
+            let e = e.ctx(&wal)?;
+            if crate::wal::segment::parse_name(&e.file_name().to_string_lossy()).is_some() {
+                st.wal_segments += 1;
+                st.wal_bytes += e.metadata().ctx(&e.path())?.len();
+            }
+        }
+        Ok(st)
+    }
+
+    /// Sync the WAL and release the database. Errors are reported here rather
+    /// than lost in `Drop`.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        self.shared.closing.store(true, Ordering::SeqCst);
+        self.shared.ticker.1.notify_all();
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+        self.shared.commit.sync_all_written()
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+fn buffered_sync_loop(sh: &Shared) {
+    let (m, cv) = &sh.ticker;
+    let mut g = lock(m);
+    while !sh.closing.load(Ordering::SeqCst) {
+        g = cv
+            .wait_timeout(g, sh.opts.sync_interval)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|p| p.into_inner().0);
+        // An fsync failure poisons the group commit; writers then see it.
+        let _ = sh.commit.sync_all_written();
+    }
+}

@@ -1,0 +1,61 @@
+//! Typed errors of the storage engine.
+
+use std::path::PathBuf;
+
+/// Every failure the engine reports. The CLI turns these into one-line messages.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An operating-system I/O error, with the path it concerns.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checksum or structural check failed: the named file is damaged at `offset`.
+    #[error("corruption in {path} at byte offset {offset}: {detail}")]
+    Corruption {
+        path: PathBuf,
+        offset: u64,
+        detail: String,
+    },
+    /// Bytes that do not decode (no file context is known at the decoding site).
+    #[error("malformed data: {0}")]
+    Malformed(String),
+    /// Another process holds the database's `LOCK`.
+    #[error("database {path} is locked by process {pid}")]
+    Locked { path: PathBuf, pid: String },
+    /// `open` of a directory that is not a KeystoneDB database.
+    #[error("{0} is not a KeystoneDB database (no MANIFEST)")]
+    NotADatabase(PathBuf),
+    /// `create` of a directory that already holds a database or other files.
+    #[error("{0} already exists and is not empty")]
+    AlreadyExists(PathBuf),
+    /// A key, number, item or argument the caller gave is invalid.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// The file was written by a newer (or unknown) format version.
+    #[error("{path}: unsupported format version {version}")]
+    UnsupportedVersion { path: PathBuf, version: u32 },
+    /// A previous fsync failed; the database refuses further writes to avoid
+    /// acknowledging data whose durability is unknown.
+    #[error("database is read-only after a failed write: {0}")]
+    Poisoned(String),
+}
+
+/// Result alias for the engine.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Attach a path to an I/O error: `file.sync_all().ctx(&path)?`.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, path: &std::path::Path) -> Result<T> {
+        self.map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+    }
+}

@@ -1,0 +1,33 @@
+//! KeystoneDB storage engine: a DynamoDB-style item store (partition key +
+//! optional sort key) on a 256-stripe LSM tree with a per-stripe write-ahead
+//! log, immutable SSTs and an atomically replaced manifest.
+//!
+//! On-disk formats are documented in `docs/formats.md`.
+
+pub mod entry;
+pub mod error;
+pub mod fsio;
+pub mod lock;
+pub mod manifest;
+pub mod memtable;
+pub mod model;
+pub mod options;
+pub mod sst;
+pub mod stats;
+pub mod wal;
+
+mod db;
+mod recovery;
+mod stripe;
+
+pub use db::Database;
+pub use error::{Error, Result};
+pub use model::json::{
+    item_from_plain_json, item_from_typed_json, item_to_plain_json, item_to_typed_json,
+    typed_json_to_item,
+};
+pub use model::key::{stripe_of, Key, STRIPES};
+pub use model::number::Number;
+pub use model::value::{Item, Value};
+pub use options::{Compression, Durability, Options};
+pub use stats::Stats;

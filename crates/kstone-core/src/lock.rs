@@ -1,0 +1,46 @@
+//! The `LOCK` file: held exclusively (`flock`) while a process has the
+//! database open; it also records the holder's pid for the error message.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use crate::error::{Error, IoContext, Result};
+
+pub const FILE_NAME: &str = "LOCK";
+
+/// Held for as long as the database is open; dropping it releases the lock.
+#[derive(Debug)]
+pub struct DbLock {
+    _file: File,
+}
+
+impl DbLock {
+    pub fn acquire(dir: &Path) -> Result<DbLock> {
+        let path = dir.join(FILE_NAME);
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .ctx(&path)?;
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = f.read_to_string(&mut pid);
+                let pid = pid.trim();
+                return Err(Error::Locked {
+                    path: dir.to_path_buf(),
+                    pid: if pid.is_empty() { "unknown".into() } else { pid.into() },
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e).ctx(&path),
+        }
+        f.set_len(0).ctx(&path)?;
+        f.seek(SeekFrom::Start(0)).ctx(&path)?;
+        writeln!(f, "{}", std::process::id()).ctx(&path)?;
+        Ok(DbLock { _file: f })
+    }
+}

@@ -1,0 +1,159 @@
+//! The `MANIFEST`: which SSTs are live in each stripe, how far each stripe is
+//! flushed, and where its WAL starts. Replaced atomically on every change; the
+//! rename is the commit point of a flush.
+//!
+//! File: `magic "KSTNMANI" | version u32 | body_len u32 | crc32c(body) u32 | body`,
+//! body = JSON (small, and readable when debugging a damaged database).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsio::write_atomic;
+
+pub const FILE_NAME: &str = "MANIFEST";
+pub const MAGIC: &[u8; 8] = b"KSTNMANI";
+pub const VERSION: u32 = 1;
+const HEADER_LEN: usize = 20;
+
+/// One live SST.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SstMeta {
+    pub id: u64,
+    pub size: u64,
+    pub entries: u64,
+    pub min_lsn: u64,
+    pub max_lsn: u64,
+}
+
+/// A stripe's durable state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StripeMeta {
+    /// Every write of this stripe with LSN ≤ this is in `ssts`.
+    pub flushed_lsn: u64,
+    /// Largest commit timestamp among flushed writes.
+    pub max_ts: u64,
+    /// WAL segments of this stripe with id ≥ this may hold unflushed writes;
+    /// older ones are obsolete.
+    pub log_start: u64,
+    /// Live SSTs, newest first.
+    pub ssts: Vec<SstMeta>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Random id of this database, fixed at creation.
+    pub db_id: String,
+    pub created_us: u64,
+    /// File ids below this have been allocated.
+    pub next_file_id: u64,
+    /// Stripes that have ever been flushed (others are at their defaults).
+    pub stripes: BTreeMap<u16, StripeMeta>,
+}
+
+impl Manifest {
+    pub fn new(db_id: String, created_us: u64) -> Manifest {
+        Manifest {
+            db_id,
+            created_us,
+            next_file_id: 1,
+            stripes: BTreeMap::new(),
+        }
+    }
+
+    pub fn stripe(&self, s: usize) -> StripeMeta {
+        self.stripes.get(&(s as u16)).cloned().unwrap_or_default()
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let body = serde_json::to_vec(self).unwrap_or_default();
+        let mut b = Vec::with_capacity(HEADER_LEN + body.len());
+        b.extend_from_slice(MAGIC);
+        b.extend_from_slice(&VERSION.to_le_bytes());
+        b.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        b.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
+        b.extend_from_slice(&body);
+        b
+    }
+
+    pub fn decode(b: &[u8], path: &Path) -> Result<Manifest> {
+        let corrupt = |offset: u64, d: &str| Error::Corruption {
+            path: path.to_path_buf(),
+            offset,
+            detail: d.to_string(),
+        };
+        if b.len() < HEADER_LEN || &b[..8] != MAGIC {
+            return Err(corrupt(0, "not a KeystoneDB manifest (bad magic)"));
+        }
+        let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let (version, len, crc) = (word(8), word(12) as usize, word(16));
+        if version != VERSION {
+            return Err(Error::UnsupportedVersion {
+                path: path.to_path_buf(),
+                version,
+            });
+        }
+        let body = &b[HEADER_LEN..];
+        if body.len() != len {
+            return Err(corrupt(12, "manifest length does not match the file"));
+        }
+        if crc32c::crc32c(body) != crc {
+            return Err(corrupt(HEADER_LEN as u64, "manifest checksum mismatch"));
+        }
+        serde_json::from_slice(body)
+            .map_err(|e| corrupt(HEADER_LEN as u64, &format!("undecodable manifest: {e}")))
+    }
+
+    pub fn load(dir: &Path) -> Result<Manifest> {
+        let path = dir.join(FILE_NAME);
+        let b = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::NotADatabase(dir.to_path_buf()))
+            }
+            Err(e) => return Err(e).ctx(&path),
+        };
+        Manifest::decode(&b, &path)
+    }
+
+    /// Durably replace the manifest in `dir`.
+    pub fn store(&self, dir: &Path) -> Result<()> {
+        write_atomic(&dir.join(FILE_NAME), &self.encode())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_damage() {
+        let mut m = Manifest::new("abc".into(), 5);
+        m.stripes.insert(
+            7,
+            StripeMeta {
+                flushed_lsn: 10,
+                max_ts: 11,
+                log_start: 12,
+                ssts: vec![SstMeta {
+                    id: 3,
+                    size: 100,
+                    entries: 4,
+                    min_lsn: 1,
+                    max_lsn: 10,
+                }],
+            },
+        );
+        let b = m.encode();
+        let p = Path::new("MANIFEST");
+        assert_eq!(Manifest::decode(&b, p).unwrap(), m);
+        for i in 0..b.len() {
+            let mut c = b.clone();
+            c[i] ^= 0x20;
+            assert!(Manifest::decode(&c, p).is_err(), "flip at {i}");
+        }
+        assert!(Manifest::decode(&b[..b.len() - 1], p).is_err());
+    }
+}

@@ -1,0 +1,115 @@
+//! Item keys: a partition key and an optional sort key, both bytes.
+
+use super::varint::{put_len_prefixed, Reader};
+use crate::error::{Error, Result};
+
+/// Number of stripes; a partition's items always live in one stripe.
+pub const STRIPES: usize = 256;
+/// DynamoDB's limits on key sizes.
+pub const MAX_PK_BYTES: usize = 2048;
+pub const MAX_SK_BYTES: usize = 1024;
+
+/// A primary key. Keys order bytewise by partition key, then sort key, with
+/// "no sort key" ordering before any sort key (so `None != Some(b"")`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub pk: Vec<u8>,
+    pub sk: Option<Vec<u8>>,
+}
+
+impl Key {
+    /// Build and validate a key.
+    ///
+    /// ```
+    /// use kstone_core::Key;
+    /// let k = Key::new(b"user#1", Some(b"order#7")).unwrap();
+    /// assert!(Key::new(b"", None).is_err());
+    /// assert!(k.stripe() < 256);
+    /// ```
+    pub fn new(pk: &[u8], sk: Option<&[u8]>) -> Result<Key> {
+        if pk.is_empty() || pk.len() > MAX_PK_BYTES {
+            return Err(Error::InvalidInput(format!(
+                "partition key must be 1..={MAX_PK_BYTES} bytes, got {}",
+                pk.len()
+            )));
+        }
+        if let Some(sk) = sk {
+            if sk.len() > MAX_SK_BYTES {
+                return Err(Error::InvalidInput(format!(
+                    "sort key must be at most {MAX_SK_BYTES} bytes, got {}",
+                    sk.len()
+                )));
+            }
+        }
+        Ok(Key {
+            pk: pk.to_vec(),
+            sk: sk.map(<[u8]>::to_vec),
+        })
+    }
+
+    /// The stripe that owns this key: `crc32(pk) % 256`.
+    pub fn stripe(&self) -> usize {
+        stripe_of(&self.pk)
+    }
+
+    /// Binary form: varint-prefixed pk, a flag byte, and a varint-prefixed sk if present.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        put_len_prefixed(out, &self.pk);
+        match &self.sk {
+            None => out.push(0),
+            Some(sk) => {
+                out.push(1);
+                put_len_prefixed(out, sk);
+            }
+        }
+    }
+
+    pub fn encoded_len(&self) -> usize {
+        let mut v = Vec::new();
+        self.encode(&mut v);
+        v.len()
+    }
+
+    /// Decode from a reader (the inverse of [`Key::encode`]), validating sizes.
+    pub fn decode(r: &mut Reader<'_>) -> Result<Key> {
+        let pk = r.len_prefixed()?;
+        let sk = match r.u8()? {
+            0 => None,
+            1 => Some(r.len_prefixed()?),
+            f => return Err(Error::Malformed(format!("bad sort-key flag {f}"))),
+        };
+        Key::new(pk, sk).map_err(|e| Error::Malformed(e.to_string()))
+    }
+}
+
+/// The stripe of a partition key.
+pub fn stripe_of(pk: &[u8]) -> usize {
+    (crc32fast::hash(pk) as usize) % STRIPES
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_and_identity() {
+        let a = Key::new(b"a", None).unwrap();
+        let b = Key::new(b"a", Some(b"")).unwrap();
+        let c = Key::new(b"a", Some(b"x")).unwrap();
+        let d = Key::new(b"b", None).unwrap();
+        assert!(a < b && b < c && c < d);
+        assert_ne!(a, b);
+        for k in [a, b, c, d] {
+            let mut v = Vec::new();
+            k.encode(&mut v);
+            assert_eq!(Key::decode(&mut Reader::new(&v)).unwrap(), k);
+        }
+    }
+
+    #[test]
+    fn limits() {
+        assert!(Key::new(&[1; 2048], Some(&[2; 1024])).is_ok());
+        assert!(Key::new(&[1; 2049], None).is_err());
+        assert!(Key::new(b"p", Some(&[2; 1025])).is_err());
+    }
+}

@@ -1,0 +1,45 @@
+//! Options for opening or creating a database.
+
+use std::time::Duration;
+
+pub use crate::sst::block::Compression;
+
+/// When a write is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `put`/`delete` return only after the record is on stable storage
+    /// (fsync, shared between concurrent writers by group commit).
+    #[default]
+    Sync,
+    /// Records reach the OS at once (they survive a process crash) and are
+    /// fsynced every `sync_interval` and on close (a power cut can lose the
+    /// last interval).
+    Buffered,
+}
+
+/// Tuning knobs; `Options::default()` is right for most uses.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub durability: Durability,
+    /// fsync interval in `Buffered` mode.
+    pub sync_interval: Duration,
+    /// A stripe's memtable is flushed to an SST when it reaches this size.
+    pub memtable_stripe_bytes: usize,
+    /// When all memtables together exceed this, the stripe being written is
+    /// flushed early (if it holds more than its even share).
+    pub memtable_budget: usize,
+    /// Compression of SST data blocks.
+    pub compression: Compression,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Sync,
+            sync_interval: Duration::from_millis(100),
+            memtable_stripe_bytes: 4 << 20,
+            memtable_budget: 128 << 20,
+            compression: Compression::None,
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Open-time recovery: load the manifest, open the live SSTs, remove files a
+//! crash left unreferenced, and replay each stripe's WAL past its flushed LSN.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{Error, IoContext, Result};
+use crate::fsio::sync_dir;
+use crate::manifest::Manifest;
+use crate::model::key::STRIPES;
+use crate::sst::reader::TableReader;
+use crate::stripe::StripeState;
+use crate::wal::record::Op;
+use crate::wal::segment;
+
+pub(crate) struct Recovered {
+    pub manifest: Manifest,
+    pub stripes: Vec<StripeState>,
+    pub last_lsn: u64,
+    pub last_ts: u64,
+    pub next_file_id: u64,
+}
+
+fn list(dir: &Path) -> Result<Vec<String>> {
+    let mut v = Vec::new();
+    for e in fs::read_dir(dir).ctx(dir)? {
+        v.push(e.ctx(dir)?.file_name().to_string_lossy().into_owned());
+    }
+    v.sort();
+    Ok(v)
+}
+
+fn remove(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx(path),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
+    let manifest = Manifest::load(dir)?;
+    let (sst_dir, wal_dir) = (dir.join("sst"), dir.join("wal"));
+    let mut max_id = manifest.next_file_id.saturating_sub(1);
+    let mut last_lsn = 0;
+    let mut last_ts = 0;
+    let mut stripes: Vec<StripeState> = (0..STRIPES).map(|_| StripeState::default()).collect();
+
+    // SSTs: open every live one; delete leftovers of flushes that crashed
+    // before their manifest commit (their data is still in the WAL).
+    let live: HashSet<u64> = manifest
+        .stripes
+        .values()
+        .flat_map(|s| s.ssts.iter().map(|t| t.id))
+        .collect();
+    let mut removed = false;
+    for name in list(&sst_dir)? {
+        if let Some((_, id)) = crate::sst::parse_name(&name) {
+            max_id = max_id.max(id);
+            if !live.contains(&id) {
+                remove(&sst_dir.join(&name))?;
+                removed = true;
+            }
+        } else if name.ends_with(".tmp") {
+            remove(&sst_dir.join(&name))?;
+            removed = true;
+        }
+    }
+    for (&s, sm) in &manifest.stripes {
+        let s = s as usize;
+        if s >= STRIPES {
+            return Err(Error::Corruption {
+                path: dir.join(crate::manifest::FILE_NAME),
+                offset: 0,
+                detail: format!("stripe {s} out of range"),
+            });
+        }
+        for t in &sm.ssts {
+            let path = sst_dir.join(crate::sst::file_name(s, t.id));
+            if !path.exists() {
+                return Err(Error::Corruption {
+                    path,
+                    offset: 0,
+                    detail: "SST listed in the MANIFEST is missing".into(),
+                });
+            }
+            let table = TableReader::open(&path)?;
+            if table.size() != t.size {
+                return Err(Error::Corruption {
+                    path,
+                    offset: table.size(),
+                    detail: format!("SST is {} bytes, the MANIFEST says {}", table.size(), t.size),
+                });
+            }
+            stripes[s].tables.push(Arc::new(table));
+        }
+        last_lsn = last_lsn.max(sm.flushed_lsn);
+        last_ts = last_ts.max(sm.max_ts);
+    }
+
+    // WAL: group segments by stripe, drop obsolete ones, replay the rest.
+    let mut segs: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for name in list(&wal_dir)? {
+        if let Some((s, id)) = segment::parse_name(&name) {
+            max_id = max_id.max(id);
+            segs.entry(s).or_default().push(id);
+        }
+    }
+    for (s, ids) in segs {
+        let meta = manifest.stripe(s);
+        let st = &mut stripes[s];
+        let mut live_ids = Vec::new();
+        for id in ids {
+            if id < meta.log_start {
+                // Flushed, but the crash came before the delete.
+                remove(&wal_dir.join(segment::file_name(s, id)))?;
+                removed = true;
+            } else {
+                live_ids.push(id);
+            }
+        }
+        let n = live_ids.len();
+        let mut prev: Option<u64> = None;
+        for (i, id) in live_ids.into_iter().enumerate() {
+            let path = wal_dir.join(segment::file_name(s, id));
+            let scan = segment::scan(&path)?;
+            let Some(h) = scan.header else {
+                if i + 1 == n {
+                    // Created but never written: a crash during creation.
+                    remove(&path)?;
+                    removed = true;
+                    continue;
+                }
+                return Err(Error::Corruption {
+                    path,
+                    offset: 0,
+                    detail: "WAL segment has no header but later segments exist".into(),
+                });
+            };
+            let corrupt = |d: String| Error::Corruption {
+                path: path.clone(),
+                offset: 0,
+                detail: d,
+            };
+            if h.stripe as usize != s || h.id != id {
+                return Err(corrupt(format!(
+                    "header says stripe {} segment {}, the name says stripe {s} segment {id}",
+                    h.stripe, h.id
+                )));
+            }
+            match prev {
+                Some(p) if h.prev != p => {
+                    return Err(corrupt(format!("WAL segment {} of stripe {s} is missing", h.prev)))
+                }
+                None if h.prev >= meta.log_start && h.prev != 0 => {
+                    return Err(corrupt(format!("WAL segment {} of stripe {s} is missing", h.prev)))
+                }
+                _ => {}
+            }
+            if scan.is_torn() {
+                if i + 1 != n {
+                    return Err(Error::Corruption {
+                        path,
+                        offset: scan.valid_len,
+                        detail: "damaged record in a WAL segment that is not the last".into(),
+                    });
+                }
+                // A torn tail: cut it off so later appends and readers never see it.
+                let f = fs::OpenOptions::new().write(true).open(&path).ctx(&path)?;
+                f.set_len(scan.valid_len).ctx(&path)?;
+                f.sync_all().ctx(&path)?;
+            }
+            let mut last_in_seg = 0;
+            for r in scan.records {
+                if r.lsn <= last_in_seg {
+                    return Err(corrupt(format!("LSN {} does not increase", r.lsn)));
+                }
+                last_in_seg = r.lsn;
+                last_lsn = last_lsn.max(r.lsn);
+                last_ts = last_ts.max(r.ts);
+                if r.lsn <= meta.flushed_lsn {
+                    continue;
+                }
+                let (key, value) = match r.op {
+                    Op::Put { key, value } => (key, Some(Arc::from(value))),
+                    Op::Delete { key } => (key, None),
+                };
+                if key.stripe() != s {
+                    return Err(corrupt("record belongs to another stripe".into()));
+                }
+                st.mem.insert(key, r.lsn, r.ts, value);
+            }
+            prev = Some(id);
+            st.wal_ids.push(id);
+            st.last_wal_id = id;
+        }
+    }
+    if removed {
+        sync_dir(&sst_dir)?;
+        sync_dir(&wal_dir)?;
+    }
+    Ok(Recovered {
+        last_lsn,
+        last_ts,
+        next_file_id: max_id + 1,
+        manifest,
+        stripes,
+    })
+}

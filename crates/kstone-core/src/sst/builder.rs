@@ -1,0 +1,177 @@
+//! Writing an SST: sorted entries → data blocks, then index, filter,
+//! properties and footer; written under a temporary name, fsynced, renamed,
+//! and the directory fsynced.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::block::{self, Compression, Handle};
+use super::bloom;
+use super::footer::{Footer, Props};
+use crate::entry::Entry;
+use crate::error::{Error, IoContext, Result};
+use crate::fsio::sync_dir;
+use crate::model::key::Key;
+use crate::model::varint::{put_len_prefixed, put_uvarint};
+
+/// Target uncompressed size of a data block.
+pub const BLOCK_SIZE: usize = 4096;
+
+pub const KIND_PUT: u8 = 1;
+pub const KIND_TOMBSTONE: u8 = 2;
+
+/// Encode one entry into a data block: `key (len-prefixed) | lsn varint |
+/// kind u8 | value (len-prefixed, puts only)`.
+pub fn encode_entry(encoded_key: &[u8], lsn: u64, value: Option<&[u8]>, out: &mut Vec<u8>) {
+    put_len_prefixed(out, encoded_key);
+    put_uvarint(out, lsn);
+    match value {
+        Some(v) => {
+            out.push(KIND_PUT);
+            put_len_prefixed(out, v);
+        }
+        None => out.push(KIND_TOMBSTONE),
+    }
+}
+
+/// Metadata of a finished SST.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub path: PathBuf,
+    pub size: u64,
+    pub props: Props,
+}
+
+pub struct TableBuilder {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: BufWriter<File>,
+    offset: u64,
+    compression: Compression,
+    block: Vec<u8>,
+    block_last_key: Vec<u8>,
+    index: Vec<u8>,
+    hashes: Vec<(u64, u64)>,
+    props: Props,
+    last_key: Option<Key>,
+}
+
+impl TableBuilder {
+    pub fn create(path: &Path, stripe: usize, compression: Compression) -> Result<TableBuilder> {
+        let tmp = path.with_extension("sst.tmp");
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .ctx(&tmp)?;
+        Ok(TableBuilder {
+            path: path.to_path_buf(),
+            tmp,
+            out: BufWriter::with_capacity(256 << 10, f),
+            offset: 0,
+            compression,
+            block: Vec::with_capacity(BLOCK_SIZE * 2),
+            block_last_key: Vec::new(),
+            index: Vec::new(),
+            hashes: Vec::new(),
+            props: Props {
+                stripe: stripe as u32,
+                min_lsn: u64::MAX,
+                ..Props::default()
+            },
+            last_key: None,
+        })
+    }
+
+    /// Add the next entry; keys must be strictly increasing.
+    pub fn add(&mut self, e: &Entry) -> Result<()> {
+        let mut key = Vec::new();
+        e.key.encode(&mut key);
+        match &self.last_key {
+            Some(prev) if *prev >= e.key => {
+                return Err(Error::InvalidInput("SST keys out of order".into()))
+            }
+            Some(_) => {}
+            None => self.props.first_key = key.clone(),
+        }
+        self.hashes.push(bloom::key_hash(&key));
+        encode_entry(&key, e.lsn, e.value.as_deref(), &mut self.block);
+        self.props.entries += 1;
+        if e.value.is_none() {
+            self.props.tombstones += 1;
+        }
+        self.props.min_lsn = self.props.min_lsn.min(e.lsn);
+        self.props.max_lsn = self.props.max_lsn.max(e.lsn);
+        self.block_last_key = key;
+        self.last_key = Some(e.key.clone());
+        if self.block.len() >= BLOCK_SIZE {
+            self.finish_block()?;
+        }
+        Ok(())
+    }
+
+    fn write_block(&mut self, raw: &[u8], compression: Compression) -> Result<Handle> {
+        let disk = block::seal(raw, compression);
+        self.out.write_all(&disk).ctx(&self.tmp)?;
+        let h = Handle {
+            offset: self.offset,
+            size: disk.len() as u32,
+        };
+        self.offset += disk.len() as u64;
+        Ok(h)
+    }
+
+    fn finish_block(&mut self) -> Result<()> {
+        if self.block.is_empty() {
+            return Ok(());
+        }
+        let raw = std::mem::take(&mut self.block);
+        let h = self.write_block(&raw, self.compression)?;
+        self.block = raw;
+        self.block.clear();
+        put_len_prefixed(&mut self.index, &self.block_last_key);
+        put_uvarint(&mut self.index, h.offset);
+        put_uvarint(&mut self.index, u64::from(h.size));
+        self.props.data_blocks += 1;
+        Ok(())
+    }
+
+    /// Write the metadata blocks and footer, fsync, and rename into place.
+    pub fn finish(mut self) -> Result<Built> {
+        self.finish_block()?;
+        if self.props.entries == 0 {
+            self.props.min_lsn = 0;
+        }
+        self.props.last_key = self.block_last_key.clone();
+        let index = std::mem::take(&mut self.index);
+        let index = self.write_block(&index, Compression::None)?;
+        let filter = bloom::build(&self.hashes);
+        let filter = self.write_block(&filter, Compression::None)?;
+        let props = self.props.encode();
+        let props = self.write_block(&props, Compression::None)?;
+        let footer = Footer {
+            index,
+            filter,
+            props,
+        }
+        .encode();
+        self.out.write_all(&footer).ctx(&self.tmp)?;
+        let size = self.offset + footer.len() as u64;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .ctx(&self.tmp)?;
+        file.sync_all().ctx(&self.tmp)?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.path).ctx(&self.path)?;
+        sync_dir(crate::fsio::parent(&self.path))?;
+        Ok(Built {
+            path: self.path,
+            size,
+            props: self.props,
+        })
+    }
+}

@@ -1,0 +1,283 @@
+//! Reading an SST: the footer, index, filter and properties are held in
+//! memory; data blocks are read one at a time with positioned reads, so a
+//! table is never loaded whole.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::block::{self, Handle};
+use super::bloom;
+use super::builder::{KIND_PUT, KIND_TOMBSTONE};
+use super::footer::{Footer, Props, FOOTER_LEN};
+use crate::entry::Entry;
+use crate::error::{Error, IoContext, Result};
+use crate::model::key::Key;
+use crate::model::varint::Reader;
+
+#[derive(Debug)]
+struct IndexEntry {
+    last_key: Key,
+    handle: Handle,
+}
+
+/// An open, immutable SST.
+#[derive(Debug)]
+pub struct TableReader {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    index: Vec<IndexEntry>,
+    filter: Vec<u8>,
+    props: Props,
+}
+
+impl TableReader {
+    pub fn open(path: &Path) -> Result<TableReader> {
+        let file = File::open(path).ctx(path)?;
+        let size = file.metadata().ctx(path)?.len();
+        let corrupt = |offset: u64, detail: String| Error::Corruption {
+            path: path.to_path_buf(),
+            offset,
+            detail,
+        };
+        if size < FOOTER_LEN as u64 {
+            return Err(corrupt(0, "file too short to be an SST".into()));
+        }
+        let mut fb = vec![0u8; FOOTER_LEN];
+        let foot_at = size - FOOTER_LEN as u64;
+        file.read_exact_at(&mut fb, foot_at).ctx(path)?;
+        let footer = Footer::decode(&fb, path, foot_at)?;
+        let mut t = TableReader {
+            path: path.to_path_buf(),
+            file,
+            size,
+            index: Vec::new(),
+            filter: Vec::new(),
+            props: Props::default(),
+        };
+        let index = t.read_block(footer.index)?;
+        t.filter = t.read_block(footer.filter)?;
+        t.props = Props::decode(&t.read_block(footer.props)?)
+            .map_err(|e| corrupt(footer.props.offset, e.to_string()))?;
+        let mut r = Reader::new(&index);
+        let parse = |r: &mut Reader<'_>| -> Result<IndexEntry> {
+            let last_key = Key::decode(&mut Reader::new(r.len_prefixed()?))?;
+            let offset = r.uvarint()?;
+            let size = u32::try_from(r.uvarint()?)
+                .map_err(|_| Error::Malformed("block size too large".into()))?;
+            Ok(IndexEntry {
+                last_key,
+                handle: Handle { offset, size },
+            })
+        };
+        while !r.is_empty() {
+            let e = parse(&mut r)
+                .map_err(|e| corrupt(footer.index.offset, format!("bad index: {e}")))?;
+            if e.handle.offset + u64::from(e.handle.size) > foot_at {
+                return Err(corrupt(footer.index.offset, "index points past the data".into()));
+            }
+            t.index.push(e);
+        }
+        Ok(t)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn props(&self) -> &Props {
+        &self.props
+    }
+
+    fn read_block(&self, h: Handle) -> Result<Vec<u8>> {
+        let corrupt = |detail: String| Error::Corruption {
+            path: self.path.clone(),
+            offset: h.offset,
+            detail,
+        };
+        if h.offset.saturating_add(u64::from(h.size)) > self.size
+            || h.size as usize > block::MAX_RAW_BLOCK + 64
+        {
+            return Err(corrupt("block handle out of bounds".into()));
+        }
+        let mut buf = vec![0u8; h.size as usize];
+        self.file.read_exact_at(&mut buf, h.offset).ctx(&self.path)?;
+        block::open(&buf).map_err(|e| corrupt(e.to_string()))
+    }
+
+    fn decode_block(&self, h: Handle) -> Result<Vec<Entry>> {
+        let raw = self.read_block(h)?;
+        decode_entries(&raw).map_err(|e| Error::Corruption {
+            path: self.path.clone(),
+            offset: h.offset,
+            detail: format!("bad data block: {e}"),
+        })
+    }
+
+    /// The newest version of `key` in this table, if it has one.
+    pub fn get(&self, key: &Key) -> Result<Option<Entry>> {
+        let mut enc = Vec::new();
+        key.encode(&mut enc);
+        if !bloom::may_contain(&self.filter, &enc) {
+            return Ok(None);
+        }
+        let i = self.index.partition_point(|ie| ie.last_key < *key);
+        let Some(ie) = self.index.get(i) else {
+            return Ok(None);
+        };
+        Ok(self
+            .decode_block(ie.handle)?
+            .into_iter()
+            .find(|e| e.key == *key))
+    }
+
+    /// Every entry in key order, one block in memory at a time.
+    pub fn iter(self: &Arc<Self>) -> TableIter {
+        TableIter {
+            table: Arc::clone(self),
+            next_block: 0,
+            buf: Vec::new().into_iter(),
+        }
+    }
+
+    /// Read and check every block (used by integrity checks).
+    pub fn verify(self: &Arc<Self>) -> Result<u64> {
+        let mut n = 0;
+        let mut prev: Option<Key> = None;
+        for e in self.iter() {
+            let e = e?;
+            if prev.as_ref().is_some_and(|p| *p >= e.key) {
+                return Err(Error::Corruption {
+                    path: self.path.clone(),
+                    offset: 0,
+                    detail: "keys out of order".into(),
+                });
+            }
+            prev = Some(e.key);
+            n += 1;
+        }
+        Ok(n)
+    }
+}
+
+fn decode_entries(raw: &[u8]) -> Result<Vec<Entry>> {
+    let mut r = Reader::new(raw);
+    let mut out = Vec::new();
+    while !r.is_empty() {
+        let key = Key::decode(&mut Reader::new(r.len_prefixed()?))?;
+        let lsn = r.uvarint()?;
+        let value = match r.u8()? {
+            KIND_PUT => Some(Arc::from(r.len_prefixed()?)),
+            KIND_TOMBSTONE => None,
+            k => return Err(Error::Malformed(format!("unknown entry kind {k}"))),
+        };
+        out.push(Entry { key, lsn, value });
+    }
+    Ok(out)
+}
+
+/// Iterator over a table's entries.
+pub struct TableIter {
+    table: Arc<TableReader>,
+    next_block: usize,
+    buf: std::vec::IntoIter<Entry>,
+}
+
+impl Iterator for TableIter {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        loop {
+            if let Some(e) = self.buf.next() {
+                return Some(Ok(e));
+            }
+            let ie = self.table.index.get(self.next_block)?;
+            self.next_block += 1;
+            match self.table.decode_block(ie.handle) {
+                Ok(v) => self.buf = v.into_iter(),
+                Err(e) => {
+                    self.next_block = usize::MAX;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::block::Compression;
+    use super::super::builder::TableBuilder;
+    use super::*;
+
+    fn entries(n: u32) -> Vec<Entry> {
+        let mut v: Vec<Entry> = (0..n)
+            .map(|i| Entry {
+                key: Key::new(format!("pk{:06}", i / 3).as_bytes(), Some(&i.to_be_bytes())).unwrap(),
+                lsn: u64::from(i) + 1,
+                value: (i % 7 != 0).then(|| Arc::from(vec![i as u8; 100].as_slice())),
+            })
+            .collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        v
+    }
+
+    fn build(dir: &Path, c: Compression, es: &[Entry]) -> Arc<TableReader> {
+        let p = dir.join("t.sst");
+        let mut b = TableBuilder::create(&p, 5, c).unwrap();
+        es.iter().for_each(|e| b.add(e).unwrap());
+        let built = b.finish().unwrap();
+        assert_eq!(built.props.entries, es.len() as u64);
+        Arc::new(TableReader::open(&p).unwrap())
+    }
+
+    #[test]
+    fn write_read_iterate() {
+        let dir = tempfile::tempdir().unwrap();
+        for c in [Compression::None, Compression::Zstd(1)] {
+            let es = entries(3000);
+            let t = build(dir.path(), c, &es);
+            assert!(t.props().data_blocks > 10);
+            for e in es.iter().step_by(37) {
+                assert_eq!(t.get(&e.key).unwrap().as_ref(), Some(e));
+            }
+            assert_eq!(t.get(&Key::new(b"zzz", None).unwrap()).unwrap(), None);
+            assert_eq!(t.get(&Key::new(b"pk000001", None).unwrap()).unwrap(), None);
+            let all: Vec<Entry> = t.iter().collect::<Result<_>>().unwrap();
+            assert_eq!(all, es);
+            assert_eq!(t.verify().unwrap(), 3000);
+        }
+    }
+
+    #[test]
+    fn out_of_order_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut es = entries(3);
+        es.swap(0, 1);
+        let mut b = TableBuilder::create(&dir.path().join("x.sst"), 0, Compression::None).unwrap();
+        b.add(&es[0]).unwrap();
+        assert!(b.add(&es[1]).is_err());
+    }
+
+    #[test]
+    fn every_flipped_byte_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let es = entries(40);
+        build(dir.path(), Compression::None, &es);
+        let p = dir.path().join("t.sst");
+        let orig = std::fs::read(&p).unwrap();
+        for i in 0..orig.len() {
+            let mut b = orig.clone();
+            b[i] ^= 0x01;
+            std::fs::write(&p, &b).unwrap();
+            let r = TableReader::open(&p).map(Arc::new).and_then(|t| t.verify());
+            assert!(matches!(r, Err(Error::Corruption { .. }) | Err(Error::UnsupportedVersion { .. })), "flip at {i}: {r:?}");
+        }
+    }
+}

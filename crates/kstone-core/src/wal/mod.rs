@@ -1,0 +1,6 @@
+//! The write-ahead log: per-stripe segments of checksummed records, and the
+//! group commit that makes them durable.
+
+pub mod record;
+pub mod segment;
+pub mod sync;
