@@ -1,1 +1,3 @@
-fn main(){}
+fn main() -> std::process::ExitCode {
+    kstone_cli::main_with(std::env::args_os())
+}

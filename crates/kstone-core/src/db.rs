@@ -133,7 +133,9 @@ impl Database {
         // Replayed memtables that are over the limit are flushed now.
         for s in 0..STRIPES {
             let mut st = lock(&db.shared.stripes[s]);
-            if st.mem.bytes() >= db.shared.opts.memtable_stripe_bytes {
+            if st.mem.bytes() >= db.shared.opts.memtable_stripe_bytes
+                || st.wal_bytes >= db.shared.opts.wal_stripe_bytes
+            {
                 db.flush_locked(s, &mut st)?;
             }
         }
@@ -173,7 +175,12 @@ impl Database {
         let mut st = lock(&sh.stripes[s]);
         if st.wal.is_none() {
             let id = sh.next_file_id.fetch_add(1, Ordering::SeqCst);
-            st.wal = Some(ActiveSegment::create(&sh.dir.join("wal"), s, id, st.last_wal_id)?);
+            st.wal = Some(ActiveSegment::create(
+                &sh.dir.join("wal"),
+                s,
+                id,
+                st.last_wal_id,
+            )?);
             st.wal_ids.push(id);
             st.last_wal_id = id;
         }
@@ -193,25 +200,32 @@ impl Database {
         let mut buf = Vec::with_capacity(64 + value.as_ref().map_or(0, |v| v.len()));
         rec.encode_framed(&mut buf);
         let seq = {
-            let seg = st.wal.as_mut().ok_or_else(|| Error::Poisoned("no active WAL segment".into()))?;
+            let seg = st
+                .wal
+                .as_mut()
+                .ok_or_else(|| Error::Poisoned("no active WAL segment".into()))?;
             let before = seg.len;
             if let Err(e) = seg.append(&buf) {
                 // Cut off any partial record so later records do not follow garbage.
                 let cut = seg.file.set_len(before).and_then(|_| seg.file.sync_data());
                 st.wal = None;
                 if cut.is_err() {
-                    return Err(Error::Poisoned(format!("WAL append failed and could not be undone: {e}")));
+                    return Err(Error::Poisoned(format!(
+                        "WAL append failed and could not be undone: {e}"
+                    )));
                 }
                 return Err(e);
             }
             sh.commit.note_written(s, &seg.file)
         };
+        st.wal_bytes += buf.len() as u64;
         let before = st.mem.bytes();
         st.mem.insert(key, lsn, ts, value);
         let grown = st.mem.bytes().saturating_sub(before);
         let total = sh.mem_total.fetch_add(grown, Ordering::Relaxed) + grown;
         let bytes = st.mem.bytes();
         if bytes >= sh.opts.memtable_stripe_bytes
+            || st.wal_bytes >= sh.opts.wal_stripe_bytes
             || (total >= sh.opts.memtable_budget && bytes >= sh.opts.memtable_budget / STRIPES)
         {
             self.flush_locked(s, &mut st)?;

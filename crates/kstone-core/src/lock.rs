@@ -33,7 +33,11 @@ impl DbLock {
                 let pid = pid.trim();
                 return Err(Error::Locked {
                     path: dir.to_path_buf(),
-                    pid: if pid.is_empty() { "unknown".into() } else { pid.into() },
+                    pid: if pid.is_empty() {
+                        "unknown".into()
+                    } else {
+                        pid.into()
+                    },
                 });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(e).ctx(&path),

@@ -10,16 +10,22 @@ use crate::model::key::Key;
 /// Approximate per-entry overhead of the B-tree node and `Arc`, for budgeting.
 const ENTRY_OVERHEAD: usize = 64;
 
+/// A key's LSN and value (`None` = tombstone).
+type Version = (u64, Option<Arc<[u8]>>);
+
 #[derive(Debug, Default)]
 pub struct Memtable {
-    map: BTreeMap<Key, (u64, Option<Arc<[u8]>>)>,
+    map: BTreeMap<Key, Version>,
     bytes: usize,
     max_lsn: u64,
     max_ts: u64,
 }
 
 fn cost(key: &Key, value: &Option<Arc<[u8]>>) -> usize {
-    key.pk.len() + key.sk.as_ref().map_or(0, Vec::len) + value.as_ref().map_or(0, |v| v.len()) + ENTRY_OVERHEAD
+    key.pk.len()
+        + key.sk.as_ref().map_or(0, Vec::len)
+        + value.as_ref().map_or(0, |v| v.len())
+        + ENTRY_OVERHEAD
 }
 
 impl Memtable {

@@ -25,6 +25,9 @@ pub struct Options {
     pub sync_interval: Duration,
     /// A stripe's memtable is flushed to an SST when it reaches this size.
     pub memtable_stripe_bytes: usize,
+    /// A stripe is also flushed when its unflushed WAL reaches this size, so
+    /// overwrite-heavy workloads (small memtable, long log) keep recovery short.
+    pub wal_stripe_bytes: u64,
     /// When all memtables together exceed this, the stripe being written is
     /// flushed early (if it holds more than its even share).
     pub memtable_budget: usize,
@@ -38,6 +41,7 @@ impl Default for Options {
             durability: Durability::Sync,
             sync_interval: Duration::from_millis(100),
             memtable_stripe_bytes: 4 << 20,
+            wal_stripe_bytes: 16 << 20,
             memtable_budget: 128 << 20,
             compression: Compression::None,
         }

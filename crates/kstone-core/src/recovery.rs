@@ -90,7 +90,11 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
                 return Err(Error::Corruption {
                     path,
                     offset: table.size(),
-                    detail: format!("SST is {} bytes, the MANIFEST says {}", table.size(), t.size),
+                    detail: format!(
+                        "SST is {} bytes, the MANIFEST says {}",
+                        table.size(),
+                        t.size
+                    ),
                 });
             }
             stripes[s].tables.push(Arc::new(table));
@@ -124,7 +128,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         let mut prev: Option<u64> = None;
         for (i, id) in live_ids.into_iter().enumerate() {
             let path = wal_dir.join(segment::file_name(s, id));
-            let scan = segment::scan(&path)?;
+            let mut scan = segment::scan(&path)?;
             let Some(h) = scan.header else {
                 if i + 1 == n {
                     // Created but never written: a crash during creation.
@@ -151,10 +155,16 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
             }
             match prev {
                 Some(p) if h.prev != p => {
-                    return Err(corrupt(format!("WAL segment {} of stripe {s} is missing", h.prev)))
+                    return Err(corrupt(format!(
+                        "WAL segment {} of stripe {s} is missing",
+                        h.prev
+                    )))
                 }
                 None if h.prev >= meta.log_start && h.prev != 0 => {
-                    return Err(corrupt(format!("WAL segment {} of stripe {s} is missing", h.prev)))
+                    return Err(corrupt(format!(
+                        "WAL segment {} of stripe {s} is missing",
+                        h.prev
+                    )))
                 }
                 _ => {}
             }
@@ -172,7 +182,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
                 f.sync_all().ctx(&path)?;
             }
             let mut last_in_seg = 0;
-            for r in scan.records {
+            for r in std::mem::take(&mut scan.records) {
                 if r.lsn <= last_in_seg {
                     return Err(corrupt(format!("LSN {} does not increase", r.lsn)));
                 }
@@ -192,8 +202,13 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
                 st.mem.insert(key, r.lsn, r.ts, value);
             }
             prev = Some(id);
+            st.wal_bytes += scan.valid_len;
             st.wal_ids.push(id);
             st.last_wal_id = id;
+            if i + 1 == n {
+                // New writes continue in the stripe's last segment.
+                st.wal = Some(segment::ActiveSegment::reopen(&path, id, scan.valid_len)?);
+            }
         }
     }
     if removed {

@@ -24,6 +24,8 @@ pub struct StripeState {
     /// Id of the newest segment this stripe ever had (0 if none): the next
     /// segment records it as its predecessor.
     pub last_wal_id: u64,
+    /// Bytes of WAL written since the last flush (replayed bytes included).
+    pub wal_bytes: u64,
     /// Live SSTs, newest first.
     pub tables: Vec<Arc<TableReader>>,
 }
@@ -51,7 +53,10 @@ impl StripeState {
             seg.file.sync_data().ctx(&seg.path)?;
         }
         let id = (cx.alloc_id)();
-        let path = cx.dir.join("sst").join(crate::sst::file_name(cx.stripe, id));
+        let path = cx
+            .dir
+            .join("sst")
+            .join(crate::sst::file_name(cx.stripe, id));
         let mut b = TableBuilder::create(&path, cx.stripe, cx.compression)?;
         for e in self.mem.iter() {
             b.add(&e)?;
@@ -83,6 +88,7 @@ impl StripeState {
         }
         // The new manifest is durable: the sealed segments are obsolete.
         self.wal_ids.clear();
+        self.wal_bytes = 0;
         let wal_dir = cx.dir.join("wal");
         for old in obsolete {
             let p = wal_dir.join(crate::wal::segment::file_name(cx.stripe, old));

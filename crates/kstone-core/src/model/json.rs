@@ -23,7 +23,8 @@ fn invalid(msg: impl Into<String>) -> Error {
 /// assert_eq!(item.len(), 2);
 /// ```
 pub fn item_from_plain_json(text: &str) -> Result<Item> {
-    let v: Json = serde_json::from_str(text).map_err(|e| invalid(format!("malformed JSON: {e}")))?;
+    let v: Json =
+        serde_json::from_str(text).map_err(|e| invalid(format!("malformed JSON: {e}")))?;
     match v {
         Json::Object(m) => m
             .into_iter()
@@ -72,7 +73,11 @@ fn value_to_plain(v: &Value) -> Json {
         Value::Bool(b) => Json::Bool(*b),
         Value::Null => Json::Null,
         Value::L(l) => Json::Array(l.iter().map(value_to_plain).collect()),
-        Value::M(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), value_to_plain(v))).collect()),
+        Value::M(m) => Json::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), value_to_plain(v)))
+                .collect(),
+        ),
         Value::SS(s) => Json::Array(s.iter().map(|e| Json::String(e.clone())).collect()),
         Value::NS(s) => Json::Array(s.iter().map(number_json).collect()),
         Value::BS(s) => Json::Array(s.iter().map(|e| Json::String(B64.encode(e))).collect()),
@@ -87,7 +92,8 @@ fn value_to_plain(v: &Value) -> Json {
 ///            r#"{"id":{"N":"7"},"tags":{"SS":["a","b"]}}"#);
 /// ```
 pub fn item_from_typed_json(text: &str) -> Result<Item> {
-    let v: Json = serde_json::from_str(text).map_err(|e| invalid(format!("malformed JSON: {e}")))?;
+    let v: Json =
+        serde_json::from_str(text).map_err(|e| invalid(format!("malformed JSON: {e}")))?;
     typed_json_to_item(&v)
 }
 
@@ -114,7 +120,10 @@ fn typed_to_value(v: &Json) -> Result<Value> {
         .as_object()
         .filter(|o| o.len() == 1)
         .ok_or_else(|| invalid("a typed value must be an object with exactly one type key"))?;
-    let (tag, inner) = obj.iter().next().ok_or_else(|| invalid("empty typed value"))?;
+    let (tag, inner) = obj
+        .iter()
+        .next()
+        .ok_or_else(|| invalid("empty typed value"))?;
     let s = |v: &Json| -> Result<String> {
         v.as_str()
             .map(str::to_string)
@@ -155,7 +164,12 @@ fn typed_to_value(v: &Json) -> Result<Value> {
             }
             Value::Null
         }
-        "L" => Value::L(arr(inner)?.iter().map(typed_to_value).collect::<Result<_>>()?),
+        "L" => Value::L(
+            arr(inner)?
+                .iter()
+                .map(typed_to_value)
+                .collect::<Result<_>>()?,
+        ),
         "M" => {
             let m = inner
                 .as_object()
@@ -174,7 +188,10 @@ fn typed_to_value(v: &Json) -> Result<Value> {
                 .collect::<Result<_>>()?,
             tag,
         )?),
-        "BS" => Value::BS(set(arr(inner)?.iter().map(b64).collect::<Result<_>>()?, tag)?),
+        "BS" => Value::BS(set(
+            arr(inner)?.iter().map(b64).collect::<Result<_>>()?,
+            tag,
+        )?),
         other => return Err(invalid(format!("unknown type {other:?}"))),
     })
 }
@@ -203,11 +220,21 @@ fn value_to_typed(v: &Value) -> Json {
         Value::L(l) => one("L", Json::Array(l.iter().map(value_to_typed).collect())),
         Value::M(m) => one(
             "M",
-            Json::Object(m.iter().map(|(k, v)| (k.clone(), value_to_typed(v))).collect()),
+            Json::Object(
+                m.iter()
+                    .map(|(k, v)| (k.clone(), value_to_typed(v)))
+                    .collect(),
+            ),
         ),
         Value::SS(s) => one("SS", s.iter().map(|e| Json::String(e.clone())).collect()),
-        Value::NS(s) => one("NS", s.iter().map(|e| Json::String(e.as_str().into())).collect()),
-        Value::BS(s) => one("BS", s.iter().map(|e| Json::String(B64.encode(e))).collect()),
+        Value::NS(s) => one(
+            "NS",
+            s.iter().map(|e| Json::String(e.as_str().into())).collect(),
+        ),
+        Value::BS(s) => one(
+            "BS",
+            s.iter().map(|e| Json::String(B64.encode(e))).collect(),
+        ),
     }
 }
 
@@ -224,17 +251,28 @@ mod tests {
 
     #[test]
     fn plain_json_keeps_big_numbers_exact() {
-        let item = item_from_plain_json(r#"{"n": 12345678901234567890123.25, "a": [1, "x", null, {"k": false}]}"#).unwrap();
-        assert_eq!(item["n"], Value::N(Number::parse("12345678901234567890123.25").unwrap()));
+        let item = item_from_plain_json(
+            r#"{"n": 12345678901234567890123.25, "a": [1, "x", null, {"k": false}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            item["n"],
+            Value::N(Number::parse("12345678901234567890123.25").unwrap())
+        );
         let back = item_to_plain_json(&item).to_string();
-        assert_eq!(back, r#"{"a":[1,"x",null,{"k":false}],"n":12345678901234567890123.25}"#);
+        assert_eq!(
+            back,
+            r#"{"a":[1,"x",null,{"k":false}],"n":12345678901234567890123.25}"#
+        );
     }
 
     #[test]
     fn errors_are_clear() {
         assert!(item_from_plain_json("[1]").is_err());
         assert!(item_from_plain_json("{").is_err());
-        let e = item_from_typed_json(r#"{"a":{"N":"abc"}}"#).unwrap_err().to_string();
+        let e = item_from_typed_json(r#"{"a":{"N":"abc"}}"#)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"a\"") && e.contains("abc"), "{e}");
         assert!(item_from_typed_json(r#"{"a":{"SS":[]}}"#).is_err());
         assert!(item_from_typed_json(r#"{"a":{"SS":["x","x"]}}"#).is_err());

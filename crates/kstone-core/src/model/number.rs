@@ -147,7 +147,10 @@ mod tests {
             ("-12.340e1", "-123.4"),
             (".5", "0.5"),
             ("5.", "5"),
-            ("123456789012345678901234567890", "123456789012345678901234567890"),
+            (
+                "123456789012345678901234567890",
+                "123456789012345678901234567890",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(Number::parse(input).unwrap().as_str(), want, "{input}");
@@ -156,7 +159,19 @@ mod tests {
 
     #[test]
     fn rejects_malformed() {
-        for s in ["", "-", ".", "1e", "1e+", "abc", "1.2.3", "1 ", "0x10", "1e9999999", "NaN"] {
+        for s in [
+            "",
+            "-",
+            ".",
+            "1e",
+            "1e+",
+            "abc",
+            "1.2.3",
+            "1 ",
+            "0x10",
+            "1e9999999",
+            "NaN",
+        ] {
             assert!(Number::parse(s).is_err(), "{s:?} accepted");
         }
         assert!(Number::parse(&"1".repeat(39)).is_err());

@@ -224,7 +224,10 @@ mod tests {
 
     pub(crate) fn sample() -> Item {
         let mut inner = BTreeMap::new();
-        inner.insert("deep".to_string(), Value::L(vec![Value::Null, Value::Bool(true)]));
+        inner.insert(
+            "deep".to_string(),
+            Value::L(vec![Value::Null, Value::Bool(true)]),
+        );
         let mut item = Item::new();
         item.insert("s".into(), Value::S("héllo".into()));
         item.insert("n".into(), Value::N(Number::parse("-1.25").unwrap()));

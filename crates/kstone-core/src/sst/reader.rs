@@ -76,7 +76,10 @@ impl TableReader {
             let e = parse(&mut r)
                 .map_err(|e| corrupt(footer.index.offset, format!("bad index: {e}")))?;
             if e.handle.offset + u64::from(e.handle.size) > foot_at {
-                return Err(corrupt(footer.index.offset, "index points past the data".into()));
+                return Err(corrupt(
+                    footer.index.offset,
+                    "index points past the data".into(),
+                ));
             }
             t.index.push(e);
         }
@@ -107,7 +110,9 @@ impl TableReader {
             return Err(corrupt("block handle out of bounds".into()));
         }
         let mut buf = vec![0u8; h.size as usize];
-        self.file.read_exact_at(&mut buf, h.offset).ctx(&self.path)?;
+        self.file
+            .read_exact_at(&mut buf, h.offset)
+            .ctx(&self.path)?;
         block::open(&buf).map_err(|e| corrupt(e.to_string()))
     }
 
@@ -219,7 +224,8 @@ mod tests {
     fn entries(n: u32) -> Vec<Entry> {
         let mut v: Vec<Entry> = (0..n)
             .map(|i| Entry {
-                key: Key::new(format!("pk{:06}", i / 3).as_bytes(), Some(&i.to_be_bytes())).unwrap(),
+                key: Key::new(format!("pk{:06}", i / 3).as_bytes(), Some(&i.to_be_bytes()))
+                    .unwrap(),
                 lsn: u64::from(i) + 1,
                 value: (i % 7 != 0).then(|| Arc::from(vec![i as u8; 100].as_slice())),
             })
@@ -277,7 +283,13 @@ mod tests {
             b[i] ^= 0x01;
             std::fs::write(&p, &b).unwrap();
             let r = TableReader::open(&p).map(Arc::new).and_then(|t| t.verify());
-            assert!(matches!(r, Err(Error::Corruption { .. }) | Err(Error::UnsupportedVersion { .. })), "flip at {i}: {r:?}");
+            assert!(
+                matches!(
+                    r,
+                    Err(Error::Corruption { .. }) | Err(Error::UnsupportedVersion { .. })
+                ),
+                "flip at {i}: {r:?}"
+            );
         }
     }
 }

@@ -169,7 +169,10 @@ mod tests {
             },
         }
         .encode_framed(&mut buf);
-        assert!(matches!(read_frame(&buf[..buf.len() - 1]), Frame::Incomplete));
+        assert!(matches!(
+            read_frame(&buf[..buf.len() - 1]),
+            Frame::Incomplete
+        ));
         let mut b = buf.clone();
         b[1] ^= 1;
         assert!(matches!(read_frame(&b), Frame::BadHeader));

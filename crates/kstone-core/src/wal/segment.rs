@@ -122,6 +122,18 @@ impl ActiveSegment {
         })
     }
 
+    /// Continue appending to an existing segment whose first `len` bytes are
+    /// known good (recovery has already cut off any torn tail).
+    pub fn reopen(path: &Path, id: u64, len: u64) -> Result<ActiveSegment> {
+        let f = OpenOptions::new().append(true).open(path).ctx(path)?;
+        Ok(ActiveSegment {
+            id,
+            path: path.to_path_buf(),
+            file: Arc::new(f),
+            len,
+        })
+    }
+
     /// Append already-framed records (one `write` call; not yet durable).
     pub fn append(&mut self, bytes: &[u8]) -> Result<()> {
         (&*self.file).write_all(bytes).ctx(&self.path)?;
@@ -282,6 +294,9 @@ mod tests {
         }
         let mut c = b.clone();
         c[20] ^= 1;
-        assert!(matches!(scan_bytes(&c, p), Err(Error::Corruption { offset: 0, .. })));
+        assert!(matches!(
+            scan_bytes(&c, p),
+            Err(Error::Corruption { offset: 0, .. })
+        ));
     }
 }

@@ -1,0 +1,45 @@
+//! Database-level commands: create, stats, flush.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use kstone_core::{Database, Options};
+
+use crate::CliResult;
+
+pub fn create(db: &Path) -> CliResult<ExitCode> {
+    Database::create(db, Options::default())?.close()?;
+    println!("created {}", db.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn stats(db: &Path, json: bool) -> CliResult<ExitCode> {
+    let d = Database::open(db, Options::default())?;
+    let s = d.stats()?;
+    d.close()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        println!("database       {}", db.display());
+        println!("id             {}", s.db_id);
+        println!("stripes        {} ({} in use)", s.stripes, s.active_stripes);
+        println!("sst files      {} ({} bytes)", s.sst_files, s.sst_bytes);
+        println!("wal segments   {} ({} bytes)", s.wal_segments, s.wal_bytes);
+        println!(
+            "memtable       {} entries ({} bytes)",
+            s.memtable_entries, s.memtable_bytes
+        );
+        println!("last lsn       {}", s.last_lsn);
+        println!("last commit    {} µs since epoch", s.last_commit_us);
+        println!("items (approx) {}", s.approximate_items);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn flush(db: &Path) -> CliResult<ExitCode> {
+    let d = Database::open(db, Options::default())?;
+    d.flush()?;
+    d.close()?;
+    println!("flushed {}", db.display());
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,27 @@
+//! One function per command; each returns the process exit code.
+
+mod admin;
+mod item;
+
+use std::process::ExitCode;
+
+use crate::args::Command;
+use crate::CliResult;
+
+pub fn run(cmd: Command) -> CliResult<ExitCode> {
+    match cmd {
+        Command::Create { db } => admin::create(&db),
+        Command::Stats { db, json } => admin::stats(&db, json),
+        Command::Flush { db } => admin::flush(&db),
+        Command::Put {
+            db,
+            pk,
+            sk,
+            json,
+            typed,
+        } => item::put(&db, &pk, sk.as_deref(), &json, typed),
+        Command::Get { db, pk, sk, typed } => item::get(&db, &pk, sk.as_deref(), typed),
+        Command::Delete { db, pk, sk } => item::delete(&db, &pk, sk.as_deref()),
+        Command::Bench(args) => crate::bench::run(&args),
+    }
+}

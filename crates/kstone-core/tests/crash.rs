@@ -1,0 +1,247 @@
+//! Crash tests with real processes: a child writes in `sync` mode and reports
+//! each acknowledged write; the parent SIGKILLs it at random moments (many
+//! during flushes), reopens, and checks that every acknowledged write is there
+//! and nothing un-acknowledged is half-applied. Also: `LOCK` across processes.
+//!
+//! The child is this same test binary re-run with `KSTONE_CHILD` set.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kstone_core::{item_from_plain_json, Database, Error, Item, Options};
+
+const KILLS: u64 = 60;
+const WRITERS: u64 = 3;
+
+fn child_opts() -> Options {
+    Options {
+        // Tiny memtables: flushes happen every few dozen writes, so many kills
+        // land inside one.
+        memtable_stripe_bytes: 2048,
+        wal_stripe_bytes: 8 << 10,
+        ..Options::default()
+    }
+}
+
+fn value_item(v: u64) -> Item {
+    item_from_plain_json(&format!(
+        r#"{{"v": {v}, "pad": "{}"}}"#,
+        "z".repeat((v % 97) as usize)
+    ))
+    .unwrap()
+}
+
+fn spawn_child(role: &str, dir: &Path, seed: u64) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([role, "--exact", "--nocapture", "--test-threads=1"])
+        .env("KSTONE_CHILD", dir)
+        .env("KSTONE_SEED", seed.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Child: write forever; print `B key val` before and `A key val` after each
+/// acknowledged write (`val` 0 = delete).
+#[test]
+fn child_writer() {
+    let Some(dir) = std::env::var_os("KSTONE_CHILD") else {
+        return;
+    };
+    let seed: u64 = std::env::var("KSTONE_SEED").unwrap().parse().unwrap();
+    let db = Database::open(&dir, child_opts()).unwrap();
+    let out = std::sync::Mutex::new(std::io::stdout());
+    println!("READY");
+    std::thread::scope(|s| {
+        for w in 0..WRITERS {
+            let (db, out) = (&db, &out);
+            s.spawn(move || {
+                let mut x = seed * 1000 + w;
+                for n in 1.. {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    // Writer w owns keys k{w}-*; overwrites and deletes hit old keys.
+                    let key = format!("k{w}-{}", (x >> 33) % 400);
+                    let val = if (x >> 20).is_multiple_of(10) {
+                        0
+                    } else {
+                        seed * 1_000_000 + n
+                    };
+                    writeln!(out.lock().unwrap(), "B {key} {val}").unwrap();
+                    if val == 0 {
+                        db.delete(key.as_bytes(), None).unwrap();
+                    } else {
+                        db.put(key.as_bytes(), None, &value_item(val)).unwrap();
+                    }
+                    writeln!(out.lock().unwrap(), "A {key} {val}").unwrap();
+                }
+            });
+        }
+    });
+}
+
+/// Child: hold the database open until killed.
+#[test]
+fn child_holder() {
+    let Some(dir) = std::env::var_os("KSTONE_CHILD") else {
+        return;
+    };
+    let _db = Database::open(&dir, Options::default()).unwrap();
+    println!("READY");
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+fn wait_ready(child: &mut Child) -> BufReader<std::process::ChildStdout> {
+    let mut r = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            r.read_line(&mut line).unwrap() > 0,
+            "child exited before READY"
+        );
+        if line.trim_end().ends_with("READY") {
+            return r;
+        }
+    }
+}
+
+#[test]
+fn sigkill_loses_no_acknowledged_write() {
+    if std::env::var_os("KSTONE_CHILD").is_some() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("crash.keystone");
+    Database::create(&dir, child_opts())
+        .unwrap()
+        .close()
+        .unwrap();
+    // key -> (last acknowledged value, value in flight when killed)
+    let mut acked: HashMap<String, u64> = HashMap::new();
+    let mut rng = 0x1234_5678u64;
+    let mut total_acks = 0;
+    for kill in 0..KILLS {
+        let mut child = spawn_child("child_writer", &dir, kill + 1);
+        let reader = wait_ready(&mut child);
+        let lines = std::thread::spawn(move || {
+            let mut v = Vec::new();
+            for l in reader.split(b'\n') {
+                match l {
+                    Ok(l) => v.push(String::from_utf8_lossy(&l).into_owned()),
+                    Err(_) => break,
+                }
+            }
+            v
+        });
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1);
+        std::thread::sleep(Duration::from_millis(30 + (rng >> 33) % 250));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let lines = lines.join().unwrap();
+        let mut in_flight: HashMap<String, u64> = HashMap::new();
+        for l in &lines {
+            let p: Vec<&str> = l.split(' ').collect();
+            if p.len() != 3 {
+                continue; // a line cut by the kill
+            }
+            let Ok(val) = p[2].parse::<u64>() else {
+                continue;
+            };
+            match p[0] {
+                "B" => {
+                    in_flight.insert(p[1].to_string(), val);
+                }
+                "A" => {
+                    in_flight.remove(p[1]);
+                    acked.insert(p[1].to_string(), val);
+                    total_acks += 1;
+                }
+                _ => {}
+            }
+        }
+        let db = Database::open(&dir, child_opts())
+            .unwrap_or_else(|e| panic!("reopen after kill {kill} failed: {e}"));
+        let mut keys: Vec<String> = acked.keys().chain(in_flight.keys()).cloned().collect();
+        keys.sort();
+        keys.dedup();
+        for key in &keys {
+            let got = db.get(key.as_bytes(), None).unwrap();
+            let got_v = got.as_ref().map(|i| match &i["v"] {
+                kstone_core::Value::N(n) => n.as_str().parse::<u64>().unwrap(),
+                other => panic!("{other:?}"),
+            });
+            if let (Some(item), Some(v)) = (&got, got_v) {
+                assert_eq!(item, &value_item(v), "half-applied item for {key}");
+            }
+            let ok_values: Vec<Option<u64>> = [acked.get(key), in_flight.get(key)]
+                .into_iter()
+                .flatten()
+                .map(|&v| (v != 0).then_some(v))
+                .collect();
+            assert!(
+                ok_values.contains(&got_v),
+                "kill {kill}: {key} is {got_v:?}, expected one of {ok_values:?}"
+            );
+            // What we saw is now the baseline for the next round.
+            match got_v {
+                Some(v) => acked.insert(key.clone(), v),
+                None => acked.insert(key.clone(), 0),
+            };
+        }
+        db.close().unwrap();
+    }
+    assert!(total_acks > 1000, "only {total_acks} acknowledged writes");
+    let db = Database::open(&dir, child_opts()).unwrap();
+    let s = db.stats().unwrap();
+    assert!(
+        s.sst_files > 20,
+        "kills should have interrupted flushes: {s:?}"
+    );
+    eprintln!(
+        "{KILLS} kills, {total_acks} acknowledged writes, {} SSTs",
+        s.sst_files
+    );
+}
+
+#[test]
+fn lock_is_held_across_processes() {
+    if std::env::var_os("KSTONE_CHILD").is_some() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("locked.keystone");
+    Database::create(&dir, Options::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    let mut child = spawn_child("child_holder", &dir, 0);
+    let _r = wait_ready(&mut child);
+    let start = Instant::now();
+    match Database::open(&dir, Options::default()) {
+        Err(e @ Error::Locked { .. }) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("locked by process {}", child.id())),
+                "{msg}"
+            );
+        }
+        other => panic!("expected Locked, got {:?}", other.map(|_| ())),
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "lock attempt must not block"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The kernel released the dead process's lock.
+    Database::open(&dir, Options::default())
+        .unwrap()
+        .close()
+        .unwrap();
+}

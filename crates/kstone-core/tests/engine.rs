@@ -1,0 +1,310 @@
+//! Engine behaviour through the public API: persistence across flushes and
+//! reopen, torn-tail recovery, and refusal of every kind of corruption.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use kstone_core::{item_from_plain_json, Database, Error, Item, Options, Value};
+
+fn small_opts() -> Options {
+    Options {
+        memtable_stripe_bytes: 512,
+        durability: kstone_core::Durability::Buffered,
+        ..Options::default()
+    }
+}
+
+fn item(i: u64) -> Item {
+    item_from_plain_json(&format!(
+        r#"{{"i": {i}, "pad": "{}"}}"#,
+        "x".repeat((i % 50) as usize)
+    ))
+    .unwrap()
+}
+
+fn files(dir: &Path, sub: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir.join(sub))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+type ModelKey = (Vec<u8>, Option<Vec<u8>>);
+
+#[test]
+fn reopen_persists_across_many_flushes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db.keystone");
+    let mut model: BTreeMap<ModelKey, Option<Item>> = BTreeMap::new();
+    let mut db = Database::create(&dir, small_opts()).unwrap();
+    for round in 0..4u64 {
+        for i in 0..3000u64 {
+            let pk = format!("p{}", i % 1000).into_bytes();
+            let sk = (i % 3 != 0).then(|| format!("s{}", i % 7).into_bytes());
+            if (i + round) % 11 == 0 {
+                db.delete(&pk, sk.as_deref()).unwrap();
+                model.insert((pk, sk), None);
+            } else {
+                let it = item(i * 10 + round);
+                db.put(&pk, sk.as_deref(), &it).unwrap();
+                model.insert((pk, sk), Some(it));
+            }
+        }
+        db.close().unwrap();
+        db = Database::open(&dir, small_opts()).unwrap();
+        for ((pk, sk), want) in &model {
+            assert_eq!(&db.get(pk, sk.as_deref()).unwrap(), want);
+        }
+    }
+    let stats = db.stats().unwrap();
+    assert!(stats.sst_files > 50, "expected many flushes: {stats:?}");
+    assert!(stats.last_lsn == 12_000);
+    // Flushed WAL segments are deleted: only a few remain per stripe.
+    assert!(stats.wal_segments <= 256, "{stats:?}");
+}
+
+#[test]
+fn lsn_and_timestamp_survive_reopen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let db = Database::create(&dir, Options::default()).unwrap();
+    let a = db.put(b"a", None, &item(1)).unwrap();
+    db.flush().unwrap();
+    let b = db.put(b"b", None, &item(2)).unwrap();
+    assert!(b > a);
+    let ts1 = db.stats().unwrap().last_commit_us;
+    db.close().unwrap();
+    let db = Database::open(&dir, Options::default()).unwrap();
+    let c = db.put(b"c", None, &item(3)).unwrap();
+    assert_eq!(c, b + 1);
+    assert!(db.stats().unwrap().last_commit_us >= ts1);
+}
+
+#[test]
+fn keys_and_limits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Database::create(tmp.path().join("db"), Options::default()).unwrap();
+    let it = item(1);
+    db.put(b"p", None, &it).unwrap();
+    assert_eq!(
+        db.get(b"p", Some(b"")).unwrap(),
+        None,
+        "None and empty sort key differ"
+    );
+    db.put(b"p", Some(b""), &item(2)).unwrap();
+    assert_eq!(db.get(b"p", None).unwrap(), Some(it));
+    let mut big = Item::new();
+    big.insert("b".into(), Value::B(vec![0; 400 * 1024]));
+    assert!(matches!(
+        db.put(b"p", None, &big),
+        Err(Error::InvalidInput(_))
+    ));
+    assert!(db.put(b"", None, &item(1)).is_err());
+    assert!(db.put(&[1; 2049], None, &item(1)).is_err());
+    assert!(db.put(b"p", Some(&[1; 1025]), &item(1)).is_err());
+}
+
+#[test]
+fn second_open_in_process_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let db = Database::create(&dir, Options::default()).unwrap();
+    match Database::open(&dir, Options::default()) {
+        Err(Error::Locked { pid, .. }) => assert_eq!(pid, std::process::id().to_string()),
+        other => panic!("{:?}", other.err()),
+    }
+    db.close().unwrap();
+    Database::open(&dir, Options::default()).unwrap();
+}
+
+#[test]
+fn create_refuses_non_empty_and_open_refuses_non_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("f"), b"x").unwrap();
+    assert!(matches!(
+        Database::create(tmp.path(), Options::default()),
+        Err(Error::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        Database::open(tmp.path(), Options::default()),
+        Err(Error::NotADatabase(_))
+    ));
+    assert!(std::fs::read(tmp.path().join("f")).unwrap() == b"x");
+}
+
+/// A database with data only in the WAL of a single stripe.
+fn wal_only_db(n: u64) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let db = Database::create(&dir, Options::default()).unwrap();
+    for i in 0..n {
+        db.put(
+            b"one-partition",
+            Some(format!("{i:05}").as_bytes()),
+            &item(i),
+        )
+        .unwrap();
+    }
+    db.close().unwrap();
+    let wal = files(&dir, "wal");
+    assert_eq!(wal.len(), 1);
+    let seg = wal[0].clone();
+    (tmp, dir, seg)
+}
+
+#[test]
+fn truncated_final_record_is_recovered_silently() {
+    let (_t, dir, seg) = wal_only_db(100);
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len - 7).unwrap();
+    drop(f);
+    let db = Database::open(&dir, Options::default()).unwrap();
+    assert!(db.get(b"one-partition", Some(b"00098")).unwrap().is_some());
+    assert!(db.get(b"one-partition", Some(b"00099")).unwrap().is_none());
+    // The torn tail was cut: new writes land after the last good record.
+    db.put(b"one-partition", Some(b"after"), &item(1)).unwrap();
+    db.close().unwrap();
+    let db = Database::open(&dir, Options::default()).unwrap();
+    assert!(db.get(b"one-partition", Some(b"after")).unwrap().is_some());
+    assert!(db.get(b"one-partition", Some(b"00098")).unwrap().is_some());
+}
+
+#[test]
+fn flipped_byte_in_middle_of_wal_fails_open_with_file_and_offset() {
+    let (_t, dir, seg) = wal_only_db(100);
+    let mut b = std::fs::read(&seg).unwrap();
+    let at = b.len() / 2;
+    b[at] ^= 0x08;
+    std::fs::write(&seg, &b).unwrap();
+    let err = Database::open(&dir, Options::default())
+        .err()
+        .expect("open must fail");
+    match &err {
+        Error::Corruption { path, offset, .. } => {
+            assert_eq!(path, &seg);
+            assert!(*offset as usize <= at && *offset > 0);
+        }
+        other => panic!("{other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(msg.contains(".wal") && msg.contains("offset"), "{msg}");
+    // Nothing was changed by the failed open.
+    assert_eq!(std::fs::read(&seg).unwrap(), b);
+}
+
+#[test]
+fn flipped_byte_in_sst_is_reported_naming_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let db = Database::create(&dir, Options::default()).unwrap();
+    for i in 0..2000u64 {
+        db.put(b"p", Some(format!("{i:05}").as_bytes()), &item(i))
+            .unwrap();
+    }
+    db.flush().unwrap();
+    db.close().unwrap();
+    let sst = files(&dir, "sst");
+    assert_eq!(sst.len(), 1);
+    let orig = std::fs::read(&sst[0]).unwrap();
+    // A flip in a data block: open succeeds, reading that block fails.
+    let mut b = orig.clone();
+    b[100] ^= 0x01;
+    std::fs::write(&sst[0], &b).unwrap();
+    let db = Database::open(&dir, Options::default()).unwrap();
+    let mut failures = 0;
+    for i in 0..2000u64 {
+        match db.get(b"p", Some(format!("{i:05}").as_bytes())) {
+            Ok(_) => {}
+            Err(e @ Error::Corruption { .. }) => {
+                assert!(e
+                    .to_string()
+                    .contains(&sst[0].file_name().unwrap().to_string_lossy().to_string()));
+                failures += 1;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(failures > 0);
+    db.close().unwrap();
+    // A flip in the footer: open fails, naming the file.
+    let mut b = orig.clone();
+    let n = b.len();
+    b[n - 10] ^= 0x01;
+    std::fs::write(&sst[0], &b).unwrap();
+    let err = Database::open(&dir, Options::default())
+        .err()
+        .expect("must fail");
+    assert!(
+        matches!(&err, Error::Corruption { path, .. } if path == &sst[0]),
+        "{err}"
+    );
+}
+
+#[test]
+fn corrupt_or_truncated_manifest_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    Database::create(&dir, Options::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    let m = dir.join("MANIFEST");
+    let orig = std::fs::read(&m).unwrap();
+    for bad in [
+        {
+            let mut b = orig.clone();
+            let n = b.len();
+            b[n - 3] ^= 0x20;
+            b
+        },
+        orig[..orig.len() - 5].to_vec(),
+        Vec::new(),
+    ] {
+        std::fs::write(&m, &bad).unwrap();
+        let err = Database::open(&dir, Options::default())
+            .err()
+            .expect("must fail");
+        assert!(
+            matches!(&err, Error::Corruption { path, .. } if path == &m),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn missing_sst_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let db = Database::create(&dir, Options::default()).unwrap();
+    db.put(b"a", None, &item(1)).unwrap();
+    db.flush().unwrap();
+    db.close().unwrap();
+    std::fs::remove_file(&files(&dir, "sst")[0]).unwrap();
+    let err = Database::open(&dir, Options::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("missing"), "{err}");
+}
+
+#[test]
+fn buffered_mode_persists_on_close() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let opts = Options {
+        durability: kstone_core::Durability::Buffered,
+        ..Options::default()
+    };
+    let db = Database::create(&dir, opts.clone()).unwrap();
+    for i in 0..500u64 {
+        db.put(&i.to_be_bytes(), None, &item(i)).unwrap();
+    }
+    db.close().unwrap();
+    let db = Database::open(&dir, opts).unwrap();
+    for i in 0..500u64 {
+        assert_eq!(db.get(&i.to_be_bytes(), None).unwrap(), Some(item(i)));
+    }
+}
