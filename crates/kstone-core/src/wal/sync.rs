@@ -1,7 +1,8 @@
 //! Group commit: writers append records to their stripes' active segments,
-//! then wait here until some thread (the first to arrive, the "leader") has
-//! fsynced every dirty segment. One leader's round covers every record written
-//! before it started, across all stripes, so concurrent writers share fsyncs.
+//! then wait here until their batch is on stable storage. The first waiter
+//! opens a "round" covering every segment written so far, across all stripes;
+//! every waiting writer then helps by fsyncing one of the round's segments at
+//! a time, so a round's fsyncs run in parallel and all its writers share them.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -9,14 +10,23 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 
+struct Round {
+    /// Every batch with a sequence ≤ this is covered by the round.
+    target: u64,
+    /// Segments not yet picked up by a helper.
+    pending: Vec<Arc<File>>,
+    /// Segments picked up or pending whose fsync has not finished.
+    outstanding: usize,
+}
+
 #[derive(Default)]
 struct State {
     /// Sequence number of the last record batch written to a segment.
     written: u64,
     /// Every batch with a sequence ≤ this is on stable storage.
     synced: u64,
-    syncing: bool,
-    /// Segments written since the last round, by stripe.
+    round: Option<Round>,
+    /// Segments written since the last round opened, by stripe.
     dirty: HashMap<usize, Arc<File>>,
     /// Set when an fsync fails: durability of later writes is unknown, so the
     /// database stops acknowledging writes.
@@ -52,7 +62,7 @@ impl GroupCommit {
         }
     }
 
-    /// Return once batch `seq` is durable, fsyncing as the leader if nobody is.
+    /// Return once batch `seq` is durable, helping with fsyncs meanwhile.
     pub fn wait_durable(&self, seq: u64) -> Result<()> {
         let mut s = self.lock();
         loop {
@@ -62,22 +72,45 @@ impl GroupCommit {
             if s.synced >= seq {
                 return Ok(());
             }
-            if s.syncing {
-                s = self.cv.wait(s).unwrap_or_else(|p| p.into_inner());
-                continue;
+            let st = &mut *s;
+            match &mut st.round {
+                None => {
+                    let pending: Vec<Arc<File>> = st.dirty.drain().map(|(_, f)| f).collect();
+                    if pending.is_empty() {
+                        st.synced = st.written;
+                        self.cv.notify_all();
+                    } else {
+                        st.round = Some(Round {
+                            target: st.written,
+                            outstanding: pending.len(),
+                            pending,
+                        });
+                    }
+                }
+                Some(round) => match round.pending.pop() {
+                    Some(file) => {
+                        drop(s);
+                        let result = file.sync_data();
+                        s = self.lock();
+                        if let Err(e) = result {
+                            s.failed = Some(format!("fsync of a WAL segment failed: {e}"));
+                        }
+                        let st = &mut *s;
+                        if let Some(round) = &mut st.round {
+                            round.outstanding -= 1;
+                            if round.outstanding == 0 {
+                                st.synced = st.synced.max(round.target);
+                                st.round = None;
+                                self.cv.notify_all();
+                            }
+                        }
+                        if s.failed.is_some() {
+                            self.cv.notify_all();
+                        }
+                    }
+                    None => s = self.cv.wait(s).unwrap_or_else(|p| p.into_inner()),
+                },
             }
-            s.syncing = true;
-            let target = s.written;
-            let files: Vec<Arc<File>> = s.dirty.drain().map(|(_, f)| f).collect();
-            drop(s);
-            let result = files.iter().try_for_each(|f| f.sync_data());
-            s = self.lock();
-            s.syncing = false;
-            match result {
-                Ok(()) => s.synced = s.synced.max(target),
-                Err(e) => s.failed = Some(format!("fsync of a WAL segment failed: {e}")),
-            }
-            self.cv.notify_all();
         }
     }
 
