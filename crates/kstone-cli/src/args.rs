@@ -73,8 +73,93 @@ pub enum Command {
     },
     /// Flush all memtables to SST files.
     Flush { db: PathBuf },
+    /// Flush, then merge every stripe's SST files into one (drops overwritten
+    /// versions and tombstones).
+    Compact { db: PathBuf },
+    /// Items of one partition, optionally filtered by a sort-key condition;
+    /// one JSON object per line.
+    Query(QueryArgs),
+    /// Every item of the database (or one segment of a parallel scan); one
+    /// JSON object per line.
+    Scan(ScanArgs),
+    /// Write every item as lossless JSON lines (typed values, binary keys kept).
+    Export {
+        db: PathBuf,
+        /// Output file (written atomically); default: standard output.
+        #[arg(short = 'o', long)]
+        output: Option<PathBuf>,
+    },
+    /// Load items from JSON lines as written by `export` (FILE or - for stdin).
+    /// The whole input is checked first: a bad line aborts with its line
+    /// number and nothing imported.
+    Import {
+        db: PathBuf,
+        /// Input file, or - for standard input.
+        input: String,
+    },
     /// Measure write and read throughput (db_bench style) in a scratch directory.
     Bench(BenchArgs),
+}
+
+#[derive(clap::Args, Debug, Clone)]
+#[command(group(clap::ArgGroup::new("condition").multiple(false)))]
+pub struct QueryArgs {
+    pub db: PathBuf,
+    /// Partition key.
+    pub pk: String,
+    /// Sort key equals X.
+    #[arg(long, group = "condition", value_name = "X")]
+    pub sk_eq: Option<String>,
+    /// Sort key less than X.
+    #[arg(long, group = "condition", value_name = "X")]
+    pub sk_lt: Option<String>,
+    /// Sort key less than or equal to X.
+    #[arg(long, group = "condition", value_name = "X")]
+    pub sk_le: Option<String>,
+    /// Sort key greater than X.
+    #[arg(long, group = "condition", value_name = "X")]
+    pub sk_gt: Option<String>,
+    /// Sort key greater than or equal to X.
+    #[arg(long, group = "condition", value_name = "X")]
+    pub sk_ge: Option<String>,
+    /// Sort key between A and B, both inclusive.
+    #[arg(long, group = "condition", num_args = 2, value_names = ["A", "B"])]
+    pub sk_between: Option<Vec<String>>,
+    /// Sort key starts with P.
+    #[arg(long, group = "condition", value_name = "P")]
+    pub sk_begins_with: Option<String>,
+    /// Descending sort-key order.
+    #[arg(long)]
+    pub reverse: bool,
+    /// Return at most N items; if more exist, stderr says how to continue.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Continue after this key (JSON printed by a previous --limit run).
+    #[arg(long, value_name = "KEY_JSON")]
+    pub start_after: Option<String>,
+    /// Print lossless typed lines (the export format).
+    #[arg(long)]
+    pub typed: bool,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ScanArgs {
+    pub db: PathBuf,
+    /// Return at most N items; if more exist, stderr says how to continue.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// This worker's segment of a parallel scan (0-based).
+    #[arg(long, requires = "total_segments", default_value_t = 0)]
+    pub segment: usize,
+    /// Number of segments of a parallel scan.
+    #[arg(long, default_value_t = 1)]
+    pub total_segments: usize,
+    /// Continue after this key (JSON printed by a previous --limit run).
+    #[arg(long, value_name = "KEY_JSON")]
+    pub start_after: Option<String>,
+    /// Print lossless typed lines (the export format).
+    #[arg(long)]
+    pub typed: bool,
 }
 
 #[derive(clap::Args, Debug, Clone)]

@@ -142,6 +142,10 @@ impl Database {
         Ok(db)
     }
 
+    pub(crate) fn stripe_state(&self, s: usize) -> MutexGuard<'_, StripeState> {
+        lock(&self.shared.stripes[s])
+    }
+
     /// The database directory.
     pub fn path(&self) -> &Path {
         &self.shared.dir
@@ -150,56 +154,78 @@ impl Database {
     /// Store `item` under (pk, sk), replacing any previous item. Returns the
     /// write's LSN. In `Sync` mode the write is durable when this returns.
     pub fn put(&self, pk: &[u8], sk: Option<&[u8]>, item: &Item) -> Result<u64> {
-        let key = Key::new(pk, sk)?;
-        validate_item(item)?;
-        let mut value = Vec::new();
-        encode_item(item, &mut value);
-        let size = key.encoded_len() + value.len();
-        if size > MAX_ITEM_BYTES {
-            return Err(Error::InvalidInput(format!(
-                "item is {size} bytes; the limit is {MAX_ITEM_BYTES} (400 KB)"
-            )));
-        }
-        self.write(key, Some(value))
+        let op = prepare_put(pk, sk, item)?;
+        Ok(self.write_prepared(vec![op])?[0])
     }
 
     /// Delete the item at (pk, sk) (a no-op if absent, but still logged).
     pub fn delete(&self, pk: &[u8], sk: Option<&[u8]>) -> Result<u64> {
-        self.write(Key::new(pk, sk)?, None)
+        Ok(self.write_prepared(vec![(Key::new(pk, sk)?, None)])?[0])
     }
 
-    fn write(&self, key: Key, value: Option<Vec<u8>>) -> Result<u64> {
+    /// Apply many puts and deletes with one group commit: each touched
+    /// stripe's WAL gets one write and (in `Sync` mode) the whole batch shares
+    /// one fsync round. Returns each operation's LSN, in input order.
+    ///
+    /// Every operation is validated before anything is written, so a bad item
+    /// rejects the whole batch. **A batch is not atomic**: each item is, and
+    /// once this returns `Ok` all of them are durable, but a crash during the
+    /// call can leave any subset of the batch applied. Later operations on the
+    /// same key win.
+    pub fn write_batch(&self, ops: &[WriteOp]) -> Result<Vec<u64>> {
+        let prepared = ops.iter().map(prepare).collect::<Result<Vec<_>>>()?;
+        self.write_prepared(prepared)
+    }
+
+    fn write_prepared(&self, ops: Vec<(Key, Option<Vec<u8>>)>) -> Result<Vec<u64>> {
         let sh = &*self.shared;
         sh.commit.check()?;
-        let s = key.stripe();
-        let mut st = lock(&sh.stripes[s]);
-        if st.wal.is_none() {
-            let id = sh.next_file_id.fetch_add(1, Ordering::SeqCst);
-            st.wal = Some(ActiveSegment::create(
-                &sh.dir.join("wal"),
-                s,
-                id,
-                st.last_wal_id,
-            )?);
-            st.wal_ids.push(id);
-            st.last_wal_id = id;
+        let mut by_stripe: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for (i, (k, _)) in ops.iter().enumerate() {
+            by_stripe.entry(k.stripe()).or_default().push(i);
         }
-        let (lsn, ts) = lock(&sh.clock).next();
-        let value: Option<Arc<[u8]>> = value.map(Arc::from);
-        let rec = Record {
-            lsn,
-            ts,
-            op: match &value {
-                Some(v) => Op::Put {
-                    key: key.clone(),
-                    value: v.to_vec(),
-                },
-                None => Op::Delete { key: key.clone() },
-            },
-        };
-        let mut buf = Vec::with_capacity(64 + value.as_ref().map_or(0, |v| v.len()));
-        rec.encode_framed(&mut buf);
-        let seq = {
+        let mut lsns = vec![0u64; ops.len()];
+        let mut ops: Vec<Option<(Key, Option<Vec<u8>>)>> = ops.into_iter().map(Some).collect();
+        let mut last_seq = 0;
+        for (s, idxs) in by_stripe {
+            let mut st = lock(&sh.stripes[s]);
+            if st.wal.is_none() {
+                let id = sh.next_file_id.fetch_add(1, Ordering::SeqCst);
+                st.wal = Some(ActiveSegment::create(
+                    &sh.dir.join("wal"),
+                    s,
+                    id,
+                    st.last_wal_id,
+                )?);
+                st.wal_ids.push(id);
+                st.last_wal_id = id;
+            }
+            let mut buf = Vec::new();
+            let mut staged = Vec::with_capacity(idxs.len());
+            {
+                let mut clock = lock(&sh.clock);
+                for &i in &idxs {
+                    let Some((key, value)) = ops[i].take() else {
+                        continue;
+                    };
+                    let (lsn, ts) = clock.next();
+                    lsns[i] = lsn;
+                    let value: Option<Arc<[u8]>> = value.map(Arc::from);
+                    let rec = Record {
+                        lsn,
+                        ts,
+                        op: match &value {
+                            Some(v) => Op::Put {
+                                key: key.clone(),
+                                value: v.to_vec(),
+                            },
+                            None => Op::Delete { key: key.clone() },
+                        },
+                    };
+                    rec.encode_framed(&mut buf);
+                    staged.push((key, lsn, ts, value));
+                }
+            }
             let seg = st
                 .wal
                 .as_mut()
@@ -216,40 +242,67 @@ impl Database {
                 }
                 return Err(e);
             }
-            sh.commit.note_written(s, &seg.file)
-        };
-        st.wal_bytes += buf.len() as u64;
-        let before = st.mem.bytes();
-        st.mem.insert(key, lsn, ts, value);
-        let grown = st.mem.bytes().saturating_sub(before);
-        let total = sh.mem_total.fetch_add(grown, Ordering::Relaxed) + grown;
-        let bytes = st.mem.bytes();
-        if bytes >= sh.opts.memtable_stripe_bytes
-            || st.wal_bytes >= sh.opts.wal_stripe_bytes
-            || (total >= sh.opts.memtable_budget && bytes >= sh.opts.memtable_budget / STRIPES)
-        {
-            self.flush_locked(s, &mut st)?;
+            last_seq = sh.commit.note_written(s, &seg.file);
+            st.wal_bytes += buf.len() as u64;
+            let before = st.mem.bytes();
+            for (key, lsn, ts, value) in staged {
+                st.mem.insert(key, lsn, ts, value);
+            }
+            let grown = st.mem.bytes().saturating_sub(before);
+            let total = sh.mem_total.fetch_add(grown, Ordering::Relaxed) + grown;
+            let bytes = st.mem.bytes();
+            if bytes >= sh.opts.memtable_stripe_bytes
+                || st.wal_bytes >= sh.opts.wal_stripe_bytes
+                || (total >= sh.opts.memtable_budget && bytes >= sh.opts.memtable_budget / STRIPES)
+            {
+                self.flush_locked(s, &mut st)?;
+            }
         }
-        drop(st);
-        if sh.opts.durability == Durability::Sync {
-            sh.commit.wait_durable(seq)?;
+        if sh.opts.durability == Durability::Sync && last_seq > 0 {
+            sh.commit.wait_durable(last_seq)?;
         }
-        Ok(lsn)
+        Ok(lsns)
     }
 
-    fn flush_locked(&self, s: usize, st: &mut StripeState) -> Result<()> {
+    /// Look up many keys; results in input order.
+    pub fn batch_get(&self, keys: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<Vec<Option<Item>>> {
+        keys.iter()
+            .map(|(pk, sk)| self.get(pk, sk.as_deref()))
+            .collect()
+    }
+
+    fn flush_ctx<R>(&self, s: usize, f: impl FnOnce(&FlushCtx<'_>) -> R) -> R {
         let sh = &*self.shared;
         let alloc = || sh.next_file_id.fetch_add(1, Ordering::SeqCst);
         let peek = || sh.next_file_id.load(Ordering::SeqCst);
-        let freed = st.flush(&FlushCtx {
+        f(&FlushCtx {
             dir: &sh.dir,
             stripe: s,
             compression: sh.opts.compression,
             alloc_id: &alloc,
             peek_next_id: &peek,
             manifest: &sh.manifest,
-        })?;
-        sh.mem_total.fetch_sub(freed, Ordering::Relaxed);
+        })
+    }
+
+    /// Flush a stripe's memtable, then compact it if it has too many SSTs.
+    fn flush_locked(&self, s: usize, st: &mut StripeState) -> Result<()> {
+        let freed = self.flush_ctx(s, |cx| st.flush(cx))?;
+        self.shared.mem_total.fetch_sub(freed, Ordering::Relaxed);
+        if st.tables.len() > self.shared.opts.compaction_trigger {
+            self.flush_ctx(s, |cx| st.compact(cx))?;
+        }
+        Ok(())
+    }
+
+    /// Flush every stripe and merge each stripe's SSTs into one, dropping
+    /// overwritten versions and tombstones.
+    pub fn compact(&self) -> Result<()> {
+        for s in 0..STRIPES {
+            let mut st = lock(&self.shared.stripes[s]);
+            self.flush_locked(s, &mut st)?;
+            self.flush_ctx(s, |cx| st.compact(cx))?;
+        }
         Ok(())
     }
 
@@ -350,6 +403,42 @@ impl Drop for Database {
     fn drop(&mut self) {
         let _ = self.shutdown();
     }
+}
+
+/// One operation of [`Database::write_batch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    Put {
+        pk: Vec<u8>,
+        sk: Option<Vec<u8>>,
+        item: Item,
+    },
+    Delete {
+        pk: Vec<u8>,
+        sk: Option<Vec<u8>>,
+    },
+}
+
+/// Validate an operation and encode its item.
+fn prepare(op: &WriteOp) -> Result<(Key, Option<Vec<u8>>)> {
+    match op {
+        WriteOp::Delete { pk, sk } => Ok((Key::new(pk, sk.as_deref())?, None)),
+        WriteOp::Put { pk, sk, item } => prepare_put(pk, sk.as_deref(), item),
+    }
+}
+
+fn prepare_put(pk: &[u8], sk: Option<&[u8]>, item: &Item) -> Result<(Key, Option<Vec<u8>>)> {
+    let key = Key::new(pk, sk)?;
+    validate_item(item)?;
+    let mut value = Vec::new();
+    encode_item(item, &mut value);
+    let size = key.encoded_len() + value.len();
+    if size > MAX_ITEM_BYTES {
+        return Err(Error::InvalidInput(format!(
+            "item is {size} bytes; the limit is {MAX_ITEM_BYTES} (400 KB)"
+        )));
+    }
+    Ok((key, Some(value)))
 }
 
 fn buffered_sync_loop(sh: &Shared) {

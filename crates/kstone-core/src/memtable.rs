@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::entry::Entry;
 use crate::model::key::Key;
+use crate::read::range::KeyRange;
 
 /// Approximate per-entry overhead of the B-tree node and `Arc`, for budgeting.
 const ENTRY_OVERHEAD: usize = 64;
@@ -75,6 +76,34 @@ impl Memtable {
 
     pub fn max_ts(&self) -> u64 {
         self.max_ts
+    }
+
+    /// A copy of the entries in `range`, ascending (descending if `reverse`).
+    pub fn range(&self, range: &KeyRange, reverse: bool) -> Vec<Entry> {
+        use std::ops::Bound::*;
+        let empty = match (&range.lo, &range.hi) {
+            (Included(a), Included(b)) => a > b,
+            (Included(a), Excluded(b))
+            | (Excluded(a), Included(b))
+            | (Excluded(a), Excluded(b)) => a >= b,
+            _ => false,
+        };
+        if empty {
+            return Vec::new();
+        }
+        let it = self
+            .map
+            .range::<Key, _>((range.lo.as_ref(), range.hi.as_ref()))
+            .map(|(k, (lsn, v))| Entry {
+                key: k.clone(),
+                lsn: *lsn,
+                value: v.clone(),
+            });
+        if reverse {
+            it.rev().collect()
+        } else {
+            it.collect()
+        }
     }
 
     /// Entries in key order.

@@ -31,6 +31,8 @@ pub struct Options {
     /// When all memtables together exceed this, the stripe being written is
     /// flushed early (if it holds more than its even share).
     pub memtable_budget: usize,
+    /// A stripe's SSTs are merged into one when it has more than this many.
+    pub compaction_trigger: usize,
     /// Compression of SST data blocks.
     pub compression: Compression,
 }
@@ -43,6 +45,7 @@ impl Default for Options {
             memtable_stripe_bytes: 4 << 20,
             wal_stripe_bytes: 16 << 20,
             memtable_budget: 128 << 20,
+            compaction_trigger: 8,
             compression: Compression::None,
         }
     }

@@ -43,3 +43,20 @@ pub fn flush(db: &Path) -> CliResult<ExitCode> {
     println!("flushed {}", db.display());
     Ok(ExitCode::SUCCESS)
 }
+
+pub fn compact(db: &Path) -> CliResult<ExitCode> {
+    let d = Database::open(db, Options::default())?;
+    let before = d.stats()?;
+    d.compact()?;
+    let after = d.stats()?;
+    d.close()?;
+    println!(
+        "compacted {}: {} → {} SST files, {} → {} bytes",
+        db.display(),
+        before.sst_files,
+        after.sst_files,
+        before.sst_bytes,
+        after.sst_bytes
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,6 +1,7 @@
 //! One function per command; each returns the process exit code.
 
 mod admin;
+mod data;
 mod item;
 
 use std::process::ExitCode;
@@ -13,6 +14,11 @@ pub fn run(cmd: Command) -> CliResult<ExitCode> {
         Command::Create { db } => admin::create(&db),
         Command::Stats { db, json } => admin::stats(&db, json),
         Command::Flush { db } => admin::flush(&db),
+        Command::Compact { db } => admin::compact(&db),
+        Command::Query(a) => data::query(&a),
+        Command::Scan(a) => data::scan(&a),
+        Command::Export { db, output } => data::export(&db, output.as_deref()),
+        Command::Import { db, input } => data::import(&db, &input),
         Command::Put {
             db,
             pk,

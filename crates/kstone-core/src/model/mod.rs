@@ -2,6 +2,7 @@
 
 pub mod json;
 pub mod key;
+pub mod lines;
 pub mod number;
 pub mod value;
 pub mod varint;

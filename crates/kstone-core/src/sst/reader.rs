@@ -3,6 +3,7 @@
 //! table is never loaded whole.
 
 use std::fs::File;
+use std::ops::Bound;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use crate::entry::Entry;
 use crate::error::{Error, IoContext, Result};
 use crate::model::key::Key;
 use crate::model::varint::Reader;
+use crate::read::range::KeyRange;
 
 #[derive(Debug)]
 struct IndexEntry {
@@ -171,6 +173,105 @@ impl TableReader {
     }
 }
 
+impl TableReader {
+    /// Entries with keys in `range`, ascending (or descending if `reverse`),
+    /// reading only the blocks that overlap it.
+    pub fn range(self: &Arc<Self>, range: &KeyRange, reverse: bool) -> RangeIter {
+        let start = if reverse {
+            // The first block whose last key reaches the upper bound holds it.
+            let i = match &range.hi {
+                Bound::Unbounded => self.index.len(),
+                Bound::Included(k) | Bound::Excluded(k) => {
+                    self.index.partition_point(|ie| ie.last_key < *k)
+                }
+            };
+            i.min(self.index.len().saturating_sub(1))
+        } else {
+            self.index
+                .partition_point(|ie| range.below_lo(&ie.last_key))
+        };
+        RangeIter {
+            table: Arc::clone(self),
+            range: range.clone(),
+            reverse,
+            next_block: if self.index.is_empty() {
+                None
+            } else {
+                Some(start)
+            },
+            buf: Vec::new().into_iter(),
+            done: false,
+        }
+    }
+}
+
+/// Iterator over the entries of one table within a key range.
+pub struct RangeIter {
+    table: Arc<TableReader>,
+    range: KeyRange,
+    reverse: bool,
+    next_block: Option<usize>,
+    buf: std::vec::IntoIter<Entry>,
+    done: bool,
+}
+
+impl Iterator for RangeIter {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        loop {
+            if self.done {
+                return None;
+            }
+            for e in self.buf.by_ref() {
+                if self.reverse {
+                    if !self.range.below_hi(&e.key) {
+                        continue;
+                    }
+                    if self.range.below_lo(&e.key) {
+                        self.done = true;
+                        return None;
+                    }
+                } else {
+                    if self.range.below_lo(&e.key) {
+                        continue;
+                    }
+                    if !self.range.below_hi(&e.key) {
+                        self.done = true;
+                        return None;
+                    }
+                }
+                return Some(Ok(e));
+            }
+            let Some(i) = self.next_block else {
+                self.done = true;
+                return None;
+            };
+            let Some(ie) = self.table.index.get(i) else {
+                self.done = true;
+                return None;
+            };
+            self.next_block = if self.reverse {
+                i.checked_sub(1)
+            } else {
+                Some(i + 1)
+            };
+            match self.table.decode_block(ie.handle) {
+                Ok(mut v) => {
+                    if self.reverse {
+                        v.reverse();
+                    }
+                    self.buf = v.into_iter();
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
 fn decode_entries(raw: &[u8]) -> Result<Vec<Entry>> {
     let mut r = Reader::new(raw);
     let mut out = Vec::new();
@@ -258,6 +359,53 @@ mod tests {
             let all: Vec<Entry> = t.iter().collect::<Result<_>>().unwrap();
             assert_eq!(all, es);
             assert_eq!(t.verify().unwrap(), 3000);
+        }
+    }
+
+    #[test]
+    fn ranges_forward_and_reverse() {
+        use std::ops::Bound;
+        let dir = tempfile::tempdir().unwrap();
+        let es = entries(3000);
+        let t = build(dir.path(), Compression::None, &es);
+        let cases = [
+            (Bound::Unbounded, Bound::Unbounded),
+            (
+                Bound::Included(es[10].key.clone()),
+                Bound::Excluded(es[2000].key.clone()),
+            ),
+            (
+                Bound::Excluded(es[10].key.clone()),
+                Bound::Included(es[2000].key.clone()),
+            ),
+            (
+                Bound::Included(Key::new(b"pk000100", None).unwrap()),
+                Bound::Excluded(Key::new(b"pk000101", None).unwrap()),
+            ),
+            (Bound::Included(es[2999].key.clone()), Bound::Unbounded),
+            (Bound::Excluded(es[2999].key.clone()), Bound::Unbounded),
+        ];
+        for (lo, hi) in cases {
+            let r = KeyRange {
+                lo: lo.clone(),
+                hi: hi.clone(),
+            };
+            let want: Vec<Entry> = es.iter().filter(|e| r.contains(&e.key)).cloned().collect();
+            let fwd: Vec<Entry> = t.range(&r, false).collect::<Result<_>>().unwrap();
+            assert!(
+                fwd == want,
+                "forward range differs ({} vs {} entries)",
+                fwd.len(),
+                want.len()
+            );
+            let mut rev: Vec<Entry> = t.range(&r, true).collect::<Result<_>>().unwrap();
+            rev.reverse();
+            assert!(
+                rev == want,
+                "reverse range differs ({} vs {} entries)",
+                rev.len(),
+                want.len()
+            );
         }
     }
 

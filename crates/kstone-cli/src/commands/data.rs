@@ -1,0 +1,214 @@
+//! Bulk and range commands: query, scan, export, import.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use kstone_core::{
+    export_line, key_from_json, key_json, parse_export_line, plain_line, Database, Item, Key,
+    Options, Page, Query, Scan, SortKeyCondition, WriteOp,
+};
+
+use crate::args::{QueryArgs, ScanArgs};
+use crate::{CliError, CliResult};
+
+/// Items per `write_batch` during import (one group commit each).
+const IMPORT_BATCH: usize = 1000;
+
+fn start_after(s: &Option<String>) -> CliResult<Option<Key>> {
+    s.as_deref()
+        .map(|j| {
+            let v: serde_json::Value =
+                serde_json::from_str(j).map_err(|e| CliError(format!("--start-after: {e}")))?;
+            key_from_json(&v).map_err(|e| CliError(format!("--start-after: {e}")))
+        })
+        .transpose()
+}
+
+fn print_page(page: &Page, typed: bool) -> CliResult<ExitCode> {
+    let out = std::io::stdout();
+    let mut out = BufWriter::new(out.lock());
+    for (k, item) in &page.items {
+        let line = if typed {
+            export_line(k, item)
+        } else {
+            plain_line(k, item)
+        };
+        writeln!(out, "{line}")?;
+    }
+    out.flush()?;
+    if let Some(k) = &page.last_evaluated_key {
+        eprintln!(
+            "more results: continue with --start-after '{}'",
+            key_json(k)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn query(a: &QueryArgs) -> CliResult<ExitCode> {
+    let b = |s: &String| s.as_bytes().to_vec();
+    let condition = if let Some(x) = &a.sk_eq {
+        Some(SortKeyCondition::Eq(b(x)))
+    } else if let Some(x) = &a.sk_lt {
+        Some(SortKeyCondition::Lt(b(x)))
+    } else if let Some(x) = &a.sk_le {
+        Some(SortKeyCondition::Le(b(x)))
+    } else if let Some(x) = &a.sk_gt {
+        Some(SortKeyCondition::Gt(b(x)))
+    } else if let Some(x) = &a.sk_ge {
+        Some(SortKeyCondition::Ge(b(x)))
+    } else if let Some(v) = &a.sk_between {
+        match v.as_slice() {
+            [lo, hi] => Some(SortKeyCondition::Between(b(lo), b(hi))),
+            _ => return Err(CliError("--sk-between takes two values".into())),
+        }
+    } else {
+        a.sk_begins_with
+            .as_ref()
+            .map(|x| SortKeyCondition::BeginsWith(b(x)))
+    };
+    let mut q = Query::new(a.pk.as_bytes());
+    q.condition = condition;
+    q.reverse = a.reverse;
+    q.limit = a.limit;
+    q.exclusive_start = start_after(&a.start_after)?;
+    let db = Database::open(&a.db, Options::default())?;
+    let page = db.query(&q)?;
+    db.close()?;
+    print_page(&page, a.typed)
+}
+
+pub fn scan(a: &ScanArgs) -> CliResult<ExitCode> {
+    let s = Scan {
+        limit: a.limit,
+        segment: a.segment,
+        total_segments: a.total_segments,
+        exclusive_start: start_after(&a.start_after)?,
+    };
+    let db = Database::open(&a.db, Options::default())?;
+    let page = db.scan(&s)?;
+    db.close()?;
+    print_page(&page, a.typed)
+}
+
+/// Stream every item through `f`, a page at a time.
+pub fn for_each_item(db: &Database, mut f: impl FnMut(&Key, &Item) -> CliResult) -> CliResult<u64> {
+    let mut s = Scan {
+        limit: Some(10_000),
+        total_segments: 1,
+        ..Scan::default()
+    };
+    let mut n = 0;
+    loop {
+        let page = db.scan(&s)?;
+        for (k, item) in &page.items {
+            f(k, item)?;
+            n += 1;
+        }
+        match page.last_evaluated_key {
+            Some(k) => s.exclusive_start = Some(k),
+            None => return Ok(n),
+        }
+    }
+}
+
+pub fn export(db_path: &Path, output: Option<&Path>) -> CliResult<ExitCode> {
+    let db = Database::open(db_path, Options::default())?;
+    let n = match output {
+        None => {
+            let out = std::io::stdout();
+            let mut out = BufWriter::new(out.lock());
+            let n = for_each_item(&db, |k, item| {
+                Ok(writeln!(out, "{}", export_line(k, item))?)
+            })?;
+            out.flush()?;
+            n
+        }
+        Some(path) => {
+            // Write beside the target and rename, so a failed export never
+            // leaves a truncated file under the requested name.
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let tmp = tempfile::NamedTempFile::new_in(dir)?;
+            let mut out = BufWriter::new(tmp.as_file());
+            let n = for_each_item(&db, |k, item| {
+                Ok(writeln!(out, "{}", export_line(k, item))?)
+            })?;
+            out.flush()?;
+            drop(out);
+            tmp.as_file().sync_all()?;
+            tmp.persist(path).map_err(|e| CliError(e.to_string()))?;
+            kstone_core::fsio::sync_dir(dir)?;
+            n
+        }
+    };
+    db.close()?;
+    eprintln!("exported {n} items");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn import(db_path: &Path, input: &str) -> CliResult<ExitCode> {
+    // Standard input is spooled to a temporary file so it can be checked
+    // completely before anything is written.
+    let spool;
+    let path: &Path = if input == "-" {
+        let mut t = tempfile::NamedTempFile::new()?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut t)?;
+        spool = t;
+        spool.path()
+    } else {
+        Path::new(input)
+    };
+    let open = || -> CliResult<BufReader<File>> {
+        Ok(BufReader::new(File::open(path).map_err(|e| {
+            CliError(format!("{}: {e}", path.display()))
+        })?))
+    };
+    let mut lines = 0u64;
+    for (i, line) in open()?.lines().enumerate() {
+        let line = line.map_err(|e| CliError(format!("line {}: {e}", i + 1)))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        parse_export_line(&line)
+            .map_err(|e| CliError(format!("line {}: {e}; nothing imported", i + 1)))?;
+        lines += 1;
+    }
+    let db = Database::open(db_path, Options::default())?;
+    let mut batch = Vec::with_capacity(IMPORT_BATCH);
+    let mut imported = 0u64;
+    let flush = |batch: &mut Vec<WriteOp>, imported: &mut u64| -> CliResult {
+        let n = batch.len() as u64;
+        db.write_batch(batch).map_err(|e| {
+            CliError(format!(
+                "{e}; {imported} of {lines} items were imported before the failure"
+            ))
+        })?;
+        *imported += n;
+        batch.clear();
+        Ok(())
+    };
+    for line in open()?.lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (k, item) = parse_export_line(&line)?;
+        batch.push(WriteOp::Put {
+            pk: k.pk,
+            sk: k.sk,
+            item,
+        });
+        if batch.len() == IMPORT_BATCH {
+            flush(&mut batch, &mut imported)?;
+        }
+    }
+    flush(&mut batch, &mut imported)?;
+    db.close()?;
+    println!("imported {imported} items");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,4 @@
+//! The read side beyond point lookups: key ranges, merging, query and scan.
+
+pub mod query;
+pub mod range;
