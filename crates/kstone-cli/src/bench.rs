@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use kstone_core::{Database, Durability, Item, Options, Value};
+use kstone_core::{Database, Durability, Item, Options, Query, Value};
 use serde_json::json;
 
 use crate::args::{BenchArgs, DurabilityArg};
@@ -20,10 +20,28 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// 16-byte key of the i-th item.
-fn key(i: u64) -> [u8; 16] {
-    let mut k = [0u8; 16];
-    k.copy_from_slice(format!("{:016x}", mix(i)).as_bytes());
+/// Items per partition: keys are 8-byte partition + 8-byte sort key (16 bytes),
+/// so the same data serves point reads, queries and scans.
+const PER_PARTITION: u64 = 100;
+
+/// Partition count for `n` items.
+fn partitions(n: u64) -> u64 {
+    n.div_ceil(PER_PARTITION).max(1)
+}
+
+/// Key of the i-th item: partition `i % P`, random sort key, so writes land
+/// in random order.
+fn key(i: u64, n: u64) -> ([u8; 8], [u8; 8]) {
+    (pk(i % partitions(n)), hex8(mix(i)))
+}
+
+fn pk(p: u64) -> [u8; 8] {
+    hex8(mix(p ^ 0xabcd_ef01) ^ p)
+}
+
+fn hex8(x: u64) -> [u8; 8] {
+    let mut k = [0u8; 8];
+    k.copy_from_slice(format!("{:08x}", x as u32).as_bytes());
     k
 }
 
@@ -61,6 +79,11 @@ struct Run {
     write_secs: f64,
     reads: u64,
     read_secs: f64,
+    queries: u64,
+    query_items: u64,
+    query_secs: f64,
+    scanned: u64,
+    scan_secs: f64,
     open_secs: f64,
     disk_bytes: u64,
 }
@@ -83,7 +106,8 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
                 s.spawn(move || -> kstone_core::Result<()> {
                     let mut i = th;
                     while i < n {
-                        db.put(&key(i), None, &value(i, args.value_size))?;
+                        let (p, s) = key(i, n);
+                        db.put(&p, Some(&s), &value(i, args.value_size))?;
                         i += threads;
                     }
                     Ok(())
@@ -108,13 +132,31 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
     for _ in 0..n {
         x = mix(x);
         let i = x % n;
-        if db.get(&key(i), None)?.is_none() {
+        let (p, s) = key(i, n);
+        if db.get(&p, Some(&s))?.is_none() {
             return Err(crate::CliError(format!(
                 "bench: item {i} missing after reopen"
             )));
         }
     }
     let read_secs = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let mut queried = 0u64;
+    let parts = partitions(n);
+    for p in 0..parts {
+        queried += db.query(&Query::new(&pk(p)))?.items.len() as u64;
+    }
+    let query_secs = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let scanned = crate::commands::for_each_item(&db, |_, _| Ok(()))?;
+    let scan_secs = t.elapsed().as_secs_f64();
+    if scanned != queried {
+        return Err(crate::CliError(format!(
+            "bench: scan saw {scanned} items, queries {queried}"
+        )));
+    }
     let disk_bytes = dir_bytes(dir);
     db.close()?;
     Ok(Run {
@@ -126,6 +168,11 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
         write_secs,
         reads: n,
         read_secs,
+        queries: parts,
+        query_items: queried,
+        query_secs,
+        scanned,
+        scan_secs,
         open_secs,
         disk_bytes,
     })
@@ -168,6 +215,10 @@ pub fn run(args: &BenchArgs) -> CliResult<ExitCode> {
                     "write_ops_per_sec": r.writes as f64 / r.write_secs,
                     "reads": r.reads, "read_secs": r.read_secs,
                     "read_ops_per_sec": r.reads as f64 / r.read_secs,
+                    "queries": r.queries, "query_items": r.query_items, "query_secs": r.query_secs,
+                    "query_items_per_sec": r.query_items as f64 / r.query_secs,
+                    "scanned": r.scanned, "scan_secs": r.scan_secs,
+                    "scan_items_per_sec": r.scanned as f64 / r.scan_secs,
                     "open_secs": r.open_secs, "disk_bytes": r.disk_bytes,
                 })
             })
@@ -175,21 +226,34 @@ pub fn run(args: &BenchArgs) -> CliResult<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
-            "{:<9} {:>8} {:>10} {:>14} {:>14} {:>9} {:>12}",
-            "mode", "threads", "items", "write ops/s", "read ops/s", "open s", "disk MiB"
+            "{:<9} {:>7} {:>9} {:>12} {:>12} {:>11} {:>13} {:>12} {:>7} {:>9}",
+            "mode",
+            "threads",
+            "items",
+            "write ops/s",
+            "read ops/s",
+            "queries/s",
+            "query items/s",
+            "scan items/s",
+            "open s",
+            "disk MiB"
         );
         for r in &runs {
             println!(
-                "{:<9} {:>8} {:>10} {:>14.0} {:>14.0} {:>9.3} {:>12.1}",
+                "{:<9} {:>7} {:>9} {:>12.0} {:>12.0} {:>11.0} {:>13.0} {:>12.0} {:>7.3} {:>9.1}",
                 r.mode,
                 args.threads,
                 r.writes,
                 r.writes as f64 / r.write_secs,
                 r.reads as f64 / r.read_secs,
+                r.queries as f64 / r.query_secs,
+                r.query_items as f64 / r.query_secs,
+                r.scanned as f64 / r.scan_secs,
                 r.open_secs,
                 r.disk_bytes as f64 / (1 << 20) as f64
             );
         }
+        println!("keys: 8-byte partition + 8-byte sort key ({PER_PARTITION} items per partition); values: {} random bytes", args.value_size);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,8 @@
 
 mod admin;
 mod data;
+
+pub use data::for_each_item;
 mod item;
 
 use std::process::ExitCode;
