@@ -67,13 +67,12 @@ impl StripeState {
             std::fs::remove_file(&path).ctx(&path)?;
         }
         self.tables = output.into_iter().collect();
-        for t in &inputs {
-            match std::fs::remove_file(t.path()) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e).ctx(t.path()),
-                _ => {}
-            }
-        }
-        crate::fsio::sync_dir(&cx.dir.join("sst"))?;
+        (cx.retire)(
+            inputs
+                .iter()
+                .map(|t| std::path::Path::new("sst").join(t.path().file_name().unwrap_or_default()))
+                .collect(),
+        )?;
         Ok(inputs.len())
     }
 }

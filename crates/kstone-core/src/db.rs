@@ -14,6 +14,7 @@ use crate::manifest::Manifest;
 use crate::model::key::{Key, STRIPES};
 use crate::model::value::{decode_item, encode_item, validate_item, Item, MAX_ITEM_BYTES};
 use crate::options::{Durability, Options};
+use crate::snapshot::registry::PinRegistry;
 use crate::stats::Stats;
 use crate::stripe::{FlushCtx, StripeState};
 use crate::wal::record::{Op, Record};
@@ -47,6 +48,7 @@ pub(crate) struct Shared {
     pub mem_total: AtomicUsize,
     pub closing: AtomicBool,
     pub ticker: (Mutex<()>, Condvar),
+    pub pins: Mutex<PinRegistry>,
     _lock: DbLock,
 }
 
@@ -63,7 +65,7 @@ pub(crate) struct Shared {
 /// ```
 pub struct Database {
     shared: Arc<Shared>,
-    ticker: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -86,7 +88,7 @@ impl Database {
             }
             Err(e) => return Err(e).ctx(dir),
         }
-        for sub in ["wal", "sst"] {
+        for sub in ["wal", "sst", crate::snapshot::remote::DIR] {
             let p = dir.join(sub);
             fs::create_dir(&p).ctx(&p)?;
         }
@@ -121,15 +123,21 @@ impl Database {
             mem_total: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             ticker: (Mutex::new(()), Condvar::new()),
+            pins: Mutex::new(PinRegistry::default()),
             _lock: db_lock,
         });
         let total: usize = shared.stripes.iter().map(|s| lock(s).mem.bytes()).sum();
         shared.mem_total.store(total, Ordering::Relaxed);
-        let ticker = (shared.opts.durability == Durability::Buffered).then(|| {
+        let mut threads = Vec::new();
+        if shared.opts.durability == Durability::Buffered {
             let s = Arc::clone(&shared);
-            std::thread::spawn(move || buffered_sync_loop(&s))
-        });
-        let db = Database { shared, ticker };
+            threads.push(std::thread::spawn(move || buffered_sync_loop(&s)));
+        }
+        let s = Arc::clone(&shared);
+        threads.push(std::thread::spawn(move || {
+            crate::snapshot::remote::serve(&s)
+        }));
+        let db = Database { shared, threads };
         // Replayed memtables that are over the limit are flushed now.
         for s in 0..STRIPES {
             let mut st = lock(&db.shared.stripes[s]);
@@ -140,6 +148,10 @@ impl Database {
             }
         }
         Ok(db)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     pub(crate) fn stripe_state(&self, s: usize) -> MutexGuard<'_, StripeState> {
@@ -275,6 +287,7 @@ impl Database {
         let sh = &*self.shared;
         let alloc = || sh.next_file_id.fetch_add(1, Ordering::SeqCst);
         let peek = || sh.next_file_id.load(Ordering::SeqCst);
+        let retire = |files: Vec<PathBuf>| lock(&sh.pins).retire(&sh.dir, files);
         f(&FlushCtx {
             dir: &sh.dir,
             stripe: s,
@@ -282,6 +295,7 @@ impl Database {
             alloc_id: &alloc,
             peek_next_id: &peek,
             manifest: &sh.manifest,
+            retire: &retire,
         })
     }
 
@@ -391,8 +405,11 @@ impl Database {
 
     fn shutdown(&mut self) -> Result<()> {
         self.shared.closing.store(true, Ordering::SeqCst);
-        self.shared.ticker.1.notify_all();
-        if let Some(t) = self.ticker.take() {
+        {
+            let _g = lock(&self.shared.ticker.0);
+            self.shared.ticker.1.notify_all();
+        }
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
         self.shared.commit.sync_all_written()

@@ -55,10 +55,13 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         .flat_map(|s| s.ssts.iter().map(|t| t.id))
         .collect();
     let mut removed = false;
+    // A live cross-process pin may still be copying obsolete files; leave
+    // them for a later open to delete.
+    let hold = !crate::snapshot::remote::live_requests(dir).is_empty();
     for name in list(&sst_dir)? {
         if let Some((_, id)) = crate::sst::parse_name(&name) {
             max_id = max_id.max(id);
-            if !live.contains(&id) {
+            if !live.contains(&id) && !hold {
                 remove(&sst_dir.join(&name))?;
                 removed = true;
             }
@@ -118,8 +121,10 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         for id in ids {
             if id < meta.log_start {
                 // Flushed, but the crash came before the delete.
-                remove(&wal_dir.join(segment::file_name(s, id)))?;
-                removed = true;
+                if !hold {
+                    remove(&wal_dir.join(segment::file_name(s, id)))?;
+                    removed = true;
+                }
             } else {
                 live_ids.push(id);
             }

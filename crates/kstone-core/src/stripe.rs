@@ -38,6 +38,8 @@ pub struct FlushCtx<'a> {
     pub alloc_id: &'a dyn Fn() -> u64,
     pub peek_next_id: &'a dyn Fn() -> u64,
     pub manifest: &'a std::sync::Mutex<Manifest>,
+    /// Delete obsolete files (paths relative to `dir`), deferring those a pin holds.
+    pub retire: &'a dyn Fn(Vec<std::path::PathBuf>) -> Result<()>,
 }
 
 impl StripeState {
@@ -89,16 +91,12 @@ impl StripeState {
         // The new manifest is durable: the sealed segments are obsolete.
         self.wal_ids.clear();
         self.wal_bytes = 0;
-        let wal_dir = cx.dir.join("wal");
-        for old in obsolete {
-            let p = wal_dir.join(crate::wal::segment::file_name(cx.stripe, old));
-            match std::fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).ctx(&p),
-            }
-        }
-        crate::fsio::sync_dir(&wal_dir)?;
+        (cx.retire)(
+            obsolete
+                .into_iter()
+                .map(|id| Path::new("wal").join(crate::wal::segment::file_name(cx.stripe, id)))
+                .collect(),
+        )?;
         let freed = self.mem.bytes();
         self.mem = Memtable::default();
         self.tables.insert(0, table);

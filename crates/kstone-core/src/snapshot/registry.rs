@@ -1,0 +1,73 @@
+//! Which files are pinned, and the deletions deferred until they are not.
+//!
+//! Flush and compaction hand obsolete files to [`PinRegistry::retire`]; a file
+//! that a live pin holds is deleted only when the last pin holding it goes.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, Result};
+use crate::fsio::sync_dir;
+
+#[derive(Debug, Default)]
+pub struct PinRegistry {
+    next_id: u64,
+    /// Pin id → file paths relative to the database directory.
+    pinned: HashMap<u64, HashSet<PathBuf>>,
+    /// Obsolete files kept alive by pins.
+    deferred: HashSet<PathBuf>,
+}
+
+fn remove(dir: &Path, rel: &Path) -> Result<()> {
+    let p = dir.join(rel);
+    match std::fs::remove_file(&p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx(&p),
+        _ => Ok(()),
+    }
+}
+
+impl PinRegistry {
+    pub fn add(&mut self, files: HashSet<PathBuf>) -> u64 {
+        self.next_id += 1;
+        self.pinned.insert(self.next_id, files);
+        self.next_id
+    }
+
+    fn is_pinned(&self, rel: &Path) -> bool {
+        self.pinned.values().any(|s| s.contains(rel))
+    }
+
+    /// Delete obsolete files now, or later if a pin holds them. The manifest
+    /// that stopped referencing them must already be durable.
+    pub fn retire(&mut self, dir: &Path, files: Vec<PathBuf>) -> Result<()> {
+        let mut dirs = HashSet::new();
+        for rel in files {
+            if self.is_pinned(&rel) {
+                self.deferred.insert(rel);
+            } else {
+                remove(dir, &rel)?;
+                dirs.insert(crate::fsio::parent(&dir.join(&rel)).to_path_buf());
+            }
+        }
+        dirs.iter().try_for_each(|d| sync_dir(d))
+    }
+
+    /// Release a pin and delete the deferred files nobody holds any more.
+    pub fn release(&mut self, dir: &Path, id: u64) -> Result<()> {
+        self.pinned.remove(&id);
+        let free: Vec<PathBuf> = self
+            .deferred
+            .iter()
+            .filter(|p| !self.is_pinned(p))
+            .cloned()
+            .collect();
+        for p in &free {
+            self.deferred.remove(p);
+        }
+        self.retire(dir, free)
+    }
+
+    pub fn active(&self) -> usize {
+        self.pinned.len()
+    }
+}

@@ -1,0 +1,202 @@
+//! Cross-process pins: a process that wants a snapshot of a database another
+//! process has open (e.g. `kstone backup create` beside a running
+//! application) writes `pins/<name>.req`; the owner's pin server pins a
+//! snapshot and answers with `pins/<name>.snap`. The pin is held until the
+//! request file is removed or its process dies.
+//!
+//! Request: JSON `{"pid": N}`. Answer: the JSON of [`Snapshot`]. Both are
+//! written atomically (temp + rename).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Pin, Snapshot};
+use crate::db::{Database, Shared};
+use crate::error::{Error, IoContext, Result};
+use crate::fsio::write_atomic;
+use crate::options::Options;
+
+pub const DIR: &str = "pins";
+/// How often the owner looks for requests.
+pub const POLL: Duration = Duration::from_millis(50);
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    pid: u32,
+}
+
+fn alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Live requests in a database's `pins/` directory (request name → pid).
+pub(crate) fn live_requests(db_dir: &Path) -> HashMap<String, u32> {
+    let mut out = HashMap::new();
+    let Ok(rd) = std::fs::read_dir(db_dir.join(DIR)) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(stem) = name.strip_suffix(".req") else {
+            continue;
+        };
+        let Ok(b) = std::fs::read(e.path()) else {
+            continue;
+        };
+        if let Ok(r) = serde_json::from_slice::<Request>(&b) {
+            if alive(r.pid) {
+                out.insert(stem.to_string(), r.pid);
+            }
+        }
+    }
+    out
+}
+
+/// The owner's side: answer requests, release pins whose requester is gone.
+pub(crate) fn serve(sh: &Arc<Shared>) {
+    let dir = sh.dir.join(DIR);
+    let mut held: HashMap<String, Pin> = HashMap::new();
+    let (m, cv) = &sh.ticker;
+    let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
+    while !sh.closing.load(Ordering::SeqCst) {
+        drop(g);
+        let live = live_requests(&sh.dir);
+        held.retain(|name, _| {
+            let keep = live.contains_key(name);
+            if !keep {
+                let _ = std::fs::remove_file(dir.join(format!("{name}.snap")));
+            }
+            keep
+        });
+        for name in live.keys() {
+            if held.contains_key(name) {
+                continue;
+            }
+            if let Ok(pin) = super::pin_shared(sh) {
+                let body = serde_json::to_vec(pin.snapshot()).unwrap_or_default();
+                if write_atomic(&dir.join(format!("{name}.snap")), &body).is_ok() {
+                    held.insert(name.clone(), pin);
+                }
+            }
+        }
+        g = m.lock().unwrap_or_else(|p| p.into_inner());
+        if sh.closing.load(Ordering::SeqCst) {
+            break;
+        }
+        g = cv
+            .wait_timeout(g, POLL)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|p| p.into_inner().0);
+    }
+    for name in held.keys() {
+        let _ = std::fs::remove_file(dir.join(format!("{name}.snap")));
+    }
+}
+
+/// A snapshot pinned by another process on our behalf.
+pub struct RemotePin {
+    req: PathBuf,
+    snapshot: Snapshot,
+}
+
+impl RemotePin {
+    /// Ask the process that has `db_dir` open for a snapshot.
+    pub fn request(db_dir: &Path, timeout: Duration) -> Result<RemotePin> {
+        let dir = db_dir.join(DIR);
+        std::fs::create_dir_all(&dir).ctx(&dir)?;
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let name = format!(
+            "{}-{}",
+            std::process::id(),
+            nonce.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        let req = dir.join(format!("{name}.req"));
+        let snap = dir.join(format!("{name}.snap"));
+        let body = serde_json::to_vec(&Request {
+            pid: std::process::id(),
+        })
+        .unwrap_or_default();
+        write_atomic(&req, &body)?;
+        let start = Instant::now();
+        loop {
+            match std::fs::read(&snap) {
+                Ok(b) => {
+                    let snapshot = serde_json::from_slice(&b).map_err(|e| Error::Corruption {
+                        path: snap.clone(),
+                        offset: 0,
+                        detail: format!("undecodable snapshot answer: {e}"),
+                    });
+                    return match snapshot {
+                        Ok(snapshot) => Ok(RemotePin { req, snapshot }),
+                        Err(e) => {
+                            let _ = std::fs::remove_file(&req);
+                            Err(e)
+                        }
+                    };
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    let _ = std::fs::remove_file(&req);
+                    return Err(e).ctx(&snap);
+                }
+            }
+            if start.elapsed() > timeout {
+                let _ = std::fs::remove_file(&req);
+                return Err(Error::InvalidInput(format!(
+                    "the process that has {} open did not answer a snapshot request within {:?}",
+                    db_dir.display(),
+                    timeout
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn snapshot(&self) -> &Snapshot {
+        &self.snapshot
+    }
+}
+
+impl Drop for RemotePin {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.req);
+    }
+}
+
+/// A snapshot of a database directory, however it was obtained: by opening
+/// the database (nobody else has it open) or from the process that has it.
+pub enum HeldSnapshot {
+    Local { pin: Pin, db: Database },
+    Remote(RemotePin),
+}
+
+impl HeldSnapshot {
+    /// Pin a snapshot of the database at `dir`, whether or not another
+    /// process has it open.
+    pub fn acquire(dir: &Path, opts: Options) -> Result<HeldSnapshot> {
+        match Database::open(dir, opts) {
+            Ok(db) => {
+                let pin = db.pin()?;
+                Ok(HeldSnapshot::Local { pin, db })
+            }
+            Err(Error::Locked { .. }) => Ok(HeldSnapshot::Remote(RemotePin::request(
+                dir,
+                Duration::from_secs(10),
+            )?)),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn snapshot(&self) -> &Snapshot {
+        match self {
+            HeldSnapshot::Local { pin, .. } => pin.snapshot(),
+            HeldSnapshot::Remote(r) => r.snapshot(),
+        }
+    }
+}
