@@ -372,7 +372,11 @@ impl Database {
             st.last_lsn = c.lsn;
             st.last_commit_us = c.ts;
         }
-        st.db_id = lock(&sh.manifest).db_id.clone();
+        {
+            let m = lock(&sh.manifest);
+            st.db_id = m.db_id.clone();
+            st.restored_from = m.origin.clone();
+        }
         for s in &sh.stripes {
             let s = lock(s);
             if s.tables.is_empty() && s.wal_ids.is_empty() && s.mem.is_empty() {

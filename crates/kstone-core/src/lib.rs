@@ -6,6 +6,7 @@
 
 pub mod entry;
 pub mod error;
+pub mod framed;
 pub mod fsio;
 pub mod lock;
 pub mod manifest;

@@ -16,7 +16,6 @@ use crate::fsio::write_atomic;
 pub const FILE_NAME: &str = "MANIFEST";
 pub const MAGIC: &[u8; 8] = b"KSTNMANI";
 pub const VERSION: u32 = 1;
-const HEADER_LEN: usize = 20;
 
 /// One live SST.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +50,19 @@ pub struct Manifest {
     pub next_file_id: u64,
     /// Stripes that have ever been flushed (others are at their defaults).
     pub stripes: BTreeMap<u16, StripeMeta>,
+    /// Where this database came from, if it was restored from a backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// The backup a restored database came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub repository: String,
+    pub repository_id: String,
+    pub backup_id: String,
+    pub snapshot_lsn: u64,
+    pub restored_at_us: u64,
 }
 
 impl Manifest {
@@ -60,6 +72,7 @@ impl Manifest {
             created_us,
             next_file_id: 1,
             stripes: BTreeMap::new(),
+            origin: None,
         }
     }
 
@@ -69,41 +82,22 @@ impl Manifest {
 
     pub fn encode(&self) -> Vec<u8> {
         let body = serde_json::to_vec(self).unwrap_or_default();
-        let mut b = Vec::with_capacity(HEADER_LEN + body.len());
-        b.extend_from_slice(MAGIC);
-        b.extend_from_slice(&VERSION.to_le_bytes());
-        b.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        b.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-        b.extend_from_slice(&body);
-        b
+        crate::framed::encode(MAGIC, VERSION, &body)
     }
 
     pub fn decode(b: &[u8], path: &Path) -> Result<Manifest> {
-        let corrupt = |offset: u64, d: &str| Error::Corruption {
-            path: path.to_path_buf(),
-            offset,
-            detail: d.to_string(),
-        };
-        if b.len() < HEADER_LEN || &b[..8] != MAGIC {
-            return Err(corrupt(0, "not a KeystoneDB manifest (bad magic)"));
-        }
-        let word = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
-        let (version, len, crc) = (word(8), word(12) as usize, word(16));
+        let (version, body) = crate::framed::decode(b, MAGIC, path)?;
         if version != VERSION {
             return Err(Error::UnsupportedVersion {
                 path: path.to_path_buf(),
                 version,
             });
         }
-        let body = &b[HEADER_LEN..];
-        if body.len() != len {
-            return Err(corrupt(12, "manifest length does not match the file"));
-        }
-        if crc32c::crc32c(body) != crc {
-            return Err(corrupt(HEADER_LEN as u64, "manifest checksum mismatch"));
-        }
-        serde_json::from_slice(body)
-            .map_err(|e| corrupt(HEADER_LEN as u64, &format!("undecodable manifest: {e}")))
+        serde_json::from_slice(body).map_err(|e| Error::Corruption {
+            path: path.to_path_buf(),
+            offset: crate::framed::HEADER_LEN as u64,
+            detail: format!("undecodable manifest: {e}"),
+        })
     }
 
     pub fn load(dir: &Path) -> Result<Manifest> {

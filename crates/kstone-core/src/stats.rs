@@ -20,4 +20,7 @@ pub struct Stats {
     /// Entries in SSTs and memtables, counting each version and tombstone once:
     /// an upper bound on the live item count until compaction merges them.
     pub approximate_items: u64,
+    /// The backup this database was restored from, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<crate::manifest::Origin>,
 }

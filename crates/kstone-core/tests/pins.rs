@@ -77,6 +77,10 @@ fn pinned_files_survive_compaction_and_copy_exactly() {
             f.name
         );
     }
+    assert_eq!(
+        pin.snapshot().count_items(&dir).unwrap(),
+        at_pin.len() as u64
+    );
     let copy = tmp.path().join("copy");
     pin.snapshot().copy_files(&dir, &copy).unwrap();
     let c = Database::open(&copy, opts()).unwrap();

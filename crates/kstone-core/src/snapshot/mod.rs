@@ -7,6 +7,7 @@
 
 pub mod registry;
 pub mod remote;
+pub mod view;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
