@@ -97,8 +97,116 @@ pub enum Command {
         /// Input file, or - for standard input.
         input: String,
     },
+    /// Backups: create, list, inspect, verify and export them.
+    #[command(subcommand)]
+    Backup(BackupCmd),
+    /// Restore a backup (or an exported archive) into a directory. The target
+    /// is built beside the destination, verified, then swapped in; an existing
+    /// database there is moved to DIR.before-restore-TIME, never deleted.
+    Restore(RestoreArgs),
     /// Measure write and read throughput (db_bench style) in a scratch directory.
     Bench(BenchArgs),
+}
+
+/// Kind of backup.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackupTypeArg {
+    /// Every file of the snapshot.
+    Full,
+    /// Files the previous backup of this database did not have.
+    Incremental,
+    /// Files the last full backup did not have.
+    Differential,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackupCmd {
+    /// Create a backup repository at an empty location.
+    Init {
+        /// Repository location (a directory).
+        #[arg(long)]
+        repo: String,
+        /// zstd level for stored files (1-19).
+        #[arg(long, default_value_t = 3)]
+        compression_level: i32,
+        /// Store files uncompressed.
+        #[arg(long)]
+        no_compression: bool,
+    },
+    /// Back up a database — also while another process has it open (that
+    /// process pins a consistent snapshot). Initializes an empty repository.
+    Create {
+        db: PathBuf,
+        #[arg(long)]
+        repo: String,
+        /// Default: incremental if this database has a full backup, else full.
+        #[arg(long = "type", value_enum)]
+        kind: Option<BackupTypeArg>,
+        /// Print the new backup's manifest summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List complete backups, oldest first.
+    List {
+        #[arg(long)]
+        repo: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one backup (an id, or `latest`).
+    Info {
+        #[arg(long)]
+        repo: String,
+        #[arg(default_value = "latest")]
+        id: String,
+        /// The whole manifest as JSON, including every file.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every object's size and SHA-256; with --deep also test-restore
+    /// into a temporary directory, check every block and count the items.
+    /// Exits 1 and lists the problems if any.
+    Verify {
+        #[arg(long)]
+        repo: String,
+        /// Backup id or `latest` (default: latest).
+        id: Option<String>,
+        /// Verify every backup.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        #[arg(long)]
+        deep: bool,
+    },
+    /// Write a backup as a self-contained tar.gz (plus FILE.sha256) that
+    /// `tar xzf` unpacks into an openable database directory.
+    Export {
+        #[arg(long)]
+        repo: String,
+        #[arg(default_value = "latest")]
+        id: String,
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["repo", "archive"])))]
+pub struct RestoreArgs {
+    /// Repository to restore from.
+    #[arg(long)]
+    pub repo: Option<String>,
+    /// Backup id or `latest` (with --repo).
+    #[arg(requires = "repo")]
+    pub id: Option<String>,
+    /// Restore from an archive made by `backup export` instead.
+    #[arg(long, conflicts_with = "repo")]
+    pub archive: Option<PathBuf>,
+    /// Directory to restore into.
+    #[arg(long)]
+    pub target: PathBuf,
+    /// Do not ask for confirmation when the target exists.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 #[derive(clap::Args, Debug, Clone)]

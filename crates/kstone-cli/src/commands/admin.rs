@@ -32,6 +32,12 @@ pub fn stats(db: &Path, json: bool) -> CliResult<ExitCode> {
         println!("last lsn       {}", s.last_lsn);
         println!("last commit    {} µs since epoch", s.last_commit_us);
         println!("items (approx) {}", s.approximate_items);
+        if let Some(o) = &s.restored_from {
+            println!(
+                "restored from  backup {} (lsn {}) of repository {}",
+                o.backup_id, o.snapshot_lsn, o.repository
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

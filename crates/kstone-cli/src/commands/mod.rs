@@ -1,6 +1,7 @@
 //! One function per command; each returns the process exit code.
 
 mod admin;
+mod backup;
 mod data;
 
 pub use data::for_each_item;
@@ -31,5 +32,7 @@ pub fn run(cmd: Command) -> CliResult<ExitCode> {
         Command::Get { db, pk, sk, typed } => item::get(&db, &pk, sk.as_deref(), typed),
         Command::Delete { db, pk, sk } => item::delete(&db, &pk, sk.as_deref()),
         Command::Bench(args) => crate::bench::run(&args),
+        Command::Backup(cmd) => backup::run(cmd),
+        Command::Restore(args) => backup::restore(&args),
     }
 }

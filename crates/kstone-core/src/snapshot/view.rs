@@ -14,11 +14,14 @@ use crate::read::range::{KeyRange, Merge};
 use crate::sst::reader::TableReader;
 use crate::wal::record::Op;
 
+/// A stripe's SST names and (WAL name, length to read) pairs.
+type StripeFiles = (Vec<String>, Vec<(String, u64)>);
+
 impl Snapshot {
     /// Count the live items of the snapshot, reading its files under `dir`
     /// (the database directory, or a copy of the snapshot).
     pub fn count_items(&self, dir: &Path) -> Result<u64> {
-        let mut per_stripe: BTreeMap<usize, (Vec<String>, Vec<(String, u64)>)> = BTreeMap::new();
+        let mut per_stripe: BTreeMap<usize, StripeFiles> = BTreeMap::new();
         for f in &self.files {
             let base = f.name.rsplit('/').next().unwrap_or_default();
             let parsed = match f.kind {

@@ -1,0 +1,155 @@
+//! Portable archives: a backup as a `tar.gz` that `tar xzf` unpacks into an
+//! openable database directory, with a `sha256sum -c` checksum file beside
+//! it; and restoring from such an archive with strict entry checks.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, IoContext, Result};
+use crate::repository::Repository;
+use crate::restore::{check_database, restore_with, RestoreReport};
+
+/// Paths written by [`Repository::export_archive`].
+#[derive(Debug, Clone)]
+pub struct ArchiveReport {
+    pub archive: PathBuf,
+    pub checksum_file: PathBuf,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+fn sha256_file(p: &Path) -> Result<String> {
+    let mut f = fs::File::open(p).ctx(p)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).ctx(p)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Repository {
+    /// Write backup `id` as a self-contained `tar.gz` at `out` (atomically),
+    /// plus `out.sha256` in `sha256sum -c` format.
+    pub fn export_archive(&self, id: &str, out: &Path) -> Result<ArchiveReport> {
+        let m = self.manifest(id)?;
+        let dir = kstone_core::fsio::parent(out).to_path_buf();
+        let work = tempfile::tempdir_in(&dir).ctx(&dir)?;
+        let db = work.path().join("db");
+        self.materialize(&m, &db)?;
+        let tmp = tempfile::NamedTempFile::new_in(&dir).ctx(&dir)?;
+        {
+            let gz = GzEncoder::new(tmp.as_file(), flate2::Compression::default());
+            let mut tar = tar::Builder::new(gz);
+            tar.mode(tar::HeaderMode::Deterministic);
+            tar.follow_symlinks(false);
+            let mut names: Vec<String> = m.files.iter().map(|f| f.name.clone()).collect();
+            names.push(kstone_core::manifest::FILE_NAME.into());
+            names.sort();
+            for sub in ["pins", "sst", "wal"] {
+                tar.append_dir(sub, db.join(sub)).ctx(&db)?;
+            }
+            for n in names {
+                tar.append_path_with_name(db.join(&n), &n)
+                    .ctx(&db.join(&n))?;
+            }
+            let gz = tar.into_inner().ctx(out)?;
+            gz.finish().ctx(out)?.flush().ctx(out)?;
+        }
+        tmp.as_file().sync_all().ctx(out)?;
+        tmp.persist(out).map_err(|e| Error::Io {
+            path: out.to_path_buf(),
+            source: e.error,
+        })?;
+        let sha = sha256_file(out)?;
+        let name = out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let sum = PathBuf::from(format!("{}.sha256", out.display()));
+        kstone_core::fsio::write_atomic(&sum, format!("{sha}  {name}\n").as_bytes())?;
+        let bytes = fs::metadata(out).ctx(out)?.len();
+        Ok(ArchiveReport {
+            archive: out.to_path_buf(),
+            checksum_file: sum,
+            sha256: sha,
+            bytes,
+        })
+    }
+}
+
+/// Restore a database from an archive made by `export_archive` (or any
+/// `tar.gz` of a database directory). The `.sha256` file beside it, if
+/// present, must match. Absolute paths, `..`, links and device files are
+/// refused before anything is written outside the staging directory.
+pub fn restore_archive(archive: &Path, target: &Path) -> Result<RestoreReport> {
+    let sum = PathBuf::from(format!("{}.sha256", archive.display()));
+    if sum.exists() {
+        let want = fs::read_to_string(&sum).ctx(&sum)?;
+        let want = want
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let got = sha256_file(archive)?;
+        if want != got {
+            return Err(Error::Refused(format!(
+                "{} does not match its checksum file {}",
+                archive.display(),
+                sum.display()
+            )));
+        }
+    }
+    restore_with(target, |staging| {
+        unpack(archive, staging)?;
+        check_database(staging)
+    })
+}
+
+fn unpack(archive: &Path, dest: &Path) -> Result<()> {
+    fs::create_dir(dest).ctx(dest)?;
+    let f = fs::File::open(archive).ctx(archive)?;
+    let mut ar = tar::Archive::new(GzDecoder::new(f));
+    let bad = |what: String| Error::Refused(format!("archive {}: {what}", archive.display()));
+    for entry in ar.entries().ctx(archive)? {
+        let mut entry = entry.ctx(archive)?;
+        let path = entry.path().ctx(archive)?.into_owned();
+        let safe = !path.as_os_str().is_empty()
+            && path
+                .components()
+                .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        if !safe {
+            return Err(bad(format!("entry {:?} escapes the target", path)));
+        }
+        let out = dest.join(&path);
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => fs::create_dir_all(&out).ctx(&out)?,
+            tar::EntryType::Regular => {
+                if let Some(p) = out.parent() {
+                    fs::create_dir_all(p).ctx(p)?;
+                }
+                let mut w = fs::File::create(&out).ctx(&out)?;
+                std::io::copy(&mut entry, &mut w).ctx(&out)?;
+                w.sync_all().ctx(&out)?;
+            }
+            other => return Err(bad(format!("entry {:?} is a {other:?}, not a file", path))),
+        }
+    }
+    for sub in ["wal", "sst"] {
+        let d = dest.join(sub);
+        if d.is_dir() {
+            kstone_core::fsio::sync_dir(&d)?;
+        }
+    }
+    kstone_core::fsio::sync_dir(dest)?;
+    Ok(())
+}

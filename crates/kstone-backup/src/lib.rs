@@ -1,0 +1,22 @@
+//! KeystoneDB backups: a repository format reached through `object_store`,
+//! consistent hot backups (full, incremental, differential) built on
+//! kstone-core's snapshots, verification, safe restore, and portable archives.
+//!
+//! Layout and commands: `docs/backup.md`.
+
+pub mod archive;
+pub mod create;
+pub mod error;
+pub mod manifest;
+pub mod repository;
+pub mod restore;
+pub mod storage;
+pub mod verify;
+
+pub use archive::{restore_archive, ArchiveReport};
+pub use create::{BackupOptions, DatabaseBackupExt};
+pub use error::{Error, Result};
+pub use manifest::{BackupManifest, BackupType, FileEntry, RepoConfig};
+pub use repository::Repository;
+pub use restore::RestoreReport;
+pub use verify::Problem;

@@ -1,0 +1,240 @@
+//! `kstone backup …` and `kstone restore`.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use kstone_backup::manifest::rfc3339;
+use kstone_backup::{BackupManifest, BackupOptions, BackupType, Repository};
+use serde_json::json;
+
+use crate::args::{BackupCmd, BackupTypeArg, RestoreArgs};
+use crate::{CliError, CliResult};
+
+fn summary(m: &BackupManifest) -> serde_json::Value {
+    json!({
+        "id": m.id, "type": m.kind, "parent": m.parent, "base_full": m.base_full,
+        "db_id": m.db_id, "snapshot_lsn": m.snapshot_lsn,
+        "snapshot_time": rfc3339(m.snapshot_commit_us), "completed": rfc3339(m.completed_at_us),
+        "duration_secs": (m.completed_at_us.saturating_sub(m.started_at_us)) as f64 / 1e6,
+        "items": m.item_count, "files": m.files.len(),
+        "bytes_stored": m.bytes_stored, "bytes_total": m.bytes_total,
+    })
+}
+
+/// A spinner on stderr while `f` runs, when stderr is a terminal.
+fn spin<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let sp = std::io::stderr().is_terminal().then(|| {
+        let b = ProgressBar::new_spinner();
+        b.set_message(what.to_string());
+        b.enable_steady_tick(std::time::Duration::from_millis(120));
+        b
+    });
+    let r = f();
+    if let Some(b) = sp {
+        b.finish_and_clear();
+    }
+    r
+}
+
+fn bar(len: u64, what: &str) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = ProgressBar::new(len);
+    b.set_style(
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    b.set_message(what.to_string());
+    Some(b)
+}
+
+pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
+    match cmd {
+        BackupCmd::Init {
+            repo,
+            compression_level,
+            no_compression,
+        } => {
+            let r = Repository::init(&repo, (!no_compression).then_some(compression_level))?;
+            println!(
+                "initialized repository {} (id {})",
+                repo, r.config.repository_id
+            );
+        }
+        BackupCmd::Create {
+            db,
+            repo,
+            kind,
+            json,
+        } => {
+            let (r, created) = Repository::open_or_init(&repo, Some(3))?;
+            if created {
+                eprintln!("initialized new repository at {repo}");
+            }
+            let opts = BackupOptions {
+                kind: kind.map(|k| match k {
+                    BackupTypeArg::Full => BackupType::Full,
+                    BackupTypeArg::Incremental => BackupType::Incremental,
+                    BackupTypeArg::Differential => BackupType::Differential,
+                }),
+                parallelism: 4,
+            };
+            let pb = bar(0, "backing up");
+            let progress = |done: u64, total: u64| {
+                if let Some(b) = &pb {
+                    b.set_length(total);
+                    b.set_position(done);
+                }
+            };
+            let m = r.backup_dir(&db, &opts, Some(&progress))?;
+            if let Some(b) = pb {
+                b.finish_and_clear();
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary(&m))?);
+            } else {
+                println!("{}", m.id);
+                eprintln!(
+                    "{} backup of {} at lsn {}: {} items, stored {} of {} bytes",
+                    m.kind,
+                    db.display(),
+                    m.snapshot_lsn,
+                    m.item_count,
+                    m.bytes_stored,
+                    m.bytes_total
+                );
+            }
+        }
+        BackupCmd::List { repo, json } => {
+            let list = Repository::open(&repo)?.list()?;
+            if json {
+                let v: Vec<_> = list.iter().map(summary).collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "{:<24} {:<12} {:<20} {:>10} {:>10} {:>14} {:>14}  parent",
+                    "id", "type", "snapshot time", "lsn", "items", "stored bytes", "total bytes"
+                );
+                for m in &list {
+                    println!(
+                        "{:<24} {:<12} {:<20} {:>10} {:>10} {:>14} {:>14}  {}",
+                        m.id,
+                        m.kind.to_string(),
+                        rfc3339(m.snapshot_commit_us),
+                        m.snapshot_lsn,
+                        m.item_count,
+                        m.bytes_stored,
+                        m.bytes_total,
+                        m.parent.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+        }
+        BackupCmd::Info { repo, id, json } => {
+            let m = Repository::open(&repo)?.manifest(&id)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&m)?);
+            } else {
+                let s = summary(&m);
+                for (k, v) in s.as_object().into_iter().flatten() {
+                    println!(
+                        "{k:<14} {}",
+                        v.as_str().map(String::from).unwrap_or(v.to_string())
+                    );
+                }
+            }
+        }
+        BackupCmd::Verify {
+            repo,
+            id,
+            all,
+            deep,
+        } => {
+            let r = Repository::open(&repo)?;
+            let ids = if all {
+                r.backup_ids()?
+            } else {
+                vec![r.resolve(id.as_deref().unwrap_or("latest"))?]
+            };
+            let mut problems = Vec::new();
+            for id in &ids {
+                let p = spin(&format!("verifying {id}"), || r.verify(id, deep))?;
+                if p.is_empty() {
+                    println!("ok        {id}");
+                } else {
+                    println!("FAILED    {id}");
+                }
+                problems.extend(p);
+            }
+            if !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("problem: {p}");
+                }
+                eprintln!(
+                    "{} problem(s) in {} backup(s) checked",
+                    problems.len(),
+                    ids.len()
+                );
+                return Ok(ExitCode::from(1));
+            }
+        }
+        BackupCmd::Export { repo, id, output } => {
+            let rep = Repository::open(&repo)?.export_archive(&id, &output)?;
+            println!("{}", rep.archive.display());
+            eprintln!(
+                "wrote {} ({} bytes) and {}",
+                rep.archive.display(),
+                rep.bytes,
+                rep.checksum_file.display()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn confirm(target: &std::path::Path) -> CliResult<bool> {
+    if !target.exists() || !std::io::stdin().is_terminal() {
+        return Ok(true);
+    }
+    eprint!(
+        "{} exists; it will be moved to {}.before-restore-<time>. Continue? [y/N] ",
+        target.display(),
+        target.display()
+    );
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+pub fn restore(a: &RestoreArgs) -> CliResult<ExitCode> {
+    if !a.yes && !confirm(&a.target)? {
+        eprintln!("restore cancelled; nothing changed");
+        return Ok(ExitCode::from(1));
+    }
+    let report = match (&a.repo, &a.archive) {
+        (Some(repo), None) => {
+            let r = Repository::open(repo)?;
+            spin("restoring", || {
+                r.restore(a.id.as_deref().unwrap_or("latest"), &a.target)
+            })?
+        }
+        (None, Some(archive)) => spin("restoring", || {
+            kstone_backup::restore_archive(archive, &a.target)
+        })?,
+        _ => return Err(CliError("give --repo or --archive".into())),
+    };
+    println!(
+        "restored {} ({} items)",
+        report.target.display(),
+        report.items
+    );
+    if let Some(aside) = &report.moved_aside {
+        println!("previous contents moved to {}", aside.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
