@@ -70,7 +70,12 @@ impl StripeState {
         (cx.retire)(
             inputs
                 .iter()
-                .map(|t| std::path::Path::new("sst").join(t.path().file_name().unwrap_or_default()))
+                .map(|t| {
+                    (
+                        std::path::Path::new("sst").join(t.path().file_name().unwrap_or_default()),
+                        None,
+                    )
+                })
                 .collect(),
         )?;
         Ok(inputs.len())

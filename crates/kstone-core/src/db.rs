@@ -123,7 +123,7 @@ impl Database {
             mem_total: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             ticker: (Mutex::new(()), Condvar::new()),
-            pins: Mutex::new(PinRegistry::default()),
+            pins: Mutex::new(rec.registry),
             _lock: db_lock,
         });
         let total: usize = shared.stripes.iter().map(|s| lock(s).mem.bytes()).sum();
@@ -166,13 +166,13 @@ impl Database {
     /// Store `item` under (pk, sk), replacing any previous item. Returns the
     /// write's LSN. In `Sync` mode the write is durable when this returns.
     pub fn put(&self, pk: &[u8], sk: Option<&[u8]>, item: &Item) -> Result<u64> {
-        let op = prepare_put(pk, sk, item)?;
-        Ok(self.write_prepared(vec![op])?[0])
+        let (k, v) = prepare_put(pk, sk, item)?;
+        Ok(self.write_prepared(vec![(Pending::Data(k, v), None)])?[0].0)
     }
 
     /// Delete the item at (pk, sk) (a no-op if absent, but still logged).
     pub fn delete(&self, pk: &[u8], sk: Option<&[u8]>) -> Result<u64> {
-        Ok(self.write_prepared(vec![(Key::new(pk, sk)?, None)])?[0])
+        Ok(self.write_prepared(vec![(Pending::Data(Key::new(pk, sk)?, None), None)])?[0].0)
     }
 
     /// Apply many puts and deletes with one group commit: each touched
@@ -185,57 +185,109 @@ impl Database {
     /// call can leave any subset of the batch applied. Later operations on the
     /// same key win.
     pub fn write_batch(&self, ops: &[WriteOp]) -> Result<Vec<u64>> {
-        let prepared = ops.iter().map(prepare).collect::<Result<Vec<_>>>()?;
-        self.write_prepared(prepared)
+        let prepared = ops
+            .iter()
+            .map(|op| prepare(op).map(|(k, v)| (Pending::Data(k, v), None)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(self.write_prepared(prepared)?.into_iter().map(|(l, _)| l).collect())
     }
 
-    fn write_prepared(&self, ops: Vec<(Key, Option<Vec<u8>>)>) -> Result<Vec<u64>> {
+    /// Record a named restore point in the WAL (durably, whatever the
+    /// durability mode). Point-in-time restore can stop exactly here.
+    /// Returns its LSN and commit timestamp.
+    pub fn create_restore_point(&self, name: &str) -> Result<(u64, u64)> {
+        if name.is_empty() || name.len() > 256 {
+            return Err(Error::InvalidInput(
+                "a restore point name must be 1..=256 bytes".into(),
+            ));
+        }
+        let r = self.write_prepared(vec![(Pending::Marker(name.to_string()), None)])?[0];
+        self.sync()?;
+        Ok(r)
+    }
+
+    /// Re-apply logged records with their original LSNs and timestamps (used
+    /// by point-in-time restore to roll a restored backup forward). Records
+    /// must be in increasing LSN order, all above the database's last LSN.
+    pub fn apply_logged(&self, records: Vec<Record>) -> Result<()> {
+        let last = lock(&self.shared.clock).lsn;
+        let mut prev = last;
+        for r in &records {
+            if r.lsn <= prev {
+                return Err(Error::InvalidInput(format!(
+                    "replayed LSN {} does not follow {prev}",
+                    r.lsn
+                )));
+            }
+            prev = r.lsn;
+        }
+        let ops = records
+            .into_iter()
+            .map(|r| {
+                let p = match r.op {
+                    Op::Put { key, value } => Pending::Data(key, Some(value)),
+                    Op::Delete { key } => Pending::Data(key, None),
+                    Op::Marker { name } => Pending::Marker(name),
+                };
+                (p, Some((r.lsn, r.ts)))
+            })
+            .collect();
+        self.write_prepared(ops).map(|_| ())
+    }
+
+    fn write_prepared(&self, ops: Vec<(Pending, Option<(u64, u64)>)>) -> Result<Vec<(u64, u64)>> {
         let sh = &*self.shared;
         sh.commit.check()?;
         let mut by_stripe: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
-        for (i, (k, _)) in ops.iter().enumerate() {
-            by_stripe.entry(k.stripe()).or_default().push(i);
+        for (i, (p, _)) in ops.iter().enumerate() {
+            by_stripe.entry(p.stripe()).or_default().push(i);
         }
-        let mut lsns = vec![0u64; ops.len()];
-        let mut ops: Vec<Option<(Key, Option<Vec<u8>>)>> = ops.into_iter().map(Some).collect();
+        let mut stamps = vec![(0u64, 0u64); ops.len()];
+        let mut ops: Vec<Option<(Pending, Option<(u64, u64)>)>> = ops.into_iter().map(Some).collect();
         let mut last_seq = 0;
         for (s, idxs) in by_stripe {
             let mut st = lock(&sh.stripes[s]);
             if st.wal.is_none() {
                 let id = sh.next_file_id.fetch_add(1, Ordering::SeqCst);
-                st.wal = Some(ActiveSegment::create(
-                    &sh.dir.join("wal"),
-                    s,
-                    id,
-                    st.last_wal_id,
-                )?);
+                st.wal = Some(ActiveSegment::create(&sh.dir.join("wal"), s, id, st.last_wal_id)?);
                 st.wal_ids.push(id);
                 st.last_wal_id = id;
             }
             let mut buf = Vec::new();
             let mut staged = Vec::with_capacity(idxs.len());
+            let mut max_lsn = 0;
             {
                 let mut clock = lock(&sh.clock);
                 for &i in &idxs {
-                    let Some((key, value)) = ops[i].take() else {
-                        continue;
+                    let Some((pending, fixed)) = ops[i].take() else { continue };
+                    let (lsn, ts) = match fixed {
+                        Some((lsn, ts)) => {
+                            clock.lsn = clock.lsn.max(lsn);
+                            clock.ts = clock.ts.max(ts);
+                            (lsn, ts)
+                        }
+                        None => clock.next(),
                     };
-                    let (lsn, ts) = clock.next();
-                    lsns[i] = lsn;
-                    let value: Option<Arc<[u8]>> = value.map(Arc::from);
-                    let rec = Record {
-                        lsn,
-                        ts,
-                        op: match &value {
-                            Some(v) => Op::Put {
-                                key: key.clone(),
-                                value: v.to_vec(),
-                            },
-                            None => Op::Delete { key: key.clone() },
-                        },
+                    stamps[i] = (lsn, ts);
+                    max_lsn = max_lsn.max(lsn);
+                    let (op, data) = match pending {
+                        Pending::Data(key, value) => {
+                            let value: Option<Arc<[u8]>> = value.map(Arc::from);
+                            let op = match &value {
+                                Some(v) => Op::Put {
+                                    key: key.clone(),
+                                    value: v.to_vec(),
+                                },
+                                None => Op::Delete { key: key.clone() },
+                            };
+                            (op, Some((key, value)))
+                        }
+                        Pending::Marker(name) => (Op::Marker { name }, None),
                     };
-                    rec.encode_framed(&mut buf);
-                    staged.push((key, lsn, ts, value));
+                    Record { lsn, ts, op }.encode_framed(&mut buf);
+                    if let Some((key, value)) = data {
+                        staged.push((key, lsn, ts, value));
+                    }
                 }
             }
             let seg = st
@@ -254,8 +306,11 @@ impl Database {
                 }
                 return Err(e);
             }
+            let seg_id = seg.id;
             last_seq = sh.commit.note_written(s, &seg.file);
             st.wal_bytes += buf.len() as u64;
+            let m = st.wal_max_lsn.entry(seg_id).or_default();
+            *m = (*m).max(max_lsn);
             let before = st.mem.bytes();
             for (key, lsn, ts, value) in staged {
                 st.mem.insert(key, lsn, ts, value);
@@ -273,7 +328,7 @@ impl Database {
         if sh.opts.durability == Durability::Sync && last_seq > 0 {
             sh.commit.wait_durable(last_seq)?;
         }
-        Ok(lsns)
+        Ok(stamps)
     }
 
     /// Look up many keys; results in input order.
@@ -287,7 +342,7 @@ impl Database {
         let sh = &*self.shared;
         let alloc = || sh.next_file_id.fetch_add(1, Ordering::SeqCst);
         let peek = || sh.next_file_id.load(Ordering::SeqCst);
-        let retire = |files: Vec<PathBuf>| lock(&sh.pins).retire(&sh.dir, files);
+        let retire = |files: Vec<(PathBuf, Option<u64>)>| lock(&sh.pins).retire(&sh.dir, files);
         f(&FlushCtx {
             dir: &sh.dir,
             stripe: s,
@@ -436,6 +491,21 @@ impl Database {
 impl Drop for Database {
     fn drop(&mut self) {
         let _ = self.shutdown();
+    }
+}
+
+/// A validated write on its way to the WAL.
+pub(crate) enum Pending {
+    Data(Key, Option<Vec<u8>>),
+    Marker(String),
+}
+
+impl Pending {
+    fn stripe(&self) -> usize {
+        match self {
+            Pending::Data(k, _) => k.stripe(),
+            Pending::Marker(name) => crate::model::key::stripe_of(name.as_bytes()),
+        }
     }
 }
 

@@ -21,6 +21,7 @@ pub(crate) struct Recovered {
     pub last_lsn: u64,
     pub last_ts: u64,
     pub next_file_id: u64,
+    pub registry: crate::snapshot::registry::PinRegistry,
 }
 
 fn list(dir: &Path) -> Result<Vec<String>> {
@@ -58,6 +59,8 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
     // A live cross-process pin may still be copying obsolete files; leave
     // them for a later open to delete.
     let hold = !crate::snapshot::remote::live_requests(dir).is_empty();
+    let archived = crate::wal::archive_mark::read(dir)?;
+    let mut registry = crate::snapshot::registry::PinRegistry::default();
     for name in list(&sst_dir)? {
         if let Some((_, id)) = crate::sst::parse_name(&name) {
             max_id = max_id.max(id);
@@ -120,9 +123,19 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         let mut live_ids = Vec::new();
         for id in ids {
             if id < meta.log_start {
+                let rel = Path::new("wal").join(segment::file_name(s, id));
+                if let Some(a) = archived {
+                    // Flushed, but the archive may not have it yet.
+                    let scan = segment::scan(&dir.join(&rel))?;
+                    let max = scan.records.iter().map(|r| r.lsn).max().unwrap_or(0);
+                    if max > a {
+                        registry.keep_unarchived(rel, max);
+                        continue;
+                    }
+                }
                 // Flushed, but the crash came before the delete.
                 if !hold {
-                    remove(&wal_dir.join(segment::file_name(s, id)))?;
+                    remove(&dir.join(&rel))?;
                     removed = true;
                 }
             } else {
@@ -187,6 +200,8 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
                 f.sync_all().ctx(&path)?;
             }
             let mut last_in_seg = 0;
+            let seg_max = scan.records.iter().map(|r| r.lsn).max().unwrap_or(0);
+            st.wal_max_lsn.insert(id, seg_max);
             for r in std::mem::take(&mut scan.records) {
                 if r.lsn <= last_in_seg {
                     return Err(corrupt(format!("LSN {} does not increase", r.lsn)));
@@ -200,6 +215,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
                 let (key, value) = match r.op {
                     Op::Put { key, value } => (key, Some(Arc::from(value))),
                     Op::Delete { key } => (key, None),
+                    Op::Marker { .. } => continue,
                 };
                 if key.stripe() != s {
                     return Err(corrupt("record belongs to another stripe".into()));
@@ -226,5 +242,6 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
         next_file_id: max_id + 1,
         manifest,
         stripes,
+        registry,
     })
 }

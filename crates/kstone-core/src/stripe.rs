@@ -24,6 +24,8 @@ pub struct StripeState {
     /// Id of the newest segment this stripe ever had (0 if none): the next
     /// segment records it as its predecessor.
     pub last_wal_id: u64,
+    /// Largest LSN written to each of this stripe's segments (for archiving).
+    pub wal_max_lsn: std::collections::HashMap<u64, u64>,
     /// Bytes of WAL written since the last flush (replayed bytes included).
     pub wal_bytes: u64,
     /// Live SSTs, newest first.
@@ -39,7 +41,7 @@ pub struct FlushCtx<'a> {
     pub peek_next_id: &'a dyn Fn() -> u64,
     pub manifest: &'a std::sync::Mutex<Manifest>,
     /// Delete obsolete files (paths relative to `dir`), deferring those a pin holds.
-    pub retire: &'a dyn Fn(Vec<std::path::PathBuf>) -> Result<()>,
+    pub retire: &'a dyn Fn(Vec<(std::path::PathBuf, Option<u64>)>) -> Result<()>,
 }
 
 impl StripeState {
@@ -91,12 +93,17 @@ impl StripeState {
         // The new manifest is durable: the sealed segments are obsolete.
         self.wal_ids.clear();
         self.wal_bytes = 0;
-        (cx.retire)(
-            obsolete
-                .into_iter()
-                .map(|id| Path::new("wal").join(crate::wal::segment::file_name(cx.stripe, id)))
-                .collect(),
-        )?;
+        let retired = obsolete
+            .into_iter()
+            .map(|id| {
+                let max = self.wal_max_lsn.remove(&id).unwrap_or(0);
+                (
+                    Path::new("wal").join(crate::wal::segment::file_name(cx.stripe, id)),
+                    Some(max),
+                )
+            })
+            .collect();
+        (cx.retire)(retired)?;
         let freed = self.mem.bytes();
         self.mem = Memtable::default();
         self.tables.insert(0, table);

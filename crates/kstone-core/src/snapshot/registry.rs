@@ -16,6 +16,8 @@ pub struct PinRegistry {
     pinned: HashMap<u64, HashSet<PathBuf>>,
     /// Obsolete files kept alive by pins.
     deferred: HashSet<PathBuf>,
+    /// Obsolete WAL segments kept until archived: path → largest LSN inside.
+    unarchived: HashMap<PathBuf, u64>,
 }
 
 fn remove(dir: &Path, rel: &Path) -> Result<()> {
@@ -37,11 +39,23 @@ impl PinRegistry {
         self.pinned.values().any(|s| s.contains(rel))
     }
 
-    /// Delete obsolete files now, or later if a pin holds them. The manifest
-    /// that stopped referencing them must already be durable.
-    pub fn retire(&mut self, dir: &Path, files: Vec<PathBuf>) -> Result<()> {
+    /// Delete obsolete files now, or later if a pin holds them or (for WAL
+    /// segments, given with their largest LSN) archiving still needs them.
+    /// The manifest that stopped referencing them must already be durable.
+    pub fn retire(&mut self, dir: &Path, files: Vec<(PathBuf, Option<u64>)>) -> Result<()> {
+        let archived = if files.iter().any(|(_, l)| l.is_some()) {
+            crate::wal::archive_mark::read(dir)?
+        } else {
+            None
+        };
         let mut dirs = HashSet::new();
-        for rel in files {
+        for (rel, max_lsn) in files {
+            if let (Some(max), Some(a)) = (max_lsn, archived) {
+                if max > a {
+                    self.unarchived.insert(rel, max);
+                    continue;
+                }
+            }
             if self.is_pinned(&rel) {
                 self.deferred.insert(rel);
             } else {
@@ -64,7 +78,36 @@ impl PinRegistry {
         for p in &free {
             self.deferred.remove(p);
         }
-        self.retire(dir, free)
+        self.retire(dir, free.into_iter().map(|p| (p, None)).collect())
+    }
+
+    /// Keep an obsolete segment found at open until it is archived.
+    pub fn keep_unarchived(&mut self, rel: PathBuf, max_lsn: u64) {
+        self.unarchived.insert(rel, max_lsn);
+    }
+
+    /// Delete kept segments that the archive now covers (or all of them if
+    /// archiving was turned off).
+    pub fn release_archived(&mut self, dir: &Path) -> Result<()> {
+        if self.unarchived.is_empty() {
+            return Ok(());
+        }
+        let archived = crate::wal::archive_mark::read(dir)?;
+        let done: Vec<PathBuf> = self
+            .unarchived
+            .iter()
+            .filter(|(_, &max)| archived.is_none_or(|a| max <= a))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in &done {
+            self.unarchived.remove(p);
+        }
+        self.retire(dir, done.into_iter().map(|p| (p, None)).collect())
+    }
+
+    /// Segments kept only for the archive.
+    pub fn unarchived(&self) -> usize {
+        self.unarchived.len()
     }
 
     pub fn active(&self) -> usize {

@@ -65,6 +65,12 @@ pub(crate) fn serve(sh: &Arc<Shared>) {
     let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
     while !sh.closing.load(Ordering::SeqCst) {
         drop(g);
+        // Segments kept for the archive go once the archiver has them.
+        let _ = sh
+            .pins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .release_archived(&sh.dir);
         let live = live_requests(&sh.dir);
         held.retain(|name, _| {
             let keep = live.contains_key(name);

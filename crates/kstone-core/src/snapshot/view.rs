@@ -56,6 +56,7 @@ impl Snapshot {
                             mem.insert(key, r.lsn, r.ts, Some(Arc::from(value)))
                         }
                         Op::Delete { key } => mem.insert(key, r.lsn, r.ts, None),
+                        Op::Marker { .. } => {}
                     }
                 }
             }

@@ -15,6 +15,7 @@ const MASK: u32 = 0xa282_ead8;
 
 const KIND_PUT: u8 = 1;
 const KIND_DELETE: u8 = 2;
+const KIND_MARKER: u8 = 3;
 
 /// What a record does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub enum Op {
     Put { key: Key, value: Vec<u8> },
     /// Remove `key`.
     Delete { key: Key },
+    /// A named restore point; changes no data.
+    Marker { name: String },
 }
 
 /// One logged write, with its global LSN and commit timestamp (µs).
@@ -34,9 +37,11 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn key(&self) -> &Key {
+    /// The key a data record writes (`None` for a marker).
+    pub fn key(&self) -> Option<&Key> {
         match &self.op {
-            Op::Put { key, .. } | Op::Delete { key } => key,
+            Op::Put { key, .. } | Op::Delete { key } => Some(key),
+            Op::Marker { .. } => None,
         }
     }
 
@@ -44,15 +49,20 @@ impl Record {
     pub fn encode_framed(&self, out: &mut Vec<u8>) {
         let start = out.len();
         out.extend_from_slice(&[0u8; FRAME_HEADER]);
-        match &self.op {
-            Op::Put { .. } => out.push(KIND_PUT),
-            Op::Delete { .. } => out.push(KIND_DELETE),
-        }
+        out.push(match &self.op {
+            Op::Put { .. } => KIND_PUT,
+            Op::Delete { .. } => KIND_DELETE,
+            Op::Marker { .. } => KIND_MARKER,
+        });
         out.extend_from_slice(&self.lsn.to_le_bytes());
         out.extend_from_slice(&self.ts.to_le_bytes());
-        self.key().encode(out);
-        if let Op::Put { value, .. } = &self.op {
-            put_len_prefixed(out, value);
+        match &self.op {
+            Op::Put { key, value } => {
+                key.encode(out);
+                put_len_prefixed(out, value);
+            }
+            Op::Delete { key } => key.encode(out),
+            Op::Marker { name } => put_len_prefixed(out, name.as_bytes()),
         }
         let len = (out.len() - start - FRAME_HEADER) as u32;
         let payload_crc = crc32c::crc32c(&out[start + FRAME_HEADER..]);
@@ -67,13 +77,18 @@ impl Record {
         let kind = r.u8()?;
         let lsn = r.u64_le()?;
         let ts = r.u64_le()?;
-        let key = Key::decode(&mut r)?;
         let op = match kind {
             KIND_PUT => Op::Put {
-                key,
+                key: Key::decode(&mut r)?,
                 value: r.len_prefixed()?.to_vec(),
             },
-            KIND_DELETE => Op::Delete { key },
+            KIND_DELETE => Op::Delete {
+                key: Key::decode(&mut r)?,
+            },
+            KIND_MARKER => Op::Marker {
+                name: String::from_utf8(r.len_prefixed()?.to_vec())
+                    .map_err(|_| Error::Malformed("restore point name is not UTF-8".into()))?,
+            },
             k => return Err(Error::Malformed(format!("unknown WAL record kind {k}"))),
         };
         if !r.is_empty() {
@@ -140,6 +155,13 @@ mod tests {
                 ts: 100,
                 op: Op::Delete {
                     key: Key::new(b"p", None).unwrap(),
+                },
+            },
+            Record {
+                lsn: 9,
+                ts: 101,
+                op: Op::Marker {
+                    name: "before-migration".into(),
                 },
             },
         ];

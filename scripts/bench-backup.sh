@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Backup and restore throughput of kstone next to `cp -a` and `tar czf` of the
+# same database directory, in one run on one machine.
+#
+#   scripts/bench-backup.sh [ITEMS] [VALUE_BYTES]     (default: 1000000 × 1000 ≈ 1 GiB)
+#
+# Everything happens under a fresh temporary directory that is removed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ITEMS=${1:-1000000}
+VALUE=${2:-1000}
+cargo build --release -q -p kstone-cli
+K=$PWD/target/release/kstone
+W=$(mktemp -d "${TMPDIR:-/tmp}/kstone-bench-backup.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+
+echo "creating a database of $ITEMS items × $VALUE bytes ..."
+"$K" bench --num "$ITEMS" --value-size "$VALUE" --durability buffered --dir "$W" >/dev/null
+DB="$W/bench-buffered.keystone"
+"$K" flush "$DB" >/dev/null
+BYTES=$(du -sb "$DB" | cut -f1)
+sync
+
+secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc; }
+row() { printf "%-28s %8.2f s %10.1f MiB/s\n" "$1" "$2" "$(echo "$BYTES / 1048576 / $2" | bc -l)"; }
+
+echo "database: $(echo "$BYTES / 1048576" | bc) MiB in $(find "$DB" -type f | wc -l) files"
+T_CP=$(secs cp -a "$DB" "$W/copy"); sync
+T_TAR=$(secs tar czf "$W/copy.tar.gz" -C "$DB" .); sync
+T_FULL=$(secs "$K" backup create "$DB" --repo "$W/repo" --type full); sync
+# change 1% of the items, then an incremental backup
+"$K" bench --num $((ITEMS / 100)) --value-size "$VALUE" --durability buffered --dir "$W/small" >/dev/null
+"$K" export "$W/small/bench-buffered.keystone" -o "$W/changes.jsonl" 2>/dev/null
+"$K" import "$DB" "$W/changes.jsonl" >/dev/null
+T_INC=$(secs "$K" backup create "$DB" --repo "$W/repo" --type incremental); sync
+T_RESTORE=$(secs "$K" restore --repo "$W/repo" --target "$W/restored.keystone" --yes); sync
+
+echo
+printf "%-28s %10s %16s\n" "operation" "time" "throughput"
+row "cp -a" "$T_CP"
+row "tar czf" "$T_TAR"
+row "kstone backup (full)" "$T_FULL"
+row "kstone backup (incremental)" "$T_INC"
+row "kstone restore (verified)" "$T_RESTORE"
+echo
+"$K" backup list --repo "$W/repo"
+echo "tar.gz size: $(du -b "$W/copy.tar.gz" | cut -f1) bytes"
+printf "ratios: full backup is %.2fx the speed of tar czf and %.2fx of cp -a; restore %.2fx of cp -a\n" \
+  "$(echo "$T_TAR / $T_FULL" | bc -l)" "$(echo "$T_CP / $T_FULL" | bc -l)" "$(echo "$T_CP / $T_RESTORE" | bc -l)"
