@@ -98,7 +98,7 @@ impl Repository {
         let mine: Vec<BackupManifest> = self
             .list()?
             .into_iter()
-            .filter(|m| m.db_id == snap.db_id)
+            .filter(|m| m.db_id == snap.db_id && m.history == snap.manifest.history)
             .collect();
         let last_full = mine.iter().rev().find(|m| m.kind == BackupType::Full);
         let kind = opts.kind.unwrap_or(if last_full.is_some() {
@@ -206,6 +206,7 @@ impl Repository {
                 _ => last_full.map(|f| f.id.clone()).unwrap_or_default(),
             },
             db_id: snap.db_id.clone(),
+            history: snap.manifest.history.clone(),
             db_path: db_dir.display().to_string(),
             host: hostname(),
             snapshot_lsn: snap.lsn,

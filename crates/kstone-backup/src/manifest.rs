@@ -71,6 +71,9 @@ pub struct BackupManifest {
     /// The full backup this one builds on (itself for a full backup).
     pub base_full: String,
     pub db_id: String,
+    /// The database history the snapshot belongs to (see kstone-core's MANIFEST).
+    #[serde(default)]
+    pub history: String,
     pub db_path: String,
     pub host: String,
     pub snapshot_lsn: u64,

@@ -58,6 +58,16 @@ impl Repository {
     /// Download a backup's files into the new directory `dir` and write its
     /// MANIFEST; every object is checked against its size and SHA-256.
     pub fn materialize(&self, m: &BackupManifest, dir: &Path) -> Result<()> {
+        self.materialize_as(m, dir, None)
+    }
+
+    /// As [`Repository::materialize`]; `recovered_to` records a PITR target.
+    pub(crate) fn materialize_as(
+        &self,
+        m: &BackupManifest,
+        dir: &Path,
+        recovered_to: Option<u64>,
+    ) -> Result<()> {
         fs::create_dir(dir).ctx(dir)?;
         for sub in ["wal", "sst", "pins"] {
             let d = dir.join(sub);
@@ -85,11 +95,15 @@ impl Repository {
             out.sync_all().ctx(&path)?;
         }
         let mut dbm = m.db_manifest.clone();
+        // A restored database starts a new history: its backups and WAL
+        // archive never mix with those of the database it came from.
+        dbm.history = kstone_core::manifest::new_history_id();
         dbm.origin = Some(Origin {
             repository: self.location().to_string(),
             repository_id: self.config.repository_id.clone(),
             backup_id: m.id.clone(),
             snapshot_lsn: m.snapshot_lsn,
+            recovered_to_lsn: recovered_to,
             restored_at_us: kstone_core::fsio::now_micros(),
         });
         dbm.store(dir)?;

@@ -144,7 +144,7 @@ impl Database {
             if st.mem.bytes() >= db.shared.opts.memtable_stripe_bytes
                 || st.wal_bytes >= db.shared.opts.wal_stripe_bytes
             {
-                db.flush_locked(s, &mut st)?;
+                db.shared.flush_locked(s, &mut st)?;
             }
         }
         Ok(db)
@@ -167,12 +167,18 @@ impl Database {
     /// write's LSN. In `Sync` mode the write is durable when this returns.
     pub fn put(&self, pk: &[u8], sk: Option<&[u8]>, item: &Item) -> Result<u64> {
         let (k, v) = prepare_put(pk, sk, item)?;
-        Ok(self.write_prepared(vec![(Pending::Data(k, v), None)])?[0].0)
+        Ok(self
+            .shared
+            .write_prepared(vec![(Pending::Data(k, v), None)])?[0]
+            .0)
     }
 
     /// Delete the item at (pk, sk) (a no-op if absent, but still logged).
     pub fn delete(&self, pk: &[u8], sk: Option<&[u8]>) -> Result<u64> {
-        Ok(self.write_prepared(vec![(Pending::Data(Key::new(pk, sk)?, None), None)])?[0].0)
+        Ok(self
+            .shared
+            .write_prepared(vec![(Pending::Data(Key::new(pk, sk)?, None), None)])?[0]
+            .0)
     }
 
     /// Apply many puts and deletes with one group commit: each touched
@@ -189,21 +195,19 @@ impl Database {
             .iter()
             .map(|op| prepare(op).map(|(k, v)| (Pending::Data(k, v), None)))
             .collect::<Result<Vec<_>>>()?;
-        Ok(self.write_prepared(prepared)?.into_iter().map(|(l, _)| l).collect())
+        Ok(self
+            .shared
+            .write_prepared(prepared)?
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect())
     }
 
     /// Record a named restore point in the WAL (durably, whatever the
     /// durability mode). Point-in-time restore can stop exactly here.
     /// Returns its LSN and commit timestamp.
     pub fn create_restore_point(&self, name: &str) -> Result<(u64, u64)> {
-        if name.is_empty() || name.len() > 256 {
-            return Err(Error::InvalidInput(
-                "a restore point name must be 1..=256 bytes".into(),
-            ));
-        }
-        let r = self.write_prepared(vec![(Pending::Marker(name.to_string()), None)])?[0];
-        self.sync()?;
-        Ok(r)
+        self.shared.restore_point(name)
     }
 
     /// Re-apply logged records with their original LSNs and timestamps (used
@@ -232,103 +236,7 @@ impl Database {
                 (p, Some((r.lsn, r.ts)))
             })
             .collect();
-        self.write_prepared(ops).map(|_| ())
-    }
-
-    fn write_prepared(&self, ops: Vec<(Pending, Option<(u64, u64)>)>) -> Result<Vec<(u64, u64)>> {
-        let sh = &*self.shared;
-        sh.commit.check()?;
-        let mut by_stripe: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
-        for (i, (p, _)) in ops.iter().enumerate() {
-            by_stripe.entry(p.stripe()).or_default().push(i);
-        }
-        let mut stamps = vec![(0u64, 0u64); ops.len()];
-        let mut ops: Vec<Option<(Pending, Option<(u64, u64)>)>> = ops.into_iter().map(Some).collect();
-        let mut last_seq = 0;
-        for (s, idxs) in by_stripe {
-            let mut st = lock(&sh.stripes[s]);
-            if st.wal.is_none() {
-                let id = sh.next_file_id.fetch_add(1, Ordering::SeqCst);
-                st.wal = Some(ActiveSegment::create(&sh.dir.join("wal"), s, id, st.last_wal_id)?);
-                st.wal_ids.push(id);
-                st.last_wal_id = id;
-            }
-            let mut buf = Vec::new();
-            let mut staged = Vec::with_capacity(idxs.len());
-            let mut max_lsn = 0;
-            {
-                let mut clock = lock(&sh.clock);
-                for &i in &idxs {
-                    let Some((pending, fixed)) = ops[i].take() else { continue };
-                    let (lsn, ts) = match fixed {
-                        Some((lsn, ts)) => {
-                            clock.lsn = clock.lsn.max(lsn);
-                            clock.ts = clock.ts.max(ts);
-                            (lsn, ts)
-                        }
-                        None => clock.next(),
-                    };
-                    stamps[i] = (lsn, ts);
-                    max_lsn = max_lsn.max(lsn);
-                    let (op, data) = match pending {
-                        Pending::Data(key, value) => {
-                            let value: Option<Arc<[u8]>> = value.map(Arc::from);
-                            let op = match &value {
-                                Some(v) => Op::Put {
-                                    key: key.clone(),
-                                    value: v.to_vec(),
-                                },
-                                None => Op::Delete { key: key.clone() },
-                            };
-                            (op, Some((key, value)))
-                        }
-                        Pending::Marker(name) => (Op::Marker { name }, None),
-                    };
-                    Record { lsn, ts, op }.encode_framed(&mut buf);
-                    if let Some((key, value)) = data {
-                        staged.push((key, lsn, ts, value));
-                    }
-                }
-            }
-            let seg = st
-                .wal
-                .as_mut()
-                .ok_or_else(|| Error::Poisoned("no active WAL segment".into()))?;
-            let before = seg.len;
-            if let Err(e) = seg.append(&buf) {
-                // Cut off any partial record so later records do not follow garbage.
-                let cut = seg.file.set_len(before).and_then(|_| seg.file.sync_data());
-                st.wal = None;
-                if cut.is_err() {
-                    return Err(Error::Poisoned(format!(
-                        "WAL append failed and could not be undone: {e}"
-                    )));
-                }
-                return Err(e);
-            }
-            let seg_id = seg.id;
-            last_seq = sh.commit.note_written(s, &seg.file);
-            st.wal_bytes += buf.len() as u64;
-            let m = st.wal_max_lsn.entry(seg_id).or_default();
-            *m = (*m).max(max_lsn);
-            let before = st.mem.bytes();
-            for (key, lsn, ts, value) in staged {
-                st.mem.insert(key, lsn, ts, value);
-            }
-            let grown = st.mem.bytes().saturating_sub(before);
-            let total = sh.mem_total.fetch_add(grown, Ordering::Relaxed) + grown;
-            let bytes = st.mem.bytes();
-            if bytes >= sh.opts.memtable_stripe_bytes
-                || st.wal_bytes >= sh.opts.wal_stripe_bytes
-                || (total >= sh.opts.memtable_budget && bytes >= sh.opts.memtable_budget / STRIPES)
-            {
-                self.flush_locked(s, &mut st)?;
-            }
-        }
-        if sh.opts.durability == Durability::Sync && last_seq > 0 {
-            sh.commit.wait_durable(last_seq)?;
-        }
-        Ok(stamps)
+        self.shared.write_prepared(ops).map(|_| ())
     }
 
     /// Look up many keys; results in input order.
@@ -338,39 +246,13 @@ impl Database {
             .collect()
     }
 
-    fn flush_ctx<R>(&self, s: usize, f: impl FnOnce(&FlushCtx<'_>) -> R) -> R {
-        let sh = &*self.shared;
-        let alloc = || sh.next_file_id.fetch_add(1, Ordering::SeqCst);
-        let peek = || sh.next_file_id.load(Ordering::SeqCst);
-        let retire = |files: Vec<(PathBuf, Option<u64>)>| lock(&sh.pins).retire(&sh.dir, files);
-        f(&FlushCtx {
-            dir: &sh.dir,
-            stripe: s,
-            compression: sh.opts.compression,
-            alloc_id: &alloc,
-            peek_next_id: &peek,
-            manifest: &sh.manifest,
-            retire: &retire,
-        })
-    }
-
-    /// Flush a stripe's memtable, then compact it if it has too many SSTs.
-    fn flush_locked(&self, s: usize, st: &mut StripeState) -> Result<()> {
-        let freed = self.flush_ctx(s, |cx| st.flush(cx))?;
-        self.shared.mem_total.fetch_sub(freed, Ordering::Relaxed);
-        if st.tables.len() > self.shared.opts.compaction_trigger {
-            self.flush_ctx(s, |cx| st.compact(cx))?;
-        }
-        Ok(())
-    }
-
     /// Flush every stripe and merge each stripe's SSTs into one, dropping
     /// overwritten versions and tombstones.
     pub fn compact(&self) -> Result<()> {
         for s in 0..STRIPES {
             let mut st = lock(&self.shared.stripes[s]);
-            self.flush_locked(s, &mut st)?;
-            self.flush_ctx(s, |cx| st.compact(cx))?;
+            self.shared.flush_locked(s, &mut st)?;
+            self.shared.flush_ctx(s, |cx| st.compact(cx))?;
         }
         Ok(())
     }
@@ -379,7 +261,7 @@ impl Database {
     pub fn flush(&self) -> Result<()> {
         for s in 0..STRIPES {
             let mut st = lock(&self.shared.stripes[s]);
-            self.flush_locked(s, &mut st)?;
+            self.shared.flush_locked(s, &mut st)?;
         }
         Ok(())
     }
@@ -443,6 +325,7 @@ impl Database {
         {
             let m = lock(&sh.manifest);
             st.db_id = m.db_id.clone();
+            st.history = m.history.clone();
             st.restored_from = m.origin.clone();
         }
         for s in &sh.stripes {
@@ -494,6 +377,9 @@ impl Drop for Database {
     }
 }
 
+/// A pending write and, when replaying a log, its original (LSN, timestamp).
+pub(crate) type Stamped = (Pending, Option<(u64, u64)>);
+
 /// A validated write on its way to the WAL.
 pub(crate) enum Pending {
     Data(Key, Option<Vec<u8>>),
@@ -543,6 +429,148 @@ fn prepare_put(pk: &[u8], sk: Option<&[u8]>, item: &Item) -> Result<(Key, Option
         )));
     }
     Ok((key, Some(value)))
+}
+
+impl Shared {
+    pub(crate) fn restore_point(&self, name: &str) -> Result<(u64, u64)> {
+        if name.is_empty() || name.len() > 256 {
+            return Err(Error::InvalidInput(
+                "a restore point name must be 1..=256 bytes".into(),
+            ));
+        }
+        let r = self.write_prepared(vec![(Pending::Marker(name.to_string()), None)])?[0];
+        self.commit.sync_all_written()?;
+        Ok(r)
+    }
+
+    pub(crate) fn write_prepared(&self, ops: Vec<Stamped>) -> Result<Vec<(u64, u64)>> {
+        let sh = self;
+        sh.commit.check()?;
+        let mut by_stripe: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+        for (i, (p, _)) in ops.iter().enumerate() {
+            by_stripe.entry(p.stripe()).or_default().push(i);
+        }
+        let mut stamps = vec![(0u64, 0u64); ops.len()];
+        let mut ops: Vec<Option<Stamped>> = ops.into_iter().map(Some).collect();
+        let mut last_seq = 0;
+        for (s, idxs) in by_stripe {
+            let mut st = lock(&sh.stripes[s]);
+            if st.wal.is_none() {
+                let id = sh.next_file_id.fetch_add(1, Ordering::SeqCst);
+                st.wal = Some(ActiveSegment::create(
+                    &sh.dir.join("wal"),
+                    s,
+                    id,
+                    st.last_wal_id,
+                )?);
+                st.wal_ids.push(id);
+                st.last_wal_id = id;
+            }
+            let mut buf = Vec::new();
+            let mut staged = Vec::with_capacity(idxs.len());
+            let mut max_lsn = 0;
+            {
+                let mut clock = lock(&sh.clock);
+                for &i in &idxs {
+                    let Some((pending, fixed)) = ops[i].take() else {
+                        continue;
+                    };
+                    let (lsn, ts) = match fixed {
+                        Some((lsn, ts)) => {
+                            clock.lsn = clock.lsn.max(lsn);
+                            clock.ts = clock.ts.max(ts);
+                            (lsn, ts)
+                        }
+                        None => clock.next(),
+                    };
+                    stamps[i] = (lsn, ts);
+                    max_lsn = max_lsn.max(lsn);
+                    let (op, data) = match pending {
+                        Pending::Data(key, value) => {
+                            let value: Option<Arc<[u8]>> = value.map(Arc::from);
+                            let op = match &value {
+                                Some(v) => Op::Put {
+                                    key: key.clone(),
+                                    value: v.to_vec(),
+                                },
+                                None => Op::Delete { key: key.clone() },
+                            };
+                            (op, Some((key, value)))
+                        }
+                        Pending::Marker(name) => (Op::Marker { name }, None),
+                    };
+                    Record { lsn, ts, op }.encode_framed(&mut buf);
+                    if let Some((key, value)) = data {
+                        staged.push((key, lsn, ts, value));
+                    }
+                }
+            }
+            let seg = st
+                .wal
+                .as_mut()
+                .ok_or_else(|| Error::Poisoned("no active WAL segment".into()))?;
+            let before = seg.len;
+            if let Err(e) = seg.append(&buf) {
+                // Cut off any partial record so later records do not follow garbage.
+                let cut = seg.file.set_len(before).and_then(|_| seg.file.sync_data());
+                st.wal = None;
+                if cut.is_err() {
+                    return Err(Error::Poisoned(format!(
+                        "WAL append failed and could not be undone: {e}"
+                    )));
+                }
+                return Err(e);
+            }
+            let seg_id = seg.id;
+            last_seq = sh.commit.note_written(s, &seg.file);
+            st.wal_bytes += buf.len() as u64;
+            let m = st.wal_max_lsn.entry(seg_id).or_default();
+            *m = (*m).max(max_lsn);
+            let before = st.mem.bytes();
+            for (key, lsn, ts, value) in staged {
+                st.mem.insert(key, lsn, ts, value);
+            }
+            let grown = st.mem.bytes().saturating_sub(before);
+            let total = sh.mem_total.fetch_add(grown, Ordering::Relaxed) + grown;
+            let bytes = st.mem.bytes();
+            if bytes >= sh.opts.memtable_stripe_bytes
+                || st.wal_bytes >= sh.opts.wal_stripe_bytes
+                || (total >= sh.opts.memtable_budget && bytes >= sh.opts.memtable_budget / STRIPES)
+            {
+                sh.flush_locked(s, &mut st)?;
+            }
+        }
+        if sh.opts.durability == Durability::Sync && last_seq > 0 {
+            sh.commit.wait_durable(last_seq)?;
+        }
+        Ok(stamps)
+    }
+
+    fn flush_ctx<R>(&self, s: usize, f: impl FnOnce(&FlushCtx<'_>) -> R) -> R {
+        let sh = self;
+        let alloc = || sh.next_file_id.fetch_add(1, Ordering::SeqCst);
+        let peek = || sh.next_file_id.load(Ordering::SeqCst);
+        let retire = |files: Vec<(PathBuf, Option<u64>)>| lock(&sh.pins).retire(&sh.dir, files);
+        f(&FlushCtx {
+            dir: &sh.dir,
+            stripe: s,
+            compression: sh.opts.compression,
+            alloc_id: &alloc,
+            peek_next_id: &peek,
+            manifest: &sh.manifest,
+            retire: &retire,
+        })
+    }
+
+    /// Flush a stripe's memtable, then compact it if it has too many SSTs.
+    pub(crate) fn flush_locked(&self, s: usize, st: &mut StripeState) -> Result<()> {
+        let freed = self.flush_ctx(s, |cx| st.flush(cx))?;
+        self.mem_total.fetch_sub(freed, Ordering::Relaxed);
+        if st.tables.len() > self.opts.compaction_trigger {
+            self.flush_ctx(s, |cx| st.compact(cx))?;
+        }
+        Ok(())
+    }
 }
 
 fn buffered_sync_loop(sh: &Shared) {

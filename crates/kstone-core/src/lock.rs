@@ -48,3 +48,24 @@ impl DbLock {
         Ok(DbLock { _file: f })
     }
 }
+
+/// The pid of the process holding `dir`'s lock, if any — read from
+/// `/proc/locks` without touching the lock (so a follower process never
+/// makes the application's `open` fail).
+pub fn holder(dir: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir.join(FILE_NAME)).ok()?;
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    for line in locks.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"
+        if f.len() < 6 || f[1] != "FLOCK" {
+            continue;
+        }
+        let ino = f[5].rsplit(':').next().and_then(|i| i.parse::<u64>().ok());
+        if ino == Some(m.ino()) {
+            return f[4].parse().ok();
+        }
+    }
+    None
+}

@@ -45,6 +45,11 @@ pub struct StripeMeta {
 pub struct Manifest {
     /// Random id of this database, fixed at creation.
     pub db_id: String,
+    /// Random id of this database's history: new at creation and at every
+    /// restore, so WAL archives and backup chains of diverging histories
+    /// never mix.
+    #[serde(default)]
+    pub history: String,
     pub created_us: u64,
     /// File ids below this have been allocated.
     pub next_file_id: u64,
@@ -62,13 +67,24 @@ pub struct Origin {
     pub repository_id: String,
     pub backup_id: String,
     pub snapshot_lsn: u64,
+    /// For a point-in-time restore: the LSN the WAL was replayed to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered_to_lsn: Option<u64>,
     pub restored_at_us: u64,
+}
+
+/// A fresh random history id (16 hex digits).
+pub fn new_history_id() -> String {
+    let mut b = [0u8; 8];
+    let _ = getrandom::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 impl Manifest {
     pub fn new(db_id: String, created_us: u64) -> Manifest {
         Manifest {
             db_id,
+            history: new_history_id(),
             created_us,
             next_file_id: 1,
             stripes: BTreeMap::new(),

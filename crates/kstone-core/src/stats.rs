@@ -6,6 +6,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
     pub db_id: String,
+    pub history: String,
     pub stripes: usize,
     /// Stripes holding any data (SSTs, WAL or memtable).
     pub active_stripes: usize,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use kstone_backup::manifest::rfc3339;
-use kstone_backup::{BackupManifest, BackupOptions, BackupType, Repository};
+use kstone_backup::{Archiver, BackupManifest, BackupOptions, BackupType, Repository, Target};
 use serde_json::json;
 
 use crate::args::{BackupCmd, BackupTypeArg, RestoreArgs};
@@ -116,12 +116,12 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!(
-                    "{:<24} {:<12} {:<20} {:>10} {:>10} {:>14} {:>14}  parent",
+                    "{:<30} {:<12} {:<20} {:>10} {:>10} {:>14} {:>14}  parent",
                     "id", "type", "snapshot time", "lsn", "items", "stored bytes", "total bytes"
                 );
                 for m in &list {
                     println!(
-                        "{:<24} {:<12} {:<20} {:>10} {:>10} {:>14} {:>14}  {}",
+                        "{:<30} {:<12} {:<20} {:>10} {:>10} {:>14} {:>14}  {}",
                         m.id,
                         m.kind.to_string(),
                         rfc3339(m.snapshot_commit_us),
@@ -182,6 +182,37 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                 return Ok(ExitCode::from(1));
             }
         }
+        BackupCmd::Status {
+            repo,
+            json: as_json,
+        } => {
+            let r = Repository::open(&repo)?;
+            let w = r.window(None)?;
+            let now = kstone_core::fsio::now_micros();
+            let lag = now.saturating_sub(w.latest_ts) as f64 / 1e6;
+            if as_json {
+                let mut v = serde_json::to_value(&w)?;
+                v["earliest_time"] = json!(rfc3339(w.earliest_ts));
+                v["latest_time"] = json!(rfc3339(w.latest_ts));
+                v["archive_lag_secs"] = json!(lag);
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("database         {} (history {})", w.db_id, w.history);
+                println!("backups          {}", w.backups);
+                println!("archive objects  {}", w.archive_objects);
+                println!(
+                    "earliest point   LSN {} at {}",
+                    w.earliest_lsn,
+                    rfc3339(w.earliest_ts)
+                );
+                println!(
+                    "latest point     LSN {} at {}",
+                    w.latest_lsn,
+                    rfc3339(w.latest_ts)
+                );
+                println!("archive lag      {lag:.1} s (now − latest reachable commit)");
+            }
+        }
         BackupCmd::Export { repo, id, output } => {
             let rep = Repository::open(&repo)?.export_archive(&id, &output)?;
             println!("{}", rep.archive.display());
@@ -216,6 +247,32 @@ pub fn restore(a: &RestoreArgs) -> CliResult<ExitCode> {
         eprintln!("restore cancelled; nothing changed");
         return Ok(ExitCode::from(1));
     }
+    let target = if let Some(t) = a.to_time {
+        Some(Target::Time(t))
+    } else if let Some(n) = a.to_lsn {
+        Some(Target::Lsn(n))
+    } else {
+        a.to_name.clone().map(Target::Name)
+    };
+    if let (Some(t), Some(repo)) = (target, &a.repo) {
+        let r = Repository::open(repo)?;
+        let rep = spin("restoring to a point in time", || {
+            r.restore_to(&t, &a.target, a.history.as_deref())
+        })?;
+        println!(
+            "restored {} to LSN {} at {} ({} items; backup {} + {} replayed writes)",
+            a.target.display(),
+            rep.reached_lsn,
+            rfc3339_us(rep.reached_ts),
+            rep.items,
+            rep.base_backup,
+            rep.replayed
+        );
+        if let Some(aside) = &rep.moved_aside {
+            println!("previous contents moved to {}", aside.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let report = match (&a.repo, &a.archive) {
         (Some(repo), None) => {
             let r = Repository::open(repo)?;
@@ -236,5 +293,77 @@ pub fn restore(a: &RestoreArgs) -> CliResult<ExitCode> {
     if let Some(aside) = &report.moved_aside {
         println!("previous contents moved to {}", aside.display());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// RFC 3339 with microseconds.
+fn rfc3339_us(us: u64) -> String {
+    let base = rfc3339(us);
+    format!("{}.{:06}Z", base.trim_end_matches('Z'), us % 1_000_000)
+}
+
+pub fn wal_archive(
+    db: &std::path::Path,
+    repo: &str,
+    interval: std::time::Duration,
+    once: bool,
+) -> CliResult<ExitCode> {
+    let (r, created) = Repository::open_or_init(repo, Some(3))?;
+    if created {
+        eprintln!("initialized new repository at {repo}");
+    }
+    let mut a = Archiver::new(&r, db);
+    if once {
+        let round = a.round()?;
+        println!(
+            "archived through LSN {} ({} records this round)",
+            round.archived_lsn, round.records
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "archiving {} into {repo} every {interval:?}; Ctrl-C to stop",
+        db.display()
+    );
+    let mut failures = 0u32;
+    a.run(interval, |r| {
+        match r {
+            Ok(round) if round.records > 0 => {
+                failures = 0;
+                eprintln!(
+                    "archived {} records through LSN {} ({})",
+                    round.records,
+                    round.archived_lsn,
+                    rfc3339_us(round.archived_ts)
+                );
+            }
+            Ok(_) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                eprintln!("archiving round failed (will retry): {e}");
+            }
+        }
+        true
+    });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn restore_point(db: &std::path::Path, name: &str) -> CliResult<ExitCode> {
+    let (lsn, ts) = match kstone_core::Database::open(db, kstone_core::Options::default()) {
+        Ok(d) => {
+            let r = d.create_restore_point(name)?;
+            d.close()?;
+            r
+        }
+        Err(kstone_core::Error::Locked { .. }) => {
+            kstone_core::snapshot::remote::request_restore_point(
+                db,
+                name,
+                std::time::Duration::from_secs(10),
+            )?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    println!("restore point {name:?} at LSN {lsn} ({})", rfc3339_us(ts));
     Ok(ExitCode::SUCCESS)
 }

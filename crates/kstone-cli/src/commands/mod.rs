@@ -34,5 +34,12 @@ pub fn run(cmd: Command) -> CliResult<ExitCode> {
         Command::Bench(args) => crate::bench::run(&args),
         Command::Backup(cmd) => backup::run(cmd),
         Command::Restore(args) => backup::restore(&args),
+        Command::WalArchive {
+            db,
+            repo,
+            interval,
+            once,
+        } => backup::wal_archive(&db, &repo, interval, once),
+        Command::RestorePoint { db, name } => backup::restore_point(&db, &name),
     }
 }

@@ -195,6 +195,9 @@ pub(crate) fn pin_shared(sh: &Arc<Shared>) -> Result<Pin> {
         let set: HashSet<PathBuf> = files.iter().map(|f| PathBuf::from(&f.name)).collect();
         let id = sh.pins.lock().unwrap_or_else(|p| p.into_inner()).add(set);
         drop(guards);
+        // Everything in the snapshot must be on stable storage: a backup or
+        // archive must never hold a write that a power cut could still undo.
+        sh.commit.sync_all_written()?;
         Ok(Pin {
             shared: Arc::clone(sh),
             id,

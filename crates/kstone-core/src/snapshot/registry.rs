@@ -14,8 +14,8 @@ pub struct PinRegistry {
     next_id: u64,
     /// Pin id → file paths relative to the database directory.
     pinned: HashMap<u64, HashSet<PathBuf>>,
-    /// Obsolete files kept alive by pins.
-    deferred: HashSet<PathBuf>,
+    /// Obsolete files kept alive by pins (with a WAL segment's largest LSN).
+    deferred: HashMap<PathBuf, Option<u64>>,
     /// Obsolete WAL segments kept until archived: path → largest LSN inside.
     unarchived: HashMap<PathBuf, u64>,
 }
@@ -57,7 +57,7 @@ impl PinRegistry {
                 }
             }
             if self.is_pinned(&rel) {
-                self.deferred.insert(rel);
+                self.deferred.insert(rel, max_lsn);
             } else {
                 remove(dir, &rel)?;
                 dirs.insert(crate::fsio::parent(&dir.join(&rel)).to_path_buf());
@@ -71,14 +71,18 @@ impl PinRegistry {
         self.pinned.remove(&id);
         let free: Vec<PathBuf> = self
             .deferred
-            .iter()
+            .keys()
             .filter(|p| !self.is_pinned(p))
             .cloned()
             .collect();
-        for p in &free {
-            self.deferred.remove(p);
-        }
-        self.retire(dir, free.into_iter().map(|p| (p, None)).collect())
+        let free = free
+            .into_iter()
+            .map(|p| {
+                let max = self.deferred.remove(&p).flatten();
+                (p, max)
+            })
+            .collect();
+        self.retire(dir, free)
     }
 
     /// Keep an obsolete segment found at open until it is archived.

@@ -28,14 +28,26 @@ pub const POLL: Duration = Duration::from_millis(50);
 #[derive(Serialize, Deserialize)]
 struct Request {
     pid: u32,
+    /// Set for a restore-point request instead of a pin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    restore_point: Option<String>,
+}
+
+/// The owner's answer to a restore-point request (`NAME.done`).
+#[derive(Serialize, Deserialize)]
+struct Done {
+    lsn: u64,
+    ts: u64,
+    #[serde(default)]
+    error: Option<String>,
 }
 
 fn alive(pid: u32) -> bool {
     Path::new("/proc").join(pid.to_string()).exists()
 }
 
-/// Live requests in a database's `pins/` directory (request name → pid).
-pub(crate) fn live_requests(db_dir: &Path) -> HashMap<String, u32> {
+/// Live requests in a database's `pins/` directory (request name → request).
+fn requests(db_dir: &Path) -> HashMap<String, Request> {
     let mut out = HashMap::new();
     let Ok(rd) = std::fs::read_dir(db_dir.join(DIR)) else {
         return out;
@@ -50,17 +62,27 @@ pub(crate) fn live_requests(db_dir: &Path) -> HashMap<String, u32> {
         };
         if let Ok(r) = serde_json::from_slice::<Request>(&b) {
             if alive(r.pid) {
-                out.insert(stem.to_string(), r.pid);
+                out.insert(stem.to_string(), r);
             }
         }
     }
     out
 }
 
+/// Live pin requests (name → pid).
+pub(crate) fn live_requests(db_dir: &Path) -> HashMap<String, u32> {
+    requests(db_dir)
+        .into_iter()
+        .filter(|(_, r)| r.restore_point.is_none())
+        .map(|(n, r)| (n, r.pid))
+        .collect()
+}
+
 /// The owner's side: answer requests, release pins whose requester is gone.
 pub(crate) fn serve(sh: &Arc<Shared>) {
     let dir = sh.dir.join(DIR);
     let mut held: HashMap<String, Pin> = HashMap::new();
+    let mut answered: std::collections::HashSet<String> = Default::default();
     let (m, cv) = &sh.ticker;
     let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
     while !sh.closing.load(Ordering::SeqCst) {
@@ -71,7 +93,33 @@ pub(crate) fn serve(sh: &Arc<Shared>) {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .release_archived(&sh.dir);
-        let live = live_requests(&sh.dir);
+        let all = requests(&sh.dir);
+        answered.retain(|n| all.contains_key(n));
+        for (name, r) in &all {
+            let Some(rp) = &r.restore_point else { continue };
+            if !answered.insert(name.clone()) {
+                continue;
+            }
+            let done = match sh.restore_point(rp) {
+                Ok((lsn, ts)) => Done {
+                    lsn,
+                    ts,
+                    error: None,
+                },
+                Err(e) => Done {
+                    lsn: 0,
+                    ts: 0,
+                    error: Some(e.to_string()),
+                },
+            };
+            let body = serde_json::to_vec(&done).unwrap_or_default();
+            let _ = write_atomic(&dir.join(format!("{name}.done")), &body);
+        }
+        let live: HashMap<String, u32> = all
+            .into_iter()
+            .filter(|(_, r)| r.restore_point.is_none())
+            .map(|(n, r)| (n, r.pid))
+            .collect();
         held.retain(|name, _| {
             let keep = live.contains_key(name);
             if !keep {
@@ -126,6 +174,7 @@ impl RemotePin {
         let snap = dir.join(format!("{name}.snap"));
         let body = serde_json::to_vec(&Request {
             pid: std::process::id(),
+            restore_point: None,
         })
         .unwrap_or_default();
         write_atomic(&req, &body)?;
@@ -173,6 +222,51 @@ impl Drop for RemotePin {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.req);
     }
+}
+
+/// Ask the process that has `db_dir` open to record a restore point.
+pub fn request_restore_point(db_dir: &Path, name: &str, timeout: Duration) -> Result<(u64, u64)> {
+    let dir = db_dir.join(DIR);
+    std::fs::create_dir_all(&dir).ctx(&dir)?;
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    let stem = format!(
+        "{}-{}",
+        std::process::id(),
+        nonce.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let req = dir.join(format!("{stem}.req"));
+    let done = dir.join(format!("{stem}.done"));
+    let body = serde_json::to_vec(&Request {
+        pid: std::process::id(),
+        restore_point: Some(name.to_string()),
+    })
+    .unwrap_or_default();
+    write_atomic(&req, &body)?;
+    let start = Instant::now();
+    let result = loop {
+        if let Ok(b) = std::fs::read(&done) {
+            break match serde_json::from_slice::<Done>(&b) {
+                Ok(Done { error: Some(e), .. }) => Err(Error::InvalidInput(e)),
+                Ok(d) => Ok((d.lsn, d.ts)),
+                Err(e) => Err(Error::Corruption {
+                    path: done.clone(),
+                    offset: 0,
+                    detail: e.to_string(),
+                }),
+            };
+        }
+        if start.elapsed() > timeout {
+            break Err(Error::InvalidInput(format!(
+                "the process that has {} open did not answer within {timeout:?}",
+                db_dir.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let _ = std::fs::remove_file(&req);
+    let _ = std::fs::remove_file(&done);
+    result
 }
 
 /// A snapshot of a database directory, however it was obtained: by opening

@@ -47,7 +47,10 @@ pub fn write(db_dir: &Path, lsn: u64) -> Result<()> {
     let d = db_dir.join(DIR);
     std::fs::create_dir_all(&d).ctx(&d)?;
     let body = serde_json::to_vec(&Mark { archived_lsn: lsn }).unwrap_or_default();
-    crate::fsio::write_atomic(&db_dir.join(FILE), &crate::framed::encode(MAGIC, VERSION, &body))
+    crate::fsio::write_atomic(
+        &db_dir.join(FILE),
+        &crate::framed::encode(MAGIC, VERSION, &body),
+    )
 }
 
 /// Turn archiving off: obsolete segments are deleted again at the next flush.
