@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use kstone_core::wal::record::{read_frame, Frame, Record};
 use kstone_core::wal::{archive_mark, segment};
-use kstone_core::{HeldSnapshot, Options, Snapshot};
+use kstone_core::Snapshot;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
@@ -227,35 +227,74 @@ impl<'a> Archiver<'a> {
         if self.archived.is_none() && archive_mark::read(&self.db_dir)?.is_none() {
             // Turn retention on before the first snapshot so that no segment
             // with unarchived writes can be deleted in between.
-            archive_mark::write(&self.db_dir, 0)?;
+            archive_mark::enable(&self.db_dir)?;
         }
         let sig = wal_signature(&self.db_dir);
-        if self.idle_signature.as_ref() == Some(&sig)
-            && kstone_core::lock::holder(&self.db_dir).is_none()
-        {
+        if kstone_core::lock::holder(&self.db_dir).is_some() {
+            // The application has it open: it pins a snapshot for us.
+            self.idle_signature = None;
+            let remote = kstone_core::RemotePin::request(&self.db_dir, Duration::from_secs(10))?;
+            let snap = remote.snapshot();
+            let lens = self.owner_lens(snap)?;
+            return self.round_with(snap, &lens);
+        }
+        if self.idle_signature.as_ref() == Some(&sig) {
             return Ok(Round {
                 archived_lsn: self.archived.unwrap_or(0),
                 ..Round::default()
             });
         }
-        let held = HeldSnapshot::acquire(&self.db_dir, Options::default())?;
-        let local = matches!(held, HeldSnapshot::Local { .. });
-        let round = self.round_with(held.snapshot())?;
-        drop(held);
-        self.idle_signature = local.then(|| wal_signature(&self.db_dir));
+        // Nobody has the database open, so nobody writes: read the WAL as it
+        // is, without taking the lock (the application must always be able to
+        // open its database). If a writer appears meanwhile, skip the round.
+        let (snap, lens) = offline_snapshot(&self.db_dir)?;
+        let round = if kstone_core::lock::holder(&self.db_dir).is_none() {
+            self.round_with(&snap, &lens)?
+        } else {
+            return Ok(Round::default());
+        };
+        if kstone_core::lock::holder(&self.db_dir).is_none() && wal_signature(&self.db_dir) == sig {
+            self.idle_signature = Some(sig);
+        }
         Ok(round)
+    }
+
+    /// Segments to read for an owner's snapshot: pinned ones up to their
+    /// pinned length, sealed ones (kept only for us) whole; segments created
+    /// after the snapshot wait for the next round.
+    fn owner_lens(&self, snap: &Snapshot) -> Result<HashMap<String, u64>> {
+        let mut lens: HashMap<String, u64> = snap
+            .files
+            .iter()
+            .filter(|f| f.name.starts_with("wal/"))
+            .map(|f| (f.name.clone(), f.len))
+            .collect();
+        let wal_dir = self.db_dir.join("wal");
+        for e in std::fs::read_dir(&wal_dir).ctx(&wal_dir)? {
+            let e = e.ctx(&wal_dir)?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some((_, id)) = segment::parse_name(&name) else {
+                continue;
+            };
+            let rel = format!("wal/{name}");
+            if !lens.contains_key(&rel) && id < snap.manifest.next_file_id {
+                lens.insert(rel, e.metadata().ctx(&e.path())?.len());
+            }
+        }
+        Ok(lens)
     }
 
     /// One round for a database open in this process.
     pub fn round_db(&mut self, db: &kstone_core::Database) -> Result<Round> {
         if self.archived.is_none() && archive_mark::read(&self.db_dir)?.is_none() {
-            archive_mark::write(&self.db_dir, 0)?;
+            archive_mark::enable(&self.db_dir)?;
         }
         let pin = db.pin()?;
-        self.round_with(pin.snapshot())
+        let lens = self.owner_lens(pin.snapshot())?;
+        self.round_with(pin.snapshot(), &lens)
     }
 
-    fn round_with(&mut self, snap: &Snapshot) -> Result<Round> {
+    fn round_with(&mut self, snap: &Snapshot, lens: &HashMap<String, u64>) -> Result<Round> {
         let history = &snap.manifest.history;
         let a = match self.archived {
             Some(a) => a,
@@ -266,21 +305,13 @@ impl<'a> Archiver<'a> {
                     .last()
                     .map(|(_, r)| r.last_lsn);
                 // Without objects yet, a mark left by an earlier archiver
-                // says where archiving started (0 = not started).
-                let mark = archive_mark::read(&self.db_dir)?.filter(|&m| m > 0);
+                // says where archiving started.
+                let mark = archive_mark::started_at(&self.db_dir)?;
                 match last.or(mark) {
                     Some(l) => l,
-                    None => {
-                        // First round for this history: archiving starts at
-                        // this snapshot.
-                        archive_mark::write(&self.db_dir, snap.lsn)?;
-                        self.archived = Some(snap.lsn);
-                        return Ok(Round {
-                            archived_lsn: snap.lsn,
-                            archived_ts: snap.commit_ts,
-                            ..Round::default()
-                        });
-                    }
+                    // First round for this history: start where every later
+                    // write is known to be on disk.
+                    None => archive_mark::safe_start(&self.db_dir)?.unwrap_or(snap.lsn),
                 }
             }
         };
@@ -292,34 +323,15 @@ impl<'a> Archiver<'a> {
                 ..Round::default()
             });
         }
-        let pinned: HashMap<&str, u64> = snap
-            .files
-            .iter()
-            .filter(|f| f.name.starts_with("wal/"))
-            .map(|f| (f.name.as_str(), f.len))
-            .collect();
         let mut records = Vec::new();
-        let wal_dir = self.db_dir.join("wal");
         let mut seen = Vec::new();
-        for e in std::fs::read_dir(&wal_dir).ctx(&wal_dir)? {
-            let e = e.ctx(&wal_dir)?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            if segment::parse_name(&name).is_none() {
-                continue;
-            }
-            let rel = format!("wal/{name}");
-            // A pinned segment is read up to the snapshot; any other one is
-            // sealed (kept only for us) and read whole.
-            let len = match pinned.get(rel.as_str()) {
-                Some(&l) => l,
-                None => e.metadata().ctx(&e.path())?.len(),
-            };
-            let from = self.offsets.get(&rel).copied().unwrap_or(0);
+        for (rel, &len) in lens {
+            let from = self.offsets.get(rel).copied().unwrap_or(0);
+            seen.push(rel.clone());
             if len <= from {
-                seen.push(rel);
                 continue;
             }
-            let path = e.path();
+            let path = self.db_dir.join(rel);
             let bytes = read_range(&path, len)?;
             let recs = if from == 0 {
                 segment::scan_bytes(&bytes, &path)?.records
@@ -328,9 +340,10 @@ impl<'a> Archiver<'a> {
             };
             records.extend(recs.into_iter().filter(|r| r.lsn > a && r.lsn <= snap.lsn));
             self.offsets.insert(rel.clone(), len);
-            seen.push(rel);
         }
-        self.offsets.retain(|k, _| seen.contains(k));
+        // Forget segments that are gone; keep those not read this round.
+        self.offsets
+            .retain(|k, _| seen.contains(k) || self.db_dir.join(k).exists());
         records.sort_by_key(|r| r.lsn);
         let range = ArchiveRange {
             first_lsn: a + 1,
@@ -437,6 +450,53 @@ impl Drop for BackgroundArchiver {
             let _ = t.join();
         }
     }
+}
+
+/// A snapshot of a database nobody has open: the manifest and every WAL
+/// segment up to its last whole record.
+fn offline_snapshot(db_dir: &Path) -> Result<(Snapshot, HashMap<String, u64>)> {
+    let manifest = kstone_core::manifest::Manifest::load(db_dir)?;
+    let wal_dir = db_dir.join("wal");
+    let mut lens = HashMap::new();
+    let (mut lsn, mut ts) = (
+        manifest
+            .stripes
+            .values()
+            .map(|s| s.flushed_lsn)
+            .max()
+            .unwrap_or(0),
+        manifest
+            .stripes
+            .values()
+            .map(|s| s.max_ts)
+            .max()
+            .unwrap_or(0),
+    );
+    for e in std::fs::read_dir(&wal_dir).ctx(&wal_dir)? {
+        let e = e.ctx(&wal_dir)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if segment::parse_name(&name).is_none() {
+            continue;
+        }
+        let scan = segment::scan(&e.path())?;
+        for r in &scan.records {
+            if r.lsn > lsn {
+                lsn = r.lsn;
+                ts = ts.max(r.ts);
+            }
+        }
+        lens.insert(format!("wal/{name}"), scan.valid_len);
+    }
+    let snap = Snapshot {
+        db_id: manifest.db_id.clone(),
+        lsn,
+        commit_ts: ts,
+        taken_at_us: kstone_core::fsio::now_micros(),
+        manifest,
+        files: Vec::new(),
+        approximate_items: 0,
+    };
+    Ok((snap, lens))
 }
 
 fn read_range(path: &Path, len: u64) -> Result<Vec<u8>> {
