@@ -395,6 +395,7 @@ pub struct BackgroundArchiver {
     stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
     thread: Option<std::thread::JoinHandle<()>>,
     last_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    archived: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl BackgroundArchiver {
@@ -406,14 +407,19 @@ impl BackgroundArchiver {
         let (repo, _) = Repository::open_or_init(location, Some(3))?;
         let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
         let last_error = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let (s, e) = (
+        let archived = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (s, e, at) = (
             std::sync::Arc::clone(&stop),
             std::sync::Arc::clone(&last_error),
+            std::sync::Arc::clone(&archived),
         );
         let thread = std::thread::spawn(move || {
             let mut a = Archiver::new(&repo, db.path());
             loop {
                 let r = a.round_db(&db);
+                if let Ok(round) = &r {
+                    at.fetch_max(round.archived_ts, std::sync::atomic::Ordering::SeqCst);
+                }
                 *e.lock().unwrap_or_else(|p| p.into_inner()) = r.err().map(|e| e.to_string());
                 let g = s.0.lock().unwrap_or_else(|p| p.into_inner());
                 let (g, _) =
@@ -430,7 +436,13 @@ impl BackgroundArchiver {
             stop,
             thread: Some(thread),
             last_error,
+            archived,
         })
+    }
+
+    /// Commit time (µs) of the newest archived write.
+    pub fn archived_ts(&self) -> u64 {
+        self.archived.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The error of the last round, if it failed.

@@ -330,6 +330,11 @@ pub struct BenchArgs {
     /// Print results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also measure WAL archiving: archive into this repository during the
+    /// buffered fill (1 s interval), report the archive lag, then time a
+    /// point-in-time restore that replays every write.
+    #[arg(long, value_name = "REPO")]
+    pub archive: Option<String>,
 }
 
 /// `1s`, `250ms`, `2m`, `1h`, `3d`, or plain seconds.

@@ -86,6 +86,8 @@ struct Run {
     scan_secs: f64,
     open_secs: f64,
     disk_bytes: u64,
+    /// (writes replayed, restore seconds, sorted lag samples in seconds)
+    replay: Option<(u64, f64, Vec<f64>)>,
 }
 
 fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResult<Run> {
@@ -96,10 +98,43 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
         },
         ..Options::default()
     };
-    let db = Database::create(dir, opts.clone())?;
+    let db = std::sync::Arc::new(Database::create(dir, opts.clone())?);
+    let archiving = match (&args.archive, mode) {
+        (Some(repo), DurabilityArg::Buffered) => {
+            let (r, _) = kstone_backup::Repository::open_or_init(repo, Some(3))?;
+            use kstone_backup::DatabaseBackupExt;
+            db.backup(&r, &kstone_backup::BackupOptions::default())?;
+            Some(kstone_backup::wal_archive::BackgroundArchiver::start(
+                std::sync::Arc::clone(&db),
+                repo,
+                std::time::Duration::from_secs(1),
+            )?)
+        }
+        _ => None,
+    };
     let threads = args.threads.max(1) as u64;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let mut lags: Vec<f64> = Vec::new();
     let t = Instant::now();
     std::thread::scope(|s| -> CliResult {
+        let sampler = archiving.as_ref().map(|a| {
+            let (db, done) = (&db, &done);
+            s.spawn(move || {
+                // Lag = newest commit − newest archived commit, every 100 ms.
+                let mut v = Vec::new();
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    let (last, archived) = (
+                        db.stats().map(|s| s.last_commit_us).unwrap_or(0),
+                        a.archived_ts(),
+                    );
+                    if archived > 0 {
+                        v.push(last.saturating_sub(archived) as f64 / 1e6);
+                    }
+                }
+                v
+            })
+        });
         let handles: Vec<_> = (0..threads)
             .map(|th| {
                 let db = &db;
@@ -118,11 +153,32 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
             h.join()
                 .map_err(|_| crate::CliError("writer thread panicked".into()))??;
         }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(h) = sampler {
+            lags = h.join().unwrap_or_default();
+        }
         Ok(())
     })?;
     db.sync()?;
     let write_secs = t.elapsed().as_secs_f64();
+    let last_lsn = db.stats()?.last_lsn;
+    drop(archiving);
+    let db = std::sync::Arc::try_unwrap(db)
+        .map_err(|_| crate::CliError("bench: database still shared".into()))?;
     db.close()?;
+    let replay = match (&args.archive, mode) {
+        (Some(repo), DurabilityArg::Buffered) => {
+            let r = kstone_backup::Repository::open(repo)?;
+            let target = dir.with_extension("pitr");
+            let t = Instant::now();
+            let rep = r.restore_to(&kstone_backup::Target::Lsn(last_lsn), &target, None)?;
+            let secs = t.elapsed().as_secs_f64();
+            let _ = std::fs::remove_dir_all(&target);
+            lags.sort_by(f64::total_cmp);
+            Some((rep.replayed, secs, lags))
+        }
+        _ => None,
+    };
 
     let t = Instant::now();
     let db = Database::open(dir, opts)?;
@@ -175,6 +231,7 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
         scan_secs,
         open_secs,
         disk_bytes,
+        replay,
     })
 }
 
@@ -220,6 +277,13 @@ pub fn run(args: &BenchArgs) -> CliResult<ExitCode> {
                     "scanned": r.scanned, "scan_secs": r.scan_secs,
                     "scan_items_per_sec": r.scanned as f64 / r.scan_secs,
                     "open_secs": r.open_secs, "disk_bytes": r.disk_bytes,
+                    "archive": r.replay.as_ref().map(|(n, secs, lags)| json!({
+                        "replayed_writes": n, "pitr_restore_secs": secs,
+                        "replay_writes_per_sec": *n as f64 / secs,
+                        "lag_samples": lags.len(),
+                        "lag_p50_secs": pct(lags, 0.5), "lag_p99_secs": pct(lags, 0.99),
+                        "lag_max_secs": lags.last().copied().unwrap_or(0.0),
+                    })),
                 })
             })
             .collect();
@@ -253,7 +317,28 @@ pub fn run(args: &BenchArgs) -> CliResult<ExitCode> {
                 r.disk_bytes as f64 / (1 << 20) as f64
             );
         }
+        for r in &runs {
+            if let Some((n, secs, lags)) = &r.replay {
+                println!(
+                    "archiving ({}): lag p50 {:.2} s, p99 {:.2} s, max {:.2} s over {} samples; \
+                     point-in-time restore replayed {n} writes in {secs:.2} s ({:.0} writes/s, including restore and verification)",
+                    r.mode,
+                    pct(lags, 0.5),
+                    pct(lags, 0.99),
+                    lags.last().copied().unwrap_or(0.0),
+                    lags.len(),
+                    *n as f64 / secs
+                );
+            }
+        }
         println!("keys: 8-byte partition + 8-byte sort key ({PER_PARTITION} items per partition); values: {} random bytes", args.value_size);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn pct(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
