@@ -28,6 +28,17 @@ pub enum DurabilityArg {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// See KeystoneDB in a minute: build a sample shop database, back it up
+    /// (full + incremental) with WAL archiving on, simulate an accident and
+    /// restore to the moment before it. Leaves everything in --dir.
+    Demo {
+        /// Where to put the demo (must not exist or be empty).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Number of orders in the sample database.
+        #[arg(long, default_value_t = 200_000)]
+        items: u64,
+    },
     /// Create a new, empty database directory.
     Create {
         /// Database directory (by convention `NAME.keystone`).

@@ -112,16 +112,22 @@ fn child_pin_writer() {
     let db = Database::open(dir, opts()).unwrap();
     println!("READY");
     let stop = dir.parent().unwrap().join("stop");
-    let mut i = 0u64;
-    while !stop.exists() {
-        let key = format!("k{}", i % 500);
-        let lsn = db.put(key.as_bytes(), None, &item(i)).unwrap();
-        println!("A {key} {i} {lsn}");
-        if i.is_multiple_of(700) {
-            db.compact().unwrap();
+    std::thread::scope(|s| {
+        // Compactions run beside the writes, so files keep becoming obsolete.
+        s.spawn(|| {
+            while !stop.exists() {
+                db.compact().unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let mut i = 0u64;
+        while !stop.exists() {
+            let key = format!("k{}", i % 500);
+            let lsn = db.put(key.as_bytes(), None, &item(i)).unwrap();
+            println!("A {key} {i} {lsn}");
+            i += 1;
         }
-        i += 1;
-    }
+    });
     db.close().unwrap();
 }
 
@@ -150,6 +156,9 @@ fn cross_process_snapshot_is_exact() {
         line.clear();
         assert!(out.read_line(&mut line).unwrap() > 0);
     }
+    // Drain the child's output all along, or a full pipe would stop it.
+    let reader =
+        std::thread::spawn(move || out.lines().map(|l| l.unwrap()).collect::<Vec<String>>());
     std::thread::sleep(Duration::from_millis(300));
     let held = HeldSnapshot::acquire(&dir, opts()).unwrap();
     assert!(
@@ -163,7 +172,7 @@ fn cross_process_snapshot_is_exact() {
     snap.copy_files(&dir, &copy).unwrap();
     drop(held);
     std::fs::write(tmp.path().join("stop"), b"").unwrap();
-    let lines: Vec<String> = out.lines().map(|l| l.unwrap()).collect();
+    let lines: Vec<String> = reader.join().unwrap();
     assert!(child.wait().unwrap().success());
 
     let mut model: BTreeMap<String, u64> = BTreeMap::new();

@@ -14,6 +14,7 @@ use crate::CliResult;
 
 pub fn run(cmd: Command) -> CliResult<ExitCode> {
     match cmd {
+        Command::Demo { dir, items } => crate::demo::run(dir, items),
         Command::Create { db } => admin::create(&db),
         Command::Stats { db, json } => admin::stats(&db, json),
         Command::Flush { db } => admin::flush(&db),
