@@ -94,6 +94,7 @@ impl Repository {
         progress: Option<Progress<'_>>,
     ) -> Result<BackupManifest> {
         let started = kstone_core::fsio::now_micros();
+        let _lock = self.lock(false, "a backup")?;
         self.clean_interrupted()?;
         let mine: Vec<BackupManifest> = self
             .list()?

@@ -7,8 +7,10 @@
 pub mod archive;
 pub mod create;
 pub mod error;
+pub mod lock;
 pub mod manifest;
 pub mod pitr;
+pub mod prune;
 pub mod repository;
 pub mod restore;
 pub mod storage;
@@ -20,6 +22,7 @@ pub use create::{BackupOptions, DatabaseBackupExt};
 pub use error::{Error, Result};
 pub use manifest::{BackupManifest, BackupType, FileEntry, RepoConfig};
 pub use pitr::{PitrReport, Target, Window};
+pub use prune::{Decision, Plan, Policy};
 pub use repository::Repository;
 pub use restore::RestoreReport;
 pub use verify::Problem;

@@ -116,6 +116,7 @@ impl Repository {
 
     /// Restore backup `id` (or `latest`) to `target`.
     pub fn restore(&self, id: &str, target: &Path) -> Result<RestoreReport> {
+        let _lock = self.lock(false, "a restore")?;
         let m = self.manifest(id)?;
         let report = restore_with(target, |staging| {
             self.materialize(&m, staging)?;

@@ -21,6 +21,7 @@ impl std::fmt::Display for Problem {
 impl Repository {
     /// Check one backup; an empty list means it is sound.
     pub fn verify(&self, id: &str, deep: bool) -> Result<Vec<Problem>> {
+        let _lock = self.lock(false, "a verify")?;
         let id = self.resolve(id)?;
         let problem = |what: String| Problem {
             backup: id.clone(),
@@ -73,5 +74,39 @@ impl Repository {
             }
         }
         Ok(problems)
+    }
+}
+
+/// The outcome of the last `verify` run, kept in the repository
+/// (`status/last-verify`) so monitoring can see it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct VerifyRecord {
+    pub at_us: u64,
+    pub ok: bool,
+    pub deep: bool,
+    pub problems: Vec<String>,
+}
+
+impl Repository {
+    /// Remember a verification's outcome.
+    pub fn record_verify(&self, problems: &[Problem], deep: bool) -> Result<()> {
+        let rec = VerifyRecord {
+            at_us: kstone_core::fsio::now_micros(),
+            ok: problems.is_empty(),
+            deep,
+            problems: problems.iter().map(|p| p.to_string()).collect(),
+        };
+        self.storage.put(
+            "status/last-verify",
+            serde_json::to_vec(&rec).unwrap_or_default(),
+        )
+    }
+
+    /// The last recorded verification, if any.
+    pub fn last_verify(&self) -> Result<Option<VerifyRecord>> {
+        Ok(self
+            .storage
+            .get("status/last-verify")?
+            .and_then(|b| serde_json::from_slice(&b).ok()))
     }
 }

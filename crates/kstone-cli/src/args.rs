@@ -205,13 +205,22 @@ pub enum BackupCmd {
         deep: bool,
     },
     /// Backups, the recoverable window (earliest and latest reachable point)
-    /// and how far the WAL archive trails now.
+    /// and how far the WAL archive trails now. With --max-age, exits 1 (and
+    /// says why) when the newest backup is older than that or the last
+    /// verification failed — for cron and monitoring.
     Status {
         #[arg(long)]
         repo: String,
+        /// e.g. 26h: the newest backup must be younger than this.
+        #[arg(long, value_parser = parse_duration)]
+        max_age: Option<std::time::Duration>,
         #[arg(long)]
         json: bool,
     },
+    /// Delete backups and archived WAL that no rule keeps. A backup that a kept
+    /// backup depends on is always kept, and so is the WAL kept backups need.
+    /// With no rule given, nothing is deleted. Try --dry-run first.
+    Prune(PruneArgs),
     /// Write a backup as a self-contained tar.gz (plus FILE.sha256) that
     /// `tar xzf` unpacks into an openable database directory.
     Export {
@@ -222,6 +231,44 @@ pub enum BackupCmd {
         #[arg(short = 'o', long)]
         output: PathBuf,
     },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct PruneArgs {
+    #[arg(long)]
+    pub repo: String,
+    /// Keep the N newest backups (per database).
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<usize>,
+    /// Keep the newest backup of each of the last N days that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<usize>,
+    /// Keep the newest backup of each of the last N weeks that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<usize>,
+    /// Keep the newest backup of each of the last N months that have one.
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<usize>,
+    /// Keep every backup younger than this (e.g. 7d, 36h).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub keep_within: Option<std::time::Duration>,
+    /// Keep full backups younger than N days.
+    #[arg(long, value_name = "N")]
+    pub keep_full_days: Option<u64>,
+    /// Keep differential backups younger than N days.
+    #[arg(long, value_name = "N")]
+    pub keep_differential_days: Option<u64>,
+    /// Keep incremental backups younger than N days.
+    #[arg(long, value_name = "N")]
+    pub keep_incremental_days: Option<u64>,
+    /// Keep every point of this last period restorable (backup + archived WAL).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub pitr_window: Option<std::time::Duration>,
+    /// Print what would be deleted and why; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args, Debug)]

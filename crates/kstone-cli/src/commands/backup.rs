@@ -5,10 +5,12 @@ use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use kstone_backup::manifest::rfc3339;
-use kstone_backup::{Archiver, BackupManifest, BackupOptions, BackupType, Repository, Target};
+use kstone_backup::{
+    Archiver, BackupManifest, BackupOptions, BackupType, Policy, Repository, Target,
+};
 use serde_json::json;
 
-use crate::args::{BackupCmd, BackupTypeArg, RestoreArgs};
+use crate::args::{BackupCmd, BackupTypeArg, PruneArgs, RestoreArgs};
 use crate::{CliError, CliResult};
 
 fn summary(m: &BackupManifest) -> serde_json::Value {
@@ -163,6 +165,7 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
             let mut problems = Vec::new();
             for id in &ids {
                 let p = spin(&format!("verifying {id}"), || r.verify(id, deep))?;
+                r.record_verify(&p, deep)?;
                 if p.is_empty() {
                     println!("ok        {id}");
                 } else {
@@ -184,17 +187,44 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
         }
         BackupCmd::Status {
             repo,
+            max_age,
             json: as_json,
         } => {
             let r = Repository::open(&repo)?;
             let w = r.window(None)?;
             let now = kstone_core::fsio::now_micros();
             let lag = now.saturating_sub(w.latest_ts) as f64 / 1e6;
+            let newest = r.list()?.into_iter().max_by_key(|m| m.completed_at_us);
+            let age = newest
+                .as_ref()
+                .map(|m| now.saturating_sub(m.completed_at_us) as f64 / 1e6);
+            let verify = r.last_verify()?;
+            let mut problems = Vec::new();
+            if let (Some(max), Some(age)) = (max_age, age) {
+                if age > max.as_secs_f64() {
+                    problems.push(format!(
+                        "the newest backup is {age:.0} s old, older than --max-age {} s",
+                        max.as_secs()
+                    ));
+                }
+            }
+            if let Some(v) = &verify {
+                if !v.ok {
+                    problems.push(format!(
+                        "the last verification ({}) failed: {}",
+                        rfc3339(v.at_us),
+                        v.problems.join("; ")
+                    ));
+                }
+            }
             if as_json {
                 let mut v = serde_json::to_value(&w)?;
                 v["earliest_time"] = json!(rfc3339(w.earliest_ts));
                 v["latest_time"] = json!(rfc3339(w.latest_ts));
                 v["archive_lag_secs"] = json!(lag);
+                v["newest_backup_age_secs"] = json!(age);
+                v["last_verify"] = serde_json::to_value(&verify)?;
+                v["problems"] = json!(problems);
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!("database         {} (history {})", w.db_id, w.history);
@@ -211,8 +241,26 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                     rfc3339(w.latest_ts)
                 );
                 println!("archive lag      {lag:.1} s (now − latest reachable commit)");
+                if let Some(age) = age {
+                    println!("newest backup    {age:.0} s old");
+                }
+                match &verify {
+                    Some(v) => println!(
+                        "last verify      {} at {}",
+                        if v.ok { "ok" } else { "FAILED" },
+                        rfc3339(v.at_us)
+                    ),
+                    None => println!("last verify      never"),
+                }
+            }
+            if !problems.is_empty() {
+                for p in &problems {
+                    eprintln!("problem: {p}");
+                }
+                return Ok(ExitCode::from(1));
             }
         }
+        BackupCmd::Prune(a) => return prune(&a),
         BackupCmd::Export { repo, id, output } => {
             let rep = Repository::open(&repo)?.export_archive(&id, &output)?;
             println!("{}", rep.archive.display());
@@ -240,6 +288,56 @@ fn confirm(target: &std::path::Path) -> CliResult<bool> {
     let mut answer = String::new();
     std::io::stdin().read_line(&mut answer)?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+}
+
+pub fn prune(a: &PruneArgs) -> CliResult<ExitCode> {
+    let us = |d: Option<std::time::Duration>| d.map(|d| d.as_micros() as u64);
+    let policy = Policy {
+        keep_last: a.keep_last,
+        keep_daily: a.keep_daily,
+        keep_weekly: a.keep_weekly,
+        keep_monthly: a.keep_monthly,
+        keep_within_us: us(a.keep_within),
+        keep_full_days: a.keep_full_days,
+        keep_differential_days: a.keep_differential_days,
+        keep_incremental_days: a.keep_incremental_days,
+        pitr_window_us: us(a.pitr_window),
+    };
+    let r = Repository::open(&a.repo)?;
+    let plan = r.prune(&policy, a.dry_run, kstone_core::fsio::now_micros())?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if policy.is_empty() {
+        eprintln!("no retention rule given: nothing is deleted (see kstone backup prune --help)");
+    }
+    let verb = if a.dry_run { "would delete" } else { "deleted" };
+    for d in &plan.decisions {
+        println!(
+            "{:<7} {:<30} {:<12} {:>12}  {}",
+            if d.keep {
+                "keep"
+            } else if a.dry_run {
+                "DELETE?"
+            } else {
+                "DELETED"
+            },
+            d.id,
+            d.kind.to_string(),
+            d.bytes,
+            d.reasons.join(", ")
+        );
+    }
+    let gone = plan.decisions.iter().filter(|d| !d.keep).count();
+    println!(
+        "{verb} {gone} of {} backups ({} bytes) and {} of {} archived WAL objects",
+        plan.decisions.len(),
+        plan.bytes_freed,
+        plan.wal_delete.len(),
+        plan.wal_delete.len() + plan.wal_keep
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn restore(a: &RestoreArgs) -> CliResult<ExitCode> {
