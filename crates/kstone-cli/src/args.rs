@@ -129,6 +129,13 @@ pub enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// Run backups, WAL archiving, prune and verification on cron schedules
+    /// from a config file, with Prometheus metrics; stops cleanly on SIGTERM.
+    /// See docs/operations.md for the config format.
+    Agent {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Record a named restore point in the WAL (`restore --to-name NAME`).
     RestorePoint { db: PathBuf, name: String },
     /// Measure write and read throughput (db_bench style) in a scratch directory.

@@ -1,6 +1,7 @@
 //! The `kstone` command-line tool: parses arguments, calls the libraries,
 //! prints results. Exit codes: 0 success, 1 failure, 2 usage error.
 
+pub mod agent;
 pub mod args;
 pub mod bench;
 pub mod commands;

@@ -42,5 +42,6 @@ pub fn run(cmd: Command) -> CliResult<ExitCode> {
             once,
         } => backup::wal_archive(&db, &repo, interval, once),
         Command::RestorePoint { db, name } => backup::restore_point(&db, &name),
+        Command::Agent { config } => crate::agent::run(&config),
     }
 }

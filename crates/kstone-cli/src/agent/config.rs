@@ -1,0 +1,104 @@
+//! The agent's configuration file (`kstone.toml`).
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::{CliError, CliResult};
+
+/// Schedules are cron expressions with seconds:
+/// `sec min hour day-of-month month day-of-week` (e.g. `0 0 2 * * *`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedules {
+    pub full: Option<String>,
+    pub incremental: Option<String>,
+    pub differential: Option<String>,
+    pub prune: Option<String>,
+    pub verify: Option<String>,
+    /// A verify with a test restore (`verify --deep`).
+    pub deep_verify: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    pub keep_last: Option<usize>,
+    pub keep_daily: Option<usize>,
+    pub keep_weekly: Option<usize>,
+    pub keep_monthly: Option<usize>,
+    pub keep_within: Option<String>,
+    pub keep_full_days: Option<u64>,
+    pub keep_differential_days: Option<u64>,
+    pub keep_incremental_days: Option<u64>,
+    pub pitr_window: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The database directory (the application may have it open).
+    pub database: PathBuf,
+    /// The backup repository.
+    pub repository: String,
+    /// Continuous WAL archiving interval (e.g. "1s"); absent = off.
+    pub archive_interval: Option<String>,
+    /// Where to serve Prometheus metrics (loopback only), e.g. "127.0.0.1:9187".
+    pub metrics_listen: Option<String>,
+    #[serde(default)]
+    pub schedule: Schedules,
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+pub fn duration(s: &Option<String>, what: &str) -> CliResult<Option<Duration>> {
+    s.as_deref()
+        .map(|d| crate::args::parse_duration(d).map_err(|e| CliError(format!("{what}: {e}"))))
+        .transpose()
+}
+
+impl Config {
+    pub fn load(path: &Path) -> CliResult<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+        let c: Config =
+            toml::from_str(&text).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+        for (name, expr) in c.schedules() {
+            cron::Schedule::from_str(expr).map_err(|e| {
+                CliError(format!("{}: schedule.{name} {expr:?}: {e}", path.display()))
+            })?;
+        }
+        duration(&c.archive_interval, "archive_interval")?;
+        duration(&c.retention.keep_within, "retention.keep_within")?;
+        duration(&c.retention.pitr_window, "retention.pitr_window")?;
+        if let Some(addr) = &c.metrics_listen {
+            let a: std::net::SocketAddr = addr
+                .parse()
+                .map_err(|e| CliError(format!("metrics_listen {addr:?}: {e}")))?;
+            if !a.ip().is_loopback() {
+                return Err(CliError(format!(
+                    "metrics_listen {addr:?} must be a loopback address"
+                )));
+            }
+        }
+        Ok(c)
+    }
+
+    /// (job name, cron expression) of every configured job.
+    pub fn schedules(&self) -> Vec<(&'static str, &str)> {
+        let s = &self.schedule;
+        [
+            ("full", &s.full),
+            ("incremental", &s.incremental),
+            ("differential", &s.differential),
+            ("prune", &s.prune),
+            ("verify", &s.verify),
+            ("deep_verify", &s.deep_verify),
+        ]
+        .into_iter()
+        .filter_map(|(n, e)| e.as_deref().map(|e| (n, e)))
+        .collect()
+    }
+}

@@ -1,0 +1,262 @@
+//! `kstone agent`: runs backups, WAL archiving, prune and verification on
+//! cron schedules from one config file, logs every run, survives failing
+//! runs, serves Prometheus metrics, and stops cleanly on SIGTERM.
+
+pub mod config;
+pub mod metrics;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use kstone_backup::{Archiver, BackupOptions, BackupType, Policy, Repository};
+use tracing::{error, info, warn};
+
+use self::config::{duration, Config};
+use self::metrics::Metrics;
+use crate::{CliError, CliResult};
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn secs(us: u64) -> f64 {
+    us as f64 / 1e6
+}
+
+fn policy(c: &Config) -> CliResult<Policy> {
+    let r = &c.retention;
+    let us = |d: Option<Duration>| d.map(|d| d.as_micros() as u64);
+    Ok(Policy {
+        keep_last: r.keep_last,
+        keep_daily: r.keep_daily,
+        keep_weekly: r.keep_weekly,
+        keep_monthly: r.keep_monthly,
+        keep_within_us: us(duration(&r.keep_within, "keep_within")?),
+        keep_full_days: r.keep_full_days,
+        keep_differential_days: r.keep_differential_days,
+        keep_incremental_days: r.keep_incremental_days,
+        pitr_window_us: us(duration(&r.pitr_window, "pitr_window")?),
+    })
+}
+
+fn refresh_repository_metrics(repo: &Repository, m: &Mutex<Metrics>) {
+    let list = repo.list().unwrap_or_default();
+    let window = repo.window(None).ok();
+    let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+    m.set(
+        "kstone_repository_bytes_stored",
+        "",
+        list.iter().map(|b| b.bytes_stored).sum::<u64>() as f64,
+    );
+    if let Some(w) = window {
+        m.set(
+            "kstone_recoverable_window_start_seconds",
+            "",
+            secs(w.earliest_ts),
+        );
+        m.set(
+            "kstone_recoverable_window_end_seconds",
+            "",
+            secs(w.latest_ts),
+        );
+    }
+}
+
+fn run_job(name: &str, c: &Config, repo: &Repository, m: &Mutex<Metrics>) -> CliResult<()> {
+    let start = Instant::now();
+    match name {
+        "full" | "incremental" | "differential" => {
+            let kind = match name {
+                "full" => BackupType::Full,
+                "incremental" => BackupType::Incremental,
+                _ => BackupType::Differential,
+            };
+            let b = repo.backup_dir(
+                &c.database,
+                &BackupOptions {
+                    kind: Some(kind),
+                    parallelism: 4,
+                },
+                None,
+            )?;
+            info!(job = name, id = %b.id, lsn = b.snapshot_lsn, items = b.item_count, bytes_stored = b.bytes_stored, "backup complete");
+            let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+            m.set(
+                "kstone_backup_last_success_timestamp_seconds",
+                name,
+                secs(b.completed_at_us),
+            );
+            m.set(
+                "kstone_backup_last_duration_seconds",
+                name,
+                start.elapsed().as_secs_f64(),
+            );
+            m.set(
+                "kstone_backup_last_bytes_stored",
+                name,
+                b.bytes_stored as f64,
+            );
+        }
+        "prune" => {
+            let p = policy(c)?;
+            let plan = repo.prune(&p, false, kstone_core::fsio::now_micros())?;
+            for d in plan.decisions.iter().filter(|d| !d.keep) {
+                info!(job = name, id = %d.id, "deleted backup: {}", d.reasons.join(", "));
+            }
+            info!(
+                job = name,
+                deleted = plan.decisions.iter().filter(|d| !d.keep).count(),
+                kept = plan.decisions.iter().filter(|d| d.keep).count(),
+                wal_deleted = plan.wal_delete.len(),
+                "prune complete"
+            );
+        }
+        "verify" | "deep_verify" => {
+            let deep = name == "deep_verify";
+            let mut problems = Vec::new();
+            for id in repo.backup_ids()? {
+                problems.extend(repo.verify(&id, deep)?);
+            }
+            repo.record_verify(&problems, deep)?;
+            let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+            m.set(
+                "kstone_verify_last_result",
+                name,
+                if problems.is_empty() { 1.0 } else { 0.0 },
+            );
+            m.set(
+                "kstone_verify_last_timestamp_seconds",
+                name,
+                Utc::now().timestamp() as f64,
+            );
+            drop(m);
+            if problems.is_empty() {
+                info!(job = name, "verification passed");
+            } else {
+                for p in &problems {
+                    error!(job = name, "verification problem: {p}");
+                }
+                return Err(CliError(format!(
+                    "{} verification problem(s)",
+                    problems.len()
+                )));
+            }
+        }
+        other => return Err(CliError(format!("unknown job {other}"))),
+    }
+    Ok(())
+}
+
+pub fn run(config_path: &Path) -> CliResult<ExitCode> {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+    let cfg = Config::load(config_path)?;
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+    }
+    let (repo, created) = Repository::open_or_init(&cfg.repository, Some(3))?;
+    if created {
+        info!(repository = %cfg.repository, "initialized new repository");
+    }
+    let repo = Arc::new(repo);
+    let metrics = Arc::new(Mutex::new(Metrics::default()));
+    if let Some(addr) = &cfg.metrics_listen {
+        let l = std::net::TcpListener::bind(addr)
+            .map_err(|e| CliError(format!("metrics_listen {addr}: {e}")))?;
+        info!(%addr, "serving metrics");
+        metrics::serve(l, Arc::clone(&metrics));
+    }
+    refresh_repository_metrics(&repo, &metrics);
+
+    let archiver = duration(&cfg.archive_interval, "archive_interval")?.map(|interval| {
+        let (repo, m, db) = (
+            Arc::clone(&repo),
+            Arc::clone(&metrics),
+            cfg.database.clone(),
+        );
+        info!(?interval, "continuous WAL archiving on");
+        std::thread::spawn(move || {
+            let mut a = Archiver::new(&repo, &db);
+            loop {
+                let stopping = STOP.load(Ordering::SeqCst);
+                let start = Instant::now();
+                let r = a.round();
+                let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
+                g.inc("kstone_job_runs_total", "archive");
+                match r {
+                    Ok(round) => {
+                        let now = kstone_core::fsio::now_micros();
+                        let lag = if round.records > 0 {
+                            now.saturating_sub(round.archived_ts)
+                        } else {
+                            0
+                        };
+                        g.set("kstone_archive_lag_seconds", "", secs(lag));
+                        g.set("kstone_archive_last_lsn", "", round.archived_lsn as f64);
+                    }
+                    Err(e) => {
+                        g.inc("kstone_job_failures_total", "archive");
+                        warn!(job = "archive", "archiving round failed, will retry: {e}");
+                    }
+                }
+                drop(g);
+                if stopping {
+                    return;
+                }
+                while start.elapsed() < interval && !STOP.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        })
+    });
+
+    let mut jobs: Vec<(&str, cron::Schedule, Option<chrono::DateTime<Utc>>)> = cfg
+        .schedules()
+        .into_iter()
+        .map(|(n, e)| {
+            let s = cron::Schedule::from_str(e).map_err(|e| CliError(e.to_string()))?;
+            let next = s.after(&Utc::now()).next();
+            Ok((n, s, next))
+        })
+        .collect::<CliResult<_>>()?;
+    info!(database = %cfg.database.display(), jobs = jobs.len(), "agent started");
+    while !STOP.load(Ordering::SeqCst) {
+        let now = Utc::now();
+        for (name, schedule, next) in jobs.iter_mut() {
+            if next.is_some_and(|n| n <= now) {
+                metrics
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .inc("kstone_job_runs_total", name);
+                if let Err(e) = run_job(name, &cfg, &repo, &metrics) {
+                    metrics
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .inc("kstone_job_failures_total", name);
+                    error!(job = *name, "run failed (next run as scheduled): {}", e.0);
+                }
+                refresh_repository_metrics(&repo, &metrics);
+                *next = schedule.after(&Utc::now()).next();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    info!("stopping");
+    if let Some(t) = archiver {
+        let _ = t.join();
+    }
+    info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
