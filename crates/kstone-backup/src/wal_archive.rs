@@ -224,6 +224,9 @@ impl<'a> Archiver<'a> {
 
     /// Archive everything written since the last round.
     pub fn round(&mut self) -> Result<Round> {
+        if !self.db_dir.join(kstone_core::manifest::FILE_NAME).exists() {
+            return Err(kstone_core::Error::NotADatabase(self.db_dir.clone()).into());
+        }
         if self.archived.is_none() && archive_mark::read(&self.db_dir)?.is_none() {
             // Turn retention on before the first snapshot so that no segment
             // with unarchived writes can be deleted in between.

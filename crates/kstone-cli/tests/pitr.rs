@@ -432,3 +432,25 @@ fn sigkill_of_archiver_and_application_loses_nothing() {
         "point-in-time restore differs from the database"
     );
 }
+
+#[test]
+fn wal_archive_of_a_missing_database_changes_nothing() {
+    if std::env::var_os("KSTONE_PITR_CHILD").is_some() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope.keystone");
+    let o = kstone(&[
+        "wal-archive",
+        p(&missing),
+        "--repo",
+        p(&tmp.path().join("repo")),
+        "--once",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a KeystoneDB database"));
+    assert!(
+        !missing.exists(),
+        "wal-archive created the database directory"
+    );
+}
