@@ -21,6 +21,11 @@ use crate::repository::Repository;
 
 const MAGIC: &[u8; 8] = b"KSTNWARC";
 const VERSION: u32 = 1;
+/// Encoded records per object stay below this (a record's frame is bounded by
+/// its key, ≤ 2 KiB + 1 KiB, and its value).
+const SPLIT_AT: usize = 64 << 20;
+/// Decoding refuses to inflate more than this, whatever a header claims.
+const MAX_OBJECT_RECORD_BYTES: u64 = 256 << 20;
 
 /// What an archive object holds, from its name (and header).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,7 +118,7 @@ pub fn decode(bytes: &[u8], key: &str) -> Result<(ArchiveRange, Vec<Record>)> {
     let header: Header = serde_json::from_slice(r.bytes(hlen).map_err(|e| corrupt(e.to_string()))?)
         .map_err(|e| corrupt(format!("bad header: {e}")))?;
     let raw_len = r.u64_le().map_err(|e| corrupt(e.to_string()))?;
-    if raw_len > 1 << 32 {
+    if raw_len > MAX_OBJECT_RECORD_BYTES {
         return Err(corrupt("record block too large".into()));
     }
     let packed = r.bytes(r.remaining()).map_err(|e| corrupt(e.to_string()))?;
@@ -348,17 +353,49 @@ impl<'a> Archiver<'a> {
         self.offsets
             .retain(|k, _| seen.contains(k) || self.db_dir.join(k).exists());
         records.sort_by_key(|r| r.lsn);
-        let range = ArchiveRange {
-            first_lsn: a + 1,
-            last_lsn: snap.lsn,
-            first_ts: records.first().map_or(snap.commit_ts, |r| r.ts),
-            last_ts: records.last().map_or(snap.commit_ts, |r| r.ts),
-        };
-        let key = object_key(&snap.db_id, &snap.manifest.history, &range);
-        self.repo.storage.put(
-            &key,
-            encode(&snap.db_id, &snap.manifest.history, &range, &records)?,
-        )?;
+        // Objects stay below MAX_OBJECT_RECORD_BYTES: a long backlog goes up
+        // as several contiguous objects.
+        let mut chunks: Vec<&[Record]> = Vec::new();
+        let mut start = 0;
+        let mut bytes = 0usize;
+        for (i, r) in records.iter().enumerate() {
+            let n = 64
+                + match &r.op {
+                    kstone_core::wal::record::Op::Put { value, .. } => value.len() + 2100,
+                    _ => 2100,
+                };
+            if bytes + n > SPLIT_AT && i > start {
+                chunks.push(&records[start..i]);
+                start = i;
+                bytes = 0;
+            }
+            bytes += n;
+        }
+        chunks.push(&records[start..]);
+        let mut from = a + 1;
+        let mut last_range = None;
+        for (i, chunk) in chunks.iter().enumerate() {
+            let last = if i + 1 == chunks.len() {
+                snap.lsn
+            } else {
+                chunk.last().map_or(from, |r| r.lsn)
+            };
+            let range = ArchiveRange {
+                first_lsn: from,
+                last_lsn: last,
+                first_ts: chunk.first().map_or(snap.commit_ts, |r| r.ts),
+                last_ts: chunk.last().map_or(snap.commit_ts, |r| r.ts),
+            };
+            let key = object_key(&snap.db_id, &snap.manifest.history, &range);
+            self.repo.storage.put(
+                &key,
+                encode(&snap.db_id, &snap.manifest.history, &range, chunk)?,
+            )?;
+            from = last + 1;
+            last_range = Some(range);
+        }
+        let range =
+            last_range.ok_or_else(|| Error::Invalid("internal: no archive object".into()))?;
         // Only now may the database drop the segments.
         archive_mark::write(&self.db_dir, snap.lsn)?;
         self.archived = Some(snap.lsn);

@@ -82,6 +82,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Full integrity check: every checksum, MANIFEST ↔ files, key order and
+    /// stripe ownership in SSTs, WAL chains and LSN order. Exits 1 and lists
+    /// the problems if any. Works while another process has the database open.
+    Check {
+        db: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Flush all memtables to SST files.
     Flush { db: PathBuf },
     /// Flush, then merge every stripe's SST files into one (drops overwritten

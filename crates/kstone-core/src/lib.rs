@@ -19,6 +19,7 @@ pub mod sst;
 pub mod stats;
 pub mod wal;
 
+pub mod check;
 mod compaction;
 mod db;
 mod recovery;

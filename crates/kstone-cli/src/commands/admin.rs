@@ -66,3 +66,34 @@ pub fn compact(db: &Path) -> CliResult<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+pub fn check(db: &Path, json: bool) -> CliResult<ExitCode> {
+    let r = kstone_core::check::check(db)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "checked {}: {} SST files ({} entries), {} WAL segments ({} records), last LSN {}",
+            db.display(),
+            r.sst_files,
+            r.sst_entries,
+            r.wal_segments,
+            r.wal_records,
+            r.last_lsn
+        );
+        for n in &r.notes {
+            println!("note: {n}");
+        }
+        for p in &r.problems {
+            eprintln!("problem: {p}");
+        }
+        if r.problems.is_empty() {
+            println!("ok");
+        }
+    }
+    Ok(if r.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

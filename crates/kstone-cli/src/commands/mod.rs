@@ -18,6 +18,7 @@ pub fn run(cmd: Command) -> CliResult<ExitCode> {
         Command::Create { db } => admin::create(&db),
         Command::Stats { db, json } => admin::stats(&db, json),
         Command::Flush { db } => admin::flush(&db),
+        Command::Check { db, json } => admin::check(&db, json),
         Command::Compact { db } => admin::compact(&db),
         Command::Query(a) => data::query(&a),
         Command::Scan(a) => data::scan(&a),
