@@ -41,7 +41,7 @@ impl Repository {
     /// Write backup `id` as a self-contained `tar.gz` at `out` (atomically),
     /// plus `out.sha256` in `sha256sum -c` format.
     pub fn export_archive(&self, id: &str, out: &Path) -> Result<ArchiveReport> {
-        let _lock = self.lock(false, "an export")?;
+        let _lock = self.lock_for_read("an export")?;
         let m = self.manifest(id)?;
         let dir = kstone_core::fsio::parent(out).to_path_buf();
         let work = tempfile::tempdir_in(&dir).ctx(&dir)?;

@@ -64,6 +64,19 @@ impl Repository {
         Ok(out)
     }
 
+    /// A shared lock for an operation that only reads the repository
+    /// (restore, verify, export). If the lock cannot even be written — a full
+    /// or read-only backup disk — the read goes ahead without it: a prune
+    /// could not write its own lock there either, and being able to restore
+    /// from a full backup disk matters more.
+    pub fn lock_for_read(&self, purpose: &str) -> Result<Option<RepoLock<'_>>> {
+        match self.lock(false, purpose) {
+            Ok(l) => Ok(Some(l)),
+            Err(Error::Store { .. } | Error::Io { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Take a lock: shared (backup, restore, verify) or exclusive (prune).
     pub fn lock(&self, exclusive: bool, purpose: &str) -> Result<RepoLock<'_>> {
         let mut nonce = [0u8; 8];

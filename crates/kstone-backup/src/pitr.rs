@@ -116,6 +116,7 @@ impl Repository {
         dest: &Path,
         history: Option<&str>,
     ) -> Result<PitrReport> {
+        let _lock = self.lock_for_read("a point-in-time restore")?;
         let backups = self.history_backups(history)?;
         let newest = &backups[backups.len() - 1];
         let ranges = self.archive_ranges(&newest.db_id, &newest.history)?;

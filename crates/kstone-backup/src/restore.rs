@@ -116,7 +116,7 @@ impl Repository {
 
     /// Restore backup `id` (or `latest`) to `target`.
     pub fn restore(&self, id: &str, target: &Path) -> Result<RestoreReport> {
-        let _lock = self.lock(false, "a restore")?;
+        let _lock = self.lock_for_read("a restore")?;
         let m = self.manifest(id)?;
         let report = restore_with(target, |staging| {
             self.materialize(&m, staging)?;

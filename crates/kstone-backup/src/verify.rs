@@ -21,7 +21,7 @@ impl std::fmt::Display for Problem {
 impl Repository {
     /// Check one backup; an empty list means it is sound.
     pub fn verify(&self, id: &str, deep: bool) -> Result<Vec<Problem>> {
-        let _lock = self.lock(false, "a verify")?;
+        let _lock = self.lock_for_read("a verify")?;
         let id = self.resolve(id)?;
         let problem = |what: String| Problem {
             backup: id.clone(),

@@ -148,8 +148,12 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
             let path = wal_dir.join(segment::file_name(s, id));
             let mut scan = segment::scan(&path)?;
             let Some(h) = scan.header else {
-                if i + 1 == n {
-                    // Created but never written: a crash during creation.
+                // Created but never written (a crash or a full disk during
+                // creation): it holds no record, wherever it is.
+                if i + 1 == n
+                    || scan.file_len == 0
+                    || std::fs::read(&path).ctx(&path)?.iter().all(|&b| b == 0)
+                {
                     remove(&path)?;
                     removed = true;
                     continue;

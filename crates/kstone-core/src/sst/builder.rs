@@ -46,7 +46,8 @@ pub struct Built {
 pub struct TableBuilder {
     path: PathBuf,
     tmp: PathBuf,
-    out: BufWriter<File>,
+    /// `None` once finished.
+    out: Option<BufWriter<File>>,
     offset: u64,
     compression: Compression,
     block: Vec<u8>,
@@ -69,7 +70,7 @@ impl TableBuilder {
         Ok(TableBuilder {
             path: path.to_path_buf(),
             tmp,
-            out: BufWriter::with_capacity(256 << 10, f),
+            out: Some(BufWriter::with_capacity(256 << 10, f)),
             offset: 0,
             compression,
             block: Vec::with_capacity(BLOCK_SIZE * 2),
@@ -83,6 +84,12 @@ impl TableBuilder {
             },
             last_key: None,
         })
+    }
+
+    fn writer(&mut self) -> Result<&mut BufWriter<File>> {
+        self.out
+            .as_mut()
+            .ok_or_else(|| Error::InvalidInput("SST builder already finished".into()))
     }
 
     /// Add the next entry; keys must be strictly increasing.
@@ -114,7 +121,7 @@ impl TableBuilder {
 
     fn write_block(&mut self, raw: &[u8], compression: Compression) -> Result<Handle> {
         let disk = block::seal(raw, compression);
-        self.out.write_all(&disk).ctx(&self.tmp)?;
+        self.writer()?.write_all(&disk).ctx(&self.tmp)?;
         let h = Handle {
             offset: self.offset,
             size: disk.len() as u32,
@@ -157,10 +164,12 @@ impl TableBuilder {
             props,
         }
         .encode();
-        self.out.write_all(&footer).ctx(&self.tmp)?;
+        self.writer()?.write_all(&footer).ctx(&self.tmp)?;
         let size = self.offset + footer.len() as u64;
         let file = self
             .out
+            .take()
+            .ok_or_else(|| Error::InvalidInput("SST builder already finished".into()))?
             .into_inner()
             .map_err(|e| e.into_error())
             .ctx(&self.tmp)?;
@@ -169,9 +178,20 @@ impl TableBuilder {
         std::fs::rename(&self.tmp, &self.path).ctx(&self.path)?;
         sync_dir(crate::fsio::parent(&self.path))?;
         Ok(Built {
-            path: self.path,
+            path: self.path.clone(),
             size,
-            props: self.props,
+            props: std::mem::take(&mut self.props),
         })
+    }
+}
+
+impl Drop for TableBuilder {
+    /// A builder abandoned by an error (a full disk, say) removes its
+    /// temporary file instead of leaving it to fill the disk further.
+    fn drop(&mut self) {
+        if self.out.is_some() {
+            self.out = None;
+            let _ = std::fs::remove_file(&self.tmp);
+        }
     }
 }

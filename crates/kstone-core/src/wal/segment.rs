@@ -111,9 +111,16 @@ impl ActiveSegment {
             id,
             prev,
         };
-        f.write_all(&header.encode()).ctx(&path)?;
-        f.sync_all().ctx(&path)?;
-        sync_dir(dir)?;
+        let written = f
+            .write_all(&header.encode())
+            .and_then(|_| f.sync_all())
+            .ctx(&path)
+            .and_then(|_| sync_dir(dir));
+        if let Err(e) = written {
+            // A full disk must not leave a headerless segment behind.
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         Ok(ActiveSegment {
             id,
             path,
