@@ -187,8 +187,18 @@ impl Repository {
                 });
             }
         });
+        let mut failure = None;
         for (i, r) in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            entries[i] = Some(r?);
+            match r {
+                Ok(e) => entries[i] = Some(e),
+                Err(e) => failure = failure.or(Some(e)),
+            }
+        }
+        if let Some(e) = failure {
+            // Leave nothing behind: this backup's objects and marker go.
+            let _ = self.storage.delete_prefix(&format!("data/{id}"));
+            let _ = self.storage.delete(&format!("inprogress/{id}"));
+            return Err(e);
         }
         let files: Vec<FileEntry> = entries.into_iter().flatten().collect();
         if files.len() != snap.files.len() {

@@ -23,9 +23,13 @@ pub struct Repository {
 impl Repository {
     /// Create a repository at an empty location.
     pub fn init(location: &str, compression_level: Option<i32>) -> Result<Repository> {
-        let storage = Storage::open(location, true)?;
+        Repository::init_on(Storage::open(location, true)?, compression_level)
+    }
+
+    /// Create a repository on a given storage.
+    pub fn init_on(storage: Storage, compression_level: Option<i32>) -> Result<Repository> {
         if storage.get(CONFIG_OBJECT)?.is_some() {
-            return Err(Error::AlreadyARepository(location.to_string()));
+            return Err(Error::AlreadyARepository(storage.location.clone()));
         }
         if let Some(l) = compression_level {
             if !(1..=19).contains(&l) {
@@ -46,10 +50,14 @@ impl Repository {
 
     /// Open an existing repository.
     pub fn open(location: &str) -> Result<Repository> {
-        let storage = Storage::open(location, false)?;
+        Repository::open_on(Storage::open(location, false)?)
+    }
+
+    /// Open an existing repository on a given storage.
+    pub fn open_on(storage: Storage) -> Result<Repository> {
         let bytes = storage
             .get(CONFIG_OBJECT)?
-            .ok_or_else(|| Error::NotARepository(location.to_string()))?;
+            .ok_or_else(|| Error::NotARepository(storage.location.clone()))?;
         let config = manifest::decode(CONFIG_MAGIC, &bytes, CONFIG_OBJECT)?;
         Ok(Repository { storage, config })
     }

@@ -120,6 +120,22 @@ impl Storage {
         })
     }
 
+    /// Use any `object_store` implementation (fault-injecting wrappers in
+    /// tests, other backends).
+    pub fn from_store(store: Arc<dyn ObjectStore>, location: &str) -> Result<Storage> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .ctx(Path::new(location))?;
+        Ok(Storage {
+            rt,
+            store,
+            local_root: None,
+            location: location.to_string(),
+        })
+    }
+
     fn err(&self, e: object_store::Error) -> Error {
         Error::Store {
             location: self.location.clone(),

@@ -1,0 +1,239 @@
+//! An object store that fails, delays and cuts off requests (wrapping a local
+//! directory): every backup operation fails with a clear error, leaves the
+//! repository consistent and its partial objects removed, and succeeds once
+//! the store behaves again.
+
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::stream::{BoxStream, StreamExt};
+use kstone_backup::storage::Storage;
+use kstone_backup::{BackupOptions, BackupType, DatabaseBackupExt, Repository};
+use kstone_core::{item_from_plain_json, Database, Options};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+
+#[derive(Debug)]
+struct Faulty {
+    inner: LocalFileSystem,
+    /// Writes allowed before they start failing (negative: unlimited).
+    writes_left: AtomicI64,
+    /// Reads cut off after this many bytes (negative: never).
+    cut_reads_after: AtomicI64,
+    delay: Duration,
+}
+
+impl fmt::Display for Faulty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Faulty({})", self.inner)
+    }
+}
+
+fn injected(op: &str) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "Faulty",
+        source: format!("injected failure of {op}").into(),
+    }
+}
+
+impl Faulty {
+    fn take_write(&self) -> Result<()> {
+        if self.writes_left.load(Ordering::SeqCst) < 0 {
+            return Ok(());
+        }
+        if self.writes_left.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            return Err(injected("a write"));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Faulty {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        tokio::time::sleep(self.delay).await;
+        self.take_write()?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.take_write()?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        tokio::time::sleep(self.delay).await;
+        let r = self.inner.get_opts(location, options).await?;
+        let cut = self.cut_reads_after.load(Ordering::SeqCst);
+        if cut >= 0 {
+            let bytes = r.bytes().await?;
+            let keep = bytes.slice(..(cut as usize).min(bytes.len()));
+            let s = futures::stream::iter(vec![Ok(keep), Err(injected("a read (connection cut)"))]);
+            return Ok(GetResult {
+                payload: GetResultPayload::Stream(s.boxed()),
+                meta: ObjectMeta {
+                    location: location.clone(),
+                    last_modified: chrono_now(),
+                    size: bytes.len() as u64,
+                    e_tag: None,
+                    version: None,
+                },
+                range: 0..bytes.len() as u64,
+                attributes: Default::default(),
+                extensions: Default::default(),
+            });
+        }
+        Ok(r)
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.take_write()?;
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}
+
+fn setup() -> (tempfile::TempDir, Database, Arc<Faulty>, Repository) {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Database::create(tmp.path().join("db"), Options::default()).unwrap();
+    for i in 0..3000u32 {
+        db.put(
+            &i.to_be_bytes(),
+            None,
+            &item_from_plain_json(r#"{"a":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}"#).unwrap(),
+        )
+        .unwrap();
+    }
+    db.flush().unwrap();
+    std::fs::create_dir(tmp.path().join("repo")).unwrap();
+    let faulty = Arc::new(Faulty {
+        inner: LocalFileSystem::new_with_prefix(tmp.path().join("repo"))
+            .unwrap()
+            .with_automatic_cleanup(true),
+        writes_left: AtomicI64::new(-1),
+        cut_reads_after: AtomicI64::new(-1),
+        // Every request is slowed down, as over a network.
+        delay: Duration::from_millis(2),
+    });
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    let repo = Repository::init_on(Storage::from_store(store, "faulty").unwrap(), Some(3)).unwrap();
+    (tmp, db, faulty, repo)
+}
+
+#[test]
+fn failing_writes_leave_a_consistent_repository_and_retry_succeeds() {
+    let (tmp, db, faulty, repo) = setup();
+    let full = db
+        .backup(
+            &repo,
+            &BackupOptions {
+                kind: Some(BackupType::Full),
+                parallelism: 2,
+            },
+        )
+        .unwrap();
+    for i in 0..500u32 {
+        db.put(
+            &(i * 7).to_be_bytes(),
+            None,
+            &item_from_plain_json(r#"{"a":"changed"}"#).unwrap(),
+        )
+        .unwrap();
+    }
+    db.flush().unwrap();
+    for budget in [0, 1, 3, 10] {
+        faulty.writes_left.store(budget, Ordering::SeqCst);
+        let err = db
+            .backup(
+                &repo,
+                &BackupOptions {
+                    kind: Some(BackupType::Incremental),
+                    parallelism: 2,
+                },
+            )
+            .expect_err("the store fails");
+        assert!(err.to_string().contains("injected failure"), "{err}");
+        faulty.writes_left.store(-1, Ordering::SeqCst);
+        // Only the complete backup is listed, it verifies, and the failed
+        // run's objects are gone.
+        assert_eq!(repo.backup_ids().unwrap(), vec![full.id.clone()]);
+        assert!(repo.verify(&full.id, false).unwrap().is_empty());
+        let dirs: Vec<String> = std::fs::read_dir(tmp.path().join("repo/data"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            dirs,
+            vec![full.id.clone()],
+            "budget {budget}: partial objects left"
+        );
+    }
+    let inc = db
+        .backup(
+            &repo,
+            &BackupOptions {
+                kind: Some(BackupType::Incremental),
+                parallelism: 2,
+            },
+        )
+        .unwrap();
+    assert!(repo.verify(&inc.id, true).unwrap().is_empty());
+}
+
+#[test]
+fn cut_off_reads_fail_restores_cleanly() {
+    let (tmp, db, faulty, repo) = setup();
+    let b = db.backup(&repo, &BackupOptions::default()).unwrap();
+    let target = tmp.path().join("restored");
+    faulty.cut_reads_after.store(100, Ordering::SeqCst);
+    let err = repo.restore(&b.id, &target).expect_err("reads are cut off");
+    assert!(
+        err.to_string().contains("connection cut") || err.to_string().contains("corrupt"),
+        "{err}"
+    );
+    assert!(!target.exists(), "a failed restore left a target");
+    let leftovers = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("restore-"))
+        .count();
+    assert_eq!(leftovers, 0);
+    faulty.cut_reads_after.store(-1, Ordering::SeqCst);
+    let r = repo.restore(&b.id, &target).unwrap();
+    assert_eq!(r.items, 3000);
+}
