@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use kstone_core::lock::DbLock;
 use kstone_core::manifest::Origin;
-use kstone_core::{Database, Options, Scan};
+use kstone_core::{Database, Options};
 
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::BackupManifest;
@@ -29,20 +29,7 @@ pub struct RestoreReport {
 
 /// Count live items by scanning a database.
 pub fn count_items(db: &Database) -> Result<u64> {
-    let mut s = Scan {
-        limit: Some(10_000),
-        total_segments: 1,
-        ..Scan::default()
-    };
-    let mut n = 0;
-    loop {
-        let page = db.scan(&s)?;
-        n += page.items.len() as u64;
-        match page.last_evaluated_key {
-            Some(k) => s.exclusive_start = Some(k),
-            None => return Ok(n),
-        }
-    }
+    db.for_each_item(|_, _| Ok::<(), Error>(()))
 }
 
 /// Open a database, read every SST block and count its items.

@@ -11,7 +11,7 @@ use kstone_backup::manifest::rfc3339;
 use kstone_backup::wal_archive::BackgroundArchiver;
 use kstone_backup::{BackupOptions, BackupType, DatabaseBackupExt, Repository, Target};
 use kstone_core::{
-    export_line, item_from_plain_json, Database, Durability, Options, Query, Scan, WriteOp,
+    export_line, item_from_plain_json, Database, Durability, Options, Query, WriteOp,
 };
 use sha2::{Digest, Sha256};
 
@@ -65,24 +65,11 @@ fn order(i: u64, version: u64) -> (String, String, String) {
 
 fn digest(db: &Database) -> CliResult<(String, u64)> {
     let mut h = Sha256::new();
-    let mut n = 0;
-    let mut s = Scan {
-        limit: Some(10_000),
-        total_segments: 1,
-        ..Scan::default()
-    };
-    loop {
-        let page = db.scan(&s)?;
-        for (k, item) in &page.items {
-            h.update(export_line(k, item).as_bytes());
-            h.update(b"\n");
-            n += 1;
-        }
-        match page.last_evaluated_key {
-            Some(k) => s.exclusive_start = Some(k),
-            None => break,
-        }
-    }
+    let n = db.for_each_item(|k, item| {
+        h.update(export_line(k, item).as_bytes());
+        h.update(b"\n");
+        Ok::<(), CliError>(())
+    })?;
     Ok((h.finalize().iter().map(|b| format!("{b:02x}")).collect(), n))
 }
 

@@ -2,39 +2,17 @@
 //! a writing process, chains, damage detection, SIGKILL during backup and
 //! restore, and portable archives.
 
+mod common;
+use common::{json, kstone, ok, p, walk};
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kstone_core::{item_from_plain_json, Database, Durability, Item, Options};
 use serde_json::Value;
-
-fn kstone(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kstone"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = kstone(args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-fn json(args: &[&str]) -> Value {
-    serde_json::from_str(&ok(args)).unwrap()
-}
 
 fn item(v: u64) -> Item {
     item_from_plain_json(&format!(r#"{{"v": {v}, "pad": "{}"}}"#, "p".repeat(40))).unwrap()
@@ -300,20 +278,6 @@ fn objects(repo: &Path, id: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = walk(&repo.join("data").join(id));
     v.sort();
     v
-}
-
-fn walk(d: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(d) {
-        for e in rd.flatten() {
-            if e.path().is_dir() {
-                out.extend(walk(&e.path()));
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
 }
 
 #[test]

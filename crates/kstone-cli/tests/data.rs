@@ -1,29 +1,11 @@
 //! CLI tests for query, scan, export and import.
 
+mod common;
+use common::{kstone, ok, p};
+
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-
-fn kstone(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kstone"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = kstone(args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use std::process::{Command, Stdio};
 
 fn sks(out: &str) -> Vec<String> {
     out.lines()

@@ -3,36 +3,18 @@
 //! LSNs and times compared with a model; gap detection; SIGKILL of the
 //! archiver and of the application while archiving.
 
+mod common;
+use common::{kstone, ok, p, walk};
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use kstone_core::{item_from_plain_json, Database, Durability, Item, Options};
 use serde_json::Value;
-
-fn kstone(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kstone"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = kstone(args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 fn item(v: u64) -> Item {
     item_from_plain_json(&format!(r#"{{"v": {v}}}"#)).unwrap()
@@ -319,20 +301,6 @@ fn pitr_to_random_lsns_and_times_matches_the_model() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("gap after LSN"), "{err}");
     assert!(!tmp.path().join("y").exists());
-}
-
-fn walk(d: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(d) {
-        for e in rd.flatten() {
-            if e.path().is_dir() {
-                out.extend(walk(&e.path()));
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out
 }
 
 /// Archive object ranges (first, last) of the single history in `repo`.

@@ -1,31 +1,12 @@
 //! `kstone backup prune` and `backup status --max-age` on a real repository.
 
+mod common;
+use common::{kstone, ok, p};
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use kstone_core::{item_from_plain_json, Database, Durability, Options};
 use serde_json::Value;
-
-fn kstone(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kstone"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = kstone(args);
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 fn write(db: &Path, from: u64, n: u64) {
     let d = Database::open(

@@ -94,24 +94,8 @@ pub fn scan(a: &ScanArgs) -> CliResult<ExitCode> {
 }
 
 /// Stream every item through `f`, a page at a time.
-pub fn for_each_item(db: &Database, mut f: impl FnMut(&Key, &Item) -> CliResult) -> CliResult<u64> {
-    let mut s = Scan {
-        limit: Some(10_000),
-        total_segments: 1,
-        ..Scan::default()
-    };
-    let mut n = 0;
-    loop {
-        let page = db.scan(&s)?;
-        for (k, item) in &page.items {
-            f(k, item)?;
-            n += 1;
-        }
-        match page.last_evaluated_key {
-            Some(k) => s.exclusive_start = Some(k),
-            None => return Ok(n),
-        }
-    }
+pub fn for_each_item(db: &Database, f: impl FnMut(&Key, &Item) -> CliResult) -> CliResult<u64> {
+    db.for_each_item(f)
 }
 
 pub fn export(db_path: &Path, output: Option<&Path>) -> CliResult<ExitCode> {

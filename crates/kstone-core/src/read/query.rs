@@ -200,6 +200,42 @@ impl Database {
         )
     }
 
+    /// Call `f` for every item, in scan order (stripe, then key), a page at a
+    /// time; returns the number of items.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = kstone_core::Database::create(dir.path().join("d"), Default::default()).unwrap();
+    /// # db.put(b"a", None, &kstone_core::item_from_plain_json("{}").unwrap()).unwrap();
+    /// let n = db.for_each_item(|_key, _item| Ok(())).unwrap();
+    /// assert_eq!(n, 1);
+    /// ```
+    pub fn for_each_item<E>(
+        &self,
+        mut f: impl FnMut(&Key, &Item) -> std::result::Result<(), E>,
+    ) -> std::result::Result<u64, E>
+    where
+        E: From<Error>,
+    {
+        let mut s = Scan {
+            limit: Some(10_000),
+            total_segments: 1,
+            ..Scan::default()
+        };
+        let mut n = 0;
+        loop {
+            let page = self.scan(&s)?;
+            for (k, item) in &page.items {
+                f(k, item)?;
+                n += 1;
+            }
+            match page.last_evaluated_key {
+                Some(k) => s.exclusive_start = Some(k),
+                None => return Ok(n),
+            }
+        }
+    }
+
     /// All items (or one segment's), in stripe order then key order.
     pub fn scan(&self, s: &Scan) -> Result<Page> {
         let total = s.total_segments.max(1);
