@@ -25,7 +25,18 @@ impl DbLock {
             .truncate(false)
             .open(&path)
             .ctx(&path)?;
-        match f.try_lock() {
+        // A process that forks while we close and reopen keeps our lock for
+        // the instant before its exec; a few short retries ride that out
+        // without making a real second opener wait noticeably.
+        let mut attempt = f.try_lock();
+        for _ in 0..25 {
+            if !matches!(attempt, Err(std::fs::TryLockError::WouldBlock)) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            attempt = f.try_lock();
+        }
+        match attempt {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut pid = String::new();

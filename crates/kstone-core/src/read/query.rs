@@ -207,7 +207,7 @@ impl Database {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let db = kstone_core::Database::create(dir.path().join("d"), Default::default()).unwrap();
     /// # db.put(b"a", None, &kstone_core::item_from_plain_json("{}").unwrap()).unwrap();
-    /// let n = db.for_each_item(|_key, _item| Ok(())).unwrap();
+    /// let n = db.for_each_item(|_key, _item| Ok::<(), kstone_core::Error>(())).unwrap();
     /// assert_eq!(n, 1);
     /// ```
     pub fn for_each_item<E>(
