@@ -266,7 +266,7 @@ pub fn run(dir: Option<PathBuf>, items: u64) -> CliResult<ExitCode> {
         if same { "are identical to" } else { "DIFFER FROM" }
     );
     println!();
-    println!("Do it yourself:");
+    println!("Do it yourself (kstone is target/release/kstone; `cargo install --path crates/kstone-cli` puts it on your PATH):");
     let d = dir.display();
     println!("  kstone stats {d}/shop.keystone");
     println!("  kstone query {d}/shop.keystone {victim}                 # gone");
