@@ -567,7 +567,7 @@ impl Shared {
         let freed = self.flush_ctx(s, |cx| st.flush(cx))?;
         self.mem_total.fetch_sub(freed, Ordering::Relaxed);
         if st.tables.len() > self.opts.compaction_trigger {
-            self.flush_ctx(s, |cx| st.compact(cx))?;
+            self.flush_ctx(s, |cx| st.compact_tiered(cx))?;
         }
         Ok(())
     }

@@ -308,3 +308,64 @@ fn buffered_mode_persists_on_close() {
         assert_eq!(db.get(&i.to_be_bytes(), None).unwrap(), Some(item(i)));
     }
 }
+
+#[test]
+fn tiered_compaction_keeps_deletes_and_bounds_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let opts = Options {
+        durability: kstone_core::Durability::Buffered,
+        compaction_trigger: 3,
+        ..Options::default()
+    };
+    let db = Database::create(&dir, opts.clone()).unwrap();
+    // A large base table in one stripe (one partition).
+    for i in 0..5000u64 {
+        db.put(b"part", Some(format!("{i:05}").as_bytes()), &item(i))
+            .unwrap();
+    }
+    db.flush().unwrap();
+    let base_files: Vec<PathBuf> = files(&dir, "sst");
+    assert_eq!(base_files.len(), 1);
+    // Small tables of deletes and updates: merged among themselves, keeping
+    // the tombstones, while the base stays untouched.
+    for round in 0..12u64 {
+        for i in 0..20u64 {
+            let k = format!("{:05}", round * 20 + i);
+            if i % 2 == 0 {
+                db.delete(b"part", Some(k.as_bytes())).unwrap();
+            } else {
+                db.put(b"part", Some(k.as_bytes()), &item(10_000 + i))
+                    .unwrap();
+            }
+        }
+        db.flush().unwrap();
+        let n = files(&dir, "sst").len();
+        assert!(n <= 4, "read amplification unbounded: {n} SSTs");
+    }
+    assert!(
+        base_files[0].exists(),
+        "the base was rewritten for a little new data"
+    );
+    let check = |db: &Database| {
+        for round in 0..12u64 {
+            for i in 0..20u64 {
+                let k = format!("{:05}", round * 20 + i);
+                let got = db.get(b"part", Some(k.as_bytes())).unwrap();
+                if i % 2 == 0 {
+                    assert_eq!(got, None, "{k} came back after compaction");
+                } else {
+                    assert_eq!(got, Some(item(10_000 + i)));
+                }
+            }
+        }
+        assert_eq!(db.get(b"part", Some(b"04999")).unwrap(), Some(item(4999)));
+    };
+    check(&db);
+    db.close().unwrap();
+    let db = Database::open(&dir, opts).unwrap();
+    check(&db);
+    db.compact().unwrap();
+    check(&db);
+    assert_eq!(files(&dir, "sst").len(), 1);
+}
