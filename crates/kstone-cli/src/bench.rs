@@ -86,6 +86,8 @@ struct Run {
     scan_secs: f64,
     open_secs: f64,
     disk_bytes: u64,
+    missing: u64,
+    missing_secs: f64,
     /// (writes replayed, restore seconds, sorted lag samples in seconds)
     replay: Option<(u64, f64, Vec<f64>)>,
 }
@@ -197,6 +199,19 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
     }
     let read_secs = t.elapsed().as_secs_f64();
 
+    // readmissing: keys of existing partitions that were never written.
+    let t = Instant::now();
+    let missing = n.max(10) / 10;
+    for j in 0..missing {
+        x = mix(x);
+        let (p, _) = key(x % n, n);
+        let s = hex8(mix(j ^ 0xdead_beef) | 1 << 63);
+        if db.get(&p, Some(&s))?.is_some() {
+            return Err(crate::CliError("bench: a missing key was found".into()));
+        }
+    }
+    let missing_secs = t.elapsed().as_secs_f64();
+
     let t = Instant::now();
     let mut queried = 0u64;
     let parts = partitions(n);
@@ -231,6 +246,8 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
         scan_secs,
         open_secs,
         disk_bytes,
+        missing,
+        missing_secs,
         replay,
     })
 }
@@ -277,6 +294,7 @@ pub fn run(args: &BenchArgs) -> CliResult<ExitCode> {
                     "scanned": r.scanned, "scan_secs": r.scan_secs,
                     "scan_items_per_sec": r.scanned as f64 / r.scan_secs,
                     "open_secs": r.open_secs, "disk_bytes": r.disk_bytes,
+                    "readmissing_ops_per_sec": r.missing as f64 / r.missing_secs,
                     "archive": r.replay.as_ref().map(|(n, secs, lags)| json!({
                         "replayed_writes": n, "pitr_restore_secs": secs,
                         "replay_writes_per_sec": *n as f64 / secs,
@@ -330,6 +348,14 @@ pub fn run(args: &BenchArgs) -> CliResult<ExitCode> {
                     *n as f64 / secs
                 );
             }
+        }
+        for r in &runs {
+            println!(
+                "{} readmissing: {:.0} lookups/s of absent keys ({} lookups)",
+                r.mode,
+                r.missing as f64 / r.missing_secs,
+                r.missing
+            );
         }
         println!("keys: 8-byte partition + 8-byte sort key ({PER_PARTITION} items per partition); values: {} random bytes", args.value_size);
     }
