@@ -177,7 +177,11 @@ impl Repository {
                     }
                 }
                 found.ok_or_else(|| {
-                    Error::Invalid(format!("no restore point named {name:?} in the archive"))
+                    Error::Invalid(format!(
+                        "no restore point named {name:?} in the archive of history {} \
+                         (a restored database starts a new history; back it up to make its archive usable)",
+                        newest.history
+                    ))
                 })?
             }
         };

@@ -412,6 +412,21 @@ pub fn wal_archive(
     if created {
         eprintln!("initialized new repository at {repo}");
     }
+    // Archived WAL is replayed on top of a backup of the same history; say
+    // so when there is none (e.g. right after a restore started a new one).
+    if let Ok(m) = kstone_core::manifest::Manifest::load(db) {
+        let has_base = r
+            .list()?
+            .iter()
+            .any(|b| b.db_id == m.db_id && b.history == m.history);
+        if !has_base {
+            eprintln!(
+                "warning: the repository has no backup of this database's current history ({}); \
+                 archived WAL can only be replayed on top of one — run `kstone backup create`",
+                m.history
+            );
+        }
+    }
     let mut a = Archiver::new(&r, db);
     if once {
         let round = a.round()?;
