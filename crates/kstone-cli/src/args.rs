@@ -17,6 +17,14 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The write phase of `kstone bench`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    Fillrandom,
+    Fillseq,
+    Batch,
+}
+
 /// How a write is acknowledged.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DurabilityArg {
@@ -403,6 +411,10 @@ pub struct BenchArgs {
     /// Print results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// How the items are written: random order, ascending order, or in
+    /// batches of 1000 (`write_batch`).
+    #[arg(long, value_enum, default_value_t = Workload::Fillrandom)]
+    pub workload: Workload,
     /// Also measure WAL archiving: archive into this repository during the
     /// buffered fill (1 s interval), report the archive lag, then time a
     /// point-in-time restore that replays every write.

@@ -8,7 +8,7 @@ use std::time::Instant;
 use kstone_core::{Database, Durability, Item, Options, Query, Value};
 use serde_json::json;
 
-use crate::args::{BenchArgs, DurabilityArg};
+use crate::args::{BenchArgs, DurabilityArg, Workload};
 use crate::CliResult;
 
 /// splitmix64: a fixed, seedable sequence so every run writes the same keys.
@@ -32,10 +32,20 @@ fn partitions(n: u64) -> u64 {
 /// Key of the i-th item: partition `i % P`, random sort key, so writes land
 /// in random order.
 fn key(i: u64, n: u64) -> ([u8; 8], [u8; 8]) {
+    if SEQUENTIAL.load(std::sync::atomic::Ordering::Relaxed) {
+        // fillseq: partitions and sort keys in ascending order.
+        return (pk(i / PER_PARTITION), hex8(i));
+    }
     (pk(i % partitions(n)), hex8(mix(i)))
 }
 
+/// Set for the `fillseq` workload (one process runs one workload).
+static SEQUENTIAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn pk(p: u64) -> [u8; 8] {
+    if SEQUENTIAL.load(std::sync::atomic::Ordering::Relaxed) {
+        return hex8(p);
+    }
     hex8(mix(p ^ 0xabcd_ef01) ^ p)
 }
 
@@ -142,10 +152,35 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
                 let db = &db;
                 s.spawn(move || -> kstone_core::Result<()> {
                     let mut i = th;
-                    while i < n {
-                        let (p, s) = key(i, n);
-                        db.put(&p, Some(&s), &value(i, args.value_size))?;
-                        i += threads;
+                    match args.workload {
+                        Workload::Batch => {
+                            // 1000 items per write_batch: one WAL write per
+                            // stripe and one fsync round per batch.
+                            let mut ops = Vec::with_capacity(1000);
+                            while i < n {
+                                let (p, s) = key(i, n);
+                                ops.push(kstone_core::WriteOp::Put {
+                                    pk: p.to_vec(),
+                                    sk: Some(s.to_vec()),
+                                    item: value(i, args.value_size),
+                                });
+                                if ops.len() == 1000 {
+                                    db.write_batch(&ops)?;
+                                    ops.clear();
+                                }
+                                i += threads;
+                            }
+                            if !ops.is_empty() {
+                                db.write_batch(&ops)?;
+                            }
+                        }
+                        Workload::Fillrandom | Workload::Fillseq => {
+                            while i < n {
+                                let (p, s) = key(i, n);
+                                db.put(&p, Some(&s), &value(i, args.value_size))?;
+                                i += threads;
+                            }
+                        }
                     }
                     Ok(())
                 })
@@ -205,7 +240,9 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
     for j in 0..missing {
         x = mix(x);
         let (p, _) = key(x % n, n);
-        let s = hex8(mix(j ^ 0xdead_beef) | 1 << 63);
+        // 'g' is not a hex digit: no written sort key looks like this.
+        let mut s = hex8(mix(j ^ 0xdead_beef));
+        s[0] = b'g';
         if db.get(&p, Some(&s))?.is_some() {
             return Err(crate::CliError("bench: a missing key was found".into()));
         }
@@ -253,6 +290,10 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
 }
 
 pub fn run(args: &BenchArgs) -> CliResult<ExitCode> {
+    SEQUENTIAL.store(
+        args.workload == Workload::Fillseq,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let scratch;
     let base: PathBuf = match &args.dir {
         Some(d) => d.clone(),
@@ -357,6 +398,7 @@ pub fn run(args: &BenchArgs) -> CliResult<ExitCode> {
                 r.missing
             );
         }
+        println!("workload: {:?}", args.workload);
         println!("keys: 8-byte partition + 8-byte sort key ({PER_PARTITION} items per partition); values: {} random bytes", args.value_size);
     }
     Ok(ExitCode::SUCCESS)
