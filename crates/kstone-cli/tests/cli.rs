@@ -176,6 +176,25 @@ fn bench_runs_small() {
         assert_eq!(r["writes"], 2000);
         assert!(r["write_ops_per_sec"].as_f64().unwrap() > 0.0);
     }
+    for w in ["fillseq", "batch"] {
+        let d = tmp.path().join(w);
+        std::fs::create_dir(&d).unwrap();
+        let out = ok(&[
+            "bench",
+            "--num",
+            "3000",
+            "--durability",
+            "buffered",
+            "--workload",
+            w,
+            "--json",
+            "--dir",
+            p(&d),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v[0]["writes"], 3000, "{w}");
+        assert_eq!(v[0]["scanned"], 3000, "{w}");
+    }
     // Refuses to reuse an existing directory.
     assert_eq!(
         kstone(&["bench", "--num", "10", "--dir", p(tmp.path())])
