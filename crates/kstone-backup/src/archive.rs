@@ -34,7 +34,7 @@ fn sha256_file(p: &Path) -> Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(kstone_core::fsio::hex(&h.finalize()))
 }
 
 impl Repository {

@@ -79,12 +79,10 @@ impl Repository {
 
     /// Take a lock: shared (backup, restore, verify) or exclusive (prune).
     pub fn lock(&self, exclusive: bool, purpose: &str) -> Result<RepoLock<'_>> {
-        let mut nonce = [0u8; 8];
-        getrandom::fill(&mut nonce).map_err(|e| Error::Invalid(e.to_string()))?;
         let key = format!(
             "locks/{}-{}",
             std::process::id(),
-            nonce.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            kstone_core::fsio::random_hex(8)?
         );
         let info = LockInfo {
             pid: std::process::id(),

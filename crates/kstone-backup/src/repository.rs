@@ -36,11 +36,9 @@ impl Repository {
                 return Err(Error::Invalid(format!("zstd level {l} is not in 1..=19")));
             }
         }
-        let mut id = [0u8; 16];
-        getrandom::fill(&mut id).map_err(|e| Error::Invalid(e.to_string()))?;
         let config = RepoConfig {
             format_version: FORMAT_VERSION,
-            repository_id: id.iter().map(|b| format!("{b:02x}")).collect(),
+            repository_id: kstone_core::fsio::random_hex(16)?,
             created_at_us: kstone_core::fsio::now_micros(),
             compression_level,
         };

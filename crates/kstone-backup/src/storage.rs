@@ -81,9 +81,7 @@ pub struct Uploaded {
     pub codec: Codec,
 }
 
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
+use kstone_core::fsio::hex;
 
 impl Storage {
     /// Open a location: a local directory path (created if `create`).

@@ -70,7 +70,7 @@ fn digest(db: &Database) -> CliResult<(String, u64)> {
         h.update(b"\n");
         Ok::<(), CliError>(())
     })?;
-    Ok((h.finalize().iter().map(|b| format!("{b:02x}")).collect(), n))
+    Ok((kstone_core::fsio::hex(&h.finalize()), n))
 }
 
 fn dir_bytes(p: &Path) -> u64 {

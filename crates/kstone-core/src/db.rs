@@ -93,10 +93,7 @@ impl Database {
             fs::create_dir(&p).ctx(&p)?;
         }
         sync_dir(dir)?;
-        let mut id = [0u8; 16];
-        getrandom::fill(&mut id)
-            .map_err(|e| Error::InvalidInput(format!("no randomness for the database id: {e}")))?;
-        let db_id: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let db_id = crate::fsio::random_hex(16)?;
         Manifest::new(db_id, now_micros()).store(dir)?;
         Database::open(dir, opts)
     }

@@ -16,7 +16,11 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// over `path`, fsync the directory. A crash leaves either the old or the new
 /// content, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    // `NAME.tmp` beside `NAME` (appending, not replacing an extension, so
+    // `x.req` and `x.snap` never share a temporary file).
+    let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
     {
         let mut f = OpenOptions::new()
             .write(true)
@@ -45,4 +49,33 @@ pub fn now_micros() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `n` random bytes as hex: ids of databases, histories, repositories, requests.
+pub fn random_hex(n: usize) -> Result<String> {
+    let mut b = vec![0u8; n];
+    getrandom::fill(&mut b)
+        .map_err(|e| crate::error::Error::InvalidInput(format!("no randomness available: {e}")))?;
+    Ok(hex(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_temp_names_do_not_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        write_atomic(&dir.path().join("a.req"), b"1").unwrap();
+        write_atomic(&dir.path().join("a.snap"), b"2").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("a.req")).unwrap(), b"1");
+        assert_eq!(std::fs::read(dir.path().join("a.snap")).unwrap(), b"2");
+        assert_eq!(random_hex(8).unwrap().len(), 16);
+        assert_eq!(hex(&[0, 255]), "00ff");
+    }
 }

@@ -75,9 +75,8 @@ pub struct Origin {
 
 /// A fresh random history id (16 hex digits).
 pub fn new_history_id() -> String {
-    let mut b = [0u8; 8];
-    let _ = getrandom::fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    // Without randomness, time still makes a history id unique enough.
+    crate::fsio::random_hex(8).unwrap_or_else(|_| format!("{:016x}", crate::fsio::now_micros()))
 }
 
 impl Manifest {

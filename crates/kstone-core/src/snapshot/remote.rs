@@ -163,13 +163,7 @@ impl RemotePin {
     pub fn request(db_dir: &Path, timeout: Duration) -> Result<RemotePin> {
         let dir = db_dir.join(DIR);
         std::fs::create_dir_all(&dir).ctx(&dir)?;
-        let mut nonce = [0u8; 8];
-        getrandom::fill(&mut nonce).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        let name = format!(
-            "{}-{}",
-            std::process::id(),
-            nonce.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
+        let name = format!("{}-{}", std::process::id(), crate::fsio::random_hex(8)?);
         let req = dir.join(format!("{name}.req"));
         let snap = dir.join(format!("{name}.snap"));
         let body = serde_json::to_vec(&Request {
@@ -228,13 +222,7 @@ impl Drop for RemotePin {
 pub fn request_restore_point(db_dir: &Path, name: &str, timeout: Duration) -> Result<(u64, u64)> {
     let dir = db_dir.join(DIR);
     std::fs::create_dir_all(&dir).ctx(&dir)?;
-    let mut nonce = [0u8; 8];
-    getrandom::fill(&mut nonce).map_err(|e| Error::InvalidInput(e.to_string()))?;
-    let stem = format!(
-        "{}-{}",
-        std::process::id(),
-        nonce.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
+    let stem = format!("{}-{}", std::process::id(), crate::fsio::random_hex(8)?);
     let req = dir.join(format!("{stem}.req"));
     let done = dir.join(format!("{stem}.done"));
     let body = serde_json::to_vec(&Request {
