@@ -174,6 +174,7 @@ impl Repository {
                             object,
                             stored_size: u.stored_size,
                             codec: u.codec,
+                            stored_sha256: Some(u.stored_sha256),
                         });
                     if let Some(p) = progress {
                         let mut d = done.lock().unwrap_or_else(|p| p.into_inner());

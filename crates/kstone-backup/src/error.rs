@@ -5,7 +5,7 @@
 pub enum Error {
     #[error(transparent)]
     Core(#[from] kstone_core::Error),
-    #[error("storage error at {location}: {source}")]
+    #[error("storage error at {location}: {}", brief(source))]
     Store {
         location: String,
         #[source]
@@ -29,9 +29,38 @@ pub enum Error {
     Invalid(String),
     #[error("refusing to restore: {0}")]
     Refused(String),
+    /// An encrypted repository's data cannot be unlocked.
+    #[error("{0}")]
+    Locked(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// One line from a storage error: S3 errors carry the server's XML body,
+/// of which only `<Code>` and `<Message>` help a reader.
+fn brief(e: &object_store::Error) -> String {
+    let s = e.to_string();
+    let tag = |t: &str| {
+        let open = format!("<{t}>");
+        let start = s.find(&open)? + open.len();
+        let end = s[start..].find(&format!("</{t}>"))? + start;
+        Some(s[start..end].to_string())
+    };
+    let head = s
+        .split("<?xml")
+        .next()
+        .unwrap_or(&s)
+        .trim_end_matches([' ', ':']);
+    let mut out = head.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some(code) = tag("Code") {
+        out.push_str(&format!(" ({code}"));
+        if let Some(m) = tag("Message") {
+            out.push_str(&format!(": {m}"));
+        }
+        out.push(')');
+    }
+    out
+}
 
 pub(crate) trait IoContext<T> {
     fn ctx(self, path: &std::path::Path) -> Result<T>;

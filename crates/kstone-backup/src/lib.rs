@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod create;
+pub mod crypto;
 pub mod error;
 pub mod lock;
 pub mod manifest;
@@ -23,7 +24,7 @@ pub use error::{Error, Result};
 pub use manifest::{BackupManifest, BackupType, FileEntry, RepoConfig};
 pub use pitr::{PitrReport, Target, Window};
 pub use prune::{Decision, Plan, Policy};
-pub use repository::Repository;
+pub use repository::{InitOptions, OpenOptions, Repository};
 pub use restore::RestoreReport;
 pub use verify::Problem;
 pub use wal_archive::{ArchiveRange, Archiver, Round};

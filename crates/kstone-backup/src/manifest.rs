@@ -20,6 +20,9 @@ pub struct RepoConfig {
     pub created_at_us: u64,
     /// zstd level for data objects; `None` = no compression.
     pub compression_level: Option<i32>,
+    /// Present in an encrypted repository (see `crypto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<crate::crypto::EncryptionConfig>,
 }
 
 /// Kind of backup.
@@ -57,6 +60,10 @@ pub struct FileEntry {
     pub object: String,
     pub stored_size: u64,
     pub codec: Codec,
+    /// SHA-256 of the stored bytes (after compression and encryption), so
+    /// that an encrypted backup can be checked without the identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_sha256: Option<String>,
 }
 
 /// Everything needed to restore one backup: one read, no chain to apply.
@@ -185,6 +192,7 @@ mod tests {
             repository_id: "r".into(),
             created_at_us: 1,
             compression_level: Some(3),
+            encryption: None,
         };
         let b = encode(CONFIG_MAGIC, &cfg);
         assert_eq!(

@@ -1,4 +1,5 @@
-//! The repository's decoders (config, backup manifest, archived-WAL objects)
+//! The repository's decoders (config, backup manifest, archived-WAL objects,
+//! the wrapped key, age-sealed data objects)
 //! and archive import get arbitrary and mutated bytes: errors, never panics,
 //! and archive import never writes outside its target.
 
@@ -7,6 +8,9 @@ use std::path::Path;
 use kstone_backup::manifest::{
     decode, encode, BackupManifest, RepoConfig, CONFIG_MAGIC, MANIFEST_MAGIC,
 };
+use std::sync::OnceLock;
+
+use kstone_backup::crypto::{generate_identity, EncryptionConfig, Keys, WrappedKey, KEY_MAGIC};
 use kstone_backup::wal_archive::{self, ArchiveRange};
 use kstone_core::wal::record::{Op, Record};
 use kstone_core::Key;
@@ -25,6 +29,7 @@ fn samples() -> Vec<Vec<u8>> {
         repository_id: "r".into(),
         created_at_us: 5,
         compression_level: Some(3),
+        encryption: Some(keys().1.clone()),
     };
     let m: BackupManifest = serde_json::from_value(serde_json::json!({
         "format_version": 1, "id": "x", "type": "full", "parent": null, "base_full": "x",
@@ -59,13 +64,31 @@ fn samples() -> Vec<Vec<u8>> {
         &recs,
     )
     .unwrap();
-    vec![encode(CONFIG_MAGIC, &cfg), encode(MANIFEST_MAGIC, &m), arc]
+    let sealed = keys().0.seal(&arc).unwrap();
+    vec![
+        encode(CONFIG_MAGIC, &cfg),
+        encode(MANIFEST_MAGIC, &m),
+        arc,
+        encode(KEY_MAGIC, &keys().2),
+        sealed,
+    ]
+}
+
+/// One encrypted repository's keys (able to open) for the sealed samples.
+fn keys() -> &'static (Keys, EncryptionConfig, WrappedKey) {
+    static K: OnceLock<(Keys, EncryptionConfig, WrappedKey)> = OnceLock::new();
+    K.get_or_init(|| {
+        let (_, public) = generate_identity();
+        Keys::create(&[public]).unwrap()
+    })
 }
 
 fn run_all(b: &[u8]) {
     let _ = decode::<RepoConfig>(CONFIG_MAGIC, b, "config");
     let _ = decode::<BackupManifest>(MANIFEST_MAGIC, b, "m");
     let _ = wal_archive::decode(b, "w");
+    let _ = decode::<WrappedKey>(KEY_MAGIC, b, "keys/data-key");
+    let _ = keys().0.open(b, "sealed");
 }
 
 proptest! {

@@ -22,6 +22,7 @@ fn file(name: &str, stored_in: &str) -> FileEntry {
         object: format!("data/{stored_in}/{name}"),
         stored_size: 10,
         codec: Codec::None,
+        stored_sha256: None,
     }
 }
 

@@ -13,8 +13,38 @@ use clap::{Parser, Subcommand, ValueEnum};
 Exit codes: 0 success, 1 the operation failed (or an item was not found), 2 usage error."
 )]
 pub struct Cli {
+    #[command(flatten)]
+    pub access: AccessArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How repositories are reached and unlocked (every command that uses one).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AccessArgs {
+    /// age identity file that unlocks an encrypted repository (needed to
+    /// restore, verify --deep, export and PITR; not to back up).
+    #[arg(long, global = true, env = "KSTONE_IDENTITY_FILE", value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// S3 storage class of new objects, e.g. STANDARD_IA (s3:// repositories).
+    #[arg(
+        long,
+        global = true,
+        env = "KSTONE_S3_STORAGE_CLASS",
+        value_name = "CLASS"
+    )]
+    pub s3_storage_class: Option<String>,
+    /// S3 server-side encryption of new objects: AES256 or aws:kms.
+    #[arg(long, global = true, env = "KSTONE_S3_SSE", value_name = "MODE")]
+    pub s3_sse: Option<String>,
+    /// KMS key id for --s3-sse aws:kms (default: the bucket's key).
+    #[arg(
+        long,
+        global = true,
+        env = "KSTONE_S3_SSE_KMS_KEY_ID",
+        value_name = "ID"
+    )]
+    pub s3_sse_kms_key_id: Option<String>,
 }
 
 /// The write phase of `kstone bench`.
@@ -171,20 +201,48 @@ pub enum BackupTypeArg {
 
 #[derive(Subcommand, Debug)]
 pub enum BackupCmd {
-    /// Create a backup repository at an empty location.
+    /// Create a backup repository at an empty location: a directory or
+    /// s3://bucket/prefix (endpoint, region and credentials from the AWS_*
+    /// environment variables). With --recipient it is encrypted: every data
+    /// object is sealed with age before it leaves this machine.
     Init {
-        /// Repository location (a directory).
+        /// Repository location: a directory, or s3://bucket/prefix.
         #[arg(long)]
         repo: String,
-        /// zstd level for stored files (1-19).
+        /// zstd level for stored files (1-19); data that does not compress
+        /// is stored as is.
         #[arg(long, default_value_t = 3)]
         compression_level: i32,
         /// Store files uncompressed.
         #[arg(long)]
         no_compression: bool,
+        /// Encrypt to this age recipient (age1…); repeat for several.
+        #[arg(long, value_name = "AGE_PUBLIC_KEY")]
+        recipient: Vec<String>,
+        /// Encrypt to every recipient in this file (one age1… per line).
+        #[arg(long, value_name = "FILE")]
+        recipients_file: Option<PathBuf>,
+    },
+    /// Change who can unlock an encrypted repository: re-wraps its data key
+    /// (one small object, whatever the repository's size). Needs --identity
+    /// of a current recipient.
+    Rekey {
+        #[arg(long)]
+        repo: String,
+        #[arg(long, value_name = "AGE_PUBLIC_KEY")]
+        add_recipient: Vec<String>,
+        #[arg(long, value_name = "AGE_PUBLIC_KEY")]
+        remove_recipient: Vec<String>,
+    },
+    /// Write a new age identity file (mode 0600) and print its public key,
+    /// for `backup init --recipient` (same format as age-keygen).
+    Keygen {
+        #[arg(short = 'o', long)]
+        output: PathBuf,
     },
     /// Back up a database — also while another process has it open (that
-    /// process pins a consistent snapshot). Initializes an empty repository.
+    /// process pins a consistent snapshot). Initializes an empty (unencrypted)
+    /// repository; an encrypted one needs only its public key, never --identity.
     Create {
         db: PathBuf,
         #[arg(long)]

@@ -113,7 +113,7 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
     let db = std::sync::Arc::new(Database::create(dir, opts.clone())?);
     let archiving = match (&args.archive, mode) {
         (Some(repo), DurabilityArg::Buffered) => {
-            let (r, _) = kstone_backup::Repository::open_or_init(repo, Some(3))?;
+            let (r, _) = crate::access::open_or_init(repo)?;
             use kstone_backup::DatabaseBackupExt;
             db.backup(&r, &kstone_backup::BackupOptions::default())?;
             Some(kstone_backup::wal_archive::BackgroundArchiver::start(
@@ -205,7 +205,7 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
     db.close()?;
     let replay = match (&args.archive, mode) {
         (Some(repo), DurabilityArg::Buffered) => {
-            let r = kstone_backup::Repository::open(repo)?;
+            let r = crate::access::open(repo)?;
             let target = dir.with_extension("pitr");
             let t = Instant::now();
             let rep = r.restore_to(&kstone_backup::Target::Lsn(last_lsn), &target, None)?;

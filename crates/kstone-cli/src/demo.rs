@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use kstone_backup::manifest::rfc3339;
 use kstone_backup::wal_archive::BackgroundArchiver;
-use kstone_backup::{BackupOptions, BackupType, DatabaseBackupExt, Repository, Target};
+use kstone_backup::{BackupOptions, BackupType, DatabaseBackupExt, Target};
 use kstone_core::{
     export_line, item_from_plain_json, Database, Durability, Options, Query, WriteOp,
 };
@@ -142,7 +142,7 @@ pub fn run(dir: Option<PathBuf>, items: u64) -> CliResult<ExitCode> {
         "starting continuous WAL archiving into {}",
         repo_path.display()
     ));
-    let (repo, _) = Repository::open_or_init(&repo_loc, Some(3))?;
+    let (repo, _) = crate::access::open_or_init(&repo_loc)?;
     let archiver =
         BackgroundArchiver::start(Arc::clone(&db), &repo_loc, Duration::from_millis(500))?;
 

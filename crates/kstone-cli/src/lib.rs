@@ -1,6 +1,7 @@
 //! The `kstone` command-line tool: parses arguments, calls the libraries,
 //! prints results. Exit codes: 0 success, 1 failure, 2 usage error.
 
+pub mod access;
 pub mod agent;
 pub mod args;
 pub mod bench;
@@ -36,6 +37,7 @@ where
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    access::set(&cli.access);
     match commands::run(cli.command) {
         Ok(code) => code,
         Err(CliError(msg)) => {

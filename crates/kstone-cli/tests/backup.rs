@@ -3,7 +3,7 @@
 //! restore, and portable archives.
 
 mod common;
-use common::{json, kstone, ok, p, walk};
+use common::{json, kstone, kstone_cmd, ok, p, Backend, Repo};
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -13,6 +13,15 @@ use std::time::Duration;
 
 use kstone_core::{item_from_plain_json, Database, Durability, Item, Options};
 use serde_json::Value;
+
+on_both_backends!(
+    hot_backup_beside_a_writing_process_is_exact,
+    chain_sizes_and_exact_restores,
+    verify_finds_damage_and_restore_refuses_it,
+    restore_refuses_an_open_target_and_moves_existing_aside,
+    sigkill_during_backup_and_restore,
+    export_archive_round_trip_and_hostile_archives,
+);
 
 fn item(v: u64) -> Item {
     item_from_plain_json(&format!(r#"{{"v": {v}, "pad": "{}"}}"#, "p".repeat(40))).unwrap()
@@ -84,14 +93,13 @@ fn child_hot_writer() {
     db.close().unwrap();
 }
 
-#[test]
-fn hot_backup_beside_a_writing_process_is_exact() {
+fn hot_backup_beside_a_writing_process_is_exact(backend: Backend) {
     if std::env::var_os("KSTONE_HOT_CHILD").is_some() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("live.keystone");
-    let repo = tmp.path().join("repo");
+    let repo = Repo::new(backend, tmp.path(), "repo");
     make_db(&db, 2000);
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -135,7 +143,7 @@ fn hot_backup_beside_a_writing_process_is_exact() {
         "create",
         p(&db),
         "--repo",
-        p(&repo),
+        repo.loc(),
         "--type",
         "full",
         "--json",
@@ -171,7 +179,7 @@ fn hot_backup_beside_a_writing_process_is_exact() {
     }
     assert!(later > 0, "the writer kept writing during the backup");
     let target = tmp.path().join("restored.keystone");
-    ok(&["restore", "--repo", p(&repo), "--target", p(&target)]);
+    ok(&["restore", "--repo", repo.loc(), "--target", p(&target)]);
     let restored = Database::open(&target, Options::default()).unwrap();
     for (k, v) in &model {
         assert_eq!(
@@ -187,18 +195,17 @@ fn hot_backup_beside_a_writing_process_is_exact() {
     assert!(ok(&["stats", p(&target)]).contains("restored from  backup"));
 }
 
-#[test]
-fn chain_sizes_and_exact_restores() {
+fn chain_sizes_and_exact_restores(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db.keystone");
-    let repo = tmp.path().join("repo");
+    let repo = Repo::new(backend, tmp.path(), "repo");
     make_db(&db, 20_000);
-    let full = json(&["backup", "create", p(&db), "--repo", p(&repo), "--json"]);
+    let full = json(&["backup", "create", p(&db), "--repo", repo.loc(), "--json"]);
     assert_eq!(full["type"], "full");
     let mut states = vec![(full.clone(), export(&db))];
     // 1% of the items change.
     change(&db, (0..200).map(|i| i * 100), 1);
-    let inc1 = json(&["backup", "create", p(&db), "--repo", p(&repo), "--json"]);
+    let inc1 = json(&["backup", "create", p(&db), "--repo", repo.loc(), "--json"]);
     assert_eq!(inc1["type"], "incremental");
     let ratio = inc1["bytes_stored"].as_f64().unwrap() / full["bytes_stored"].as_f64().unwrap();
     assert!(
@@ -207,7 +214,7 @@ fn chain_sizes_and_exact_restores() {
     );
     states.push((inc1.clone(), export(&db)));
     change(&db, (0..200).map(|i| i * 100 + 50), 2);
-    let inc2 = json(&["backup", "create", p(&db), "--repo", p(&repo), "--json"]);
+    let inc2 = json(&["backup", "create", p(&db), "--repo", repo.loc(), "--json"]);
     assert_eq!(inc2["parent"], inc1["id"]);
     states.push((inc2.clone(), export(&db)));
     let diff = json(&[
@@ -215,7 +222,7 @@ fn chain_sizes_and_exact_restores() {
         "create",
         p(&db),
         "--repo",
-        p(&repo),
+        repo.loc(),
         "--type",
         "differential",
         "--json",
@@ -230,7 +237,7 @@ fn chain_sizes_and_exact_restores() {
             "backup",
             "info",
             "--repo",
-            p(&repo),
+            repo.loc(),
             id.as_str().unwrap(),
             "--json",
         ])
@@ -261,76 +268,66 @@ fn chain_sizes_and_exact_restores() {
         ok(&[
             "restore",
             "--repo",
-            p(&repo),
+            repo.loc(),
             b["id"].as_str().unwrap(),
             "--target",
             p(&target),
         ]);
         assert!(export(&target) == *want, "restore of {} differs", b["id"]);
     }
-    let list = json(&["backup", "list", "--repo", p(&repo), "--json"]);
+    let list = json(&["backup", "list", "--repo", repo.loc(), "--json"]);
     assert_eq!(list.as_array().unwrap().len(), 4);
-    let out = ok(&["backup", "verify", "--repo", p(&repo), "--all", "--deep"]);
+    let out = ok(&["backup", "verify", "--repo", repo.loc(), "--all", "--deep"]);
     assert_eq!(out.matches("ok ").count(), 4, "{out}");
 }
 
-fn objects(repo: &Path, id: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = walk(&repo.join("data").join(id));
-    v.sort();
-    v
-}
-
-#[test]
-fn verify_finds_damage_and_restore_refuses_it() {
+fn verify_finds_damage_and_restore_refuses_it(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db.keystone");
-    let repo = tmp.path().join("repo");
+    let repo = Repo::new(backend, tmp.path(), "repo");
     make_db(&db, 3000);
-    let b = json(&["backup", "create", p(&db), "--repo", p(&repo), "--json"]);
+    let b = json(&["backup", "create", p(&db), "--repo", repo.loc(), "--json"]);
     let id = b["id"].as_str().unwrap().to_string();
-    ok(&["backup", "verify", "--repo", p(&repo), &id]);
-    let objs = objects(&repo, &id);
+    ok(&["backup", "verify", "--repo", repo.loc(), &id]);
+    let objs = repo.keys(&format!("data/{id}"));
     assert!(objs.len() > 10);
     let target = tmp.path().join("target.keystone");
     make_db(&target, 10);
     let before = export(&target);
 
-    type Damage = Box<dyn Fn(&Path)>;
+    type Damage = Box<dyn Fn(&Repo, &str)>;
     let damages: Vec<(&str, Damage)> = vec![
         (
             "flipped byte",
-            Box::new(|o: &Path| {
-                let mut b = std::fs::read(o).unwrap();
+            Box::new(|r: &Repo, o: &str| {
+                let mut b = r.read(o);
                 let n = b.len() / 2;
                 b[n] ^= 0x01;
-                std::fs::write(o, b).unwrap();
+                r.write(o, b);
             }),
         ),
         (
             "truncated",
-            Box::new(|o: &Path| {
-                let b = std::fs::read(o).unwrap();
-                std::fs::write(o, &b[..b.len() / 2]).unwrap();
+            Box::new(|r: &Repo, o: &str| {
+                let b = r.read(o);
+                r.write(o, b[..b.len() / 2].to_vec());
             }),
         ),
-        (
-            "missing",
-            Box::new(|o: &Path| std::fs::remove_file(o).unwrap()),
-        ),
+        ("missing", Box::new(|r: &Repo, o: &str| r.remove(o))),
     ];
     for (i, (what, damage)) in damages.iter().enumerate() {
-        let victim = &objs[i * 3];
-        let saved = std::fs::read(victim).unwrap();
-        damage(victim);
-        let o = kstone(&["backup", "verify", "--repo", p(&repo), &id]);
+        let victim = objs[i * 3].as_str();
+        let saved = repo.read(victim);
+        damage(&repo, victim);
+        let o = kstone(&["backup", "verify", "--repo", repo.loc(), &id]);
         assert_eq!(o.status.code(), Some(1), "{what} not detected");
         let err = String::from_utf8_lossy(&o.stderr);
-        let name = victim.file_name().unwrap().to_string_lossy();
-        assert!(err.contains(name.as_ref()), "{what}: {err}");
+        let name = victim.rsplit('/').next().unwrap();
+        assert!(err.contains(name), "{what}: {err}");
         let o = kstone(&[
             "restore",
             "--repo",
-            p(&repo),
+            repo.loc(),
             &id,
             "--target",
             p(&target),
@@ -348,18 +345,17 @@ fn verify_finds_damage_and_restore_refuses_it() {
             .filter(|e| e.file_name().to_string_lossy().contains("restore"))
             .collect();
         assert!(leftovers.is_empty(), "{what}: staging left behind");
-        std::fs::write(victim, saved).unwrap();
+        repo.write(victim, saved);
     }
-    ok(&["backup", "verify", "--repo", p(&repo), &id, "--deep"]);
+    ok(&["backup", "verify", "--repo", repo.loc(), &id, "--deep"]);
 }
 
-#[test]
-fn restore_refuses_an_open_target_and_moves_existing_aside() {
+fn restore_refuses_an_open_target_and_moves_existing_aside(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db.keystone");
-    let repo = tmp.path().join("repo");
+    let repo = Repo::new(backend, tmp.path(), "repo");
     make_db(&db, 100);
-    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    ok(&["backup", "create", p(&db), "--repo", repo.loc()]);
     let target = tmp.path().join("t.keystone");
     make_db(&target, 5);
     let old = export(&target);
@@ -367,7 +363,7 @@ fn restore_refuses_an_open_target_and_moves_existing_aside() {
     let o = kstone(&[
         "restore",
         "--repo",
-        p(&repo),
+        repo.loc(),
         "--target",
         p(&target),
         "--yes",
@@ -378,7 +374,7 @@ fn restore_refuses_an_open_target_and_moves_existing_aside() {
     let out = ok(&[
         "restore",
         "--repo",
-        p(&repo),
+        repo.loc(),
         "--target",
         p(&target),
         "--yes",
@@ -396,7 +392,7 @@ fn restore_refuses_an_open_target_and_moves_existing_aside() {
     let o = kstone(&[
         "restore",
         "--repo",
-        p(&repo),
+        repo.loc(),
         "--target",
         p(&other),
         "--yes",
@@ -405,23 +401,22 @@ fn restore_refuses_an_open_target_and_moves_existing_aside() {
     assert!(other.join("notes.txt").exists());
 }
 
-#[test]
-fn sigkill_during_backup_and_restore() {
+fn sigkill_during_backup_and_restore(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db.keystone");
-    let repo = tmp.path().join("repo");
+    let repo = Repo::new(backend, tmp.path(), "repo");
     make_db(&db, 60_000);
-    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    ok(&["backup", "create", p(&db), "--repo", repo.loc()]);
     let mut rng = 7u64;
     for round in 0..6 {
         change(&db, (0..2000).map(|i| i * 29 + round), round + 10);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kstone"))
+        let mut child = kstone_cmd()
             .args([
                 "backup",
                 "create",
                 p(&db),
                 "--repo",
-                p(&repo),
+                repo.loc(),
                 "--type",
                 "full",
             ])
@@ -436,27 +431,26 @@ fn sigkill_during_backup_and_restore() {
         let _ = child.kill();
         child.wait().unwrap();
         // Only complete backups are listed, and each verifies.
-        let list = json(&["backup", "list", "--repo", p(&repo), "--json"]);
+        let list = json(&["backup", "list", "--repo", repo.loc(), "--json"]);
         for b in list.as_array().unwrap() {
             ok(&[
                 "backup",
                 "verify",
                 "--repo",
-                p(&repo),
+                repo.loc(),
                 b["id"].as_str().unwrap(),
             ]);
         }
     }
     // The next run cleans up what the killed ones left.
-    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
-    let ids: Vec<String> = json(&["backup", "list", "--repo", p(&repo), "--json"])
+    ok(&["backup", "create", p(&db), "--repo", repo.loc()]);
+    let ids: Vec<String> = json(&["backup", "list", "--repo", repo.loc(), "--json"])
         .as_array()
         .unwrap()
         .iter()
         .map(|b| b["id"].as_str().unwrap().to_string())
         .collect();
-    for e in std::fs::read_dir(repo.join("data")).unwrap().flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
+    for n in repo.data_dirs() {
         assert!(ids.contains(&n), "leftover data of interrupted backup {n}");
     }
 
@@ -467,11 +461,11 @@ fn sigkill_during_backup_and_restore() {
     let new = export(&db);
     let mut saw_new = false;
     for _ in 0..6 {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kstone"))
+        let mut child = kstone_cmd()
             .args([
                 "restore",
                 "--repo",
-                p(&repo),
+                repo.loc(),
                 "--target",
                 p(&target),
                 "--yes",
@@ -498,20 +492,19 @@ fn sigkill_during_backup_and_restore() {
     }
 }
 
-#[test]
-fn export_archive_round_trip_and_hostile_archives() {
+fn export_archive_round_trip_and_hostile_archives(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db.keystone");
-    let repo = tmp.path().join("repo");
+    let repo = Repo::new(backend, tmp.path(), "repo");
     make_db(&db, 500);
     change(&db, 0..10, 99);
-    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    ok(&["backup", "create", p(&db), "--repo", repo.loc()]);
     let archive = tmp.path().join("b.tar.gz");
     ok(&[
         "backup",
         "export",
         "--repo",
-        p(&repo),
+        repo.loc(),
         "latest",
         "-o",
         p(&archive),

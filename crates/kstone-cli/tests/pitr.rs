@@ -4,7 +4,7 @@
 //! archiver and of the application while archiving.
 
 mod common;
-use common::{kstone, ok, p, walk};
+use common::{kstone, kstone_cmd, ok, p, Backend, Repo};
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -15,6 +15,11 @@ use std::time::Duration;
 
 use kstone_core::{item_from_plain_json, Database, Durability, Item, Options};
 use serde_json::Value;
+
+on_both_backends!(
+    pitr_to_random_lsns_and_times_matches_the_model,
+    sigkill_of_archiver_and_application_loses_nothing,
+);
 
 fn item(v: u64) -> Item {
     item_from_plain_json(&format!(r#"{{"v": {v}}}"#)).unwrap()
@@ -134,7 +139,7 @@ struct Writer {
     lines: std::sync::mpsc::Receiver<String>,
 }
 
-fn start_writer(db: &Path, repo: &Path, in_process: bool, seed: u64) -> Writer {
+fn start_writer(db: &Path, repo: &Repo, in_process: bool, seed: u64) -> Writer {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.args([
         "child_pitr_writer",
@@ -143,7 +148,8 @@ fn start_writer(db: &Path, repo: &Path, in_process: bool, seed: u64) -> Writer {
         "--test-threads=1",
     ])
     .env("KSTONE_PITR_CHILD", db)
-    .env("KSTONE_PITR_REPO", repo)
+    .env("KSTONE_PITR_REPO", repo.loc())
+    .envs(common::s3::env())
     .env("KSTONE_SEED", seed.to_string())
     .stdout(Stdio::piped())
     .stderr(Stdio::null());
@@ -170,14 +176,13 @@ fn start_writer(db: &Path, repo: &Path, in_process: bool, seed: u64) -> Writer {
     Writer { child, lines: rx }
 }
 
-#[test]
-fn pitr_to_random_lsns_and_times_matches_the_model() {
+fn pitr_to_random_lsns_and_times_matches_the_model(backend: Backend) {
     if std::env::var_os("KSTONE_PITR_CHILD").is_some() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("app.keystone");
-    let repo = tmp.path().join("repo");
+    let repo = Repo::new(backend, tmp.path(), "repo");
     Database::create(&db, opts()).unwrap().close().unwrap();
     let mut w = start_writer(&db, &repo, true, 1);
     let mut backups = Vec::new();
@@ -188,7 +193,7 @@ fn pitr_to_random_lsns_and_times_matches_the_model() {
             "create",
             p(&db),
             "--repo",
-            p(&repo),
+            repo.loc(),
             "--type",
             kind,
             "--json",
@@ -205,7 +210,7 @@ fn pitr_to_random_lsns_and_times_matches_the_model() {
     let first_lsn = backups[0]["snapshot_lsn"].as_u64().unwrap();
     let last = log.last().unwrap().clone();
     let status: Value =
-        serde_json::from_str(&ok(&["backup", "status", "--repo", p(&repo), "--json"])).unwrap();
+        serde_json::from_str(&ok(&["backup", "status", "--repo", repo.loc(), "--json"])).unwrap();
     assert_eq!(
         status["latest_lsn"].as_u64().unwrap(),
         last.2,
@@ -241,7 +246,7 @@ fn pitr_to_random_lsns_and_times_matches_the_model() {
                 ],
             )
         };
-        let mut a = vec!["restore", "--repo", p(&repo), "--target", p(&target)];
+        let mut a = vec!["restore", "--repo", repo.loc(), "--target", p(&target)];
         a.extend(args.iter().map(String::as_str));
         let out = ok(&a);
         assert!(out.contains("restored"), "{out}");
@@ -257,7 +262,7 @@ fn pitr_to_random_lsns_and_times_matches_the_model() {
     ok(&[
         "restore",
         "--repo",
-        p(&repo),
+        repo.loc(),
         "--target",
         p(&target),
         "--to-lsn",
@@ -269,7 +274,7 @@ fn pitr_to_random_lsns_and_times_matches_the_model() {
     let o = kstone(&[
         "restore",
         "--repo",
-        p(&repo),
+        repo.loc(),
         "--target",
         p(&tmp.path().join("x")),
         "--to-lsn",
@@ -283,15 +288,13 @@ fn pitr_to_random_lsns_and_times_matches_the_model() {
     );
 
     // A missing archive object: restoring past it fails and names the reachable point.
-    let mut objects: Vec<PathBuf> = walk(&repo.join("wal"));
-    objects.sort();
+    let objects = repo.keys("wal");
     assert!(objects.len() > 4);
-    let victim = objects[objects.len() - 2].clone();
-    std::fs::remove_file(&victim).unwrap();
+    repo.remove(&objects[objects.len() - 2]);
     let o = kstone(&[
         "restore",
         "--repo",
-        p(&repo),
+        repo.loc(),
         "--target",
         p(&tmp.path().join("y")),
         "--to-lsn",
@@ -304,15 +307,12 @@ fn pitr_to_random_lsns_and_times_matches_the_model() {
 }
 
 /// Archive object ranges (first, last) of the single history in `repo`.
-fn ranges(repo: &Path) -> Vec<(u64, u64)> {
-    let mut v: Vec<(u64, u64)> = walk(&repo.join("wal"))
+fn ranges(repo: &Repo) -> Vec<(u64, u64)> {
+    let mut v: Vec<(u64, u64)> = repo
+        .keys("wal")
         .iter()
-        .filter_map(|p| {
-            let n = p
-                .file_name()?
-                .to_str()?
-                .strip_suffix(".walarc")?
-                .to_string();
+        .filter_map(|k| {
+            let n = k.rsplit('/').next()?.strip_suffix(".walarc")?.to_string();
             let f: Vec<&str> = n.split('-').collect();
             Some((f[0].parse().ok()?, f[1].parse().ok()?))
         })
@@ -321,23 +321,22 @@ fn ranges(repo: &Path) -> Vec<(u64, u64)> {
     v
 }
 
-#[test]
-fn sigkill_of_archiver_and_application_loses_nothing() {
+fn sigkill_of_archiver_and_application_loses_nothing(backend: Backend) {
     if std::env::var_os("KSTONE_PITR_CHILD").is_some() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("app.keystone");
-    let repo = tmp.path().join("repo");
+    let repo = Repo::new(backend, tmp.path(), "repo");
     Database::create(&db, opts()).unwrap().close().unwrap();
-    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    ok(&["backup", "create", p(&db), "--repo", repo.loc()]);
     let spawn_archiver = || {
-        Command::new(env!("CARGO_BIN_EXE_kstone"))
+        kstone_cmd()
             .args([
                 "wal-archive",
                 p(&db),
                 "--repo",
-                p(&repo),
+                repo.loc(),
                 "--interval",
                 "100ms",
             ])
@@ -369,7 +368,7 @@ fn sigkill_of_archiver_and_application_loses_nothing() {
     std::thread::sleep(Duration::from_millis(500));
     archiver.kill().unwrap();
     archiver.wait().unwrap();
-    ok(&["wal-archive", p(&db), "--repo", p(&repo), "--once"]);
+    ok(&["wal-archive", p(&db), "--repo", repo.loc(), "--once"]);
     // No duplicates, no gaps: each object starts right after the previous.
     let r = ranges(&repo);
     assert!(r.len() > 5, "{r:?}");
@@ -387,7 +386,7 @@ fn sigkill_of_archiver_and_application_loses_nothing() {
     ok(&[
         "restore",
         "--repo",
-        p(&repo),
+        repo.loc(),
         "--target",
         p(&target),
         "--to-lsn",

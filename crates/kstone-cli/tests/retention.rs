@@ -1,12 +1,19 @@
 //! `kstone backup prune` and `backup status --max-age` on a real repository.
 
 mod common;
-use common::{kstone, ok, p};
+use common::{kstone, ok, p, Backend, Repo};
 
 use std::path::Path;
 
 use kstone_core::{item_from_plain_json, Database, Durability, Options};
 use serde_json::Value;
+
+on_both_backends!(
+    prune_keeps_dependencies_and_deletes_the_rest,
+    chapter_retention_mistake_keeps_the_needed_full,
+    status_max_age_exit_codes,
+    random_real_chains_survive_prune,
+);
 
 fn write(db: &Path, from: u64, n: u64) {
     let d = Database::open(
@@ -30,11 +37,10 @@ fn write(db: &Path, from: u64, n: u64) {
     d.close().unwrap();
 }
 
-#[test]
-fn prune_keeps_dependencies_and_deletes_the_rest() {
+fn prune_keeps_dependencies_and_deletes_the_rest(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db.keystone");
-    let repo = tmp.path().join("repo");
+    let repo = Repo::new(backend, tmp.path(), "repo");
     Database::create(&db, Options::default())
         .unwrap()
         .close()
@@ -57,7 +63,7 @@ fn prune_keeps_dependencies_and_deletes_the_rest() {
             "create",
             p(&db),
             "--repo",
-            p(&repo),
+            repo.loc(),
             "--type",
             kind,
             "--json",
@@ -69,14 +75,14 @@ fn prune_keeps_dependencies_and_deletes_the_rest() {
         ));
     }
     // No rule: nothing goes.
-    let out = ok(&["backup", "prune", "--repo", p(&repo)]);
+    let out = ok(&["backup", "prune", "--repo", repo.loc()]);
     assert!(out.contains("deleted 0 of 6 backups"), "{out}");
     // Dry run of --keep-last 1: the newest incremental needs its chain back to the second full.
     let dry = ok(&[
         "backup",
         "prune",
         "--repo",
-        p(&repo),
+        repo.loc(),
         "--keep-last",
         "1",
         "--dry-run",
@@ -87,7 +93,7 @@ fn prune_keeps_dependencies_and_deletes_the_rest() {
         "{dry}"
     );
     assert_eq!(
-        serde_json::from_str::<Value>(&ok(&["backup", "list", "--repo", p(&repo), "--json"]))
+        serde_json::from_str::<Value>(&ok(&["backup", "list", "--repo", repo.loc(), "--json"]))
             .unwrap()
             .as_array()
             .unwrap()
@@ -97,16 +103,16 @@ fn prune_keeps_dependencies_and_deletes_the_rest() {
     );
     // A prune refuses while a backup or restore holds the repository.
     {
-        let r = kstone_backup::Repository::open(p(&repo)).unwrap();
+        let r = kstone_backup::Repository::open_on(repo.storage()).unwrap();
         let _held = r.lock(false, "a restore").unwrap();
-        let o = kstone(&["backup", "prune", "--repo", p(&repo), "--keep-last", "1"]);
+        let o = kstone(&["backup", "prune", "--repo", repo.loc(), "--keep-last", "1"]);
         assert_eq!(o.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&o.stderr).contains("in use by a restore"));
     }
-    let out = ok(&["backup", "prune", "--repo", p(&repo), "--keep-last", "1"]);
+    let out = ok(&["backup", "prune", "--repo", repo.loc(), "--keep-last", "1"]);
     assert!(out.contains("deleted 3 of 6 backups"), "{out}");
     let left: Vec<String> =
-        serde_json::from_str::<Value>(&ok(&["backup", "list", "--repo", p(&repo), "--json"]))
+        serde_json::from_str::<Value>(&ok(&["backup", "list", "--repo", repo.loc(), "--json"]))
             .unwrap()
             .as_array()
             .unwrap()
@@ -123,38 +129,37 @@ fn prune_keeps_dependencies_and_deletes_the_rest() {
     );
     for (id, _) in &backups[..3] {
         assert!(
-            !repo.join("data").join(id).exists(),
+            !repo.data_dirs().contains(id),
             "objects of pruned {id} remain"
         );
     }
     // Every kept backup verifies and restores to its exact contents.
-    ok(&["backup", "verify", "--repo", p(&repo), "--all", "--deep"]);
+    ok(&["backup", "verify", "--repo", repo.loc(), "--all", "--deep"]);
     for (i, (id, export)) in backups.iter().enumerate().skip(3) {
         let t = tmp.path().join(format!("r{i}"));
-        ok(&["restore", "--repo", p(&repo), id, "--target", p(&t)]);
+        ok(&["restore", "--repo", repo.loc(), id, "--target", p(&t)]);
         assert_eq!(&ok(&["export", p(&t)]), export);
     }
 }
 
-#[test]
-fn chapter_retention_mistake_keeps_the_needed_full() {
+fn chapter_retention_mistake_keeps_the_needed_full(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db.keystone");
-    let repo = tmp.path().join("repo");
+    let repo = Repo::new(backend, tmp.path(), "repo");
     Database::create(&db, Options::default())
         .unwrap()
         .close()
         .unwrap();
     write(&db, 0, 100);
-    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    ok(&["backup", "create", p(&db), "--repo", repo.loc()]);
     write(&db, 100, 100);
-    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    ok(&["backup", "create", p(&db), "--repo", repo.loc()]);
     // Fulls "expire" at once; incrementals are kept for 7 days.
     let out = ok(&[
         "backup",
         "prune",
         "--repo",
-        p(&repo),
+        repo.loc(),
         "--keep-full-days",
         "0",
         "--keep-incremental-days",
@@ -162,14 +167,13 @@ fn chapter_retention_mistake_keeps_the_needed_full() {
     ]);
     assert!(out.contains("deleted 0 of 2 backups"), "{out}");
     assert!(out.contains("needed by"), "{out}");
-    ok(&["backup", "verify", "--repo", p(&repo), "--all"]);
+    ok(&["backup", "verify", "--repo", repo.loc(), "--all"]);
 }
 
-#[test]
-fn status_max_age_exit_codes() {
+fn status_max_age_exit_codes(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db.keystone");
-    let repo = tmp.path().join("repo");
+    let repo = Repo::new(backend, tmp.path(), "repo");
     Database::create(&db, Options::default())
         .unwrap()
         .close()
@@ -177,36 +181,28 @@ fn status_max_age_exit_codes() {
     write(&db, 0, 50);
     // No backups yet: monitoring must alarm.
     assert_eq!(
-        kstone(&["backup", "status", "--repo", p(&repo), "--max-age", "1h"])
+        kstone(&["backup", "status", "--repo", repo.loc(), "--max-age", "1h"])
             .status
             .code(),
         Some(1)
     );
-    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
-    ok(&["backup", "status", "--repo", p(&repo), "--max-age", "1h"]);
+    ok(&["backup", "create", p(&db), "--repo", repo.loc()]);
+    ok(&["backup", "status", "--repo", repo.loc(), "--max-age", "1h"]);
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let o = kstone(&["backup", "status", "--repo", p(&repo), "--max-age", "1s"]);
+    let o = kstone(&["backup", "status", "--repo", repo.loc(), "--max-age", "1s"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("older than --max-age"));
     // A failed verification makes status fail until a verify succeeds.
-    ok(&["backup", "verify", "--repo", p(&repo)]);
-    let victim = std::fs::read_dir(repo.join("data"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
-        .join("sst");
-    let f = std::fs::read_dir(&victim)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    let saved = std::fs::read(&f).unwrap();
-    std::fs::write(&f, b"garbage").unwrap();
+    ok(&["backup", "verify", "--repo", repo.loc()]);
+    let f = repo
+        .keys("data")
+        .into_iter()
+        .find(|k| k.contains("/sst/"))
+        .unwrap();
+    let saved = repo.read(&f);
+    repo.write(&f, b"garbage".to_vec());
     assert_eq!(
-        kstone(&["backup", "verify", "--repo", p(&repo)])
+        kstone(&["backup", "verify", "--repo", repo.loc()])
             .status
             .code(),
         Some(1)
@@ -215,16 +211,16 @@ fn status_max_age_exit_codes() {
         "backup",
         "status",
         "--repo",
-        p(&repo),
+        repo.loc(),
         "--max-age",
         "1h",
         "--json",
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("last verification"));
-    std::fs::write(&f, saved).unwrap();
-    ok(&["backup", "verify", "--repo", p(&repo)]);
-    ok(&["backup", "status", "--repo", p(&repo), "--max-age", "1h"]);
+    repo.write(&f, saved);
+    ok(&["backup", "verify", "--repo", repo.loc()]);
+    ok(&["backup", "status", "--repo", repo.loc(), "--max-age", "1h"]);
 }
 
 /// Random real chains and random count rules: after prune, every kept backup
@@ -232,8 +228,7 @@ fn status_max_age_exit_codes() {
 /// reachable through the archived WAL. (Ages are all minutes here; the
 /// age and calendar rules are covered on synthetic ages by the planner's
 /// property test in kstone-backup.)
-#[test]
-fn random_real_chains_survive_prune() {
+fn random_real_chains_survive_prune(backend: Backend) {
     let mut rng = 0x5eed_u64;
     let mut next = |n: u64| {
         rng = rng
@@ -244,12 +239,12 @@ fn random_real_chains_survive_prune() {
     for case in 0..3 {
         let tmp = tempfile::tempdir().unwrap();
         let db = tmp.path().join("db.keystone");
-        let repo = tmp.path().join("repo");
+        let repo = Repo::new(backend, tmp.path(), "repo");
         Database::create(&db, Options::default())
             .unwrap()
             .close()
             .unwrap();
-        ok(&["wal-archive", p(&db), "--repo", p(&repo), "--once"]);
+        ok(&["wal-archive", p(&db), "--repo", repo.loc(), "--once"]);
         let mut exports = std::collections::HashMap::new();
         let n = 3 + next(4);
         for i in 0..n {
@@ -264,7 +259,7 @@ fn random_real_chains_survive_prune() {
                 "create",
                 p(&db),
                 "--repo",
-                p(&repo),
+                repo.loc(),
                 "--type",
                 kind,
                 "--json",
@@ -274,12 +269,12 @@ fn random_real_chains_survive_prune() {
                 b["id"].as_str().unwrap().to_string(),
                 ok(&["export", p(&db)]),
             );
-            ok(&["wal-archive", p(&db), "--repo", p(&repo), "--once"]);
+            ok(&["wal-archive", p(&db), "--repo", repo.loc(), "--once"]);
         }
         write(&db, 5000, 30);
-        ok(&["wal-archive", p(&db), "--repo", p(&repo), "--once"]);
+        ok(&["wal-archive", p(&db), "--repo", repo.loc(), "--once"]);
         let keep = 1 + next(3);
-        let mut args = vec!["backup", "prune", "--repo", p(&repo)];
+        let mut args = vec!["backup", "prune", "--repo", repo.loc()];
         let keep_s = keep.to_string();
         args.extend(["--keep-last", keep_s.as_str()]);
         if next(2) == 0 {
@@ -287,7 +282,7 @@ fn random_real_chains_survive_prune() {
         }
         ok(&args);
         let list: Vec<String> =
-            serde_json::from_str::<Value>(&ok(&["backup", "list", "--repo", p(&repo), "--json"]))
+            serde_json::from_str::<Value>(&ok(&["backup", "list", "--repo", repo.loc(), "--json"]))
                 .unwrap()
                 .as_array()
                 .unwrap()
@@ -295,10 +290,10 @@ fn random_real_chains_survive_prune() {
                 .map(|b| b["id"].as_str().unwrap().to_string())
                 .collect();
         assert!(list.len() as u64 >= keep.min(n), "case {case}: {list:?}");
-        ok(&["backup", "verify", "--repo", p(&repo), "--all", "--deep"]);
+        ok(&["backup", "verify", "--repo", repo.loc(), "--all", "--deep"]);
         for id in &list {
             let t = tmp.path().join(format!("r-{id}"));
-            ok(&["restore", "--repo", p(&repo), id, "--target", p(&t)]);
+            ok(&["restore", "--repo", repo.loc(), id, "--target", p(&t)]);
             assert_eq!(&ok(&["export", p(&t)]), &exports[id], "case {case}: {id}");
         }
         let last_lsn = ok(&["stats", p(&db), "--json"]);
@@ -309,7 +304,7 @@ fn random_real_chains_survive_prune() {
         ok(&[
             "restore",
             "--repo",
-            p(&repo),
+            repo.loc(),
             "--target",
             p(&t),
             "--to-lsn",

@@ -166,7 +166,7 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
     }
-    let (repo, created) = Repository::open_or_init(&cfg.repository, Some(3))?;
+    let (repo, created) = crate::access::open_or_init(&cfg.repository)?;
     if created {
         info!(repository = %cfg.repository, "initialized new repository");
     }

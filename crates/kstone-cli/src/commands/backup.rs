@@ -60,12 +60,63 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
             repo,
             compression_level,
             no_compression,
+            recipient,
+            recipients_file,
         } => {
-            let r = Repository::init(&repo, (!no_compression).then_some(compression_level))?;
+            let mut recipients = recipient;
+            if let Some(f) = &recipients_file {
+                let from_file = kstone_backup::crypto::read_recipients_file(f)?;
+                if from_file.is_empty() {
+                    return Err(CliError(format!("{} lists no recipient", f.display())));
+                }
+                recipients.extend(from_file);
+            }
+            let opts = crate::access::options();
+            let storage = kstone_backup::storage::Storage::open_with(&repo, true, &opts.s3)?;
+            let r = Repository::init_with(
+                storage,
+                &kstone_backup::InitOptions {
+                    compression_level: (!no_compression).then_some(compression_level),
+                    recipients,
+                },
+            )?;
             println!(
                 "initialized repository {} (id {})",
                 repo, r.config.repository_id
             );
+            if r.encryption().is_some() {
+                let n = r.recipients()?.len();
+                println!(
+                    "encrypted (age) to {n} recipient{}: backups need no secret; restore, verify --deep, export and PITR need --identity",
+                    if n == 1 { "" } else { "s" }
+                );
+            }
+        }
+        BackupCmd::Rekey {
+            repo,
+            add_recipient,
+            remove_recipient,
+        } => {
+            if add_recipient.is_empty() && remove_recipient.is_empty() {
+                return Err(CliError(
+                    "give --add-recipient and/or --remove-recipient".into(),
+                ));
+            }
+            let r = crate::access::open(&repo)?;
+            let now = r.rekey(&add_recipient, &remove_recipient)?;
+            println!("the repository's data key is now wrapped to:");
+            for k in now {
+                println!("  {k}");
+            }
+        }
+        BackupCmd::Keygen { output } => {
+            let (text, public) = kstone_backup::crypto::generate_identity();
+            write_new_secret(&output, text.as_bytes())?;
+            eprintln!(
+                "wrote identity to {} (keep it safe and off the backup host)",
+                output.display()
+            );
+            println!("{public}");
         }
         BackupCmd::Create {
             db,
@@ -73,7 +124,7 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
             kind,
             json,
         } => {
-            let (r, created) = Repository::open_or_init(&repo, Some(3))?;
+            let (r, created) = crate::access::open_or_init(&repo)?;
             if created {
                 eprintln!("initialized new repository at {repo}");
             }
@@ -112,7 +163,7 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
             }
         }
         BackupCmd::List { repo, json } => {
-            let list = Repository::open(&repo)?.list()?;
+            let list = crate::access::open(&repo)?.list()?;
             if json {
                 let v: Vec<_> = list.iter().map(summary).collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -137,7 +188,7 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
             }
         }
         BackupCmd::Info { repo, id, json } => {
-            let m = Repository::open(&repo)?.manifest(&id)?;
+            let m = crate::access::open(&repo)?.manifest(&id)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&m)?);
             } else {
@@ -156,7 +207,7 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
             all,
             deep,
         } => {
-            let r = Repository::open(&repo)?;
+            let r = crate::access::open(&repo)?;
             let ids = if all {
                 r.backup_ids()?
             } else {
@@ -192,7 +243,7 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
             max_age,
             json: as_json,
         } => {
-            let r = Repository::open(&repo)?;
+            let r = crate::access::open(&repo)?;
             let w = r.window(None)?;
             let now = kstone_core::fsio::now_micros();
             let lag = now.saturating_sub(w.latest_ts) as f64 / 1e6;
@@ -264,7 +315,7 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
         }
         BackupCmd::Prune(a) => return prune(&a),
         BackupCmd::Export { repo, id, output } => {
-            let rep = Repository::open(&repo)?.export_archive(&id, &output)?;
+            let rep = crate::access::open(&repo)?.export_archive(&id, &output)?;
             println!("{}", rep.archive.display());
             eprintln!(
                 "wrote {} ({} bytes) and {}",
@@ -305,7 +356,7 @@ pub fn prune(a: &PruneArgs) -> CliResult<ExitCode> {
         keep_incremental_days: a.keep_incremental_days,
         pitr_window_us: us(a.pitr_window),
     };
-    let r = Repository::open(&a.repo)?;
+    let r = crate::access::open(&a.repo)?;
     let plan = r.prune(&policy, a.dry_run, kstone_core::fsio::now_micros())?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
@@ -355,7 +406,7 @@ pub fn restore(a: &RestoreArgs) -> CliResult<ExitCode> {
         a.to_name.clone().map(Target::Name)
     };
     if let (Some(t), Some(repo)) = (target, &a.repo) {
-        let r = Repository::open(repo)?;
+        let r = crate::access::open(repo)?;
         let rep = spin("restoring to a point in time", || {
             r.restore_to(&t, &a.target, a.history.as_deref())
         })?;
@@ -375,7 +426,7 @@ pub fn restore(a: &RestoreArgs) -> CliResult<ExitCode> {
     }
     let report = match (&a.repo, &a.archive) {
         (Some(repo), None) => {
-            let r = Repository::open(repo)?;
+            let r = crate::access::open(repo)?;
             spin("restoring", || {
                 r.restore(a.id.as_deref().unwrap_or("latest"), &a.target)
             })?
@@ -396,6 +447,23 @@ pub fn restore(a: &RestoreArgs) -> CliResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Create `path` with mode 0600; never replaces an existing file.
+fn write_new_secret(path: &std::path::Path, bytes: &[u8]) -> CliResult<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| CliError(format!("cannot create {}: {e}", path.display())))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        kstone_core::fsio::sync_dir(dir)?;
+    }
+    Ok(())
+}
+
 /// RFC 3339 with microseconds.
 fn rfc3339_us(us: u64) -> String {
     let base = rfc3339(us);
@@ -408,7 +476,7 @@ pub fn wal_archive(
     interval: std::time::Duration,
     once: bool,
 ) -> CliResult<ExitCode> {
-    let (r, created) = Repository::open_or_init(repo, Some(3))?;
+    let (r, created) = crate::access::open_or_init(repo)?;
     if created {
         eprintln!("initialized new repository at {repo}");
     }

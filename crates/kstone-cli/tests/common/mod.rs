@@ -1,15 +1,152 @@
 //! Helpers shared by the CLI integration tests: run the built `kstone`.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use kstone_backup::storage::Storage;
+
+/// A `kstone` command, with the S3 test server's environment when one runs.
+pub fn kstone_cmd() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kstone"));
+    c.envs(s3::env());
+    c
+}
+
 /// Run `kstone` with `args`.
 pub fn kstone(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kstone"))
-        .args(args)
-        .output()
-        .unwrap()
+    kstone_cmd().args(args).output().unwrap()
+}
+
+/// Where a test's repository lives: the same tests run on both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Local,
+    S3,
+}
+
+/// `fn name(backend: Backend)` becomes the tests `name::local` and `name::s3`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn local() {
+                    super::$name($crate::common::Backend::Local)
+                }
+                #[test]
+                fn s3() {
+                    super::$name($crate::common::Backend::S3)
+                }
+            }
+        )*
+    };
+}
+
+/// A test repository and a way to look at (and damage) its objects.
+pub struct Repo {
+    pub loc: String,
+    pub backend: Backend,
+    local: Option<PathBuf>,
+    bucket: String,
+}
+
+impl Repo {
+    pub fn new(backend: Backend, tmp: &Path, name: &str) -> Repo {
+        match backend {
+            Backend::Local => {
+                let d = tmp.join(name);
+                Repo {
+                    loc: d.to_str().unwrap().to_string(),
+                    backend,
+                    local: Some(d),
+                    bucket: String::new(),
+                }
+            }
+            Backend::S3 => {
+                let (bucket, loc) = s3::new_location(name);
+                Repo {
+                    loc,
+                    backend,
+                    local: None,
+                    bucket,
+                }
+            }
+        }
+    }
+
+    pub fn loc(&self) -> &str {
+        &self.loc
+    }
+
+    /// The directory of a local repository.
+    pub fn dir(&self) -> Option<&Path> {
+        self.local.as_deref()
+    }
+
+    pub fn storage(&self) -> Storage {
+        match &self.local {
+            Some(d) => Storage::open(d.to_str().unwrap(), true).unwrap(),
+            None => {
+                let prefix = self
+                    .loc
+                    .strip_prefix(&format!("s3://{}/", self.bucket))
+                    .unwrap();
+                let store = object_store::prefix::PrefixStore::new(
+                    s3::store(&s3::server().endpoint, &self.bucket),
+                    prefix,
+                );
+                Storage::from_store(std::sync::Arc::new(store), &self.loc).unwrap()
+            }
+        }
+    }
+
+    /// Keys of the objects under `prefix`, sorted.
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        self.storage()
+            .list(prefix)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    }
+
+    pub fn read(&self, key: &str) -> Vec<u8> {
+        self.storage().get(key).unwrap().unwrap()
+    }
+
+    pub fn write(&self, key: &str, bytes: Vec<u8>) {
+        self.storage().put(key, bytes).unwrap()
+    }
+
+    pub fn remove(&self, key: &str) {
+        self.storage().delete(key).unwrap()
+    }
+
+    /// Names of the backups that have anything under `data/` — including,
+    /// in a local directory, half-written staging files.
+    pub fn data_dirs(&self) -> Vec<String> {
+        let mut v: Vec<String> = match &self.local {
+            Some(d) => std::fs::read_dir(d.join("data"))
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            None => self
+                .keys("data")
+                .iter()
+                .filter_map(|k| k.split('/').nth(1).map(String::from))
+                .collect(),
+        };
+        v.sort();
+        v.dedup();
+        v
+    }
 }
 
 /// Run `kstone`, require success, return stdout.

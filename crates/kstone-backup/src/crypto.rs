@@ -1,0 +1,333 @@
+//! Client-side encryption of repository data with age.
+//!
+//! An encrypted repository has its own X25519 *data key*. Data objects
+//! (backed-up files and archived WAL) are age-encrypted to the data key's
+//! public half, which sits in the plaintext `config`: writing backups needs no
+//! secret. The data key's secret half is stored in `keys/data-key`,
+//! age-encrypted to the operators' recipients; reading data (restore,
+//! `verify --deep`, export, PITR) needs one of their identities. `rekey`
+//! re-wraps only that small object. Layout: `docs/formats.md`.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::str::FromStr;
+
+use age::secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Where the wrapped data key lives.
+pub const KEY_OBJECT: &str = "keys/data-key";
+pub const KEY_MAGIC: &[u8; 8] = b"KSTNBKKY";
+/// The only scheme so far: age, X25519 recipients, STREAM payload.
+pub const SCHEME: &str = "age-x25519";
+
+/// The `encryption` section of an encrypted repository's config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionConfig {
+    pub scheme: String,
+    /// Public half of the data key: every data object is encrypted to it.
+    pub data_recipient: String,
+}
+
+/// The `keys/data-key` object: the data key's secret half, encrypted to the
+/// operators' recipients. The recipient list is kept beside it (public keys
+/// only) so that `rekey` can add and remove without guessing.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WrappedKey {
+    pub recipients: Vec<String>,
+    /// base64 of the age file holding the data key's `AGE-SECRET-KEY-1…`.
+    pub wrapped: String,
+    pub updated_at_us: u64,
+}
+
+/// Parse one `age1…` recipient.
+pub fn parse_recipient(s: &str) -> Result<age::x25519::Recipient> {
+    age::x25519::Recipient::from_str(s.trim()).map_err(|e| {
+        Error::Invalid(format!(
+            "{:?} is not an age X25519 recipient (age1…): {e}",
+            s.trim()
+        ))
+    })
+}
+
+/// Recipients from a file: one `age1…` per line; `#` comments and blank
+/// lines ignored (the format of age's `-R` files).
+pub fn read_recipients_file(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let v: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    for r in &v {
+        parse_recipient(r)?;
+    }
+    Ok(v)
+}
+
+/// The identities of an age identity file (`AGE-SECRET-KEY-1…` lines).
+pub struct Identities {
+    ids: Vec<Box<dyn age::Identity>>,
+    pub source: String,
+}
+
+impl Identities {
+    pub fn from_file(path: &Path) -> Result<Identities> {
+        let source = path.display().to_string();
+        let file = age::IdentityFile::from_file(source.clone())
+            .map_err(|e| Error::Invalid(format!("cannot read identity file {source}: {e}")))?;
+        let ids = file
+            .into_identities()
+            .map_err(|e| Error::Invalid(format!("identity file {source} is not usable: {e}")))?;
+        if ids.is_empty() {
+            return Err(Error::Invalid(format!(
+                "identity file {source} holds no age identity"
+            )));
+        }
+        Ok(Identities { ids, source })
+    }
+}
+
+/// A new identity file's text and its public recipient.
+pub fn generate_identity() -> (String, String) {
+    let id = age::x25519::Identity::generate();
+    let public = id.to_public().to_string();
+    let text = format!(
+        "# created by kstone: {}\n# public key: {public}\n{}\n",
+        crate::manifest::rfc3339(kstone_core::fsio::now_micros()),
+        id.to_string().expose_secret()
+    );
+    (text, public)
+}
+
+fn encrypt_to(recipients: &[age::x25519::Recipient], plain: &[u8]) -> Result<Vec<u8>> {
+    let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+        .map_err(|e| Error::Invalid(format!("age: {e}")))?;
+    let mut out = Vec::with_capacity(plain.len() + 256);
+    let io = |e: std::io::Error| Error::Invalid(format!("age: {e}"));
+    let mut w = enc.wrap_output(&mut out).map_err(io)?;
+    w.write_all(plain).map_err(io)?;
+    w.finish().map_err(io)?;
+    Ok(out)
+}
+
+/// A repository's encryption state once opened: always able to seal; able
+/// to open only when an identity unwrapped the data key.
+pub struct Keys {
+    seal: age::x25519::Recipient,
+    open: Option<age::x25519::Identity>,
+}
+
+impl Keys {
+    /// A fresh data key wrapped to `recipients`: the config section and the
+    /// key object to store.
+    pub fn create(recipients: &[String]) -> Result<(Keys, EncryptionConfig, WrappedKey)> {
+        if recipients.is_empty() {
+            return Err(Error::Invalid(
+                "an encrypted repository needs a recipient".into(),
+            ));
+        }
+        let data = age::x25519::Identity::generate();
+        let cfg = EncryptionConfig {
+            scheme: SCHEME.into(),
+            data_recipient: data.to_public().to_string(),
+        };
+        let wrapped = wrap(&data, recipients)?;
+        Ok((
+            Keys {
+                seal: data.to_public(),
+                open: Some(data),
+            },
+            cfg,
+            wrapped,
+        ))
+    }
+
+    /// Keys of an existing repository; `identities` unlock reading.
+    pub fn load(
+        cfg: &EncryptionConfig,
+        wrapped: &WrappedKey,
+        identities: Option<&Identities>,
+    ) -> Result<Keys> {
+        if cfg.scheme != SCHEME {
+            return Err(Error::Invalid(format!(
+                "unsupported encryption scheme {:?} (this kstone knows {SCHEME:?})",
+                cfg.scheme
+            )));
+        }
+        let seal = parse_recipient(&cfg.data_recipient)?;
+        let open = match identities {
+            None => None,
+            Some(ids) => {
+                let data = unwrap(wrapped, ids)?;
+                // The config names the data key writers encrypt to; a config
+                // that names another key would make new backups unreadable.
+                if data.to_public().to_string() != cfg.data_recipient {
+                    return Err(Error::Corrupt {
+                        object: crate::manifest::CONFIG_OBJECT.into(),
+                        detail: "the data key in keys/data-key does not match the config's data_recipient".into(),
+                    });
+                }
+                Some(data)
+            }
+        };
+        Ok(Keys { seal, open })
+    }
+
+    pub fn can_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// The data key re-wrapped to a new recipient set.
+    pub fn rewrap(&self, recipients: &[String]) -> Result<WrappedKey> {
+        let data = self.opener()?;
+        wrap(data, recipients)
+    }
+
+    fn opener(&self) -> Result<&age::x25519::Identity> {
+        self.open.as_ref().ok_or_else(|| {
+            Error::Locked(
+                "the repository is encrypted: pass --identity FILE (or set KSTONE_IDENTITY_FILE) to read its data"
+                    .into(),
+            )
+        })
+    }
+
+    /// A writer that encrypts into `out`; call `finish` on it.
+    pub fn seal_writer<W: Write>(&self, out: W) -> Result<age::stream::StreamWriter<W>> {
+        let enc = age::Encryptor::with_recipients(std::iter::once(&self.seal as _))
+            .map_err(|e| Error::Invalid(format!("age: {e}")))?;
+        enc.wrap_output(out)
+            .map_err(|e| Error::Invalid(format!("age: {e}")))
+    }
+
+    pub fn seal(&self, plain: &[u8]) -> Result<Vec<u8>> {
+        encrypt_to(std::slice::from_ref(&self.seal), plain)
+    }
+
+    /// A reader of the plaintext of an encrypted object.
+    pub fn open_reader<R: Read>(
+        &self,
+        input: R,
+        object: &str,
+    ) -> Result<age::stream::StreamReader<R>> {
+        let id = self.opener()?;
+        let d = age::Decryptor::new(input).map_err(|e| corrupt_age(object, e))?;
+        d.decrypt(std::iter::once(id as &dyn age::Identity))
+            .map_err(|e| corrupt_age(object, e))
+    }
+
+    pub fn open(&self, bytes: &[u8], object: &str) -> Result<Vec<u8>> {
+        let mut r = self.open_reader(bytes, object)?;
+        let mut out = Vec::with_capacity(bytes.len());
+        r.read_to_end(&mut out).map_err(|e| Error::Corrupt {
+            object: object.into(),
+            detail: format!("decryption failed: {e}"),
+        })?;
+        Ok(out)
+    }
+}
+
+fn corrupt_age(object: &str, e: age::DecryptError) -> Error {
+    Error::Corrupt {
+        object: object.into(),
+        detail: format!("not a valid object of this repository's encryption: {e}"),
+    }
+}
+
+fn wrap(data: &age::x25519::Identity, recipients: &[String]) -> Result<WrappedKey> {
+    if recipients.is_empty() {
+        return Err(Error::Invalid(
+            "refusing to leave the repository with no recipient: nobody could restore it".into(),
+        ));
+    }
+    let parsed = recipients
+        .iter()
+        .map(|r| parse_recipient(r))
+        .collect::<Result<Vec<_>>>()?;
+    let secret = data.to_string();
+    let ct = encrypt_to(&parsed, secret.expose_secret().as_bytes())?;
+    use base64::Engine;
+    Ok(WrappedKey {
+        recipients: recipients.to_vec(),
+        wrapped: base64::engine::general_purpose::STANDARD.encode(ct),
+        updated_at_us: kstone_core::fsio::now_micros(),
+    })
+}
+
+fn unwrap(w: &WrappedKey, ids: &Identities) -> Result<age::x25519::Identity> {
+    use base64::Engine;
+    let bad = |d: String| Error::Corrupt {
+        object: KEY_OBJECT.into(),
+        detail: d,
+    };
+    let ct = base64::engine::general_purpose::STANDARD
+        .decode(w.wrapped.as_bytes())
+        .map_err(|e| bad(format!("undecodable: {e}")))?;
+    let d = age::Decryptor::new_buffered(&ct[..]).map_err(|e| bad(e.to_string()))?;
+    let mut r = match d.decrypt(ids.ids.iter().map(|i| i.as_ref())) {
+        Ok(r) => r,
+        Err(age::DecryptError::NoMatchingKeys) => {
+            return Err(Error::Locked(format!(
+                "no identity in {} can unlock this repository (it is encrypted to {})",
+                ids.source,
+                w.recipients.join(", ")
+            )))
+        }
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    let mut secret = String::new();
+    r.read_to_string(&mut secret)
+        .map_err(|e| bad(format!("decryption failed: {e}")))?;
+    age::x25519::Identity::from_str(secret.trim())
+        .map_err(|e| bad(format!("the data key is not an age identity: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids_for(text: &str) -> Identities {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        Identities::from_file(f.path()).unwrap()
+    }
+
+    #[test]
+    fn wrap_unwrap_rekey_and_wrong_identity() {
+        let (alice_txt, alice) = generate_identity();
+        let (bob_txt, bob) = generate_identity();
+        let (keys, cfg, wrapped) = Keys::create(std::slice::from_ref(&alice)).unwrap();
+        let ct = keys.seal(b"secret item").unwrap();
+        assert!(!ct.windows(6).any(|w| w == b"secret"));
+
+        let writer_only = Keys::load(&cfg, &wrapped, None).unwrap();
+        assert!(!writer_only.can_open());
+        assert!(writer_only.open(&ct, "x").is_err());
+        assert!(writer_only.seal(b"more").is_ok());
+
+        let a = Keys::load(&cfg, &wrapped, Some(&ids_for(&alice_txt))).unwrap();
+        assert_eq!(a.open(&ct, "x").unwrap(), b"secret item");
+        let err = Keys::load(&cfg, &wrapped, Some(&ids_for(&bob_txt)))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("no identity"), "{err}");
+
+        let rewrapped = a.rewrap(std::slice::from_ref(&bob)).unwrap();
+        let b = Keys::load(&cfg, &rewrapped, Some(&ids_for(&bob_txt))).unwrap();
+        assert_eq!(b.open(&ct, "x").unwrap(), b"secret item");
+        assert!(Keys::load(&cfg, &rewrapped, Some(&ids_for(&alice_txt))).is_err());
+        assert!(a.rewrap(&[]).is_err());
+
+        let mut bad = ct.clone();
+        let n = bad.len();
+        bad[n - 3] ^= 1;
+        assert!(a.open(&bad, "x").is_err());
+    }
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Backup and restore throughput to a local directory and to an S3-compatible
+# server on loopback (moto, installed into .venv-s3 like .ci/run does), each
+# with and without age encryption, in one run on one machine.
+#
+#   scripts/bench-offsite.sh [ITEMS] [VALUE_BYTES]    (default: 200000 × 1000 ≈ 200 MiB)
+#
+# moto is a Python server that keeps objects in memory: the S3 numbers are
+# what this loopback server sustains, not what a real object store would.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ITEMS=${1:-200000}
+VALUE=${2:-1000}
+cargo build --release -q -p kstone-cli
+K=$PWD/target/release/kstone
+W=$(mktemp -d "${TMPDIR:-/tmp}/kstone-bench-offsite.XXXXXX")
+if [ ! -x .venv-s3/bin/moto_server ]; then
+  python3 -m venv .venv-s3
+  .venv-s3/bin/pip install -q 'moto[s3]==5.2.5' flask flask-cors
+fi
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+.venv-s3/bin/moto_server -H 127.0.0.1 -p "$PORT" >"$W/moto.log" 2>&1 &
+MOTO=$!
+trap 'kill $MOTO 2>/dev/null; rm -rf "$W"' EXIT
+until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do sleep 0.2; done
+curl -s -X PUT "http://127.0.0.1:$PORT/bench" >/dev/null
+export AWS_ENDPOINT_URL="http://127.0.0.1:$PORT" AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
+
+echo "creating a database of $ITEMS items × $VALUE bytes ..."
+"$K" bench --num "$ITEMS" --value-size "$VALUE" --durability buffered --dir "$W" >/dev/null
+DB="$W/bench-buffered.keystone"
+"$K" flush "$DB" >/dev/null
+BYTES=$(du -sb "$DB" | cut -f1)
+echo "database: $(echo "$BYTES / 1048576" | bc) MiB in $(find "$DB" -type f | wc -l) files"
+"$K" backup keygen -o "$W/ops.key" >"$W/ops.pub"
+
+secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; e=$(date +%s.%N); echo "$e - $s" | bc; }
+mibs() { echo "$BYTES / 1048576 / $1" | bc -l; }
+
+printf "\n%-34s %9s %12s %9s %12s\n" "repository" "backup" "MiB/s" "restore" "MiB/s"
+declare -A B R
+for where in local s3; do
+  for enc in plain encrypted; do
+    if [ "$where" = local ]; then REPO="$W/repo-$enc"; else REPO="s3://bench/repo-$enc"; fi
+    if [ "$enc" = encrypted ]; then
+      "$K" backup init --repo "$REPO" --recipient "$(cat "$W/ops.pub")" >/dev/null
+    else
+      "$K" backup init --repo "$REPO" >/dev/null
+    fi
+    sync
+    TB=$(secs "$K" backup create "$DB" --repo "$REPO" --type full)
+    TR=$(secs "$K" restore --repo "$REPO" --target "$W/r-$where-$enc" --yes --identity "$W/ops.key")
+    B[$where-$enc]=$TB; R[$where-$enc]=$TR
+    printf "%-34s %8.2fs %12.1f %8.2fs %12.1f\n" "$where $enc ($REPO)" "$TB" "$(mibs "$TB")" "$TR" "$(mibs "$TR")"
+    rm -rf "$W/r-$where-$enc"
+  done
+done
+echo
+for where in local s3; do
+  printf "%s: encryption costs backup %.2fx, restore %.2fx of the plain time\n" "$where" \
+    "$(echo "${B[$where-encrypted]} / ${B[$where-plain]}" | bc -l)" \
+    "$(echo "${R[$where-encrypted]} / ${R[$where-plain]}" | bc -l)"
+done
