@@ -11,8 +11,13 @@
 //!   its newest point equals the model at that LSN;
 //! - a restore target is either absent or a complete, sound database.
 //!
-//! Iterations: `KSTONE_TORTURE_ITERATIONS` (default 12), or run for
-//! `KSTONE_TORTURE_SECONDS`; `KSTONE_TORTURE_SEED` changes the seed.
+//! The repository is a local directory (`torture::local`) or a bucket on the
+//! S3 test server (`torture::s3`). Iterations: `KSTONE_TORTURE_ITERATIONS`
+//! (default 12 local, 6 on S3), or run for `KSTONE_TORTURE_SECONDS`;
+//! `KSTONE_TORTURE_SEED` changes the seed.
+
+mod common;
+use common::{Backend, Repo};
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
@@ -95,7 +100,7 @@ fn child_torture() {
     let work = PathBuf::from(work);
     let seed: u64 = std::env::var("KSTONE_SEED").unwrap().parse().unwrap();
     let db_dir = work.join("db.keystone");
-    let repo_loc = work.join("repo").to_string_lossy().into_owned();
+    let repo_loc = std::env::var("KSTONE_TORTURE_REPO").unwrap();
     let db = Arc::new(Database::open(&db_dir, opts()).unwrap());
     let (repo, _) = Repository::open_or_init(&repo_loc, Some(1)).unwrap();
     let mut archiver = kstone_backup::Archiver::new(&repo, &db_dir);
@@ -198,15 +203,16 @@ fn check_target(dir: &Path) {
     }
 }
 
-#[test]
-fn torture() {
+on_both_backends!(torture);
+
+fn torture(backend: Backend) {
     if std::env::var_os("KSTONE_TORTURE_CHILD").is_some() {
         return;
     }
     let iterations: u64 = std::env::var("KSTONE_TORTURE_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(12);
+        .unwrap_or(if backend == Backend::S3 { 6 } else { 12 });
     let seconds: Option<u64> = std::env::var("KSTONE_TORTURE_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok());
@@ -216,6 +222,7 @@ fn torture() {
         .unwrap_or(1);
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().to_path_buf();
+    let repo_at = Repo::new(backend, &work, "repo");
     let db_dir = work.join("db.keystone");
     Database::create(&db_dir, opts()).unwrap().close().unwrap();
     let mut model: BTreeMap<String, u64> = BTreeMap::new();
@@ -243,6 +250,8 @@ fn torture() {
                 "--test-threads=1",
             ])
             .env("KSTONE_TORTURE_CHILD", &work)
+            .env("KSTONE_TORTURE_REPO", repo_at.loc())
+            .envs(common::s3::env())
             .env("KSTONE_SEED", seed.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -319,12 +328,12 @@ fn torture() {
         check_target(&work.join("restore.keystone"));
         check_target(&work.join("pitr.keystone"));
         // 3. The repository.
-        let repo_dir = work.join("repo");
-        if !repo_dir.join("config").exists() {
+        let storage = repo_at.storage();
+        if storage.head("config").unwrap().is_none() {
             it += 1;
             continue;
         }
-        let repo = Repository::open(repo_dir.to_str().unwrap()).unwrap();
+        let repo = Repository::open_on(storage).unwrap();
         for id in repo.backup_ids().unwrap() {
             let problems = repo.verify(&id, false).unwrap();
             assert!(
