@@ -51,7 +51,7 @@ for where in local s3; do
     TB=$(secs "$K" backup create "$DB" --repo "$REPO" --type full)
     TR=$(secs "$K" restore --repo "$REPO" --target "$W/r-$where-$enc" --yes --identity "$W/ops.key")
     B[$where-$enc]=$TB; R[$where-$enc]=$TR
-    printf "%-34s %8.2fs %12.1f %8.2fs %12.1f\n" "$where $enc ($REPO)" "$TB" "$(mibs "$TB")" "$TR" "$(mibs "$TR")"
+    printf "%-34s %8.2fs %12.1f %8.2fs %12.1f\n" "$where $enc" "$TB" "$(mibs "$TB")" "$TR" "$(mibs "$TR")"
     rm -rf "$W/r-$where-$enc"
   done
 done
