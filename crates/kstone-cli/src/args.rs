@@ -53,6 +53,9 @@ pub enum Workload {
     Fillrandom,
     Fillseq,
     Batch,
+    /// fillrandom, then every key written again with a new value (for
+    /// write amplification).
+    Overwrite,
 }
 
 /// How a write is acknowledged.
@@ -461,6 +464,9 @@ pub struct BenchArgs {
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [DurabilityArg::Buffered, DurabilityArg::Sync])]
     pub durability: Vec<DurabilityArg>,
     /// Writer threads (sync mode shares fsyncs between them by group commit).
+    /// Block cache for point lookups, in MiB (0 = none).
+    #[arg(long, default_value_t = 32)]
+    pub block_cache_mb: usize,
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Writes per sync-mode run (fsync-bound; default: same as --num).

@@ -86,6 +86,8 @@ fn dir_bytes(p: &Path) -> u64 {
 struct Run {
     mode: &'static str,
     writes: u64,
+    /// Bytes the database wrote during the write phase (WAL, flush, compaction).
+    written: kstone_core::stats::Written,
     write_secs: f64,
     reads: u64,
     read_secs: f64,
@@ -108,6 +110,7 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
             DurabilityArg::Sync => Durability::Sync,
             DurabilityArg::Buffered => Durability::Buffered,
         },
+        block_cache_bytes: args.block_cache_mb << 20,
         ..Options::default()
     };
     let db = std::sync::Arc::new(Database::create(dir, opts.clone())?);
@@ -181,6 +184,16 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
                                 i += threads;
                             }
                         }
+                        Workload::Overwrite => {
+                            for pass in 0..2u64 {
+                                let mut i = th;
+                                while i < n {
+                                    let (p, s) = key(i, n);
+                                    db.put(&p, Some(&s), &value(i + pass * n, args.value_size))?;
+                                    i += threads;
+                                }
+                            }
+                        }
                     }
                     Ok(())
                 })
@@ -198,7 +211,9 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
     })?;
     db.sync()?;
     let write_secs = t.elapsed().as_secs_f64();
-    let last_lsn = db.stats()?.last_lsn;
+    let end = db.stats()?;
+    let last_lsn = end.last_lsn;
+    let written = end.written_since_open;
     drop(archiving);
     let db = std::sync::Arc::try_unwrap(db)
         .map_err(|_| crate::CliError("bench: database still shared".into()))?;
@@ -272,8 +287,9 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
             DurabilityArg::Sync => "sync",
             DurabilityArg::Buffered => "buffered",
         },
-        writes: n,
+        writes: last_lsn,
         write_secs,
+        written,
         reads: n,
         read_secs,
         queries: parts,
@@ -335,6 +351,10 @@ pub fn run(args: &BenchArgs) -> CliResult<ExitCode> {
                     "scanned": r.scanned, "scan_secs": r.scan_secs,
                     "scan_items_per_sec": r.scanned as f64 / r.scan_secs,
                     "open_secs": r.open_secs, "disk_bytes": r.disk_bytes,
+                    "peak_rss_kib": peak_rss_kib(), "block_cache_mb": args.block_cache_mb,
+                    "written_bytes": r.written,
+                    "write_amplification": (r.written.wal + r.written.flush + r.written.compaction) as f64
+                        / (r.writes * (16 + args.value_size as u64)) as f64,
                     "readmissing_ops_per_sec": r.missing as f64 / r.missing_secs,
                     "archive": r.replay.as_ref().map(|(n, secs, lags)| json!({
                         "replayed_writes": n, "pitr_restore_secs": secs,
@@ -398,10 +418,38 @@ pub fn run(args: &BenchArgs) -> CliResult<ExitCode> {
                 r.missing
             );
         }
+        for r in &runs {
+            let user = r.writes * (16 + args.value_size as u64);
+            let w = r.written;
+            println!(
+                "{} write amplification: {:.2} ({:.1} MiB WAL + {:.1} MiB flushed + {:.1} MiB compacted for {:.1} MiB of keys and values written)",
+                r.mode,
+                (w.wal + w.flush + w.compaction) as f64 / user as f64,
+                w.wal as f64 / 1048576.0,
+                w.flush as f64 / 1048576.0,
+                w.compaction as f64 / 1048576.0,
+                user as f64 / 1048576.0
+            );
+        }
+        if let Some(kib) = peak_rss_kib() {
+            println!(
+                "peak RSS of this process: {:.1} MiB (block cache {} MiB)",
+                kib as f64 / 1024.0,
+                args.block_cache_mb
+            );
+        }
         println!("workload: {:?}", args.workload);
         println!("keys: 8-byte partition + 8-byte sort key ({PER_PARTITION} items per partition); values: {} random bytes", args.value_size);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `VmHWM` of this process (Linux).
+fn peak_rss_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 fn pct(sorted: &[f64], q: f64) -> f64 {

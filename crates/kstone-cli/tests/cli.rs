@@ -195,6 +195,29 @@ fn bench_runs_small() {
         assert_eq!(v[0]["writes"], 3000, "{w}");
         assert_eq!(v[0]["scanned"], 3000, "{w}");
     }
+    // Overwrite: every key twice; write amplification counts at least the WAL.
+    let d = tmp.path().join("overwrite");
+    std::fs::create_dir(&d).unwrap();
+    let out = ok(&[
+        "bench",
+        "--num",
+        "3000",
+        "--durability",
+        "buffered",
+        "--workload",
+        "overwrite",
+        "--block-cache-mb",
+        "0",
+        "--json",
+        "--dir",
+        p(&d),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["writes"], 6000);
+    assert_eq!(v[0]["scanned"], 3000);
+    assert!(v[0]["written_bytes"]["wal"].as_u64().unwrap() > 6000 * 116);
+    assert!(v[0]["write_amplification"].as_f64().unwrap() >= 1.0);
+    assert!(v[0]["peak_rss_kib"].as_u64().unwrap() > 0);
     // Refuses to reuse an existing directory.
     assert_eq!(
         kstone(&["bench", "--num", "10", "--dir", p(tmp.path())])

@@ -71,8 +71,11 @@ impl StripeState {
             }
         }
         let built = b.finish()?;
+        cx.written
+            .compaction
+            .fetch_add(built.size, std::sync::atomic::Ordering::Relaxed);
         let output = if written > 0 {
-            Some(Arc::new(TableReader::open(&path)?))
+            Some(Arc::new(TableReader::open_cached(&path, cx.cache, id)?))
         } else {
             None
         };

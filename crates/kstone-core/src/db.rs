@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     pub closing: AtomicBool,
     pub ticker: (Mutex<()>, Condvar),
     pub pins: Mutex<PinRegistry>,
+    pub cache: Option<Arc<crate::sst::cache::BlockCache>>,
+    pub written: crate::stats::WriteCounters,
     _lock: DbLock,
 }
 
@@ -105,7 +107,8 @@ impl Database {
             return Err(Error::NotADatabase(dir));
         }
         let db_lock = DbLock::acquire(&dir)?;
-        let rec = crate::recovery::recover(&dir)?;
+        let cache = crate::sst::cache::BlockCache::new(opts.block_cache_bytes);
+        let rec = crate::recovery::recover(&dir, cache.as_ref())?;
         let shared = Arc::new(Shared {
             dir,
             opts,
@@ -121,6 +124,8 @@ impl Database {
             closing: AtomicBool::new(false),
             ticker: (Mutex::new(()), Condvar::new()),
             pins: Mutex::new(rec.registry),
+            cache,
+            written: Default::default(),
             _lock: db_lock,
         });
         let total: usize = shared.stripes.iter().map(|s| lock(s).mem.bytes()).sum();
@@ -325,6 +330,7 @@ impl Database {
             st.history = m.history.clone();
             st.restored_from = m.origin.clone();
         }
+        st.written_since_open = sh.written.snapshot();
         for s in &sh.stripes {
             let s = lock(s);
             if s.tables.is_empty() && s.wal_ids.is_empty() && s.mem.is_empty() {
@@ -521,6 +527,9 @@ impl Shared {
             let seg_id = seg.id;
             last_seq = sh.commit.note_written(s, &seg.file);
             st.wal_bytes += buf.len() as u64;
+            sh.written
+                .wal
+                .fetch_add(buf.len() as u64, Ordering::Relaxed);
             let m = st.wal_max_lsn.entry(seg_id).or_default();
             *m = (*m).max(max_lsn);
             let before = st.mem.bytes();
@@ -552,6 +561,8 @@ impl Shared {
             dir: &sh.dir,
             stripe: s,
             compression: sh.opts.compression,
+            cache: sh.cache.as_ref(),
+            written: &sh.written,
             alloc_id: &alloc,
             peek_next_id: &peek,
             manifest: &sh.manifest,

@@ -35,6 +35,10 @@ pub struct Options {
     pub compaction_trigger: usize,
     /// Compression of SST data blocks.
     pub compression: Compression,
+    /// Decoded data blocks kept for point lookups, shared by all tables
+    /// (0 = no cache). Memory use is bounded by this plus the memtable
+    /// budget plus each table's index and bloom filter.
+    pub block_cache_bytes: usize,
 }
 
 impl Default for Options {
@@ -47,6 +51,7 @@ impl Default for Options {
             memtable_budget: 128 << 20,
             compaction_trigger: 8,
             compression: Compression::None,
+            block_cache_bytes: 32 << 20,
         }
     }
 }

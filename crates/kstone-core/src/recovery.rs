@@ -40,7 +40,10 @@ fn remove(path: &Path) -> Result<()> {
     }
 }
 
-pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
+pub(crate) fn recover(
+    dir: &Path,
+    cache: Option<&std::sync::Arc<crate::sst::cache::BlockCache>>,
+) -> Result<Recovered> {
     let manifest = Manifest::load(dir)?;
     let (sst_dir, wal_dir) = (dir.join("sst"), dir.join("wal"));
     let mut max_id = manifest.next_file_id.saturating_sub(1);
@@ -91,7 +94,7 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered> {
                     detail: "SST listed in the MANIFEST is missing".into(),
                 });
             }
-            let table = TableReader::open(&path)?;
+            let table = TableReader::open_cached(&path, cache, t.id)?;
             if table.size() != t.size {
                 return Err(Error::Corruption {
                     path,

@@ -2,6 +2,33 @@
 
 use serde::Serialize;
 
+/// Bytes written by kind, counted since the database was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Written {
+    pub wal: u64,
+    pub flush: u64,
+    pub compaction: u64,
+}
+
+/// Counters behind [`Written`].
+#[derive(Debug, Default)]
+pub(crate) struct WriteCounters {
+    pub wal: std::sync::atomic::AtomicU64,
+    pub flush: std::sync::atomic::AtomicU64,
+    pub compaction: std::sync::atomic::AtomicU64,
+}
+
+impl WriteCounters {
+    pub fn snapshot(&self) -> Written {
+        use std::sync::atomic::Ordering::Relaxed;
+        Written {
+            wal: self.wal.load(Relaxed),
+            flush: self.flush.load(Relaxed),
+            compaction: self.compaction.load(Relaxed),
+        }
+    }
+}
+
 /// A snapshot of the database's size and position.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Stats {
@@ -21,6 +48,9 @@ pub struct Stats {
     /// Entries in SSTs and memtables, counting each version and tombstone once:
     /// an upper bound on the live item count until compaction merges them.
     pub approximate_items: u64,
+    /// Bytes this process has written since it opened the database: to the
+    /// WAL, by flushes and by compactions (for write amplification).
+    pub written_since_open: Written,
     /// The backup this database was restored from, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restored_from: Option<crate::manifest::Origin>,

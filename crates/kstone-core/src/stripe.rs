@@ -37,6 +37,8 @@ pub struct FlushCtx<'a> {
     pub dir: &'a Path,
     pub stripe: usize,
     pub compression: Compression,
+    pub cache: Option<&'a Arc<crate::sst::cache::BlockCache>>,
+    pub written: &'a crate::stats::WriteCounters,
     pub alloc_id: &'a dyn Fn() -> u64,
     pub peek_next_id: &'a dyn Fn() -> u64,
     pub manifest: &'a std::sync::Mutex<Manifest>,
@@ -66,7 +68,7 @@ impl StripeState {
             b.add(&e)?;
         }
         let built = b.finish()?;
-        let table = Arc::new(TableReader::open(&path)?);
+        let table = Arc::new(TableReader::open_cached(&path, cx.cache, id)?);
 
         let obsolete: Vec<u64> = self.wal_ids.clone();
         {
@@ -78,7 +80,12 @@ impl StripeState {
                 0,
                 SstMeta {
                     id,
-                    size: built.size,
+                    size: {
+                        cx.written
+                            .flush
+                            .fetch_add(built.size, std::sync::atomic::Ordering::Relaxed);
+                        built.size
+                    },
                     entries: built.props.entries,
                     min_lsn: built.props.min_lsn,
                     max_lsn: built.props.max_lsn,

@@ -4,6 +4,7 @@
 pub mod block;
 pub mod bloom;
 pub mod builder;
+pub mod cache;
 pub mod footer;
 pub mod reader;
 

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::block::{self, Handle};
 use super::bloom;
 use super::builder::{KIND_PUT, KIND_TOMBSTONE};
+use super::cache::{BlockCache, CachedBlock};
 use super::footer::{Footer, Props, FOOTER_LEN};
 use crate::entry::Entry;
 use crate::error::{Error, IoContext, Result};
@@ -33,6 +34,19 @@ pub struct TableReader {
     index: Vec<IndexEntry>,
     filter: Vec<u8>,
     props: Props,
+    /// The database's block cache and this table's file id in it.
+    cache: Option<(Arc<BlockCache>, u64)>,
+}
+
+impl std::fmt::Debug for BlockCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "BlockCache({} of {} bytes)",
+            self.used(),
+            self.capacity()
+        )
+    }
 }
 
 impl TableReader {
@@ -58,6 +72,7 @@ impl TableReader {
             index: Vec::new(),
             filter: Vec::new(),
             props: Props::default(),
+            cache: None,
         };
         let index = t.read_block(footer.index)?;
         t.filter = t.read_block(footer.filter)?;
@@ -85,6 +100,17 @@ impl TableReader {
             }
             t.index.push(e);
         }
+        Ok(t)
+    }
+
+    /// Open, sharing `cache` (if any) for point lookups under file id `id`.
+    pub fn open_cached(
+        path: &Path,
+        cache: Option<&Arc<BlockCache>>,
+        id: u64,
+    ) -> Result<TableReader> {
+        let mut t = TableReader::open(path)?;
+        t.cache = cache.map(|c| (Arc::clone(c), id));
         Ok(t)
     }
 
@@ -138,6 +164,17 @@ impl TableReader {
         let Some(ie) = self.index.get(i) else {
             return Ok(None);
         };
+        if let Some((cache, id)) = &self.cache {
+            let block = match cache.get(*id, ie.handle.offset) {
+                Some(b) => b,
+                None => {
+                    let b = Arc::new(CachedBlock::new(self.decode_block(ie.handle)?));
+                    cache.insert(*id, ie.handle.offset, Arc::clone(&b));
+                    b
+                }
+            };
+            return Ok(block.entries.iter().find(|e| e.key == *key).cloned());
+        }
         Ok(self
             .decode_block(ie.handle)?
             .into_iter()
