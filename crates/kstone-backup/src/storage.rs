@@ -646,20 +646,25 @@ impl Storage {
         })
     }
 
+    /// The byte stream of a data object; a missing one is damage to the
+    /// backup that lists it, not a storage failure.
+    fn stream_of(
+        &self,
+        path: &str,
+    ) -> Result<futures::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>> {
+        match self.rt.block_on(self.store.get(&ObjPath::from(path))) {
+            Ok(r) => Ok(r.into_stream()),
+            Err(object_store::Error::NotFound { .. }) => Err(Error::Corrupt {
+                object: path.to_string(),
+                detail: "object is missing".into(),
+            }),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     /// Size and SHA-256 of an object's stored bytes, as they are.
     pub fn stored_digest(&self, path: &str) -> Result<(u64, String)> {
-        let p = ObjPath::from(path);
-        let r = match self.rt.block_on(self.store.get(&p)) {
-            Ok(r) => r,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(Error::Corrupt {
-                    object: path.to_string(),
-                    detail: "object is missing".into(),
-                })
-            }
-            Err(e) => return Err(self.err(e)),
-        };
-        let mut s = r.into_stream();
+        let mut s = self.stream_of(path)?;
         let mut h = Sha256::new();
         let mut n = 0u64;
         while let Some(c) = self.rt.block_on(s.next()) {
@@ -673,7 +678,6 @@ impl Storage {
     /// Stream an object through its codec (and decryption) into `out`;
     /// returns the decoded size and SHA-256.
     pub fn download(&self, path: &str, codec: Codec, out: &mut dyn Write) -> Result<(u64, String)> {
-        let p = ObjPath::from(path);
         struct Tee<'a> {
             out: &'a mut dyn Write,
             hasher: Sha256,
@@ -694,17 +698,10 @@ impl Storage {
             object: path.to_string(),
             detail: d,
         };
-        let r = match self.rt.block_on(self.store.get(&p)) {
-            Ok(r) => r,
-            Err(object_store::Error::NotFound { .. }) => {
-                return Err(corrupt("object is missing".into()))
-            }
-            Err(e) => return Err(self.err(e)),
-        };
         let failure = Rc::new(RefCell::new(None));
         let raw = ObjectReader {
             rt: &self.rt,
-            stream: r.into_stream(),
+            stream: self.stream_of(path)?,
             cur: bytes::Bytes::new(),
             failure: failure.clone(),
         };

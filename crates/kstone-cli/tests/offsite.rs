@@ -77,6 +77,21 @@ fn keygen(dir: &Path, name: &str) -> (String, String) {
     (file.to_str().unwrap().to_string(), public)
 }
 
+/// Restore backup `id` into `target` with an identity; must succeed.
+fn restore_with(repo: &Repo, id: &str, target: &Path, identity: &str) {
+    ok(&[
+        "restore",
+        "--repo",
+        repo.loc(),
+        id,
+        "--target",
+        p(target),
+        "-y",
+        "--identity",
+        identity,
+    ]);
+}
+
 fn encrypted_repository_never_holds_plaintext_and_rekeys(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db.keystone");
@@ -200,18 +215,7 @@ fn encrypted_repository_never_holds_plaintext_and_rekeys(backend: Backend) {
         &alice,
     );
     let full_id = full["id"].as_str().unwrap();
-    with(
-        &[
-            "restore",
-            "--repo",
-            repo.loc(),
-            full_id,
-            "--target",
-            p(&target),
-            "-y",
-        ],
-        &alice,
-    );
+    restore_with(&repo, full_id, &target, &alice);
     assert_eq!(export(&target), full_export);
     let pitr = tmp.path().join("pitr.keystone");
     with(
@@ -281,18 +285,7 @@ fn encrypted_repository_never_holds_plaintext_and_rekeys(backend: Backend) {
     assert_eq!(changed, vec!["keys/data-key"], "rekey rewrote data");
     assert_eq!(before.len(), after.len());
     let t2 = tmp.path().join("bob.keystone");
-    with(
-        &[
-            "restore",
-            "--repo",
-            repo.loc(),
-            full_id,
-            "--target",
-            p(&t2),
-            "-y",
-        ],
-        &bob,
-    );
+    restore_with(&repo, full_id, &t2, &bob);
     assert_eq!(export(&t2), full_export);
     let t3 = tmp.path().join("alice-again.keystone");
     let mut args = vec!["restore", "--repo", repo.loc(), "--target", p(&t3), "-y"];
