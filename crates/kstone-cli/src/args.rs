@@ -56,6 +56,9 @@ pub enum Workload {
     /// fillrandom, then every key written again with a new value (for
     /// write amplification).
     Overwrite,
+    /// fillrandom with each write durable before the next (sync mode only,
+    /// whatever --durability says; --threads writers share fsyncs).
+    Fillsync,
 }
 
 /// How a write is acknowledged.
@@ -463,10 +466,10 @@ pub struct BenchArgs {
     /// Durability modes to run, each on a fresh database.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [DurabilityArg::Buffered, DurabilityArg::Sync])]
     pub durability: Vec<DurabilityArg>,
-    /// Writer threads (sync mode shares fsyncs between them by group commit).
     /// Block cache for point lookups, in MiB (0 = none).
     #[arg(long, default_value_t = 32)]
     pub block_cache_mb: usize,
+    /// Writer threads (sync mode shares fsyncs between them by group commit).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// Writes per sync-mode run (fsync-bound; default: same as --num).

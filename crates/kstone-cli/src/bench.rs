@@ -177,7 +177,7 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
                                 db.write_batch(&ops)?;
                             }
                         }
-                        Workload::Fillrandom | Workload::Fillseq => {
+                        Workload::Fillrandom | Workload::Fillseq | Workload::Fillsync => {
                             while i < n {
                                 let (p, s) = key(i, n);
                                 db.put(&p, Some(&s), &value(i, args.value_size))?;
@@ -319,7 +319,12 @@ pub fn run(args: &BenchArgs) -> CliResult<ExitCode> {
         }
     };
     let mut runs = Vec::new();
-    for &mode in &args.durability {
+    let modes = if args.workload == Workload::Fillsync {
+        vec![DurabilityArg::Sync]
+    } else {
+        args.durability.clone()
+    };
+    for &mode in &modes {
         let n = match mode {
             DurabilityArg::Sync => args.sync_num.unwrap_or(args.num),
             DurabilityArg::Buffered => args.num,

@@ -195,6 +195,27 @@ fn bench_runs_small() {
         assert_eq!(v[0]["writes"], 3000, "{w}");
         assert_eq!(v[0]["scanned"], 3000, "{w}");
     }
+    // fillsync: sync mode only, whatever --durability lists.
+    let d = tmp.path().join("fillsync");
+    std::fs::create_dir(&d).unwrap();
+    let out = ok(&[
+        "bench",
+        "--num",
+        "300",
+        "--durability",
+        "buffered",
+        "--workload",
+        "fillsync",
+        "--threads",
+        "4",
+        "--json",
+        "--dir",
+        p(&d),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v[0]["durability"], "sync", "{v}");
+    assert_eq!(v[0]["writes"], 300, "{v}");
     // Overwrite: every key twice; write amplification counts at least the WAL.
     let d = tmp.path().join("overwrite");
     std::fs::create_dir(&d).unwrap();

@@ -5,13 +5,21 @@
 //! about 5 plus the tiers above the base), and a read looks at no more than
 //! `compaction_trigger + 1` SSTs. A merge that includes the base drops
 //! tombstones (nothing older remains below them); one that does not keeps
-//! them. The manifest switch is the commit point; replaced files are deleted
-//! only after it is durable. `Database::compact` forces a full merge.
+//! them. Overwritten versions are always dropped: a snapshot that needs them
+//! holds the input files themselves, which a pin keeps until it is released.
+//!
+//! The merge runs in the background without the stripe lock (flushes may add
+//! newer tables meanwhile; the inputs stay a contiguous run of the list). The
+//! manifest switch is the commit point; inputs are deleted only after it is
+//! durable, so a crash at any point leaves either the inputs or the output.
 
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
+use crate::db::{lock, Shared};
 use crate::entry::Entry;
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::manifest::SstMeta;
 use crate::read::range::{KeyRange, Merge};
 use crate::sst::builder::TableBuilder;
@@ -21,101 +29,147 @@ use crate::stripe::{FlushCtx, StripeState};
 /// The base joins a merge once newer data reaches this fraction of it.
 const BASE_RATIO: u64 = 4;
 
-impl StripeState {
-    /// Merge every SST of the stripe into at most one. Returns the number of
-    /// input tables (0 if there was nothing to do).
-    pub fn compact(&mut self, cx: &FlushCtx<'_>) -> Result<usize> {
-        if self.tables.len() < 2 && self.tables.iter().all(|t| t.props().tombstones == 0) {
-            return Ok(0);
+/// How many of the newest tables the automatic compaction merges.
+fn tiered_count(tables: &[Arc<TableReader>]) -> usize {
+    let n = tables.len();
+    let base = tables[n - 1].size();
+    let newer: u64 = tables[..n - 1].iter().map(|t| t.size()).sum();
+    if newer * BASE_RATIO >= base {
+        n
+    } else {
+        n - 1
+    }
+}
+
+impl Shared {
+    /// The automatic compaction after a flush, once the stripe has more than
+    /// `compaction_trigger` tables. The caller holds the stripe's job lock.
+    pub(crate) fn compact_if_needed(&self, s: usize) -> Result<()> {
+        let tables = lock(&self.stripes[s]).tables.clone();
+        if tables.len() <= self.opts.compaction_trigger.max(1) {
+            return Ok(());
         }
-        self.merge(cx, self.tables.len())
+        let count = tiered_count(&tables);
+        self.flush_ctx(s, |cx| {
+            merge(cx, &self.stripes[s], &tables[..count], &tables)
+        })
     }
 
-    /// The automatic compaction after a flush: merge the newer tables, and
-    /// the base too when the newer data is large enough relative to it.
-    pub fn compact_tiered(&mut self, cx: &FlushCtx<'_>) -> Result<usize> {
-        let n = self.tables.len();
-        if n < 2 {
-            return Ok(0);
+    /// Merge every table of the stripe into at most one. The caller holds
+    /// the stripe's job lock.
+    pub(crate) fn compact_full(&self, s: usize) -> Result<()> {
+        let tables = lock(&self.stripes[s]).tables.clone();
+        if tables.len() < 2 && tables.iter().all(|t| t.props().tombstones == 0) {
+            return Ok(());
         }
-        let base = self.tables[n - 1].size();
-        let newer: u64 = self.tables[..n - 1].iter().map(|t| t.size()).sum();
-        if newer * BASE_RATIO >= base {
-            self.merge(cx, n)
-        } else {
-            self.merge(cx, n - 1)
+        self.flush_ctx(s, |cx| merge(cx, &self.stripes[s], &tables, &tables))
+    }
+}
+
+fn file_id(t: &TableReader) -> Option<u64> {
+    let name = t.path().file_name()?.to_str()?;
+    crate::sst::parse_name(name).map(|(_, id)| id)
+}
+
+/// Merge `inputs` (a contiguous run of `all`, the stripe's tables when the
+/// job started) into one table and commit it in their place.
+fn merge(
+    cx: &FlushCtx<'_>,
+    stripe: &Mutex<StripeState>,
+    inputs: &[Arc<TableReader>],
+    all: &[Arc<TableReader>],
+) -> Result<()> {
+    // Only flushes run beside a compaction, and they add tables at the
+    // front, so "nothing older than the inputs" stays true.
+    let bottom = inputs.len() == all.len()
+        || all
+            .last()
+            .zip(inputs.last())
+            .is_some_and(|(a, b)| Arc::ptr_eq(a, b));
+    let sources: Vec<_> = inputs
+        .iter()
+        .map(|t| t.range(&KeyRange::all(), false))
+        .collect();
+    let id = (cx.alloc_id)();
+    let path = cx
+        .dir
+        .join("sst")
+        .join(crate::sst::file_name(cx.stripe, id));
+    let mut b = TableBuilder::create(&path, cx.stripe, cx.compression)?;
+    let mut written = 0u64;
+    for e in Merge::new(sources, false) {
+        let e: Entry = e?;
+        // Tombstones must stay while an older table below may hold the key.
+        if e.value.is_some() || !bottom {
+            b.add(&e)?;
+            written += 1;
         }
     }
-
-    /// Merge the `count` newest tables into one.
-    fn merge(&mut self, cx: &FlushCtx<'_>, count: usize) -> Result<usize> {
-        let inputs: Vec<Arc<TableReader>> = self.tables[..count].to_vec();
-        let bottom = count == self.tables.len();
-        let sources: Vec<_> = inputs
-            .iter()
-            .map(|t| t.range(&KeyRange::all(), false))
-            .collect();
-        let id = (cx.alloc_id)();
-        let path = cx
-            .dir
-            .join("sst")
-            .join(crate::sst::file_name(cx.stripe, id));
-        let mut b = TableBuilder::create(&path, cx.stripe, cx.compression)?;
-        let mut written = 0u64;
-        for e in Merge::new(sources, false) {
-            let e: Entry = e?;
-            // Tombstones must stay while an older table below may hold the key.
-            if e.value.is_some() || !bottom {
-                b.add(&e)?;
-                written += 1;
+    let built = b.finish()?;
+    cx.written
+        .compaction
+        .fetch_add(built.size, Ordering::Relaxed);
+    let output = if written > 0 {
+        match TableReader::open_cached(&path, cx.cache, id) {
+            Ok(t) => Some(Arc::new(t)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
             }
         }
-        let built = b.finish()?;
-        cx.written
-            .compaction
-            .fetch_add(built.size, std::sync::atomic::Ordering::Relaxed);
-        let output = if written > 0 {
-            Some(Arc::new(TableReader::open_cached(&path, cx.cache, id)?))
-        } else {
-            None
-        };
-        {
-            let mut m = cx.manifest.lock().unwrap_or_else(|p| p.into_inner());
-            let mut next = m.clone();
-            next.next_file_id = next.next_file_id.max((cx.peek_next_id)());
-            let sm = next.stripes.entry(cx.stripe as u16).or_default();
-            let kept: Vec<SstMeta> = sm.ssts[count.min(sm.ssts.len())..].to_vec();
-            sm.ssts = output
-                .as_ref()
-                .map(|_| SstMeta {
-                    id,
-                    size: built.size,
-                    entries: built.props.entries,
-                    min_lsn: built.props.min_lsn,
-                    max_lsn: built.props.max_lsn,
-                })
-                .into_iter()
-                .chain(kept)
-                .collect();
-            next.store(cx.dir)?;
-            *m = next;
-        }
-        if output.is_none() {
-            std::fs::remove_file(&path).ctx(&path)?;
-        }
-        let rest: Vec<Arc<TableReader>> = self.tables[count..].to_vec();
-        self.tables = output.into_iter().chain(rest).collect();
-        (cx.retire)(
-            inputs
-                .iter()
-                .map(|t| {
-                    (
-                        std::path::Path::new("sst").join(t.path().file_name().unwrap_or_default()),
-                        None,
-                    )
-                })
-                .collect(),
-        )?;
-        Ok(inputs.len())
+    } else {
+        std::fs::remove_file(&path).ctx(&path)?;
+        None
+    };
+
+    let mut st = lock(stripe);
+    let changed = || Error::Poisoned("a stripe's tables changed under its compaction".into());
+    let at = st
+        .tables
+        .iter()
+        .position(|t| Arc::ptr_eq(t, &inputs[0]))
+        .ok_or_else(changed)?;
+    let run_matches = st.tables.len() >= at + inputs.len()
+        && st.tables[at..at + inputs.len()]
+            .iter()
+            .zip(inputs)
+            .all(|(a, b)| Arc::ptr_eq(a, b));
+    if !run_matches {
+        return Err(changed());
     }
+    let first_id = file_id(&inputs[0]).ok_or_else(changed)?;
+    {
+        let mut m = lock(cx.manifest);
+        let mut next = m.clone();
+        next.next_file_id = next.next_file_id.max((cx.peek_next_id)());
+        let sm = next.stripes.entry(cx.stripe as u16).or_default();
+        let mat = sm
+            .ssts
+            .iter()
+            .position(|t| t.id == first_id)
+            .filter(|&p| p + inputs.len() <= sm.ssts.len())
+            .ok_or_else(changed)?;
+        let meta = output.as_ref().map(|_| SstMeta {
+            id,
+            size: built.size,
+            entries: built.props.entries,
+            min_lsn: built.props.min_lsn,
+            max_lsn: built.props.max_lsn,
+        });
+        sm.ssts.splice(mat..mat + inputs.len(), meta);
+        next.store(cx.dir)?;
+        *m = next;
+    }
+    st.tables.splice(at..at + inputs.len(), output);
+    (cx.retire)(
+        inputs
+            .iter()
+            .map(|t| {
+                (
+                    Path::new("sst").join(t.path().file_name().unwrap_or_default()),
+                    None,
+                )
+            })
+            .collect(),
+    )
 }

@@ -43,12 +43,19 @@ pub(crate) struct Shared {
     pub stripes: Vec<Mutex<StripeState>>,
     pub clock: Mutex<Clock>,
     pub commit: GroupCommit,
+    /// The WAL directory, fsynced by the group commit after a segment is created.
+    pub wal_dir: Arc<fs::File>,
     pub manifest: Mutex<Manifest>,
     pub next_file_id: AtomicU64,
     pub mem_total: AtomicUsize,
     pub closing: AtomicBool,
     pub ticker: (Mutex<()>, Condvar),
     pub pins: Mutex<PinRegistry>,
+    /// Per-stripe job lock: one flush or compaction per stripe at a time.
+    pub jobs: Vec<Mutex<()>>,
+    pub bg: crate::background::Background,
+    /// Bytes of sealed memtables waiting for a flush (part of `mem_total`).
+    pub sealed_bytes: AtomicUsize,
     pub cache: Option<Arc<crate::sst::cache::BlockCache>>,
     pub written: crate::stats::WriteCounters,
     _lock: DbLock,
@@ -70,7 +77,7 @@ pub struct Database {
     threads: Vec<JoinHandle<()>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -109,6 +116,8 @@ impl Database {
         let db_lock = DbLock::acquire(&dir)?;
         let cache = crate::sst::cache::BlockCache::new(opts.block_cache_bytes);
         let rec = crate::recovery::recover(&dir, cache.as_ref())?;
+        let wal_path = dir.join("wal");
+        let wal_dir = Arc::new(fs::File::open(&wal_path).ctx(&wal_path)?);
         let shared = Arc::new(Shared {
             dir,
             opts,
@@ -118,12 +127,16 @@ impl Database {
                 ts: rec.last_ts,
             }),
             commit: GroupCommit::default(),
+            wal_dir,
             manifest: Mutex::new(rec.manifest),
             next_file_id: AtomicU64::new(rec.next_file_id),
             mem_total: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             ticker: (Mutex::new(()), Condvar::new()),
             pins: Mutex::new(rec.registry),
+            jobs: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            bg: Default::default(),
+            sealed_bytes: AtomicUsize::new(0),
             cache,
             written: Default::default(),
             _lock: db_lock,
@@ -139,14 +152,18 @@ impl Database {
         threads.push(std::thread::spawn(move || {
             crate::snapshot::remote::serve(&s)
         }));
+        for _ in 0..shared.opts.background_threads.max(1) {
+            let s = Arc::clone(&shared);
+            threads.push(std::thread::spawn(move || crate::background::worker(&s)));
+        }
         let db = Database { shared, threads };
-        // Replayed memtables that are over the limit are flushed now.
+        // Replayed memtables that are over the limit are flushed in the background.
         for s in 0..STRIPES {
             let mut st = lock(&db.shared.stripes[s]);
             if st.mem.bytes() >= db.shared.opts.memtable_stripe_bytes
                 || st.wal_bytes >= db.shared.opts.wal_stripe_bytes
             {
-                db.shared.flush_locked(s, &mut st)?;
+                db.shared.seal(s, &mut st);
             }
         }
         Ok(db)
@@ -249,21 +266,26 @@ impl Database {
     }
 
     /// Flush every stripe and merge each stripe's SSTs into one, dropping
-    /// overwritten versions and tombstones.
+    /// overwritten versions and tombstones. Reads and writes go on meanwhile.
     pub fn compact(&self) -> Result<()> {
         for s in 0..STRIPES {
-            let mut st = lock(&self.shared.stripes[s]);
-            self.shared.flush_locked(s, &mut st)?;
-            self.shared.flush_ctx(s, |cx| st.compact(cx))?;
+            let _job = lock(&self.shared.jobs[s]);
+            self.shared.seal_now(s);
+            self.shared.flush_sealed(s)?;
+            self.shared.compact_full(s)?;
         }
         Ok(())
     }
 
-    /// Flush every stripe's memtable to SSTs (and retire their WAL segments).
+    /// Flush every stripe's memtable to SSTs (and retire their WAL segments),
+    /// waiting for any background flush of the same stripe; then compact the
+    /// stripes that have too many tables, as the background would.
     pub fn flush(&self) -> Result<()> {
         for s in 0..STRIPES {
-            let mut st = lock(&self.shared.stripes[s]);
-            self.shared.flush_locked(s, &mut st)?;
+            let _job = lock(&self.shared.jobs[s]);
+            self.shared.seal_now(s);
+            self.shared.flush_sealed(s)?;
+            self.shared.compact_if_needed(s)?;
         }
         Ok(())
     }
@@ -272,7 +294,7 @@ impl Database {
     pub(crate) fn get_entry(&self, key: &Key) -> Result<Option<Entry>> {
         let tables = {
             let st = lock(&self.shared.stripes[key.stripe()]);
-            if let Some(e) = st.mem.get(key) {
+            if let Some(e) = st.mem_get(key) {
                 return Ok(Some(e));
             }
             st.tables.clone()
@@ -331,25 +353,35 @@ impl Database {
             st.restored_from = m.origin.clone();
         }
         st.written_since_open = sh.written.snapshot();
+        st.background_error = sh.bg.error();
         for s in &sh.stripes {
             let s = lock(s);
-            if s.tables.is_empty() && s.wal_ids.is_empty() && s.mem.is_empty() {
+            let (bytes, entries) = s.mem_usage();
+            if s.tables.is_empty() && s.wal_ids.is_empty() && entries == 0 {
                 continue;
             }
             st.active_stripes += 1;
             st.sst_files += s.tables.len();
             st.sst_bytes += s.tables.iter().map(|t| t.size()).sum::<u64>();
             st.approximate_items += s.tables.iter().map(|t| t.props().entries).sum::<u64>();
-            st.memtable_bytes += s.mem.bytes() as u64;
-            st.memtable_entries += s.mem.len() as u64;
-            st.approximate_items += s.mem.len() as u64;
+            st.memtable_bytes += bytes as u64;
+            st.memtable_entries += entries as u64;
+            st.sealed_memtables += s.sealed.len();
+            st.approximate_items += entries as u64;
         }
         let wal = sh.dir.join("wal");
         for e in fs::read_dir(&wal).ctx(&wal)? {
             let e = e.ctx(&wal)?;
             if crate::wal::segment::parse_name(&e.file_name().to_string_lossy()).is_some() {
-                st.wal_segments += 1;
-                st.wal_bytes += e.metadata().ctx(&e.path())?.len();
+                // A background flush may retire a segment while we look.
+                match e.metadata() {
+                    Ok(m) => {
+                        st.wal_segments += 1;
+                        st.wal_bytes += m.len();
+                    }
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(err) => return Err(err).ctx(&e.path()),
+                }
             }
         }
         Ok(st)
@@ -363,6 +395,7 @@ impl Database {
 
     fn shutdown(&mut self) -> Result<()> {
         self.shared.closing.store(true, Ordering::SeqCst);
+        self.shared.bg.wake_all();
         {
             let _g = lock(&self.shared.ticker.0);
             self.shared.ticker.1.notify_all();
@@ -449,6 +482,7 @@ impl Shared {
     pub(crate) fn write_prepared(&self, ops: Vec<Stamped>) -> Result<Vec<(u64, u64)>> {
         let sh = self;
         sh.commit.check()?;
+        sh.throttle()?;
         let mut by_stripe: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
         for (i, (p, _)) in ops.iter().enumerate() {
             by_stripe.entry(p.stripe()).or_default().push(i);
@@ -466,6 +500,7 @@ impl Shared {
                     id,
                     st.last_wal_id,
                 )?);
+                sh.commit.note_created(&sh.wal_dir);
                 st.wal_ids.push(id);
                 st.last_wal_id = id;
             }
@@ -488,23 +523,23 @@ impl Shared {
                     };
                     stamps[i] = (lsn, ts);
                     max_lsn = max_lsn.max(lsn);
-                    let (op, data) = match pending {
+                    match pending {
                         Pending::Data(key, value) => {
-                            let value: Option<Arc<[u8]>> = value.map(Arc::from);
-                            let op = match &value {
-                                Some(v) => Op::Put {
-                                    key: key.clone(),
-                                    value: v.to_vec(),
-                                },
-                                None => Op::Delete { key: key.clone() },
-                            };
-                            (op, Some((key, value)))
+                            crate::wal::record::encode_data(
+                                lsn,
+                                ts,
+                                &key,
+                                value.as_deref(),
+                                &mut buf,
+                            );
+                            staged.push((key, lsn, ts, value.map(Arc::from)));
                         }
-                        Pending::Marker(name) => (Op::Marker { name }, None),
-                    };
-                    Record { lsn, ts, op }.encode_framed(&mut buf);
-                    if let Some((key, value)) = data {
-                        staged.push((key, lsn, ts, value));
+                        Pending::Marker(name) => Record {
+                            lsn,
+                            ts,
+                            op: Op::Marker { name },
+                        }
+                        .encode_framed(&mut buf),
                     }
                 }
             }
@@ -525,7 +560,7 @@ impl Shared {
                 return Err(e);
             }
             let seg_id = seg.id;
-            last_seq = sh.commit.note_written(s, &seg.file);
+            last_seq = sh.commit.note_written(seg_id, &seg.file);
             st.wal_bytes += buf.len() as u64;
             sh.written
                 .wal
@@ -543,7 +578,7 @@ impl Shared {
                 || st.wal_bytes >= sh.opts.wal_stripe_bytes
                 || (total >= sh.opts.memtable_budget && bytes >= sh.opts.memtable_budget / STRIPES)
             {
-                sh.flush_locked(s, &mut st)?;
+                sh.seal(s, &mut st);
             }
         }
         if sh.opts.durability == Durability::Sync && last_seq > 0 {
@@ -552,7 +587,7 @@ impl Shared {
         Ok(stamps)
     }
 
-    fn flush_ctx<R>(&self, s: usize, f: impl FnOnce(&FlushCtx<'_>) -> R) -> R {
+    pub(crate) fn flush_ctx<R>(&self, s: usize, f: impl FnOnce(&FlushCtx<'_>) -> R) -> R {
         let sh = self;
         let alloc = || sh.next_file_id.fetch_add(1, Ordering::SeqCst);
         let peek = || sh.next_file_id.load(Ordering::SeqCst);
@@ -570,14 +605,24 @@ impl Shared {
         })
     }
 
-    /// Flush a stripe's memtable, then compact it if it has too many SSTs.
-    pub(crate) fn flush_locked(&self, s: usize, st: &mut StripeState) -> Result<()> {
-        let freed = self.flush_ctx(s, |cx| st.flush(cx))?;
-        self.mem_total.fetch_sub(freed, Ordering::Relaxed);
-        if st.tables.len() > self.opts.compaction_trigger {
-            self.flush_ctx(s, |cx| st.compact_tiered(cx))?;
+    /// Seal the stripe's memtable (caller holds the stripe lock) and hand it
+    /// to the background.
+    pub(crate) fn seal(&self, s: usize, st: &mut StripeState) {
+        let bytes = st.mem.bytes();
+        if st.seal() {
+            self.sealed_bytes.fetch_add(bytes, Ordering::Relaxed);
+            self.bg.schedule(s);
         }
-        Ok(())
+    }
+
+    /// Seal the stripe's memtable now, without scheduling (an explicit
+    /// flush does the work itself).
+    pub(crate) fn seal_now(&self, s: usize) {
+        let mut st = lock(&self.stripes[s]);
+        let bytes = st.mem.bytes();
+        if st.seal() {
+            self.sealed_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
     }
 }
 

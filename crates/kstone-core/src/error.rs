@@ -41,6 +41,10 @@ pub enum Error {
     /// acknowledging data whose durability is unknown.
     #[error("database is read-only after a failed write: {0}")]
     Poisoned(String),
+    /// Background flushes are failing and memtables are full: writes wait
+    /// for space (the data already written is safe in the WAL).
+    #[error("writes are held: background flush failed: {0}")]
+    Background(String),
 }
 
 /// Result alias for the engine.

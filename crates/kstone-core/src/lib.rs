@@ -19,9 +19,11 @@ pub mod sst;
 pub mod stats;
 pub mod wal;
 
+mod background;
 pub mod check;
 mod compaction;
 mod db;
+mod flush;
 mod recovery;
 mod stripe;
 

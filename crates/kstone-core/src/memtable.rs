@@ -35,16 +35,19 @@ impl Memtable {
         self.max_lsn = self.max_lsn.max(lsn);
         self.max_ts = self.max_ts.max(ts);
         let add = cost(&key, &value);
-        match self.map.get_mut(&key) {
-            Some(old) if old.0 > lsn => {}
-            Some(old) => {
-                self.bytes = self.bytes + value.as_ref().map_or(0, |v| v.len())
-                    - old.1.as_ref().map_or(0, |v| v.len());
-                *old = (lsn, value);
+        // One search per insert (the memtable is on every write's path).
+        match self.map.entry(key) {
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                let old = o.get_mut();
+                if old.0 <= lsn {
+                    self.bytes = self.bytes + value.as_ref().map_or(0, |v| v.len())
+                        - old.1.as_ref().map_or(0, |v| v.len());
+                    *old = (lsn, value);
+                }
             }
-            None => {
+            std::collections::btree_map::Entry::Vacant(v) => {
                 self.bytes += add;
-                self.map.insert(key, (lsn, value));
+                v.insert((lsn, value));
             }
         }
     }

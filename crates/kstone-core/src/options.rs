@@ -29,7 +29,8 @@ pub struct Options {
     /// overwrite-heavy workloads (small memtable, long log) keep recovery short.
     pub wal_stripe_bytes: u64,
     /// When all memtables together exceed this, the stripe being written is
-    /// flushed early (if it holds more than its even share).
+    /// flushed early (if it holds more than its even share). Writers are
+    /// slowed from 1.25× this and held at 2× while flushes catch up.
     pub memtable_budget: usize,
     /// A stripe's SSTs are merged into one when it has more than this many.
     pub compaction_trigger: usize,
@@ -39,6 +40,8 @@ pub struct Options {
     /// (0 = no cache). Memory use is bounded by this plus the memtable
     /// budget plus each table's index and bloom filter.
     pub block_cache_bytes: usize,
+    /// Threads that flush sealed memtables and compact stripes.
+    pub background_threads: usize,
 }
 
 impl Default for Options {
@@ -52,6 +55,7 @@ impl Default for Options {
             compaction_trigger: 8,
             compression: Compression::None,
             block_cache_bytes: 32 << 20,
+            background_threads: 2,
         }
     }
 }

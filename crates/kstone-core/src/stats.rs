@@ -41,8 +41,12 @@ pub struct Stats {
     pub sst_bytes: u64,
     pub wal_segments: usize,
     pub wal_bytes: u64,
+    /// Memory held by memtables, the active ones and those sealed and
+    /// waiting for a background flush.
     pub memtable_bytes: u64,
     pub memtable_entries: u64,
+    /// Sealed memtables not yet flushed.
+    pub sealed_memtables: usize,
     pub last_lsn: u64,
     pub last_commit_us: u64,
     /// Entries in SSTs and memtables, counting each version and tombstone once:
@@ -51,6 +55,10 @@ pub struct Stats {
     /// Bytes this process has written since it opened the database: to the
     /// WAL, by flushes and by compactions (for write amplification).
     pub written_since_open: Written,
+    /// The last background flush or compaction failure, if the background
+    /// has not succeeded since (it retries; data is safe in the WAL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub background_error: Option<String>,
     /// The backup this database was restored from, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub restored_from: Option<crate::manifest::Origin>,

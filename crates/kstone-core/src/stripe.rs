@@ -1,38 +1,50 @@
-//! One stripe: its memtable, active WAL segment, live SSTs, and the flush
-//! that turns the memtable into an SST.
+//! One stripe: its memtable, the sealed memtables waiting for a background
+//! flush, its active WAL segment and its live SSTs.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::error::{IoContext, Result};
-use crate::manifest::{Manifest, SstMeta};
+use crate::entry::Entry;
+use crate::manifest::Manifest;
 use crate::memtable::Memtable;
+use crate::model::key::Key;
 use crate::options::Compression;
-use crate::sst::builder::TableBuilder;
 use crate::sst::reader::TableReader;
 use crate::wal::segment::ActiveSegment;
 
-/// Everything a stripe owns, guarded by the stripe's mutex.
+/// A full memtable, read-only from now on, and the WAL segments that hold
+/// exactly its records (deleted once it is in an SST).
+#[derive(Debug)]
+pub struct Sealed {
+    pub mem: Memtable,
+    pub wal_ids: Vec<u64>,
+}
+
+/// Everything a stripe owns, guarded by the stripe's mutex. The lock is held
+/// only for memory operations and the short commit of a flush or compaction
+/// (a manifest write); SSTs are built without it.
 #[derive(Debug, Default)]
 pub struct StripeState {
     pub mem: Memtable,
+    /// Sealed memtables, newest first; the background flushes the oldest.
+    pub sealed: Vec<Arc<Sealed>>,
     /// The segment new records go to; created lazily on the first write.
     pub wal: Option<ActiveSegment>,
-    /// Ids of this stripe's WAL segments that may hold unflushed records,
-    /// oldest first (includes the active one).
+    /// Ids of the segments holding the active memtable's records, oldest
+    /// first (includes the active one).
     pub wal_ids: Vec<u64>,
     /// Id of the newest segment this stripe ever had (0 if none): the next
     /// segment records it as its predecessor.
     pub last_wal_id: u64,
     /// Largest LSN written to each of this stripe's segments (for archiving).
     pub wal_max_lsn: std::collections::HashMap<u64, u64>,
-    /// Bytes of WAL written since the last flush (replayed bytes included).
+    /// Bytes of WAL written since the active memtable was started.
     pub wal_bytes: u64,
     /// Live SSTs, newest first.
     pub tables: Vec<Arc<TableReader>>,
 }
 
-/// Paths and counters a flush needs from the database.
+/// Paths and counters a flush or compaction needs from the database.
 pub struct FlushCtx<'a> {
     pub dir: &'a Path,
     pub stripe: usize,
@@ -43,77 +55,52 @@ pub struct FlushCtx<'a> {
     pub peek_next_id: &'a dyn Fn() -> u64,
     pub manifest: &'a std::sync::Mutex<Manifest>,
     /// Delete obsolete files (paths relative to `dir`), deferring those a pin holds.
-    pub retire: &'a dyn Fn(Vec<(std::path::PathBuf, Option<u64>)>) -> Result<()>,
+    pub retire: &'a dyn Fn(Vec<(std::path::PathBuf, Option<u64>)>) -> crate::error::Result<()>,
 }
 
 impl StripeState {
-    /// Write the memtable to a new SST and commit it in the manifest, then
-    /// delete the WAL segments it made obsolete. Returns the bytes freed from
-    /// the memtable.
-    pub fn flush(&mut self, cx: &FlushCtx<'_>) -> Result<usize> {
+    /// Turn the active memtable into a sealed one (no I/O): new records go to
+    /// a new memtable and segment. Returns false if there was nothing to seal.
+    pub fn seal(&mut self) -> bool {
         if self.mem.is_empty() {
-            return Ok(0);
+            return false;
         }
-        // Seal the active segment so records after the flush go to a new one.
-        if let Some(seg) = self.wal.take() {
-            seg.file.sync_data().ctx(&seg.path)?;
-        }
-        let id = (cx.alloc_id)();
-        let path = cx
-            .dir
-            .join("sst")
-            .join(crate::sst::file_name(cx.stripe, id));
-        let mut b = TableBuilder::create(&path, cx.stripe, cx.compression)?;
-        for e in self.mem.iter() {
-            b.add(&e)?;
-        }
-        let built = b.finish()?;
-        let table = Arc::new(TableReader::open_cached(&path, cx.cache, id)?);
-
-        let obsolete: Vec<u64> = self.wal_ids.clone();
-        {
-            let mut m = cx.manifest.lock().unwrap_or_else(|p| p.into_inner());
-            let mut next = m.clone();
-            next.next_file_id = next.next_file_id.max((cx.peek_next_id)());
-            let sm = next.stripes.entry(cx.stripe as u16).or_default();
-            sm.ssts.insert(
-                0,
-                SstMeta {
-                    id,
-                    size: {
-                        cx.written
-                            .flush
-                            .fetch_add(built.size, std::sync::atomic::Ordering::Relaxed);
-                        built.size
-                    },
-                    entries: built.props.entries,
-                    min_lsn: built.props.min_lsn,
-                    max_lsn: built.props.max_lsn,
-                },
-            );
-            sm.flushed_lsn = sm.flushed_lsn.max(self.mem.max_lsn());
-            sm.max_ts = sm.max_ts.max(self.mem.max_ts());
-            sm.log_start = (cx.peek_next_id)();
-            next.store(cx.dir)?;
-            *m = next;
-        }
-        // The new manifest is durable: the sealed segments are obsolete.
-        self.wal_ids.clear();
+        // Group commit still holds the segment's file for any pending fsync.
+        self.wal = None;
+        self.sealed.insert(
+            0,
+            Arc::new(Sealed {
+                mem: std::mem::take(&mut self.mem),
+                wal_ids: std::mem::take(&mut self.wal_ids),
+            }),
+        );
         self.wal_bytes = 0;
-        let retired = obsolete
-            .into_iter()
-            .map(|id| {
-                let max = self.wal_max_lsn.remove(&id).unwrap_or(0);
-                (
-                    Path::new("wal").join(crate::wal::segment::file_name(cx.stripe, id)),
-                    Some(max),
-                )
+        true
+    }
+
+    /// The newest in-memory version of `key` (active, then sealed memtables).
+    pub fn mem_get(&self, key: &Key) -> Option<Entry> {
+        self.mem
+            .get(key)
+            .or_else(|| self.sealed.iter().find_map(|s| s.mem.get(key)))
+    }
+
+    /// Every segment that may hold unflushed records, oldest first.
+    pub fn live_wal_ids(&self) -> Vec<u64> {
+        self.sealed
+            .iter()
+            .rev()
+            .flat_map(|s| s.wal_ids.iter().copied())
+            .chain(self.wal_ids.iter().copied())
+            .collect()
+    }
+
+    /// Bytes and entries held in memory (active and sealed memtables).
+    pub fn mem_usage(&self) -> (usize, usize) {
+        self.sealed
+            .iter()
+            .fold((self.mem.bytes(), self.mem.len()), |(b, n), s| {
+                (b + s.mem.bytes(), n + s.mem.len())
             })
-            .collect();
-        (cx.retire)(retired)?;
-        let freed = self.mem.bytes();
-        self.mem = Memtable::default();
-        self.tables.insert(0, table);
-        Ok(freed)
     }
 }

@@ -173,12 +173,19 @@ impl Database {
         range: &KeyRange,
         reverse: bool,
     ) -> Merge<Box<dyn Iterator<Item = Result<Entry>> + Send>> {
-        let (mem, tables) = {
+        let (mems, tables) = {
             let st = self.stripe_state(stripe);
-            (st.mem.range(range, reverse), st.tables.clone())
+            let mems: Vec<Vec<Entry>> = std::iter::once(&st.mem)
+                .chain(st.sealed.iter().map(|s| &s.mem))
+                .map(|m| m.range(range, reverse))
+                .collect();
+            (mems, st.tables.clone())
         };
-        let mut sources: Vec<Box<dyn Iterator<Item = Result<Entry>> + Send>> =
-            vec![Box::new(mem.into_iter().map(Ok))];
+        // Newest first: the active memtable, the sealed ones, then the tables.
+        let mut sources: Vec<Box<dyn Iterator<Item = Result<Entry>> + Send>> = mems
+            .into_iter()
+            .map(|m| Box::new(m.into_iter().map(Ok)) as Box<dyn Iterator<Item = _> + Send>)
+            .collect();
         for t in &tables {
             sources.push(Box::new(t.range(range, reverse)));
         }

@@ -173,8 +173,8 @@ pub(crate) fn pin_shared(sh: &Arc<Shared>) -> Result<Pin> {
                 });
                 approximate_items += t.props().entries;
             }
-            approximate_items += st.mem.len() as u64;
-            for &id in &st.wal_ids {
+            approximate_items += st.mem_usage().1 as u64;
+            for id in st.live_wal_ids() {
                 let name = format!("wal/{}", crate::wal::segment::file_name(s, id));
                 let len = match &st.wal {
                     Some(seg) if seg.id == id => seg.len,

@@ -36,6 +36,39 @@ pub struct Record {
     pub op: Op,
 }
 
+/// Append a framed put (`value` given) or delete straight from borrowed
+/// parts: the write path logs without building an owned [`Record`].
+pub fn encode_data(lsn: u64, ts: u64, key: &Key, value: Option<&[u8]>, out: &mut Vec<u8>) {
+    let kind = if value.is_some() {
+        KIND_PUT
+    } else {
+        KIND_DELETE
+    };
+    let start = begin(kind, lsn, ts, out);
+    key.encode(out);
+    if let Some(v) = value {
+        put_len_prefixed(out, v);
+    }
+    finish(start, out);
+}
+
+fn begin(kind: u8, lsn: u64, ts: u64, out: &mut Vec<u8>) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_HEADER]);
+    out.push(kind);
+    out.extend_from_slice(&lsn.to_le_bytes());
+    out.extend_from_slice(&ts.to_le_bytes());
+    start
+}
+
+fn finish(start: usize, out: &mut [u8]) {
+    let len = (out.len() - start - FRAME_HEADER) as u32;
+    let payload_crc = crc32c::crc32c(&out[start + FRAME_HEADER..]);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&len_crc(len).to_le_bytes());
+    out[start + 8..start + 12].copy_from_slice(&payload_crc.to_le_bytes());
+}
+
 impl Record {
     /// The key a data record writes (`None` for a marker).
     pub fn key(&self) -> Option<&Key> {
@@ -47,28 +80,15 @@ impl Record {
 
     /// Append the framed record to `out`.
     pub fn encode_framed(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.extend_from_slice(&[0u8; FRAME_HEADER]);
-        out.push(match &self.op {
-            Op::Put { .. } => KIND_PUT,
-            Op::Delete { .. } => KIND_DELETE,
-            Op::Marker { .. } => KIND_MARKER,
-        });
-        out.extend_from_slice(&self.lsn.to_le_bytes());
-        out.extend_from_slice(&self.ts.to_le_bytes());
         match &self.op {
-            Op::Put { key, value } => {
-                key.encode(out);
-                put_len_prefixed(out, value);
+            Op::Put { key, value } => encode_data(self.lsn, self.ts, key, Some(value), out),
+            Op::Delete { key } => encode_data(self.lsn, self.ts, key, None, out),
+            Op::Marker { name } => {
+                let start = begin(KIND_MARKER, self.lsn, self.ts, out);
+                put_len_prefixed(out, name.as_bytes());
+                finish(start, out);
             }
-            Op::Delete { key } => key.encode(out),
-            Op::Marker { name } => put_len_prefixed(out, name.as_bytes()),
         }
-        let len = (out.len() - start - FRAME_HEADER) as u32;
-        let payload_crc = crc32c::crc32c(&out[start + FRAME_HEADER..]);
-        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-        out[start + 4..start + 8].copy_from_slice(&len_crc(len).to_le_bytes());
-        out[start + 8..start + 12].copy_from_slice(&payload_crc.to_le_bytes());
     }
 
     /// Decode a payload (the bytes after the frame header).

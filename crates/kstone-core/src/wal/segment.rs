@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use super::record::{read_frame, Frame, Record};
 use crate::error::{Error, IoContext, Result};
-use crate::fsio::sync_dir;
 use crate::model::varint::Reader;
 
 pub const MAGIC: &[u8; 8] = b"KSTNWAL\0";
@@ -97,8 +96,12 @@ pub struct ActiveSegment {
 }
 
 impl ActiveSegment {
-    /// Create a new segment durably (header written and fsynced, directory fsynced)
-    /// before any record goes into it.
+    /// Create a new segment and write its header. Nothing is fsynced here (a
+    /// writer creates one at every memtable seal, on the write path): the
+    /// caller registers the file and the directory with the group commit,
+    /// whose next round makes header, records and directory entry durable
+    /// together before any of them is acknowledged. A header lost to a power
+    /// cut leaves a short or empty last segment, which recovery removes.
     pub fn create(dir: &Path, stripe: usize, id: u64, prev: u64) -> Result<ActiveSegment> {
         let path = dir.join(file_name(stripe, id));
         let mut f = OpenOptions::new()
@@ -111,11 +114,7 @@ impl ActiveSegment {
             id,
             prev,
         };
-        let written = f
-            .write_all(&header.encode())
-            .and_then(|_| f.sync_all())
-            .ctx(&path)
-            .and_then(|_| sync_dir(dir));
+        let written = f.write_all(&header.encode()).ctx(&path);
         if let Err(e) = written {
             // A full disk must not leave a headerless segment behind.
             let _ = std::fs::remove_file(&path);

@@ -26,12 +26,16 @@ struct State {
     /// Every batch with a sequence ≤ this is on stable storage.
     synced: u64,
     round: Option<Round>,
-    /// Segments written since the last round opened, by stripe.
-    dirty: HashMap<usize, Arc<File>>,
+    /// Segments written since the last round opened, by segment id (a
+    /// stripe may have sealed one segment and started another meanwhile).
+    dirty: HashMap<u64, Arc<File>>,
     /// Set when an fsync fails: durability of later writes is unknown, so the
     /// database stops acknowledging writes.
     failed: Option<String>,
 }
+
+/// Key of the WAL directory among the dirty files (segment ids never reach it).
+const DIR_KEY: u64 = u64::MAX;
 
 #[derive(Default)]
 pub struct GroupCommit {
@@ -45,13 +49,19 @@ impl GroupCommit {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Record that a batch was written to `file` (call right after the write,
-    /// still holding the stripe lock). Returns the batch's sequence number.
-    pub fn note_written(&self, stripe: usize, file: &Arc<File>) -> u64 {
+    /// Record that a batch was written to segment `segment` (call right after
+    /// the write, still holding the stripe lock). Returns the batch's sequence number.
+    pub fn note_written(&self, segment: u64, file: &Arc<File>) -> u64 {
         let mut s = self.lock();
         s.written += 1;
-        s.dirty.insert(stripe, Arc::clone(file));
+        s.dirty.insert(segment, Arc::clone(file));
         s.written
+    }
+
+    /// Record that a file was created in `dir` (an open handle of the WAL
+    /// directory): the next round fsyncs the directory too.
+    pub fn note_created(&self, dir: &Arc<File>) {
+        self.lock().dirty.insert(DIR_KEY, Arc::clone(dir));
     }
 
     /// Refuse new writes after an fsync failure.
@@ -136,7 +146,7 @@ mod tests {
                 let f = Arc::new(File::create(dir.path().join(format!("f{i}"))).unwrap());
                 std::thread::spawn(move || {
                     for _ in 0..50 {
-                        let seq = gc.note_written(i, &f);
+                        let seq = gc.note_written(i as u64, &f);
                         gc.wait_durable(seq).unwrap();
                     }
                 })

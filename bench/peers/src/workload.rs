@@ -1,0 +1,209 @@
+//! db_bench-style workloads with fixed seeds: 16-byte keys, 100-byte
+//! incompressible values. Each runs in its own process (so peak RSS and
+//! bytes written are that workload's alone) and prints one JSON line.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::engines::{open, Engine, Res};
+
+pub const VALUE_LEN: usize = 100;
+pub const KEY_LEN: usize = 16;
+
+/// splitmix64: the same keys and values in every run and for every engine.
+pub fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The i-th key: random order (a hashed prefix), or ascending for `fillseq`
+/// (100 keys share a prefix, which KeystoneDB uses as the partition key).
+pub fn key(i: u64, sequential: bool) -> [u8; KEY_LEN] {
+    let mut k = [0u8; KEY_LEN];
+    let hi = if sequential { i / 100 } else { mix(i) };
+    k[..8].copy_from_slice(&hi.to_be_bytes());
+    k[8..].copy_from_slice(&i.to_be_bytes());
+    k
+}
+
+/// A key no workload writes.
+fn missing_key(j: u64) -> [u8; KEY_LEN] {
+    let mut k = [0u8; KEY_LEN];
+    k[..8].copy_from_slice(&mix(j ^ 0xdead_beef).to_be_bytes());
+    k[8..].copy_from_slice(&(u64::MAX - j).to_be_bytes());
+    k
+}
+
+pub fn value(i: u64, pass: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(VALUE_LEN + 8);
+    let mut x = i ^ (pass << 40) ^ 0x5eed;
+    while v.len() < VALUE_LEN {
+        x = mix(x);
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(VALUE_LEN);
+    v
+}
+
+/// Operations a sync workload performs: each one waits for an fsync.
+pub fn sync_ops(n: u64) -> u64 {
+    (n / 100).max(1000)
+}
+
+pub fn dir_bytes(p: &Path) -> u64 {
+    let mut n = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            n += if m.is_dir() {
+                dir_bytes(&e.path())
+            } else {
+                m.len()
+            };
+        }
+    }
+    n
+}
+
+/// Peak resident set of this process (VmHWM), in bytes.
+fn peak_rss() -> u64 {
+    proc_field("/proc/self/status", "VmHWM:") * 1024
+}
+
+/// Bytes this process passed to write(2) and friends so far (`wchar`).
+fn written_bytes() -> u64 {
+    proc_field("/proc/self/io", "wchar:")
+}
+
+fn proc_field(file: &str, name: &str) -> u64 {
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l[name.len()..].split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Write keys `i ≡ t (mod threads)` of `0..n` from `threads` threads.
+fn fill(db: &dyn Engine, n: u64, threads: u64, seq: bool, sync: bool, pass: u64) -> Res<()> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                s.spawn(move || -> Res<()> {
+                    let mut i = t;
+                    while i < n {
+                        db.put(&key(i, seq), &value(i, pass), sync)?;
+                        i += threads;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .try_for_each(|h| h.join().map_err(|_| "writer thread panicked")?)
+    })
+}
+
+/// Run one workload in this process and print its result as JSON.
+pub fn run(engine: &str, workload: &str, dir: &Path, n: u64, cache: usize) -> Res<()> {
+    let sync = workload.starts_with("fillsync");
+    let t_open = Instant::now();
+    let db = open(engine, dir, cache, sync)?;
+    let open_secs = t_open.elapsed().as_secs_f64();
+    let w0 = written_bytes();
+    let t = Instant::now();
+    let mut ops = n;
+    match workload {
+        "fillseq" => fill(&*db, n, 1, true, false, 0)?,
+        "fillrandom" => fill(&*db, n, 1, false, false, 0)?,
+        "fillrandom4" => fill(&*db, n, 4, false, false, 0)?,
+        "fillsync1" | "fillsync4" => {
+            ops = sync_ops(n);
+            let threads = if workload == "fillsync4" { 4 } else { 1 };
+            fill(&*db, ops, threads, false, true, 0)?
+        }
+        "batch" => {
+            let mut b = Vec::with_capacity(1000);
+            for i in 0..n {
+                b.push((key(i, false), value(i, 0)));
+                if b.len() == 1000 {
+                    db.batch(&b)?;
+                    b.clear();
+                }
+            }
+            if !b.is_empty() {
+                db.batch(&b)?;
+            }
+        }
+        "overwrite" => {
+            fill(&*db, n, 1, false, false, 0)?;
+            fill(&*db, n, 1, false, false, 1)?;
+            ops = 2 * n;
+        }
+        "fillwal" => {
+            // Leave a large unflushed log behind: durable, then exit without closing.
+            fill(&*db, n, 1, false, false, 0)?;
+            db.durable()?;
+            report(engine, workload, n, t.elapsed().as_secs_f64(), dir, w0, open_secs);
+            std::process::exit(0);
+        }
+        "open" => {
+            ops = 1;
+            if db.get(&key(0, false))?.is_none() {
+                return Err("open: the first key is missing".into());
+            }
+        }
+        "readrandom" => {
+            let mut x = 42u64;
+            for _ in 0..n {
+                x = mix(x);
+                let i = x % n;
+                if db.get(&key(i, false))? != Some(VALUE_LEN) {
+                    return Err(format!("readrandom: key {i} missing").into());
+                }
+            }
+        }
+        "readmissing" => {
+            for j in 0..n {
+                if db.get(&missing_key(j))?.is_some() {
+                    return Err("readmissing: found a key never written".into());
+                }
+            }
+        }
+        "scan" => {
+            let seen = db.scan()?;
+            if seen != n {
+                return Err(format!("scan saw {seen} items, expected {n}").into());
+            }
+        }
+        other => return Err(format!("unknown workload {other}").into()),
+    }
+    if workload.starts_with("fill") || workload == "batch" || workload == "overwrite" {
+        db.durable()?;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    drop(db);
+    report(engine, workload, ops, secs, dir, w0, open_secs);
+    Ok(())
+}
+
+fn report(engine: &str, workload: &str, ops: u64, secs: f64, dir: &Path, w0: u64, open_secs: f64) {
+    println!(
+        "{}",
+        serde_json::json!({
+            "engine": engine,
+            "workload": workload,
+            "ops": ops,
+            "secs": secs,
+            "ops_per_sec": ops as f64 / secs.max(1e-9),
+            "open_secs": open_secs,
+            "disk_bytes": dir_bytes(dir),
+            "peak_rss": peak_rss(),
+            "written": written_bytes().saturating_sub(w0),
+        })
+    );
+}

@@ -1,0 +1,106 @@
+//! Flushing: the oldest sealed memtable of a stripe becomes an SST. The SST
+//! is built and fsynced without the stripe lock (readers and writers go on);
+//! the manifest switch, under the stripe lock, is the commit point, after
+//! which the memtable's WAL segments are retired.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use crate::db::{lock, Shared};
+use crate::error::{Error, Result};
+use crate::manifest::SstMeta;
+use crate::sst::builder::TableBuilder;
+use crate::sst::reader::TableReader;
+use crate::stripe::{FlushCtx, Sealed, StripeState};
+
+impl Shared {
+    /// Flush stripe `s`'s sealed memtables, oldest first. The caller holds
+    /// the stripe's job lock, so only one flush or compaction runs per stripe.
+    pub(crate) fn flush_sealed(&self, s: usize) -> Result<()> {
+        loop {
+            let Some(sealed) = lock(&self.stripes[s]).sealed.last().cloned() else {
+                return Ok(());
+            };
+            self.flush_ctx(s, |cx| flush_one(cx, &self.stripes[s], &sealed))?;
+            self.mem_total
+                .fetch_sub(sealed.mem.bytes(), Ordering::Relaxed);
+            self.sealed_bytes
+                .fetch_sub(sealed.mem.bytes(), Ordering::Relaxed);
+            self.bg.note_progress();
+        }
+    }
+}
+
+fn flush_one(cx: &FlushCtx<'_>, stripe: &Mutex<StripeState>, sealed: &Arc<Sealed>) -> Result<()> {
+    let id = (cx.alloc_id)();
+    let path = cx
+        .dir
+        .join("sst")
+        .join(crate::sst::file_name(cx.stripe, id));
+    let mut b = TableBuilder::create(&path, cx.stripe, cx.compression)?;
+    for e in sealed.mem.iter() {
+        b.add(&e)?;
+    }
+    let built = b.finish()?;
+    cx.written.flush.fetch_add(built.size, Ordering::Relaxed);
+    let table = match TableReader::open_cached(&path, cx.cache, id) {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            // Not referenced by any manifest yet: safe to drop.
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+    };
+
+    let mut st = lock(stripe);
+    if !st.sealed.last().is_some_and(|x| Arc::ptr_eq(x, sealed)) {
+        return Err(Error::Poisoned(
+            "a sealed memtable changed while it was flushed".into(),
+        ));
+    }
+    {
+        let mut m = lock(cx.manifest);
+        let mut next = m.clone();
+        next.next_file_id = next.next_file_id.max((cx.peek_next_id)());
+        let sm = next.stripes.entry(cx.stripe as u16).or_default();
+        sm.ssts.insert(
+            0,
+            SstMeta {
+                id,
+                size: built.size,
+                entries: built.props.entries,
+                min_lsn: built.props.min_lsn,
+                max_lsn: built.props.max_lsn,
+            },
+        );
+        sm.flushed_lsn = sm.flushed_lsn.max(sealed.mem.max_lsn());
+        sm.max_ts = sm.max_ts.max(sealed.mem.max_ts());
+        // Segments older than the first one still holding unflushed records
+        // are obsolete; with none left, every future segment is newer.
+        let n = st.sealed.len();
+        sm.log_start = st.sealed[..n - 1]
+            .iter()
+            .flat_map(|s| s.wal_ids.iter().copied())
+            .chain(st.wal_ids.iter().copied())
+            .min()
+            .unwrap_or_else(|| (cx.peek_next_id)());
+        next.store(cx.dir)?;
+        *m = next;
+    }
+    // The new manifest is durable: the memtable's segments are obsolete.
+    st.sealed.pop();
+    st.tables.insert(0, table);
+    let retired = sealed
+        .wal_ids
+        .iter()
+        .map(|&id| {
+            let max = st.wal_max_lsn.remove(&id).unwrap_or(0);
+            (
+                Path::new("wal").join(crate::wal::segment::file_name(cx.stripe, id)),
+                Some(max),
+            )
+        })
+        .collect();
+    (cx.retire)(retired)
+}
