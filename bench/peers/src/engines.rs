@@ -66,7 +66,8 @@ impl Kstone {
 impl Engine for Kstone {
     fn put(&self, key: &[u8], value: &[u8], _sync: bool) -> Res<()> {
         // Durability is the database's mode (Sync for the fillsync workloads).
-        self.0.put(&key[..8], Some(&key[8..]), &Kstone::item(value))?;
+        self.0
+            .put(&key[..8], Some(&key[8..]), &Kstone::item(value))?;
         Ok(())
     }
     fn batch(&self, kvs: &[([u8; 16], Vec<u8>)]) -> Res<()> {
@@ -82,10 +83,13 @@ impl Engine for Kstone {
         Ok(())
     }
     fn get(&self, key: &[u8]) -> Res<Option<usize>> {
-        Ok(self.0.get(&key[..8], Some(&key[8..]))?.map(|i| match i.get("v") {
-            Some(kstone_core::Value::B(b)) => b.len(),
-            _ => 0,
-        }))
+        Ok(self
+            .0
+            .get(&key[..8], Some(&key[8..]))?
+            .map(|i| match i.get("v") {
+                Some(kstone_core::Value::B(b)) => b.len(),
+                _ => 0,
+            }))
     }
     fn scan(&self) -> Res<u64> {
         Ok(self

@@ -128,7 +128,10 @@ fn run_engine(engine: &str, a: &Args, base: &Path) -> Res<BTreeMap<String, Value
             child(engine, "fillwal", &dir, a.num, cache)?;
         }
         let r = child(engine, w, &dir, a.num, cache)?;
-        eprintln!("  {engine} {w}: {:.0} ops/s", r["ops_per_sec"].as_f64().unwrap_or(0.0));
+        eprintln!(
+            "  {engine} {w}: {:.0} ops/s",
+            r["ops_per_sec"].as_f64().unwrap_or(0.0)
+        );
         res.insert(w.clone(), r);
         if !reads && w != "fillrandom" {
             let _ = std::fs::remove_dir_all(&dir);
@@ -188,28 +191,32 @@ fn print_table(a: &Args, all: &BTreeMap<String, BTreeMap<String, Value>>) {
         print!(" {:>10}", format!("vs {p}"));
     }
     println!();
-    let row = |label: &str, vals: Vec<Option<f64>>, higher_better: bool, fmt: &dyn Fn(f64) -> String| {
-        print!("{label:<12}");
-        for v in &vals {
-            print!(" {:>12}", v.map_or("-".into(), fmt));
-        }
-        let kv = if a.engines.first().map(String::as_str) == Some("kstone") || k.is_some() {
-            a.engines.iter().position(|e| e == "kstone").and_then(|i| vals[i])
-        } else {
-            None
-        };
-        for p in &peers {
-            let pv = a.engines.iter().position(|e| e == *p).and_then(|i| vals[i]);
-            let ratio = match (kv, pv) {
-                (Some(kv), Some(pv)) if kv > 0.0 && pv > 0.0 => {
-                    Some(if higher_better { kv / pv } else { pv / kv })
-                }
-                _ => None,
+    let row =
+        |label: &str, vals: Vec<Option<f64>>, higher_better: bool, fmt: &dyn Fn(f64) -> String| {
+            print!("{label:<12}");
+            for v in &vals {
+                print!(" {:>12}", v.map_or("-".into(), fmt));
+            }
+            let kv = if a.engines.first().map(String::as_str) == Some("kstone") || k.is_some() {
+                a.engines
+                    .iter()
+                    .position(|e| e == "kstone")
+                    .and_then(|i| vals[i])
+            } else {
+                None
             };
-            print!(" {:>10}", ratio.map_or("-".into(), |r| format!("{r:.2}x")));
-        }
-        println!();
-    };
+            for p in &peers {
+                let pv = a.engines.iter().position(|e| e == *p).and_then(|i| vals[i]);
+                let ratio = match (kv, pv) {
+                    (Some(kv), Some(pv)) if kv > 0.0 && pv > 0.0 => {
+                        Some(if higher_better { kv / pv } else { pv / kv })
+                    }
+                    _ => None,
+                };
+                print!(" {:>10}", ratio.map_or("-".into(), |r| format!("{r:.2}x")));
+            }
+            println!();
+        };
     for w in &a.workloads {
         let vals: Vec<Option<f64>> = a
             .engines
@@ -239,7 +246,9 @@ fn print_table(a: &Args, all: &BTreeMap<String, BTreeMap<String, Value>>) {
     if a.workloads.iter().any(|w| w == "overwrite") {
         let wa = metric("overwrite", &|r| Some(r["written"].as_f64()? / user));
         row("write amp", wa, false, &|v| format!("{v:.2}"));
-        let disk = metric("overwrite", &|r| Some(r["disk_bytes"].as_f64()? / 1048576.0));
+        let disk = metric("overwrite", &|r| {
+            Some(r["disk_bytes"].as_f64()? / 1048576.0)
+        });
         row("disk MiB", disk, false, &|v| format!("{v:.1}"));
     }
     if a.workloads.iter().any(|w| w == "readrandom") {

@@ -148,7 +148,15 @@ pub fn run(engine: &str, workload: &str, dir: &Path, n: u64, cache: usize) -> Re
             // Leave a large unflushed log behind: durable, then exit without closing.
             fill(&*db, n, 1, false, false, 0)?;
             db.durable()?;
-            report(engine, workload, n, t.elapsed().as_secs_f64(), dir, w0, open_secs);
+            report(
+                engine,
+                workload,
+                n,
+                t.elapsed().as_secs_f64(),
+                dir,
+                w0,
+                open_secs,
+            );
             std::process::exit(0);
         }
         "open" => {

@@ -115,7 +115,10 @@ impl Database {
         }
         let db_lock = DbLock::acquire(&dir)?;
         let cache = crate::sst::cache::BlockCache::new(opts.block_cache_bytes);
-        let rec = crate::recovery::recover(&dir, cache.as_ref())?;
+        // Replayed stripes above 64 KiB go straight to SSTs: at most 16 MiB
+        // of replayed memtables stay in memory, whatever the WAL's size.
+        let flush_at = opts.memtable_stripe_bytes.min(64 << 10);
+        let rec = crate::recovery::recover(&dir, cache.as_ref(), flush_at, opts.compression)?;
         let wal_path = dir.join("wal");
         let wal_dir = Arc::new(fs::File::open(&wal_path).ctx(&wal_path)?);
         let shared = Arc::new(Shared {

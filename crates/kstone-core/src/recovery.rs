@@ -40,11 +40,17 @@ fn remove(path: &Path) -> Result<()> {
     }
 }
 
+/// Recover the database in `dir`. A stripe whose replayed memtable reaches
+/// `flush_at` bytes is written to an SST at once, so replaying a long WAL
+/// holds one stripe in memory at a time (like RocksDB, which flushes during
+/// recovery too); those SSTs are committed by one manifest write at the end.
 pub(crate) fn recover(
     dir: &Path,
     cache: Option<&std::sync::Arc<crate::sst::cache::BlockCache>>,
+    flush_at: usize,
+    compression: crate::options::Compression,
 ) -> Result<Recovered> {
-    let manifest = Manifest::load(dir)?;
+    let mut manifest = Manifest::load(dir)?;
     let (sst_dir, wal_dir) = (dir.join("sst"), dir.join("wal"));
     let mut max_id = manifest.next_file_id.saturating_sub(1);
     let mut last_lsn = 0;
@@ -114,6 +120,8 @@ pub(crate) fn recover(
 
     // WAL: group segments by stripe, drop obsolete ones, replay the rest.
     let mut segs: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    // (stripe, segment, its largest LSN) replayed into SSTs during recovery.
+    let mut replayed: Vec<(usize, std::path::PathBuf, u64)> = Vec::new();
     for name in list(&wal_dir)? {
         if let Some((s, id)) = segment::parse_name(&name) {
             max_id = max_id.max(id);
@@ -236,6 +244,56 @@ pub(crate) fn recover(
             if i + 1 == n {
                 // New writes continue in the stripe's last segment.
                 st.wal = Some(segment::ActiveSegment::reopen(&path, id, scan.valid_len)?);
+            }
+        }
+        if !st.mem.is_empty() && st.mem.bytes() >= flush_at {
+            max_id += 1;
+            let id = max_id;
+            let path = sst_dir.join(crate::sst::file_name(s, id));
+            let mut b = crate::sst::builder::TableBuilder::create(&path, s, compression)?;
+            for e in st.mem.iter() {
+                b.add(&e)?;
+            }
+            let built = b.finish()?;
+            let table = TableReader::open_cached(&path, cache, id)?;
+            let sm = manifest.stripes.entry(s as u16).or_default();
+            sm.ssts.insert(
+                0,
+                crate::manifest::SstMeta {
+                    id,
+                    size: built.size,
+                    entries: built.props.entries,
+                    min_lsn: built.props.min_lsn,
+                    max_lsn: built.props.max_lsn,
+                },
+            );
+            sm.flushed_lsn = sm.flushed_lsn.max(st.mem.max_lsn());
+            sm.max_ts = sm.max_ts.max(st.mem.max_ts());
+            st.tables.insert(0, Arc::new(table));
+            st.mem = crate::memtable::Memtable::default();
+            st.wal = None;
+            st.wal_bytes = 0;
+            for seg in std::mem::take(&mut st.wal_ids) {
+                let max = st.wal_max_lsn.remove(&seg).unwrap_or(0);
+                replayed.push((s, Path::new("wal").join(segment::file_name(s, seg)), max));
+            }
+        }
+    }
+    if !replayed.is_empty() {
+        // Every replayed segment of a flushed stripe is below the new log
+        // start; the manifest write is the commit point, as for any flush.
+        let log_start = max_id + 1;
+        for &(s, _, _) in &replayed {
+            manifest.stripes.entry(s as u16).or_default().log_start = log_start;
+        }
+        manifest.next_file_id = manifest.next_file_id.max(log_start);
+        manifest.store(dir)?;
+        for (_, rel, max) in replayed {
+            if archived.is_some_and(|a| max > a) {
+                registry.keep_unarchived(rel, max);
+            } else if !hold {
+                remove(&dir.join(&rel))?;
+                removed = true;
             }
         }
     }

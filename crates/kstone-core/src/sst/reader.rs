@@ -164,21 +164,24 @@ impl TableReader {
         let Some(ie) = self.index.get(i) else {
             return Ok(None);
         };
-        if let Some((cache, id)) = &self.cache {
+        let found = if let Some((cache, id)) = &self.cache {
             let block = match cache.get(*id, ie.handle.offset) {
                 Some(b) => b,
                 None => {
-                    let b = Arc::new(CachedBlock::new(self.decode_block(ie.handle)?));
+                    let b = Arc::new(CachedBlock::new(self.read_block(ie.handle)?));
                     cache.insert(*id, ie.handle.offset, Arc::clone(&b));
                     b
                 }
             };
-            return Ok(block.entries.iter().find(|e| e.key == *key).cloned());
-        }
-        Ok(self
-            .decode_block(ie.handle)?
-            .into_iter()
-            .find(|e| e.key == *key))
+            find_in_block(&block.raw, &enc)
+        } else {
+            find_in_block(&self.read_block(ie.handle)?, &enc)
+        };
+        found.map_err(|e| Error::Corruption {
+            path: self.path.clone(),
+            offset: ie.handle.offset,
+            detail: format!("bad data block: {e}"),
+        })
     }
 
     /// Every entry in key order, one block in memory at a time.
@@ -307,6 +310,31 @@ impl Iterator for RangeIter {
             }
         }
     }
+}
+
+/// Find the entry whose encoded key is `enc` in a data block, decoding only
+/// that entry (keys are compared as encoded bytes: equality is all a point
+/// lookup needs).
+fn find_in_block(raw: &[u8], enc: &[u8]) -> Result<Option<Entry>> {
+    let mut r = Reader::new(raw);
+    while !r.is_empty() {
+        let k = r.len_prefixed()?;
+        let lsn = r.uvarint()?;
+        let kind = r.u8()?;
+        let value = match kind {
+            KIND_PUT => Some(r.len_prefixed()?),
+            KIND_TOMBSTONE => None,
+            k => return Err(Error::Malformed(format!("unknown entry kind {k}"))),
+        };
+        if k == enc {
+            return Ok(Some(Entry {
+                key: Key::decode(&mut Reader::new(k))?,
+                lsn,
+                value: value.map(Arc::from),
+            }));
+        }
+    }
+    Ok(None)
 }
 
 fn decode_entries(raw: &[u8]) -> Result<Vec<Entry>> {
