@@ -128,154 +128,66 @@ pub(crate) fn recover(
             segs.entry(s).or_default().push(id);
         }
     }
-    for (s, ids) in segs {
-        let meta = manifest.stripe(s);
-        let st = &mut stripes[s];
-        let mut live_ids = Vec::new();
-        for id in ids {
-            if id < meta.log_start {
-                let rel = Path::new("wal").join(segment::file_name(s, id));
-                if let Some(a) = archived {
-                    // Flushed, but the archive may not have it yet.
-                    let scan = segment::scan(&dir.join(&rel))?;
-                    let max = scan.records.iter().map(|r| r.lsn).max().unwrap_or(0);
-                    if max > a {
-                        registry.keep_unarchived(rel, max);
-                        continue;
-                    }
-                }
-                // Flushed, but the crash came before the delete.
-                if !hold {
-                    remove(&dir.join(&rel))?;
-                    removed = true;
-                }
-            } else {
-                live_ids.push(id);
-            }
+    // Stripes replay independently (disjoint segments, state and SST ids)
+    // on a few threads, so reading, decoding and the SSTs' fsyncs overlap.
+    let base_id = max_id + 1;
+    let ctx = ReplayCtx {
+        dir,
+        wal_dir: &wal_dir,
+        sst_dir: &sst_dir,
+        archived,
+        hold,
+        cache,
+        flush_at,
+        compression,
+    };
+    let mut work: Vec<Vec<(usize, Vec<u64>, &mut StripeState)>> =
+        (0..REPLAY_THREADS).map(|_| Vec::new()).collect();
+    for (s, st) in stripes.iter_mut().enumerate() {
+        if let Some(ids) = segs.remove(&s) {
+            work[s % REPLAY_THREADS].push((s, ids, st));
         }
-        let n = live_ids.len();
-        let mut prev: Option<u64> = None;
-        for (i, id) in live_ids.into_iter().enumerate() {
-            let path = wal_dir.join(segment::file_name(s, id));
-            let mut scan = segment::scan(&path)?;
-            let Some(h) = scan.header else {
-                // Created but never written (a crash or a full disk during
-                // creation): it holds no record, wherever it is.
-                if i + 1 == n
-                    || scan.file_len == 0
-                    || std::fs::read(&path).ctx(&path)?.iter().all(|&b| b == 0)
-                {
-                    remove(&path)?;
-                    removed = true;
-                    continue;
-                }
-                return Err(Error::Corruption {
-                    path,
-                    offset: 0,
-                    detail: "WAL segment has no header but later segments exist".into(),
-                });
-            };
-            let corrupt = |d: String| Error::Corruption {
-                path: path.clone(),
-                offset: 0,
-                detail: d,
-            };
-            if h.stripe as usize != s || h.id != id {
-                return Err(corrupt(format!(
-                    "header says stripe {} segment {}, the name says stripe {s} segment {id}",
-                    h.stripe, h.id
-                )));
+    }
+    let manifest_ref = &manifest;
+    let results: Vec<Result<Vec<(usize, StripeReplay)>>> = std::thread::scope(|sc| {
+        let handles: Vec<_> = work
+            .into_iter()
+            .map(|jobs| {
+                let ctx = &ctx;
+                sc.spawn(move || {
+                    jobs.into_iter()
+                        .map(|(s, ids, st)| {
+                            let meta = manifest_ref.stripe(s);
+                            replay_stripe(ctx, s, ids, &meta, st, base_id + s as u64)
+                                .map(|r| (s, r))
+                        })
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Poisoned("WAL replay thread panicked".into())))
+            })
+            .collect()
+    });
+    for r in results {
+        for (s, out) in r? {
+            last_lsn = last_lsn.max(out.last_lsn);
+            last_ts = last_ts.max(out.last_ts);
+            removed |= out.removed;
+            for (rel, max) in out.unarchived {
+                registry.keep_unarchived(rel, max);
             }
-            match prev {
-                Some(p) if h.prev != p => {
-                    return Err(corrupt(format!(
-                        "WAL segment {} of stripe {s} is missing",
-                        h.prev
-                    )))
-                }
-                None if h.prev >= meta.log_start && h.prev != 0 => {
-                    return Err(corrupt(format!(
-                        "WAL segment {} of stripe {s} is missing",
-                        h.prev
-                    )))
-                }
-                _ => {}
-            }
-            if scan.is_torn() {
-                if i + 1 != n {
-                    return Err(Error::Corruption {
-                        path,
-                        offset: scan.valid_len,
-                        detail: "damaged record in a WAL segment that is not the last".into(),
-                    });
-                }
-                // A torn tail: cut it off so later appends and readers never see it.
-                let f = fs::OpenOptions::new().write(true).open(&path).ctx(&path)?;
-                f.set_len(scan.valid_len).ctx(&path)?;
-                f.sync_all().ctx(&path)?;
-            }
-            let mut last_in_seg = 0;
-            let seg_max = scan.records.iter().map(|r| r.lsn).max().unwrap_or(0);
-            st.wal_max_lsn.insert(id, seg_max);
-            for r in std::mem::take(&mut scan.records) {
-                if r.lsn <= last_in_seg {
-                    return Err(corrupt(format!("LSN {} does not increase", r.lsn)));
-                }
-                last_in_seg = r.lsn;
-                last_lsn = last_lsn.max(r.lsn);
-                last_ts = last_ts.max(r.ts);
-                if r.lsn <= meta.flushed_lsn {
-                    continue;
-                }
-                let (key, value) = match r.op {
-                    Op::Put { key, value } => (key, Some(Arc::from(value))),
-                    Op::Delete { key } => (key, None),
-                    Op::Marker { .. } => continue,
-                };
-                if key.stripe() != s {
-                    return Err(corrupt("record belongs to another stripe".into()));
-                }
-                st.mem.insert(key, r.lsn, r.ts, value);
-            }
-            prev = Some(id);
-            st.wal_bytes += scan.valid_len;
-            st.wal_ids.push(id);
-            st.last_wal_id = id;
-            if i + 1 == n {
-                // New writes continue in the stripe's last segment.
-                st.wal = Some(segment::ActiveSegment::reopen(&path, id, scan.valid_len)?);
-            }
-        }
-        if !st.mem.is_empty() && st.mem.bytes() >= flush_at {
-            max_id += 1;
-            let id = max_id;
-            let path = sst_dir.join(crate::sst::file_name(s, id));
-            let mut b = crate::sst::builder::TableBuilder::create(&path, s, compression)?;
-            for e in st.mem.iter() {
-                b.add(&e)?;
-            }
-            let built = b.finish()?;
-            let table = TableReader::open_cached(&path, cache, id)?;
-            let sm = manifest.stripes.entry(s as u16).or_default();
-            sm.ssts.insert(
-                0,
-                crate::manifest::SstMeta {
-                    id,
-                    size: built.size,
-                    entries: built.props.entries,
-                    min_lsn: built.props.min_lsn,
-                    max_lsn: built.props.max_lsn,
-                },
-            );
-            sm.flushed_lsn = sm.flushed_lsn.max(st.mem.max_lsn());
-            sm.max_ts = sm.max_ts.max(st.mem.max_ts());
-            st.tables.insert(0, Arc::new(table));
-            st.mem = crate::memtable::Memtable::default();
-            st.wal = None;
-            st.wal_bytes = 0;
-            for seg in std::mem::take(&mut st.wal_ids) {
-                let max = st.wal_max_lsn.remove(&seg).unwrap_or(0);
-                replayed.push((s, Path::new("wal").join(segment::file_name(s, seg)), max));
+            if let Some((meta, flushed_lsn, max_ts)) = out.flushed {
+                max_id = max_id.max(meta.id);
+                let sm = manifest.stripes.entry(s as u16).or_default();
+                sm.ssts.insert(0, meta);
+                sm.flushed_lsn = sm.flushed_lsn.max(flushed_lsn);
+                sm.max_ts = sm.max_ts.max(max_ts);
+                replayed.extend(out.replayed.into_iter().map(|(rel, max)| (s, rel, max)));
             }
         }
     }
@@ -309,4 +221,195 @@ pub(crate) fn recover(
         stripes,
         registry,
     })
+}
+
+/// Threads replaying stripes at open.
+const REPLAY_THREADS: usize = 4;
+
+/// What every stripe's replay reads.
+struct ReplayCtx<'a> {
+    dir: &'a Path,
+    wal_dir: &'a Path,
+    sst_dir: &'a Path,
+    archived: Option<u64>,
+    hold: bool,
+    cache: Option<&'a std::sync::Arc<crate::sst::cache::BlockCache>>,
+    flush_at: usize,
+    compression: crate::options::Compression,
+}
+
+/// One stripe's replay, merged into the recovery's result afterwards.
+#[derive(Default)]
+struct StripeReplay {
+    last_lsn: u64,
+    last_ts: u64,
+    removed: bool,
+    /// Obsolete segments kept until the WAL archive has them.
+    unarchived: Vec<(std::path::PathBuf, u64)>,
+    /// The SST the replayed memtable went to: (meta, flushed LSN, max ts).
+    flushed: Option<(crate::manifest::SstMeta, u64, u64)>,
+    /// Segments that SST made obsolete, with their largest LSN.
+    replayed: Vec<(std::path::PathBuf, u64)>,
+}
+
+/// Replay stripe `s`'s segments `ids` into `st`, and write the result to
+/// SST `sst_id` if it reaches `flush_at` bytes (the caller commits it).
+fn replay_stripe(
+    cx: &ReplayCtx<'_>,
+    s: usize,
+    ids: Vec<u64>,
+    meta: &crate::manifest::StripeMeta,
+    st: &mut StripeState,
+    sst_id: u64,
+) -> Result<StripeReplay> {
+    let (dir, wal_dir, sst_dir) = (cx.dir, cx.wal_dir, cx.sst_dir);
+    let (archived, hold, cache) = (cx.archived, cx.hold, cx.cache);
+    let (flush_at, compression) = (cx.flush_at, cx.compression);
+    let mut out = StripeReplay::default();
+    let mut live_ids = Vec::new();
+    for id in ids {
+        if id < meta.log_start {
+            let rel = Path::new("wal").join(segment::file_name(s, id));
+            if let Some(a) = archived {
+                // Flushed, but the archive may not have it yet.
+                let scan = segment::scan(&dir.join(&rel))?;
+                let max = scan.records.iter().map(|r| r.lsn).max().unwrap_or(0);
+                if max > a {
+                    out.unarchived.push((rel, max));
+                    continue;
+                }
+            }
+            // Flushed, but the crash came before the delete.
+            if !hold {
+                remove(&dir.join(&rel))?;
+                out.removed = true;
+            }
+        } else {
+            live_ids.push(id);
+        }
+    }
+    let n = live_ids.len();
+    let mut prev: Option<u64> = None;
+    for (i, id) in live_ids.into_iter().enumerate() {
+        let path = wal_dir.join(segment::file_name(s, id));
+        let mut scan = segment::scan(&path)?;
+        let Some(h) = scan.header else {
+            // Created but never written (a crash or a full disk during
+            // creation): it holds no record, wherever it is.
+            if i + 1 == n
+                || scan.file_len == 0
+                || std::fs::read(&path).ctx(&path)?.iter().all(|&b| b == 0)
+            {
+                remove(&path)?;
+                out.removed = true;
+                continue;
+            }
+            return Err(Error::Corruption {
+                path,
+                offset: 0,
+                detail: "WAL segment has no header but later segments exist".into(),
+            });
+        };
+        let corrupt = |d: String| Error::Corruption {
+            path: path.clone(),
+            offset: 0,
+            detail: d,
+        };
+        if h.stripe as usize != s || h.id != id {
+            return Err(corrupt(format!(
+                "header says stripe {} segment {}, the name says stripe {s} segment {id}",
+                h.stripe, h.id
+            )));
+        }
+        match prev {
+            Some(p) if h.prev != p => {
+                return Err(corrupt(format!(
+                    "WAL segment {} of stripe {s} is missing",
+                    h.prev
+                )))
+            }
+            None if h.prev >= meta.log_start && h.prev != 0 => {
+                return Err(corrupt(format!(
+                    "WAL segment {} of stripe {s} is missing",
+                    h.prev
+                )))
+            }
+            _ => {}
+        }
+        if scan.is_torn() {
+            if i + 1 != n {
+                return Err(Error::Corruption {
+                    path,
+                    offset: scan.valid_len,
+                    detail: "damaged record in a WAL segment that is not the last".into(),
+                });
+            }
+            // A torn tail: cut it off so later appends and readers never see it.
+            let f = fs::OpenOptions::new().write(true).open(&path).ctx(&path)?;
+            f.set_len(scan.valid_len).ctx(&path)?;
+            f.sync_all().ctx(&path)?;
+        }
+        let mut last_in_seg = 0;
+        let seg_max = scan.records.iter().map(|r| r.lsn).max().unwrap_or(0);
+        st.wal_max_lsn.insert(id, seg_max);
+        for r in std::mem::take(&mut scan.records) {
+            if r.lsn <= last_in_seg {
+                return Err(corrupt(format!("LSN {} does not increase", r.lsn)));
+            }
+            last_in_seg = r.lsn;
+            out.last_lsn = out.last_lsn.max(r.lsn);
+            out.last_ts = out.last_ts.max(r.ts);
+            if r.lsn <= meta.flushed_lsn {
+                continue;
+            }
+            let (key, value) = match r.op {
+                Op::Put { key, value } => (key, Some(Arc::from(value))),
+                Op::Delete { key } => (key, None),
+                Op::Marker { .. } => continue,
+            };
+            if key.stripe() != s {
+                return Err(corrupt("record belongs to another stripe".into()));
+            }
+            st.mem.insert(key, r.lsn, r.ts, value);
+        }
+        prev = Some(id);
+        st.wal_bytes += scan.valid_len;
+        st.wal_ids.push(id);
+        st.last_wal_id = id;
+        if i + 1 == n {
+            // New writes continue in the stripe's last segment.
+            st.wal = Some(segment::ActiveSegment::reopen(&path, id, scan.valid_len)?);
+        }
+    }
+    if !st.mem.is_empty() && st.mem.bytes() >= flush_at {
+        let id = sst_id;
+        let path = sst_dir.join(crate::sst::file_name(s, id));
+        let mut b = crate::sst::builder::TableBuilder::create(&path, s, compression)?;
+        for e in st.mem.iter() {
+            b.add(&e)?;
+        }
+        let built = b.finish()?;
+        let table = TableReader::open_cached(&path, cache, id)?;
+        out.flushed = Some((
+            crate::manifest::SstMeta {
+                id,
+                size: built.size,
+                entries: built.props.entries,
+                min_lsn: built.props.min_lsn,
+                max_lsn: built.props.max_lsn,
+            },
+            st.mem.max_lsn(),
+            st.mem.max_ts(),
+        ));
+        st.tables.insert(0, Arc::new(table));
+        st.mem = crate::memtable::Memtable::default();
+        st.wal = None;
+        st.wal_bytes = 0;
+        for seg in std::mem::take(&mut st.wal_ids) {
+            let max = st.wal_max_lsn.remove(&seg).unwrap_or(0);
+            out.replayed
+                .push((Path::new("wal").join(segment::file_name(s, seg)), max));
+        }
+    }
+    Ok(out)
 }
