@@ -22,7 +22,6 @@ use crate::entry::Entry;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::SstMeta;
 use crate::read::range::{KeyRange, Merge};
-use crate::sst::builder::TableBuilder;
 use crate::sst::reader::TableReader;
 use crate::stripe::{FlushCtx, StripeState};
 
@@ -90,12 +89,7 @@ fn merge(
         .iter()
         .map(|t| t.range(&KeyRange::all(), false))
         .collect();
-    let id = (cx.alloc_id)();
-    let path = cx
-        .dir
-        .join("sst")
-        .join(crate::sst::file_name(cx.stripe, id));
-    let mut b = TableBuilder::create(&path, cx.stripe, cx.compression)?;
+    let (id, path, mut b) = cx.new_table()?;
     let mut written = 0u64;
     for e in Merge::new(sources, false) {
         let e: Entry = e?;

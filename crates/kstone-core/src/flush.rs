@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use crate::db::{lock, Shared};
 use crate::error::{Error, Result};
 use crate::manifest::SstMeta;
-use crate::sst::builder::TableBuilder;
 use crate::sst::reader::TableReader;
 use crate::stripe::{FlushCtx, Sealed, StripeState};
 
@@ -33,12 +32,7 @@ impl Shared {
 }
 
 fn flush_one(cx: &FlushCtx<'_>, stripe: &Mutex<StripeState>, sealed: &Arc<Sealed>) -> Result<()> {
-    let id = (cx.alloc_id)();
-    let path = cx
-        .dir
-        .join("sst")
-        .join(crate::sst::file_name(cx.stripe, id));
-    let mut b = TableBuilder::create(&path, cx.stripe, cx.compression)?;
+    let (id, path, mut b) = cx.new_table()?;
     for e in sealed.mem.iter() {
         b.add(&e)?;
     }

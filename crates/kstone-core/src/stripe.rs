@@ -58,6 +58,21 @@ pub struct FlushCtx<'a> {
     pub retire: &'a dyn Fn(Vec<(std::path::PathBuf, Option<u64>)>) -> crate::error::Result<()>,
 }
 
+impl FlushCtx<'_> {
+    /// A new SST of this stripe under a fresh file id: (id, path, builder).
+    pub fn new_table(
+        &self,
+    ) -> crate::error::Result<(u64, std::path::PathBuf, crate::sst::builder::TableBuilder)> {
+        let id = (self.alloc_id)();
+        let path = self
+            .dir
+            .join("sst")
+            .join(crate::sst::file_name(self.stripe, id));
+        let b = crate::sst::builder::TableBuilder::create(&path, self.stripe, self.compression)?;
+        Ok((id, path, b))
+    }
+}
+
 impl StripeState {
     /// Turn the active memtable into a sealed one (no I/O): new records go to
     /// a new memtable and segment. Returns false if there was nothing to seal.
