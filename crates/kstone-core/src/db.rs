@@ -166,7 +166,7 @@ impl Database {
             if st.mem.bytes() >= db.shared.opts.memtable_stripe_bytes
                 || st.wal_bytes >= db.shared.opts.wal_stripe_bytes
             {
-                db.shared.seal(s, &mut st);
+                db.shared.seal(s, &mut st)?;
             }
         }
         Ok(db)
@@ -273,7 +273,7 @@ impl Database {
     pub fn compact(&self) -> Result<()> {
         for s in 0..STRIPES {
             let _job = lock(&self.shared.jobs[s]);
-            self.shared.seal_now(s);
+            self.shared.seal_now(s)?;
             self.shared.flush_sealed(s)?;
             self.shared.compact_full(s)?;
         }
@@ -286,7 +286,7 @@ impl Database {
     pub fn flush(&self) -> Result<()> {
         for s in 0..STRIPES {
             let _job = lock(&self.shared.jobs[s]);
-            self.shared.seal_now(s);
+            self.shared.seal_now(s)?;
             self.shared.flush_sealed(s)?;
             self.shared.compact_if_needed(s)?;
         }
@@ -581,7 +581,7 @@ impl Shared {
                 || st.wal_bytes >= sh.opts.wal_stripe_bytes
                 || (total >= sh.opts.memtable_budget && bytes >= sh.opts.memtable_budget / STRIPES)
             {
-                sh.seal(s, &mut st);
+                sh.seal(s, &mut st)?;
             }
         }
         if sh.opts.durability == Durability::Sync && last_seq > 0 {
@@ -610,22 +610,39 @@ impl Shared {
 
     /// Seal the stripe's memtable (caller holds the stripe lock) and hand it
     /// to the background.
-    pub(crate) fn seal(&self, s: usize, st: &mut StripeState) {
+    pub(crate) fn seal(&self, s: usize, st: &mut StripeState) -> Result<()> {
         let bytes = st.mem.bytes();
+        self.sync_before_seal(st)?;
         if st.seal() {
             self.sealed_bytes.fetch_add(bytes, Ordering::Relaxed);
             self.bg.schedule(s);
         }
+        Ok(())
+    }
+
+    /// Make the active segment and its directory entry durable before the
+    /// stripe moves on to a new segment: without an fsync the kernel may
+    /// write the newer segment first, and a power cut would then leave a
+    /// torn or missing segment in the middle of the chain, which recovery
+    /// rightly refuses to skip.
+    fn sync_before_seal(&self, st: &StripeState) -> Result<()> {
+        if let Some(seg) = st.wal.as_ref().filter(|_| !st.mem.is_empty()) {
+            seg.file.sync_data().ctx(&seg.path)?;
+            self.wal_dir.sync_all().ctx(&self.dir.join("wal"))?;
+        }
+        Ok(())
     }
 
     /// Seal the stripe's memtable now, without scheduling (an explicit
     /// flush does the work itself).
-    pub(crate) fn seal_now(&self, s: usize) {
+    pub(crate) fn seal_now(&self, s: usize) -> Result<()> {
         let mut st = lock(&self.stripes[s]);
         let bytes = st.mem.bytes();
+        self.sync_before_seal(&st)?;
         if st.seal() {
             self.sealed_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
+        Ok(())
     }
 }
 
