@@ -397,6 +397,21 @@ impl Database {
     }
 
     fn shutdown(&mut self) -> Result<()> {
+        if self.threads.is_empty() {
+            return Ok(()); // already shut down (close, then drop)
+        }
+        // The WAL holds every write, so a failed flush loses nothing: it is
+        // reported, and the next open replays the log instead.
+        let sh = &self.shared;
+        let held = sh.mem_total.load(Ordering::Relaxed);
+        let flushed = if sh.opts.flush_on_close
+            && held > sh.opts.memtable_budget / 16
+            && sh.commit.check().is_ok()
+        {
+            self.flush_memtables()
+        } else {
+            Ok(())
+        };
         self.shared.closing.store(true, Ordering::SeqCst);
         self.shared.bg.wake_all();
         {
@@ -406,7 +421,18 @@ impl Database {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        self.shared.commit.sync_all_written()
+        self.shared.commit.sync_all_written()?;
+        flushed
+    }
+
+    /// Write every stripe's memtables to SSTs (no compaction).
+    fn flush_memtables(&self) -> Result<()> {
+        for s in 0..STRIPES {
+            let _job = lock(&self.shared.jobs[s]);
+            self.shared.seal_now(s)?;
+            self.shared.flush_sealed(s)?;
+        }
+        Ok(())
     }
 }
 

@@ -36,12 +36,19 @@ pub struct Options {
     pub compaction_trigger: usize,
     /// Compression of SST data blocks.
     pub compression: Compression,
-    /// Decoded data blocks kept for point lookups, shared by all tables
-    /// (0 = no cache). Memory use is bounded by this plus the memtable
-    /// budget plus each table's index and bloom filter.
+    /// Data blocks kept for point lookups, shared by all tables (0 = no
+    /// cache). Open tables' indexes and bloom filters are charged to it too
+    /// (the blocks keep at least a quarter), so memory use is bounded by this
+    /// plus the memtable budget.
     pub block_cache_bytes: usize,
     /// Threads that flush sealed memtables and compact stripes.
     pub background_threads: usize,
+    /// `close` (and drop) writes the memtables to SSTs when they hold more
+    /// than 1/16 of `memtable_budget`, so the next `open` has no long log to
+    /// replay (a short one replays in milliseconds). `false` closes at once
+    /// and leaves the work to the next `open`; the WAL holds every write
+    /// either way.
+    pub flush_on_close: bool,
 }
 
 impl Default for Options {
@@ -56,6 +63,7 @@ impl Default for Options {
             compression: Compression::None,
             block_cache_bytes: 32 << 20,
             background_threads: 2,
+            flush_on_close: true,
         }
     }
 }

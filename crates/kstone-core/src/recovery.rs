@@ -149,6 +149,7 @@ pub(crate) fn recover(
         }
     }
     let manifest_ref = &manifest;
+    let replayed_any = work.iter().any(|w| !w.is_empty());
     let results: Vec<Result<Vec<(usize, StripeReplay)>>> = std::thread::scope(|sc| {
         let handles: Vec<_> = work
             .into_iter()
@@ -173,6 +174,9 @@ pub(crate) fn recover(
             })
             .collect()
     });
+    if replayed_any {
+        release_freed_memory();
+    }
     for r in results {
         for (s, out) in r? {
             last_lsn = last_lsn.max(out.last_lsn);
@@ -221,6 +225,19 @@ pub(crate) fn recover(
         stripes,
         registry,
     })
+}
+
+/// Hand the heap that replay used and freed back to the OS. Replay threads
+/// leave their freed memtables in their own malloc arenas, where the block
+/// cache (filled from other threads) never reuses them: without this, a
+/// database reopened after a long WAL keeps that much more resident.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of glibc's arenas to the
+    // kernel; it touches no memory that is in use.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Threads replaying stripes at open.

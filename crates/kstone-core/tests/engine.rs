@@ -448,6 +448,7 @@ fn recovery_writes_a_long_wal_to_tables() {
     let dir = tmp.path().join("db");
     let opts = Options {
         durability: kstone_core::Durability::Buffered,
+        flush_on_close: false,
         ..Options::default()
     };
     let db = Database::create(&dir, opts.clone()).unwrap();
@@ -465,7 +466,7 @@ fn recovery_writes_a_long_wal_to_tables() {
         "nothing should be flushed yet: {before:?}"
     );
     assert!(before.memtable_bytes > 16 << 20, "{before:?}");
-    drop(db); // close does not flush: the WAL holds everything
+    drop(db); // no flush on close: the WAL holds everything
     let db = Database::open(&dir, opts).unwrap();
     let after = db.stats().unwrap();
     assert!(after.sst_files > 0, "{after:?}");
@@ -486,4 +487,54 @@ fn recovery_writes_a_long_wal_to_tables() {
         );
     }
     assert_eq!(after.last_lsn, 200_000);
+}
+
+/// A close with a sizeable memtable writes it to SSTs, so the next open has
+/// no log to replay; a close with a few writes leaves them in the WAL.
+#[test]
+fn close_flushes_large_memtables_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let opts = Options {
+        durability: kstone_core::Durability::Buffered,
+        memtable_budget: 4 << 20,
+        ..Options::default()
+    };
+    let db = Database::create(&dir, opts.clone()).unwrap();
+    for i in 0..10u64 {
+        db.put(format!("p{i}").as_bytes(), None, &item(i)).unwrap();
+    }
+    db.close().unwrap();
+    let db = Database::open(&dir, opts.clone()).unwrap();
+    let st = db.stats().unwrap();
+    assert_eq!((st.sst_files, st.memtable_entries), (0, 10), "{st:?}");
+    for i in 0..20_000u64 {
+        db.put(
+            format!("p{}", i % 997).as_bytes(),
+            Some(&i.to_be_bytes()),
+            &item(i),
+        )
+        .unwrap();
+    }
+    let before = db.stats().unwrap();
+    assert!(before.memtable_bytes > (4 << 20) / 16, "{before:?}");
+    db.close().unwrap();
+    let db = Database::open(&dir, opts).unwrap();
+    let after = db.stats().unwrap();
+    assert_eq!(after.memtable_entries, 0, "{after:?}");
+    assert!(after.sst_files > 0, "{after:?}");
+    for i in (0..20_000u64).step_by(13) {
+        assert_eq!(
+            db.get(format!("p{}", i % 997).as_bytes(), Some(&i.to_be_bytes()))
+                .unwrap(),
+            Some(item(i)),
+            "item {i}"
+        );
+    }
+    for i in 0..10u64 {
+        assert_eq!(
+            db.get(format!("p{i}").as_bytes(), None).unwrap(),
+            Some(item(i))
+        );
+    }
 }

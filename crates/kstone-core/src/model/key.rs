@@ -82,6 +82,32 @@ impl Key {
     }
 }
 
+/// A borrowed key, ordered exactly like [`Key`] (used where keys are held
+/// packed, e.g. an SST's in-memory index, to compare without allocating).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KeyRef<'a> {
+    pub pk: &'a [u8],
+    pub sk: Option<&'a [u8]>,
+}
+
+impl Key {
+    pub fn as_key_ref(&self) -> KeyRef<'_> {
+        KeyRef {
+            pk: &self.pk,
+            sk: self.sk.as_deref(),
+        }
+    }
+}
+
+impl KeyRef<'_> {
+    pub fn to_key(self) -> Key {
+        Key {
+            pk: self.pk.to_vec(),
+            sk: self.sk.map(<[u8]>::to_vec),
+        }
+    }
+}
+
 /// The stripe of a partition key.
 pub fn stripe_of(pk: &[u8]) -> usize {
     (crc32fast::hash(pk) as usize) % STRIPES
@@ -99,6 +125,8 @@ mod tests {
         let d = Key::new(b"b", None).unwrap();
         assert!(a < b && b < c && c < d);
         assert_ne!(a, b);
+        assert!(a.as_key_ref() < b.as_key_ref() && b.as_key_ref() < c.as_key_ref());
+        assert!(c.as_key_ref() < d.as_key_ref());
         for k in [a, b, c, d] {
             let mut v = Vec::new();
             k.encode(&mut v);

@@ -5,7 +5,7 @@ use std::ops::Bound;
 
 use crate::entry::Entry;
 use crate::error::Result;
-use crate::model::key::{Key, MAX_SK_BYTES};
+use crate::model::key::{Key, KeyRef, MAX_SK_BYTES};
 
 /// A range of keys, each end inclusive, exclusive or open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,9 +32,13 @@ impl KeyRange {
 
     /// `key` is below the lower bound.
     pub fn below_lo(&self, key: &Key) -> bool {
+        self.below_lo_ref(key.as_key_ref())
+    }
+
+    pub fn below_lo_ref(&self, key: KeyRef<'_>) -> bool {
         match &self.lo {
-            Bound::Included(b) => key < b,
-            Bound::Excluded(b) => key <= b,
+            Bound::Included(b) => key < b.as_key_ref(),
+            Bound::Excluded(b) => key <= b.as_key_ref(),
             Bound::Unbounded => false,
         }
     }

@@ -7,8 +7,15 @@
 //! compactions read around it so that one full scan does not evict the
 //! working set. `quick_cache`'s policy (CLOCK-Pro style, scan resistant)
 //! decides what stays.
+//!
+//! Open tables' indexes and filters are charged to the same budget
+//! ([`BlockCache::reserve`]): the blocks get what they leave, but never less
+//! than a quarter of it, so `block_cache_bytes` bounds the memory that grows
+//! with the database, not only the blocks.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+
+use crate::db::lock;
 
 /// A block's payload (checksum already verified) and what it costs to keep.
 pub struct CachedBlock {
@@ -39,6 +46,8 @@ impl quick_cache::Weighter<(u64, u64), Arc<CachedBlock>> for ByWeight {
 pub struct BlockCache {
     inner: quick_cache::sync::Cache<(u64, u64), Arc<CachedBlock>, ByWeight>,
     capacity: u64,
+    /// (bytes reserved by open tables, capacity last given to `inner`).
+    reserved: Mutex<(u64, u64)>,
 }
 
 impl BlockCache {
@@ -52,7 +61,39 @@ impl BlockCache {
         Some(Arc::new(BlockCache {
             inner: quick_cache::sync::Cache::with_weighter(items, bytes as u64, ByWeight),
             capacity: bytes as u64,
+            reserved: Mutex::new((0, bytes as u64)),
         }))
+    }
+
+    /// Take `bytes` of the budget away from the blocks (an open table's
+    /// index and filter), evicting blocks if needed.
+    pub fn reserve(&self, bytes: u64) {
+        let mut r = lock(&self.reserved);
+        r.0 += bytes;
+        self.resize(&mut r);
+    }
+
+    /// Give back what [`BlockCache::reserve`] took.
+    pub fn release(&self, bytes: u64) {
+        let mut r = lock(&self.reserved);
+        r.0 = r.0.saturating_sub(bytes);
+        self.resize(&mut r);
+    }
+
+    fn resize(&self, r: &mut (u64, u64)) {
+        let want = self.capacity.saturating_sub(r.0).max(self.capacity / 4);
+        // Resizing rescales the cache's bookkeeping: skip changes under 1/64
+        // of it, except to reach either end.
+        let end = want == self.capacity || want == self.capacity / 4;
+        if want != r.1 && (end || want.abs_diff(r.1) > self.capacity / 64) {
+            self.inner.set_capacity(want);
+            r.1 = want;
+        }
+    }
+
+    /// Capacity left for blocks after open tables' reservations.
+    pub fn block_capacity(&self) -> u64 {
+        lock(&self.reserved).1
     }
 
     pub fn get(&self, file: u64, offset: u64) -> Option<Arc<CachedBlock>> {
@@ -63,7 +104,7 @@ impl BlockCache {
         self.inner.insert((file, offset), block);
     }
 
-    /// Bytes held now (never more than the capacity).
+    /// Bytes of blocks held now (never more than the capacity).
     pub fn used(&self) -> u64 {
         self.inner.weight()
     }
@@ -91,5 +132,26 @@ mod tests {
         assert!(c.used() > (1 << 19), "cache barely used: {}", c.used());
         assert!(c.get(999, 0).is_some());
         assert!(BlockCache::new(0).is_none());
+    }
+
+    #[test]
+    fn reservations_shrink_the_blocks_share() {
+        let c = BlockCache::new(1 << 20).unwrap();
+        for i in 0..1000 {
+            c.insert(i, 0, block(10, 1000));
+        }
+        c.reserve(600 << 10);
+        assert!(
+            c.used() <= (1 << 20) - (600 << 10) + (1 << 14),
+            "{}",
+            c.used()
+        );
+        // Never below a quarter, however much is reserved.
+        c.reserve(10 << 20);
+        assert_eq!(c.block_capacity(), (1 << 20) / 4);
+        assert!(c.used() <= (1 << 20) / 4 + (1 << 14));
+        c.release(10 << 20);
+        c.release(600 << 10);
+        assert_eq!(c.block_capacity(), 1 << 20);
     }
 }

@@ -6,6 +6,7 @@ pub mod bloom;
 pub mod builder;
 pub mod cache;
 pub mod footer;
+pub mod index;
 pub mod reader;
 
 /// File name of an SST: `SSS-IIIIIIIIIIII.sst` (stripe, file id).

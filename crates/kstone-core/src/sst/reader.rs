@@ -13,17 +13,12 @@ use super::bloom;
 use super::builder::{KIND_PUT, KIND_TOMBSTONE};
 use super::cache::{BlockCache, CachedBlock};
 use super::footer::{Footer, Props, FOOTER_LEN};
+use super::index::BlockIndex;
 use crate::entry::Entry;
 use crate::error::{Error, IoContext, Result};
 use crate::model::key::Key;
 use crate::model::varint::Reader;
 use crate::read::range::KeyRange;
-
-#[derive(Debug)]
-struct IndexEntry {
-    last_key: Key,
-    handle: Handle,
-}
 
 /// An open, immutable SST.
 #[derive(Debug)]
@@ -31,11 +26,21 @@ pub struct TableReader {
     path: PathBuf,
     file: File,
     size: u64,
-    index: Vec<IndexEntry>,
+    index: BlockIndex,
     filter: Vec<u8>,
     props: Props,
     /// The database's block cache and this table's file id in it.
     cache: Option<(Arc<BlockCache>, u64)>,
+    /// Bytes of index and filter charged to the cache while the table is open.
+    charged: u64,
+}
+
+impl Drop for TableReader {
+    fn drop(&mut self) {
+        if let Some((cache, _)) = &self.cache {
+            cache.release(self.charged);
+        }
+    }
 }
 
 impl std::fmt::Debug for BlockCache {
@@ -69,37 +74,28 @@ impl TableReader {
             path: path.to_path_buf(),
             file,
             size,
-            index: Vec::new(),
+            index: BlockIndex::default(),
             filter: Vec::new(),
             props: Props::default(),
             cache: None,
+            charged: 0,
         };
         let index = t.read_block(footer.index)?;
         t.filter = t.read_block(footer.filter)?;
         t.props = Props::decode(&t.read_block(footer.props)?)
             .map_err(|e| corrupt(footer.props.offset, e.to_string()))?;
-        let mut r = Reader::new(&index);
-        let parse = |r: &mut Reader<'_>| -> Result<IndexEntry> {
-            let last_key = Key::decode(&mut Reader::new(r.len_prefixed()?))?;
-            let offset = r.uvarint()?;
-            let size = u32::try_from(r.uvarint()?)
-                .map_err(|_| Error::Malformed("block size too large".into()))?;
-            Ok(IndexEntry {
-                last_key,
-                handle: Handle { offset, size },
-            })
-        };
-        while !r.is_empty() {
-            let e = parse(&mut r)
-                .map_err(|e| corrupt(footer.index.offset, format!("bad index: {e}")))?;
-            if e.handle.offset + u64::from(e.handle.size) > foot_at {
+        t.index = BlockIndex::decode(&index)
+            .map_err(|e| corrupt(footer.index.offset, format!("bad index: {e}")))?;
+        for i in 0..t.index.len() {
+            let h = t.index.handle(i).unwrap_or_default();
+            if h.offset + u64::from(h.size) > foot_at {
                 return Err(corrupt(
                     footer.index.offset,
                     "index points past the data".into(),
                 ));
             }
-            t.index.push(e);
         }
+        t.filter.shrink_to_fit();
         Ok(t)
     }
 
@@ -110,7 +106,13 @@ impl TableReader {
         id: u64,
     ) -> Result<TableReader> {
         let mut t = TableReader::open(path)?;
-        t.cache = cache.map(|c| (Arc::clone(c), id));
+        if let Some(c) = cache {
+            // The index and filter live as long as the table: they count
+            // against the cache's budget so that the budget bounds both.
+            t.charged = (t.index.heap_bytes() + t.filter.capacity()) as u64;
+            c.reserve(t.charged);
+            t.cache = Some((Arc::clone(c), id));
+        }
         Ok(t)
     }
 
@@ -160,26 +162,27 @@ impl TableReader {
         if !bloom::may_contain(&self.filter, &enc) {
             return Ok(None);
         }
-        let i = self.index.partition_point(|ie| ie.last_key < *key);
-        let Some(ie) = self.index.get(i) else {
+        let kr = key.as_key_ref();
+        let i = self.index.partition_point(|lk| lk < kr);
+        let Some(handle) = self.index.handle(i) else {
             return Ok(None);
         };
         let found = if let Some((cache, id)) = &self.cache {
-            let block = match cache.get(*id, ie.handle.offset) {
+            let block = match cache.get(*id, handle.offset) {
                 Some(b) => b,
                 None => {
-                    let b = Arc::new(CachedBlock::new(self.read_block(ie.handle)?));
-                    cache.insert(*id, ie.handle.offset, Arc::clone(&b));
+                    let b = Arc::new(CachedBlock::new(self.read_block(handle)?));
+                    cache.insert(*id, handle.offset, Arc::clone(&b));
                     b
                 }
             };
             find_in_block(&block.raw, &enc)
         } else {
-            find_in_block(&self.read_block(ie.handle)?, &enc)
+            find_in_block(&self.read_block(handle)?, &enc)
         };
         found.map_err(|e| Error::Corruption {
             path: self.path.clone(),
-            offset: ie.handle.offset,
+            offset: handle.offset,
             detail: format!("bad data block: {e}"),
         })
     }
@@ -222,13 +225,13 @@ impl TableReader {
             let i = match &range.hi {
                 Bound::Unbounded => self.index.len(),
                 Bound::Included(k) | Bound::Excluded(k) => {
-                    self.index.partition_point(|ie| ie.last_key < *k)
+                    let k = k.as_key_ref();
+                    self.index.partition_point(|lk| lk < k)
                 }
             };
             i.min(self.index.len().saturating_sub(1))
         } else {
-            self.index
-                .partition_point(|ie| range.below_lo(&ie.last_key))
+            self.index.partition_point(|lk| range.below_lo_ref(lk))
         };
         RangeIter {
             table: Arc::clone(self),
@@ -287,7 +290,7 @@ impl Iterator for RangeIter {
                 self.done = true;
                 return None;
             };
-            let Some(ie) = self.table.index.get(i) else {
+            let Some(handle) = self.table.index.handle(i) else {
                 self.done = true;
                 return None;
             };
@@ -296,7 +299,7 @@ impl Iterator for RangeIter {
             } else {
                 Some(i + 1)
             };
-            match self.table.decode_block(ie.handle) {
+            match self.table.decode_block(handle) {
                 Ok(mut v) => {
                     if self.reverse {
                         v.reverse();
@@ -368,9 +371,9 @@ impl Iterator for TableIter {
             if let Some(e) = self.buf.next() {
                 return Some(Ok(e));
             }
-            let ie = self.table.index.get(self.next_block)?;
+            let handle = self.table.index.handle(self.next_block)?;
             self.next_block += 1;
-            match self.table.decode_block(ie.handle) {
+            match self.table.decode_block(handle) {
                 Ok(v) => self.buf = v.into_iter(),
                 Err(e) => {
                     self.next_block = usize::MAX;
