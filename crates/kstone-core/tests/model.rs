@@ -169,6 +169,22 @@ fn check(
         all.len(),
         want.len()
     );
+    // The streaming whole-database walk sees the same items.
+    let mut streamed: Vec<(Key, Item)> = Vec::new();
+    let n = db
+        .for_each_item(|k, i| {
+            streamed.push((k.clone(), i.clone()));
+            Ok::<(), kstone_core::Error>(())
+        })
+        .unwrap();
+    streamed.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(n as usize, streamed.len());
+    assert!(
+        streamed == want,
+        "for_each_item: {} items, model has {}",
+        streamed.len(),
+        want.len()
+    );
 }
 
 proptest! {

@@ -99,7 +99,36 @@ impl Key {
     }
 }
 
-impl KeyRef<'_> {
+impl<'a> KeyRef<'a> {
+    /// Decode a key in [`Key::encode`]'s form without copying it, with the
+    /// same validation as [`Key::decode`].
+    pub fn decode(r: &mut Reader<'a>) -> Result<KeyRef<'a>> {
+        let pk = r.len_prefixed()?;
+        let sk = match r.u8()? {
+            0 => None,
+            1 => Some(r.len_prefixed()?),
+            f => return Err(Error::Malformed(format!("bad sort-key flag {f}"))),
+        };
+        if pk.is_empty() || pk.len() > MAX_PK_BYTES || sk.is_some_and(|s| s.len() > MAX_SK_BYTES) {
+            return Err(Error::Malformed("key size out of bounds".into()));
+        }
+        Ok(KeyRef { pk, sk })
+    }
+
+    /// Overwrite `key` with this key, reusing its buffers.
+    pub fn copy_into(self, key: &mut Key) {
+        key.pk.clear();
+        key.pk.extend_from_slice(self.pk);
+        match self.sk {
+            Some(sk) => {
+                let b = key.sk.get_or_insert_with(Vec::new);
+                b.clear();
+                b.extend_from_slice(sk);
+            }
+            None => key.sk = None,
+        }
+    }
+
     pub fn to_key(self) -> Key {
         Key {
             pk: self.pk.to_vec(),
@@ -127,11 +156,17 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.as_key_ref() < b.as_key_ref() && b.as_key_ref() < c.as_key_ref());
         assert!(c.as_key_ref() < d.as_key_ref());
+        let mut reused = Key::new(b"zzz", Some(b"old")).unwrap();
         for k in [a, b, c, d] {
             let mut v = Vec::new();
             k.encode(&mut v);
             assert_eq!(Key::decode(&mut Reader::new(&v)).unwrap(), k);
+            let kr = KeyRef::decode(&mut Reader::new(&v)).unwrap();
+            assert_eq!(kr, k.as_key_ref());
+            kr.copy_into(&mut reused);
+            assert_eq!(reused, k);
         }
+        assert!(KeyRef::decode(&mut Reader::new(&[0, 0])).is_err());
     }
 
     #[test]

@@ -37,6 +37,7 @@ impl<'a> Reader<'a> {
         self.remaining() == 0
     }
 
+    #[inline]
     pub fn u8(&mut self) -> Result<u8> {
         let b = *self
             .buf
@@ -46,6 +47,7 @@ impl<'a> Reader<'a> {
         Ok(b)
     }
 
+    #[inline]
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
         if n > self.remaining() {
             return Err(Error::Malformed(format!(
@@ -70,6 +72,7 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(a))
     }
 
+    #[inline]
     pub fn uvarint(&mut self) -> Result<u64> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
@@ -86,6 +89,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A varint length followed by that many bytes.
+    #[inline]
     pub fn len_prefixed(&mut self) -> Result<&'a [u8]> {
         let n = self.uvarint()?;
         let n = usize::try_from(n).map_err(|_| Error::Malformed("length too large".into()))?;

@@ -207,8 +207,9 @@ impl Database {
         )
     }
 
-    /// Call `f` for every item, in scan order (stripe, then key), a page at a
-    /// time; returns the number of items.
+    /// Call `f` for every item, in scan order (stripe, then key); returns the
+    /// number of items. Each stripe is read from one consistent view, its
+    /// entries lent from the table blocks (no per-item copy of the key).
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
@@ -224,23 +225,20 @@ impl Database {
     where
         E: From<Error>,
     {
-        let mut s = Scan {
-            limit: Some(10_000),
-            total_segments: 1,
-            ..Scan::default()
-        };
         let mut n = 0;
-        loop {
-            let page = self.scan(&s)?;
-            for (k, item) in &page.items {
-                f(k, item)?;
+        let mut key = Key {
+            pk: Vec::new(),
+            sk: None,
+        };
+        for stripe in 0..STRIPES {
+            self.stream_stripe(stripe, |e| {
+                e.key.copy_into(&mut key);
+                let item = decode_item(e.value.unwrap_or_default())?;
                 n += 1;
-            }
-            match page.last_evaluated_key {
-                Some(k) => s.exclusive_start = Some(k),
-                None => return Ok(n),
-            }
+                f(&key, &item)
+            })?;
         }
+        Ok(n)
     }
 
     /// All items (or one segment's), in stripe order then key order.

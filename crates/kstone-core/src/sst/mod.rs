@@ -5,6 +5,7 @@ pub mod block;
 pub mod bloom;
 pub mod builder;
 pub mod cache;
+pub mod cursor;
 pub mod footer;
 pub mod index;
 pub mod reader;

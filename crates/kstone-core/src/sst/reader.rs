@@ -146,6 +146,12 @@ impl TableReader {
         block::open(&buf).map_err(|e| corrupt(e.to_string()))
     }
 
+    /// Data block `i`'s offset and verified payload; `None` past the last.
+    pub(crate) fn data_block(&self, i: usize) -> Option<(u64, Result<Vec<u8>>)> {
+        let h = self.index.handle(i)?;
+        Some((h.offset, self.read_block(h)))
+    }
+
     fn decode_block(&self, h: Handle) -> Result<Vec<Entry>> {
         let raw = self.read_block(h)?;
         decode_entries(&raw).map_err(|e| Error::Corruption {
