@@ -512,14 +512,20 @@ impl Shared {
         let sh = self;
         sh.commit.check()?;
         sh.throttle()?;
-        let mut by_stripe: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
-        for (i, (p, _)) in ops.iter().enumerate() {
-            by_stripe.entry(p.stripe()).or_default().push(i);
-        }
+        // (stripe, input position), grouped by stripe, input order within one.
+        let mut order: Vec<(usize, usize)> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _))| (p.stripe(), i))
+            .collect();
+        order.sort_unstable();
         let mut stamps = vec![(0u64, 0u64); ops.len()];
         let mut ops: Vec<Option<Stamped>> = ops.into_iter().map(Some).collect();
         let mut last_seq = 0;
-        for (s, idxs) in by_stripe {
+        let mut buf = Vec::new();
+        let mut staged = Vec::new();
+        for group in order.chunk_by(|a, b| a.0 == b.0) {
+            let s = group[0].0;
             let mut st = lock(&sh.stripes[s]);
             if st.wal.is_none() {
                 let id = sh.next_file_id.fetch_add(1, Ordering::SeqCst);
@@ -533,12 +539,12 @@ impl Shared {
                 st.wal_ids.push(id);
                 st.last_wal_id = id;
             }
-            let mut buf = Vec::new();
-            let mut staged = Vec::with_capacity(idxs.len());
+            buf.clear();
+            staged.clear();
             let mut max_lsn = 0;
             {
                 let mut clock = lock(&sh.clock);
-                for &i in &idxs {
+                for &(_, i) in group {
                     let Some((pending, fixed)) = ops[i].take() else {
                         continue;
                     };
@@ -597,7 +603,7 @@ impl Shared {
             let m = st.wal_max_lsn.entry(seg_id).or_default();
             *m = (*m).max(max_lsn);
             let before = st.mem.bytes();
-            for (key, lsn, ts, value) in staged {
+            for (key, lsn, ts, value) in staged.drain(..) {
                 st.mem.insert(key, lsn, ts, value);
             }
             let grown = st.mem.bytes().saturating_sub(before);

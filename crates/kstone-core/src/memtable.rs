@@ -1,12 +1,110 @@
 //! The in-memory table of a stripe's writes that are in the WAL but not yet
 //! in an SST. It keeps only the newest version of each key.
 
+use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::entry::Entry;
-use crate::model::key::Key;
+use crate::model::key::{Key, KeyRef};
 use crate::read::range::KeyRange;
+
+/// A memtable key with the first 8 bytes of its partition key inline. Most
+/// comparisons in the B-tree are decided by the prefix alone, without
+/// following the key's heap pointers (a cache miss each on a large memtable).
+#[derive(Debug)]
+struct MemKey {
+    prefix: u64,
+    key: Key,
+}
+
+/// First 8 bytes of `pk`, zero-padded, big-endian: if two prefixes differ,
+/// they order as the keys do (padding is the smallest byte).
+fn prefix(pk: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = pk.len().min(8);
+    b[..n].copy_from_slice(&pk[..n]);
+    u64::from_be_bytes(b)
+}
+
+/// What a lookup compares: an owned [`MemKey`] or a borrowed probe, so that
+/// `get` and `range` need not build (allocate) a `MemKey`.
+trait Lookup {
+    fn parts(&self) -> (u64, KeyRef<'_>);
+}
+
+impl Lookup for MemKey {
+    fn parts(&self) -> (u64, KeyRef<'_>) {
+        (self.prefix, self.key.as_key_ref())
+    }
+}
+
+impl Lookup for (u64, &Key) {
+    fn parts(&self) -> (u64, KeyRef<'_>) {
+        (self.0, self.1.as_key_ref())
+    }
+}
+
+fn probe(key: &Key) -> (u64, &Key) {
+    (prefix(&key.pk), key)
+}
+
+fn as_dyn<'a, 'k>(b: &'a Bound<(u64, &'k Key)>) -> Bound<&'a (dyn Lookup + 'k)> {
+    match b {
+        Bound::Included(p) => Bound::Included(p),
+        Bound::Excluded(p) => Bound::Excluded(p),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+impl<'a> Borrow<dyn Lookup + 'a> for MemKey {
+    fn borrow(&self) -> &(dyn Lookup + 'a) {
+        self
+    }
+}
+
+impl Ord for dyn Lookup + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let (a, b) = (self.parts(), other.parts());
+        a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1))
+    }
+}
+
+impl PartialOrd for dyn Lookup + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for dyn Lookup + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for dyn Lookup + '_ {}
+
+impl Ord for MemKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self as &dyn Lookup).cmp(other as &dyn Lookup)
+    }
+}
+
+impl PartialOrd for MemKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for MemKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for MemKey {}
 
 /// Approximate per-entry overhead of the B-tree node and `Arc`, for budgeting.
 const ENTRY_OVERHEAD: usize = 64;
@@ -16,7 +114,7 @@ type Version = (u64, Option<Arc<[u8]>>);
 
 #[derive(Debug, Default)]
 pub struct Memtable {
-    map: BTreeMap<Key, Version>,
+    map: BTreeMap<MemKey, Version>,
     bytes: usize,
     max_lsn: u64,
     max_ts: u64,
@@ -36,6 +134,10 @@ impl Memtable {
         self.max_ts = self.max_ts.max(ts);
         let add = cost(&key, &value);
         // One search per insert (the memtable is on every write's path).
+        let key = MemKey {
+            prefix: prefix(&key.pk),
+            key,
+        };
         match self.map.entry(key) {
             std::collections::btree_map::Entry::Occupied(mut o) => {
                 let old = o.get_mut();
@@ -53,7 +155,8 @@ impl Memtable {
     }
 
     pub fn get(&self, key: &Key) -> Option<Entry> {
-        self.map.get(key).map(|(lsn, value)| Entry {
+        let p = probe(key);
+        self.map.get(&p as &dyn Lookup).map(|(lsn, value)| Entry {
             key: key.clone(),
             lsn: *lsn,
             value: value.clone(),
@@ -94,11 +197,13 @@ impl Memtable {
         if empty {
             return Vec::new();
         }
+        let lo = range.lo.as_ref().map(probe);
+        let hi = range.hi.as_ref().map(probe);
         let it = self
             .map
-            .range::<Key, _>((range.lo.as_ref(), range.hi.as_ref()))
+            .range::<dyn Lookup, _>((as_dyn(&lo), as_dyn(&hi)))
             .map(|(k, (lsn, v))| Entry {
-                key: k.clone(),
+                key: k.key.clone(),
                 lsn: *lsn,
                 value: v.clone(),
             });
@@ -112,7 +217,7 @@ impl Memtable {
     /// Entries in key order.
     pub fn iter(&self) -> impl Iterator<Item = Entry> + '_ {
         self.map.iter().map(|(k, (lsn, v))| Entry {
-            key: k.clone(),
+            key: k.key.clone(),
             lsn: *lsn,
             value: v.clone(),
         })
