@@ -228,6 +228,53 @@ impl Memtable {
 mod tests {
     use super::*;
 
+    /// Partition keys around the 8-byte inline prefix: short, exactly 8,
+    /// longer, with zero bytes (the prefix's padding value) at the end.
+    fn pk_strategy() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(
+            proptest::prop_oneof![Just(0u8), Just(1u8), Just(0xffu8)],
+            1..11,
+        )
+    }
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Lookups and ranges agree with a map ordered by `Key` alone.
+        #[test]
+        fn prefix_keys_order_like_keys(
+            keys in proptest::collection::vec(
+                (pk_strategy(), proptest::option::of(proptest::collection::vec(0u8..3, 0..3))),
+                1..40),
+            lo in 0usize..40, hi in 0usize..40, reverse in any::<bool>(),
+        ) {
+            let mut m = Memtable::default();
+            let mut model = BTreeMap::new();
+            for (i, (pk, sk)) in keys.iter().enumerate() {
+                let k = Key::new(pk, sk.as_deref()).unwrap();
+                m.insert(k.clone(), i as u64 + 1, 0, None);
+                model.insert(k, i as u64 + 1);
+            }
+            let all: Vec<Key> = model.keys().cloned().collect();
+            for k in &all {
+                prop_assert_eq!(m.get(k).map(|e| e.lsn), model.get(k).copied());
+            }
+            let (a, b) = (&all[lo % all.len()], &all[hi % all.len()]);
+            let range = KeyRange { lo: Bound::Included(a.clone()), hi: Bound::Excluded(b.clone()) };
+            let got: Vec<Key> = m.range(&range, reverse).into_iter().map(|e| e.key).collect();
+            let mut want: Vec<Key> = if a < b {
+                model.range(a.clone()..b.clone()).map(|(k, _)| k.clone()).collect()
+            } else {
+                Vec::new()
+            };
+            if reverse {
+                want.reverse();
+            }
+            prop_assert_eq!(got, want);
+            let iterated: Vec<Key> = m.iter().map(|e| e.key).collect();
+            prop_assert_eq!(iterated, all);
+        }
+    }
+
     #[test]
     fn newest_wins_and_bytes_track() {
         let mut m = Memtable::default();
