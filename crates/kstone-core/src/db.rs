@@ -284,11 +284,20 @@ impl Database {
     /// waiting for any background flush of the same stripe; then compact the
     /// stripes that have too many tables, as the background would.
     pub fn flush(&self) -> Result<()> {
+        self.flush_stripes(true)
+    }
+
+    /// Write every stripe's memtables to SSTs on this thread, after any
+    /// background job of the stripe; then compact as the background would
+    /// if `compact`.
+    fn flush_stripes(&self, compact: bool) -> Result<()> {
         for s in 0..STRIPES {
             let _job = lock(&self.shared.jobs[s]);
             self.shared.seal_now(s)?;
             self.shared.flush_sealed(s)?;
-            self.shared.compact_if_needed(s)?;
+            if compact {
+                self.shared.compact_if_needed(s)?;
+            }
         }
         Ok(())
     }
@@ -408,7 +417,7 @@ impl Database {
             && held > sh.opts.memtable_budget / 16
             && sh.commit.check().is_ok()
         {
-            self.flush_memtables()
+            self.flush_stripes(false)
         } else {
             Ok(())
         };
@@ -423,16 +432,6 @@ impl Database {
         }
         self.shared.commit.sync_all_written()?;
         flushed
-    }
-
-    /// Write every stripe's memtables to SSTs (no compaction).
-    fn flush_memtables(&self) -> Result<()> {
-        for s in 0..STRIPES {
-            let _job = lock(&self.shared.jobs[s]);
-            self.shared.seal_now(s)?;
-            self.shared.flush_sealed(s)?;
-        }
-        Ok(())
     }
 }
 

@@ -29,20 +29,7 @@ impl Key {
     /// assert!(k.stripe() < 256);
     /// ```
     pub fn new(pk: &[u8], sk: Option<&[u8]>) -> Result<Key> {
-        if pk.is_empty() || pk.len() > MAX_PK_BYTES {
-            return Err(Error::InvalidInput(format!(
-                "partition key must be 1..={MAX_PK_BYTES} bytes, got {}",
-                pk.len()
-            )));
-        }
-        if let Some(sk) = sk {
-            if sk.len() > MAX_SK_BYTES {
-                return Err(Error::InvalidInput(format!(
-                    "sort key must be at most {MAX_SK_BYTES} bytes, got {}",
-                    sk.len()
-                )));
-            }
-        }
+        check_sizes(pk, sk)?;
         Ok(Key {
             pk: pk.to_vec(),
             sk: sk.map(<[u8]>::to_vec),
@@ -74,14 +61,27 @@ impl Key {
 
     /// Decode from a reader (the inverse of [`Key::encode`]), validating sizes.
     pub fn decode(r: &mut Reader<'_>) -> Result<Key> {
-        let pk = r.len_prefixed()?;
-        let sk = match r.u8()? {
-            0 => None,
-            1 => Some(r.len_prefixed()?),
-            f => return Err(Error::Malformed(format!("bad sort-key flag {f}"))),
-        };
-        Key::new(pk, sk).map_err(|e| Error::Malformed(e.to_string()))
+        KeyRef::decode(r).map(KeyRef::to_key)
     }
+}
+
+/// DynamoDB's key size limits (an `InvalidInput` error names the violation).
+fn check_sizes(pk: &[u8], sk: Option<&[u8]>) -> Result<()> {
+    if pk.is_empty() || pk.len() > MAX_PK_BYTES {
+        return Err(Error::InvalidInput(format!(
+            "partition key must be 1..={MAX_PK_BYTES} bytes, got {}",
+            pk.len()
+        )));
+    }
+    if let Some(sk) = sk {
+        if sk.len() > MAX_SK_BYTES {
+            return Err(Error::InvalidInput(format!(
+                "sort key must be at most {MAX_SK_BYTES} bytes, got {}",
+                sk.len()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// A borrowed key, ordered exactly like [`Key`] (used where keys are held
@@ -162,8 +162,8 @@ impl Key {
 }
 
 impl<'a> KeyRef<'a> {
-    /// Decode a key in [`Key::encode`]'s form without copying it, with the
-    /// same validation as [`Key::decode`].
+    /// Decode a key in [`Key::encode`]'s form without copying it, with
+    /// [`Key::new`]'s size checks ([`Key::decode`] is this plus a copy).
     pub fn decode(r: &mut Reader<'a>) -> Result<KeyRef<'a>> {
         let pk = r.len_prefixed()?;
         let sk = match r.u8()? {
@@ -171,9 +171,7 @@ impl<'a> KeyRef<'a> {
             1 => Some(r.len_prefixed()?),
             f => return Err(Error::Malformed(format!("bad sort-key flag {f}"))),
         };
-        if pk.is_empty() || pk.len() > MAX_PK_BYTES || sk.is_some_and(|s| s.len() > MAX_SK_BYTES) {
-            return Err(Error::Malformed("key size out of bounds".into()));
-        }
+        check_sizes(pk, sk).map_err(|e| Error::Malformed(e.to_string()))?;
         Ok(KeyRef { pk, sk })
     }
 

@@ -12,6 +12,7 @@ use super::block::{self, Handle};
 use super::bloom;
 use super::builder::{KIND_PUT, KIND_TOMBSTONE};
 use super::cache::{BlockCache, CachedBlock};
+use super::cursor::parse_entry;
 use super::footer::{Footer, Props, FOOTER_LEN};
 use super::index::BlockIndex;
 use crate::entry::Entry;
@@ -323,7 +324,7 @@ impl Iterator for RangeIter {
 
 /// Find the entry whose encoded key is `enc` in a data block, decoding only
 /// that entry (keys are compared as encoded bytes: equality is all a point
-/// lookup needs).
+/// lookup needs, so this skips [`parse_entry`]'s key decoding per entry).
 fn find_in_block(raw: &[u8], enc: &[u8]) -> Result<Option<Entry>> {
     let mut r = Reader::new(raw);
     while !r.is_empty() {
@@ -350,14 +351,12 @@ fn decode_entries(raw: &[u8]) -> Result<Vec<Entry>> {
     let mut r = Reader::new(raw);
     let mut out = Vec::new();
     while !r.is_empty() {
-        let key = Key::decode(&mut Reader::new(r.len_prefixed()?))?;
-        let lsn = r.uvarint()?;
-        let value = match r.u8()? {
-            KIND_PUT => Some(Arc::from(r.len_prefixed()?)),
-            KIND_TOMBSTONE => None,
-            k => return Err(Error::Malformed(format!("unknown entry kind {k}"))),
-        };
-        out.push(Entry { key, lsn, value });
+        let e = parse_entry(&mut r)?;
+        out.push(Entry {
+            key: e.key.to_key(),
+            lsn: e.lsn,
+            value: e.value.map(Arc::from),
+        });
     }
     Ok(out)
 }
