@@ -11,7 +11,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsio::{now_micros, sync_dir};
 use crate::lock::DbLock;
 use crate::manifest::Manifest;
-use crate::model::key::{Key, STRIPES};
+use crate::memtable::MemEntry;
+use crate::model::key::{Key, KeyRef, STRIPES};
 use crate::model::value::{decode_item, encode_item, validate_item, Item, MAX_ITEM_BYTES};
 use crate::options::{Durability, Options};
 use crate::snapshot::registry::PinRegistry;
@@ -188,18 +189,16 @@ impl Database {
     /// Store `item` under (pk, sk), replacing any previous item. Returns the
     /// write's LSN. In `Sync` mode the write is durable when this returns.
     pub fn put(&self, pk: &[u8], sk: Option<&[u8]>, item: &Item) -> Result<u64> {
-        let (k, v) = prepare_put(pk, sk, item)?;
-        Ok(self
-            .shared
-            .write_prepared(vec![(Pending::Data(k, v), None)])?[0]
-            .0)
+        let e = SCRATCH.with_borrow_mut(|buf| prepare_put(pk, sk, item, buf))?;
+        Ok(self.shared.write_prepared(vec![(Pending::Data(e), None)])?[0].0)
     }
 
     /// Delete the item at (pk, sk) (a no-op if absent, but still logged).
     pub fn delete(&self, pk: &[u8], sk: Option<&[u8]>) -> Result<u64> {
-        Ok(self
-            .shared
-            .write_prepared(vec![(Pending::Data(Key::new(pk, sk)?, None), None)])?[0]
+        Ok(self.shared.write_prepared(vec![(
+            Pending::Data(MemEntry::new(KeyRef::new(pk, sk)?, 0, None)),
+            None,
+        )])?[0]
             .0)
     }
 
@@ -213,10 +212,11 @@ impl Database {
     /// call can leave any subset of the batch applied. Later operations on the
     /// same key win.
     pub fn write_batch(&self, ops: &[WriteOp]) -> Result<Vec<u64>> {
-        let prepared = ops
-            .iter()
-            .map(|op| prepare(op).map(|(k, v)| (Pending::Data(k, v), None)))
-            .collect::<Result<Vec<_>>>()?;
+        let prepared = SCRATCH.with_borrow_mut(|buf| {
+            ops.iter()
+                .map(|op| prepare(op, buf).map(|e| (Pending::Data(e), None)))
+                .collect::<Result<Vec<_>>>()
+        })?;
         Ok(self
             .shared
             .write_prepared(prepared)?
@@ -251,8 +251,10 @@ impl Database {
             .into_iter()
             .map(|r| {
                 let p = match r.op {
-                    Op::Put { key, value } => Pending::Data(key, Some(value)),
-                    Op::Delete { key } => Pending::Data(key, None),
+                    Op::Put { key, value } => {
+                        Pending::Data(MemEntry::new(key.as_key_ref(), 0, Some(&value)))
+                    }
+                    Op::Delete { key } => Pending::Data(MemEntry::new(key.as_key_ref(), 0, None)),
                     Op::Marker { name } => Pending::Marker(name),
                 };
                 (p, Some((r.lsn, r.ts)))
@@ -444,16 +446,17 @@ impl Drop for Database {
 /// A pending write and, when replaying a log, its original (LSN, timestamp).
 pub(crate) type Stamped = (Pending, Option<(u64, u64)>);
 
-/// A validated write on its way to the WAL.
+/// A validated write on its way to the WAL, already in the form (and the
+/// one allocation) the memtable keeps; its LSN is set when it is logged.
 pub(crate) enum Pending {
-    Data(Key, Option<Vec<u8>>),
+    Data(MemEntry),
     Marker(String),
 }
 
 impl Pending {
     fn stripe(&self) -> usize {
         match self {
-            Pending::Data(k, _) => k.stripe(),
+            Pending::Data(e) => e.stripe(),
             Pending::Marker(name) => crate::model::key::stripe_of(name.as_bytes()),
         }
     }
@@ -473,26 +476,36 @@ pub enum WriteOp {
     },
 }
 
-/// Validate an operation and encode its item.
-fn prepare(op: &WriteOp) -> Result<(Key, Option<Vec<u8>>)> {
+thread_local! {
+    /// Items are encoded here first, so a write costs one allocation of
+    /// exact size (the memtable entry) instead of a growing `Vec` and a copy.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Validate an operation and encode its item (`buf` is scratch space).
+fn prepare(op: &WriteOp, buf: &mut Vec<u8>) -> Result<MemEntry> {
     match op {
-        WriteOp::Delete { pk, sk } => Ok((Key::new(pk, sk.as_deref())?, None)),
-        WriteOp::Put { pk, sk, item } => prepare_put(pk, sk.as_deref(), item),
+        WriteOp::Delete { pk, sk } => Ok(MemEntry::new(KeyRef::new(pk, sk.as_deref())?, 0, None)),
+        WriteOp::Put { pk, sk, item } => prepare_put(pk, sk.as_deref(), item, buf),
     }
 }
 
-fn prepare_put(pk: &[u8], sk: Option<&[u8]>, item: &Item) -> Result<(Key, Option<Vec<u8>>)> {
-    let key = Key::new(pk, sk)?;
+fn prepare_put(pk: &[u8], sk: Option<&[u8]>, item: &Item, buf: &mut Vec<u8>) -> Result<MemEntry> {
+    let key = KeyRef::new(pk, sk)?;
     validate_item(item)?;
-    let mut value = Vec::new();
-    encode_item(item, &mut value);
-    let size = key.encoded_len() + value.len();
+    buf.clear();
+    encode_item(item, buf);
+    let size = key.encoded_len() + buf.len();
     if size > MAX_ITEM_BYTES {
         return Err(Error::InvalidInput(format!(
             "item is {size} bytes; the limit is {MAX_ITEM_BYTES} (400 KB)"
         )));
     }
-    Ok((key, Some(value)))
+    let e = MemEntry::new(key, 0, Some(buf));
+    if buf.capacity() > 64 << 10 {
+        *buf = Vec::new(); // a rare large item must not stay allocated per thread
+    }
+    Ok(e)
 }
 
 impl Shared {
@@ -558,15 +571,16 @@ impl Shared {
                     stamps[i] = (lsn, ts);
                     max_lsn = max_lsn.max(lsn);
                     match pending {
-                        Pending::Data(key, value) => {
+                        Pending::Data(mut e) => {
+                            e.set_lsn(lsn);
                             crate::wal::record::encode_data(
                                 lsn,
                                 ts,
-                                &key,
-                                value.as_deref(),
+                                e.key_ref(),
+                                e.value(),
                                 &mut buf,
                             );
-                            staged.push((key, lsn, ts, value.map(Arc::from)));
+                            staged.push((e, ts));
                         }
                         Pending::Marker(name) => Record {
                             lsn,
@@ -602,8 +616,8 @@ impl Shared {
             let m = st.wal_max_lsn.entry(seg_id).or_default();
             *m = (*m).max(max_lsn);
             let before = st.mem.bytes();
-            for (key, lsn, ts, value) in staged.drain(..) {
-                st.mem.insert(key, lsn, ts, value);
+            for (e, ts) in staged.drain(..) {
+                st.mem.insert(e, ts);
             }
             let grown = st.mem.bytes().saturating_sub(before);
             let total = sh.mem_total.fetch_add(grown, Ordering::Relaxed) + grown;

@@ -33,8 +33,8 @@ impl Shared {
 
 fn flush_one(cx: &FlushCtx<'_>, stripe: &Mutex<StripeState>, sealed: &Arc<Sealed>) -> Result<()> {
     let (id, path, mut b) = cx.new_table()?;
-    for e in sealed.mem.iter() {
-        b.add(&e)?;
+    for (key, lsn, value) in sealed.mem.iter_refs() {
+        b.add_ref(key, lsn, value)?;
     }
     let built = b.finish()?;
     cx.written.flush.fetch_add(built.size, Ordering::Relaxed);

@@ -3,7 +3,7 @@
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -11,13 +11,86 @@ use crate::entry::Entry;
 use crate::model::key::{Key, KeyRef};
 use crate::read::range::KeyRange;
 
-/// A memtable key with the first 8 bytes of its partition key inline. Most
-/// comparisons in the B-tree are decided by the prefix alone, without
-/// following the key's heap pointers (a cache miss each on a large memtable).
+/// One version of a key as a memtable holds it: the partition key's first 8
+/// bytes inline, so most comparisons in the B-tree are decided without
+/// following a pointer (a cache miss each on a large memtable), and pk, sk
+/// and value in one allocation, so a write costs one allocation (and the
+/// flush that retires it one free) instead of three.
 #[derive(Debug)]
-struct MemKey {
+pub struct MemEntry {
     prefix: u64,
-    key: Key,
+    lsn: u64,
+    /// The pk's bytes, then the sk's, then the value's.
+    bytes: Box<[u8]>,
+    /// Length of the pk (at most 2048 bytes: `KeyRef::new` and
+    /// `KeyRef::decode` check it).
+    pk_len: u16,
+    /// Length of the sk plus one, or 0 when there is no sk (at most 1024).
+    sk_tag: u16,
+    tombstone: bool,
+}
+
+impl MemEntry {
+    /// A version of a validated key; `value: None` is a tombstone.
+    pub fn new(key: KeyRef<'_>, lsn: u64, value: Option<&[u8]>) -> MemEntry {
+        let sk = key.sk.unwrap_or_default();
+        let v = value.unwrap_or_default();
+        let mut bytes = Vec::with_capacity(key.pk.len() + sk.len() + v.len());
+        bytes.extend_from_slice(key.pk);
+        bytes.extend_from_slice(sk);
+        bytes.extend_from_slice(v);
+        MemEntry {
+            prefix: prefix(key.pk),
+            lsn,
+            bytes: bytes.into_boxed_slice(),
+            pk_len: key.pk.len() as u16,
+            sk_tag: key.sk.map_or(0, |sk| sk.len() as u16 + 1),
+            tombstone: value.is_none(),
+        }
+    }
+
+    fn value_start(&self) -> usize {
+        usize::from(self.pk_len) + usize::from(self.sk_tag.saturating_sub(1))
+    }
+
+    pub fn key_ref(&self) -> KeyRef<'_> {
+        let pk_len = usize::from(self.pk_len);
+        KeyRef {
+            pk: &self.bytes[..pk_len],
+            sk: (self.sk_tag > 0).then(|| &self.bytes[pk_len..self.value_start()]),
+        }
+    }
+
+    /// The value, or `None` for a tombstone.
+    pub fn value(&self) -> Option<&[u8]> {
+        (!self.tombstone).then(|| &self.bytes[self.value_start()..])
+    }
+
+    pub fn lsn(&self) -> u64 {
+        self.lsn
+    }
+
+    /// Stamp the entry with its LSN (the write path assigns LSNs after
+    /// validating and encoding a batch).
+    pub fn set_lsn(&mut self, lsn: u64) {
+        self.lsn = lsn;
+    }
+
+    pub fn stripe(&self) -> usize {
+        crate::model::key::stripe_of(self.key_ref().pk)
+    }
+
+    fn cost(&self) -> usize {
+        self.bytes.len() + ENTRY_OVERHEAD
+    }
+
+    fn to_entry(&self) -> Entry {
+        Entry {
+            key: self.key_ref().to_key(),
+            lsn: self.lsn,
+            value: self.value().map(Arc::from),
+        }
+    }
 }
 
 /// First 8 bytes of `pk`, zero-padded, big-endian: if two prefixes differ,
@@ -29,15 +102,15 @@ fn prefix(pk: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
-/// What a lookup compares: an owned [`MemKey`] or a borrowed probe, so that
-/// `get` and `range` need not build (allocate) a `MemKey`.
+/// What a lookup compares: an owned [`MemEntry`] or a borrowed probe, so
+/// that `get` and `range` need not build (allocate) an entry.
 trait Lookup {
     fn parts(&self) -> (u64, KeyRef<'_>);
 }
 
-impl Lookup for MemKey {
+impl Lookup for MemEntry {
     fn parts(&self) -> (u64, KeyRef<'_>) {
-        (self.prefix, self.key.as_key_ref())
+        (self.prefix, self.key_ref())
     }
 }
 
@@ -59,7 +132,7 @@ fn as_dyn<'a, 'k>(b: &'a Bound<(u64, &'k Key)>) -> Bound<&'a (dyn Lookup + 'k)> 
     }
 }
 
-impl<'a> Borrow<dyn Lookup + 'a> for MemKey {
+impl<'a> Borrow<dyn Lookup + 'a> for MemEntry {
     fn borrow(&self) -> &(dyn Lookup + 'a) {
         self
     }
@@ -86,89 +159,68 @@ impl PartialEq for dyn Lookup + '_ {
 
 impl Eq for dyn Lookup + '_ {}
 
-impl Ord for MemKey {
+/// Entries order by key alone (a set holds one version per key).
+impl Ord for MemEntry {
     fn cmp(&self, other: &Self) -> Ordering {
         (self as &dyn Lookup).cmp(other as &dyn Lookup)
     }
 }
 
-impl PartialOrd for MemKey {
+impl PartialOrd for MemEntry {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl PartialEq for MemKey {
+impl PartialEq for MemEntry {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }
 }
 
-impl Eq for MemKey {}
+impl Eq for MemEntry {}
 
-/// Approximate per-entry overhead of the B-tree node and `Arc`, for budgeting.
+/// Approximate per-entry overhead of the B-tree node and the entry, for budgeting.
 const ENTRY_OVERHEAD: usize = 64;
-
-/// A key's LSN and value (`None` = tombstone).
-type Version = (u64, Option<Arc<[u8]>>);
 
 #[derive(Debug, Default)]
 pub struct Memtable {
-    map: BTreeMap<MemKey, Version>,
+    set: BTreeSet<MemEntry>,
     bytes: usize,
     max_lsn: u64,
     max_ts: u64,
 }
 
-fn cost(key: &Key, value: &Option<Arc<[u8]>>) -> usize {
-    key.pk.len()
-        + key.sk.as_ref().map_or(0, Vec::len)
-        + value.as_ref().map_or(0, |v| v.len())
-        + ENTRY_OVERHEAD
-}
-
 impl Memtable {
-    /// Insert a version; an older LSN never replaces a newer one.
-    pub fn insert(&mut self, key: Key, lsn: u64, ts: u64, value: Option<Arc<[u8]>>) {
+    /// Insert a version (committed at `ts`); an older LSN never replaces a
+    /// newer one.
+    pub fn insert(&mut self, e: MemEntry, ts: u64) {
+        let lsn = e.lsn;
         self.max_lsn = self.max_lsn.max(lsn);
         self.max_ts = self.max_ts.max(ts);
-        let add = cost(&key, &value);
-        // One search per insert (the memtable is on every write's path).
-        let key = MemKey {
-            prefix: prefix(&key.pk),
-            key,
-        };
-        match self.map.entry(key) {
-            std::collections::btree_map::Entry::Occupied(mut o) => {
-                let old = o.get_mut();
-                if old.0 <= lsn {
-                    self.bytes = self.bytes + value.as_ref().map_or(0, |v| v.len())
-                        - old.1.as_ref().map_or(0, |v| v.len());
-                    *old = (lsn, value);
-                }
+        let add = e.cost();
+        // One search per insert (the memtable is on every write's path); the
+        // rare older version (a replay out of order) is put back.
+        match self.set.replace(e) {
+            None => self.bytes += add,
+            Some(old) if old.lsn > lsn => {
+                self.set.replace(old);
             }
-            std::collections::btree_map::Entry::Vacant(v) => {
-                self.bytes += add;
-                v.insert((lsn, value));
-            }
+            Some(old) => self.bytes = self.bytes + add - old.cost(),
         }
     }
 
     pub fn get(&self, key: &Key) -> Option<Entry> {
         let p = probe(key);
-        self.map.get(&p as &dyn Lookup).map(|(lsn, value)| Entry {
-            key: key.clone(),
-            lsn: *lsn,
-            value: value.clone(),
-        })
+        self.set.get(&p as &dyn Lookup).map(MemEntry::to_entry)
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.set.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.set.is_empty()
     }
 
     /// Approximate memory used.
@@ -200,13 +252,9 @@ impl Memtable {
         let lo = range.lo.as_ref().map(probe);
         let hi = range.hi.as_ref().map(probe);
         let it = self
-            .map
+            .set
             .range::<dyn Lookup, _>((as_dyn(&lo), as_dyn(&hi)))
-            .map(|(k, (lsn, v))| Entry {
-                key: k.key.clone(),
-                lsn: *lsn,
-                value: v.clone(),
-            });
+            .map(MemEntry::to_entry);
         if reverse {
             it.rev().collect()
         } else {
@@ -216,17 +264,20 @@ impl Memtable {
 
     /// Entries in key order.
     pub fn iter(&self) -> impl Iterator<Item = Entry> + '_ {
-        self.map.iter().map(|(k, (lsn, v))| Entry {
-            key: k.key.clone(),
-            lsn: *lsn,
-            value: v.clone(),
-        })
+        self.set.iter().map(MemEntry::to_entry)
+    }
+
+    /// Entries in key order, borrowed (a flush copies them straight into
+    /// table blocks).
+    pub fn iter_refs(&self) -> impl Iterator<Item = (KeyRef<'_>, u64, Option<&[u8]>)> + '_ {
+        self.set.iter().map(|e| (e.key_ref(), e.lsn, e.value()))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     /// Partition keys around the 8-byte inline prefix: short, exactly 8,
     /// longer, with zero bytes (the prefix's padding value) at the end.
@@ -251,7 +302,7 @@ mod tests {
             let mut model = BTreeMap::new();
             for (i, (pk, sk)) in keys.iter().enumerate() {
                 let k = Key::new(pk, sk.as_deref()).unwrap();
-                m.insert(k.clone(), i as u64 + 1, 0, None);
+                m.insert(MemEntry::new(k.as_key_ref(), i as u64 + 1, None), 0);
                 model.insert(k, i as u64 + 1);
             }
             let all: Vec<Key> = model.keys().cloned().collect();
@@ -279,11 +330,11 @@ mod tests {
     fn newest_wins_and_bytes_track() {
         let mut m = Memtable::default();
         let k = Key::new(b"a", None).unwrap();
-        m.insert(k.clone(), 5, 50, Some(Arc::from(&b"new"[..])));
-        m.insert(k.clone(), 3, 30, Some(Arc::from(&b"old-value"[..])));
+        m.insert(MemEntry::new(k.as_key_ref(), 5, Some(b"new")), 50);
+        m.insert(MemEntry::new(k.as_key_ref(), 3, Some(b"old-value")), 30);
         assert_eq!(m.get(&k).unwrap().lsn, 5);
         let b = m.bytes();
-        m.insert(k.clone(), 6, 60, None);
+        m.insert(MemEntry::new(k.as_key_ref(), 6, None), 60);
         assert_eq!(m.bytes(), b - 3);
         assert_eq!(m.get(&k).unwrap().value, None);
         assert_eq!((m.max_lsn(), m.max_ts(), m.len()), (6, 60, 1));

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::error::{Error, IoContext, Result};
 use crate::fsio::sync_dir;
 use crate::manifest::Manifest;
+use crate::memtable::MemEntry;
 use crate::model::key::STRIPES;
 use crate::sst::reader::TableReader;
 use crate::stripe::StripeState;
@@ -379,15 +380,15 @@ fn replay_stripe(
             if r.lsn <= meta.flushed_lsn {
                 continue;
             }
-            let (key, value) = match r.op {
-                Op::Put { key, value } => (key, Some(Arc::from(value))),
-                Op::Delete { key } => (key, None),
+            let e = match &r.op {
+                Op::Put { key, value } => MemEntry::new(key.as_key_ref(), r.lsn, Some(value)),
+                Op::Delete { key } => MemEntry::new(key.as_key_ref(), r.lsn, None),
                 Op::Marker { .. } => continue,
             };
-            if key.stripe() != s {
+            if e.stripe() != s {
                 return Err(corrupt("record belongs to another stripe".into()));
             }
-            st.mem.insert(key, r.lsn, r.ts, value);
+            st.mem.insert(e, r.ts);
         }
         prev = Some(id);
         st.wal_bytes += scan.valid_len;
@@ -402,8 +403,8 @@ fn replay_stripe(
         let id = sst_id;
         let path = sst_dir.join(crate::sst::file_name(s, id));
         let mut b = crate::sst::builder::TableBuilder::create(&path, s, compression)?;
-        for e in st.mem.iter() {
-            b.add(&e)?;
+        for (key, lsn, value) in st.mem.iter_refs() {
+            b.add_ref(key, lsn, value)?;
         }
         let built = b.finish()?;
         let table = TableReader::open_cached(&path, cache, id)?;

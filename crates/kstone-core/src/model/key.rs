@@ -2,7 +2,7 @@
 
 use std::cmp::Ordering;
 
-use super::varint::{put_len_prefixed, Reader};
+use super::varint::{put_len_prefixed, uvarint_len, Reader};
 use crate::error::{Error, Result};
 
 /// Number of stripes; a partition's items always live in one stripe.
@@ -29,11 +29,7 @@ impl Key {
     /// assert!(k.stripe() < 256);
     /// ```
     pub fn new(pk: &[u8], sk: Option<&[u8]>) -> Result<Key> {
-        check_sizes(pk, sk)?;
-        Ok(Key {
-            pk: pk.to_vec(),
-            sk: sk.map(<[u8]>::to_vec),
-        })
+        KeyRef::new(pk, sk).map(KeyRef::to_key)
     }
 
     /// The stripe that owns this key: `crc32(pk) % 256`.
@@ -43,20 +39,11 @@ impl Key {
 
     /// Binary form: varint-prefixed pk, a flag byte, and a varint-prefixed sk if present.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        put_len_prefixed(out, &self.pk);
-        match &self.sk {
-            None => out.push(0),
-            Some(sk) => {
-                out.push(1);
-                put_len_prefixed(out, sk);
-            }
-        }
+        self.as_key_ref().encode(out)
     }
 
     pub fn encoded_len(&self) -> usize {
-        let mut v = Vec::new();
-        self.encode(&mut v);
-        v.len()
+        self.as_key_ref().encoded_len()
     }
 
     /// Decode from a reader (the inverse of [`Key::encode`]), validating sizes.
@@ -162,6 +149,30 @@ impl Key {
 }
 
 impl<'a> KeyRef<'a> {
+    /// A validated borrowed key ([`Key::new`] without the copy).
+    pub fn new(pk: &'a [u8], sk: Option<&'a [u8]>) -> Result<KeyRef<'a>> {
+        check_sizes(pk, sk)?;
+        Ok(KeyRef { pk, sk })
+    }
+
+    /// [`Key::encode`]'s binary form.
+    pub fn encode(self, out: &mut Vec<u8>) {
+        put_len_prefixed(out, self.pk);
+        match self.sk {
+            None => out.push(0),
+            Some(sk) => {
+                out.push(1);
+                put_len_prefixed(out, sk);
+            }
+        }
+    }
+
+    /// Length of [`KeyRef::encode`]'s output, without encoding.
+    pub fn encoded_len(self) -> usize {
+        let prefixed = |b: &[u8]| uvarint_len(b.len() as u64) + b.len();
+        prefixed(self.pk) + 1 + self.sk.map_or(0, prefixed)
+    }
+
     /// Decode a key in [`Key::encode`]'s form without copying it, with
     /// [`Key::new`]'s size checks ([`Key::decode`] is this plus a copy).
     pub fn decode(r: &mut Reader<'a>) -> Result<KeyRef<'a>> {

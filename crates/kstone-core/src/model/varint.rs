@@ -12,6 +12,11 @@ pub fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// Bytes [`put_uvarint`] writes for `v`.
+pub fn uvarint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
 /// A cursor over a byte slice whose every read is bounds-checked, so decoders
 /// of untrusted bytes fail with an error instead of panicking.
 #[derive(Debug, Clone)]
@@ -109,10 +114,21 @@ mod tests {
 
     #[test]
     fn varint_round_trip() {
-        for v in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX] {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            16383,
+            16384,
+            u32::MAX as u64,
+            u64::MAX,
+        ] {
             let mut b = Vec::new();
             put_uvarint(&mut b, v);
             assert_eq!(Reader::new(&b).uvarint().unwrap(), v);
+            assert_eq!(uvarint_len(v), b.len());
         }
     }
 

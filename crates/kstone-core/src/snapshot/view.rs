@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::{FileKind, Snapshot};
 use crate::entry::Entry;
 use crate::error::{IoContext, Result};
-use crate::memtable::Memtable;
+use crate::memtable::{MemEntry, Memtable};
 use crate::read::range::{KeyRange, Merge};
 use crate::sst::reader::TableReader;
 use crate::wal::record::Op;
@@ -53,9 +53,11 @@ impl Snapshot {
                     }
                     match r.op {
                         Op::Put { key, value } => {
-                            mem.insert(key, r.lsn, r.ts, Some(Arc::from(value)))
+                            mem.insert(MemEntry::new(key.as_key_ref(), r.lsn, Some(&value)), r.ts)
                         }
-                        Op::Delete { key } => mem.insert(key, r.lsn, r.ts, None),
+                        Op::Delete { key } => {
+                            mem.insert(MemEntry::new(key.as_key_ref(), r.lsn, None), r.ts)
+                        }
                         Op::Marker { .. } => {}
                     }
                 }

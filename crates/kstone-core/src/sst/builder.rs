@@ -12,7 +12,7 @@ use super::footer::{Footer, Props};
 use crate::entry::Entry;
 use crate::error::{Error, IoContext, Result};
 use crate::fsio::sync_dir;
-use crate::model::key::Key;
+use crate::model::key::{Key, KeyRef};
 use crate::model::varint::{put_len_prefixed, put_uvarint};
 
 /// Target uncompressed size of a data block.
@@ -94,25 +94,33 @@ impl TableBuilder {
 
     /// Add the next entry; keys must be strictly increasing.
     pub fn add(&mut self, e: &Entry) -> Result<()> {
-        let mut key = Vec::new();
-        e.key.encode(&mut key);
-        match &self.last_key {
-            Some(prev) if *prev >= e.key => {
+        self.add_ref(e.key.as_key_ref(), e.lsn, e.value.as_deref())
+    }
+
+    /// [`TableBuilder::add`] from borrowed parts; allocates nothing per
+    /// entry once the buffers are warm (flushes call it for every write).
+    pub fn add_ref(&mut self, key: KeyRef<'_>, lsn: u64, value: Option<&[u8]>) -> Result<()> {
+        match &mut self.last_key {
+            Some(prev) if prev.as_key_ref() >= key => {
                 return Err(Error::InvalidInput("SST keys out of order".into()))
             }
-            Some(_) => {}
-            None => self.props.first_key = key.clone(),
+            Some(prev) => key.copy_into(prev),
+            None => {
+                self.last_key = Some(key.to_key());
+                self.props.first_key.clear();
+                key.encode(&mut self.props.first_key);
+            }
         }
-        self.hashes.push(bloom::key_hash(&key));
-        encode_entry(&key, e.lsn, e.value.as_deref(), &mut self.block);
+        self.block_last_key.clear();
+        key.encode(&mut self.block_last_key);
+        self.hashes.push(bloom::key_hash(&self.block_last_key));
+        encode_entry(&self.block_last_key, lsn, value, &mut self.block);
         self.props.entries += 1;
-        if e.value.is_none() {
+        if value.is_none() {
             self.props.tombstones += 1;
         }
-        self.props.min_lsn = self.props.min_lsn.min(e.lsn);
-        self.props.max_lsn = self.props.max_lsn.max(e.lsn);
-        self.block_last_key = key;
-        self.last_key = Some(e.key.clone());
+        self.props.min_lsn = self.props.min_lsn.min(lsn);
+        self.props.max_lsn = self.props.max_lsn.max(lsn);
         if self.block.len() >= BLOCK_SIZE {
             self.finish_block()?;
         }

@@ -5,7 +5,7 @@
 //! as corruption instead of being mistaken for a torn tail.
 
 use crate::error::{Error, Result};
-use crate::model::key::Key;
+use crate::model::key::{Key, KeyRef};
 use crate::model::varint::{put_len_prefixed, Reader};
 
 pub const FRAME_HEADER: usize = 12;
@@ -38,7 +38,7 @@ pub struct Record {
 
 /// Append a framed put (`value` given) or delete straight from borrowed
 /// parts: the write path logs without building an owned [`Record`].
-pub fn encode_data(lsn: u64, ts: u64, key: &Key, value: Option<&[u8]>, out: &mut Vec<u8>) {
+pub fn encode_data(lsn: u64, ts: u64, key: KeyRef<'_>, value: Option<&[u8]>, out: &mut Vec<u8>) {
     let kind = if value.is_some() {
         KIND_PUT
     } else {
@@ -81,8 +81,10 @@ impl Record {
     /// Append the framed record to `out`.
     pub fn encode_framed(&self, out: &mut Vec<u8>) {
         match &self.op {
-            Op::Put { key, value } => encode_data(self.lsn, self.ts, key, Some(value), out),
-            Op::Delete { key } => encode_data(self.lsn, self.ts, key, None, out),
+            Op::Put { key, value } => {
+                encode_data(self.lsn, self.ts, key.as_key_ref(), Some(value), out)
+            }
+            Op::Delete { key } => encode_data(self.lsn, self.ts, key.as_key_ref(), None, out),
             Op::Marker { name } => {
                 let start = begin(KIND_MARKER, self.lsn, self.ts, out);
                 put_len_prefixed(out, name.as_bytes());
