@@ -92,9 +92,11 @@ impl Engine for Kstone {
             }))
     }
     fn scan(&self) -> Res<u64> {
+        // Like the peers' iterators, lend each item's stored bytes (no typed
+        // decode; `for_each_item` would add it).
         Ok(self
             .0
-            .for_each_item(|_, _| Ok::<(), kstone_core::Error>(()))?)
+            .for_each_encoded(|_, _| Ok::<(), kstone_core::Error>(()))?)
     }
     fn durable(&self) -> Res<()> {
         Ok(self.0.sync()?)

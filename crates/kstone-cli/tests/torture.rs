@@ -212,7 +212,7 @@ fn torture(backend: Backend) {
     let iterations: u64 = std::env::var("KSTONE_TORTURE_ITERATIONS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(if backend == Backend::S3 { 6 } else { 12 });
+        .unwrap_or(if backend == Backend::S3 { 8 } else { 12 });
     let seconds: Option<u64> = std::env::var("KSTONE_TORTURE_SECONDS")
         .ok()
         .and_then(|v| v.parse().ok());

@@ -33,10 +33,10 @@ pub use model::json::{
     item_from_plain_json, item_from_typed_json, item_to_plain_json, item_to_typed_json,
     typed_json_to_item,
 };
-pub use model::key::{stripe_of, Key, STRIPES};
+pub use model::key::{stripe_of, Key, KeyRef, STRIPES};
 pub use model::lines::{export_line, key_from_json, key_json, parse_export_line, plain_line};
 pub use model::number::Number;
-pub use model::value::{Item, Value};
+pub use model::value::{decode_item, Item, Value};
 pub use options::{Compression, Durability, Options};
 pub use read::query::{Page, Query, Scan, SortKeyCondition};
 pub use snapshot::remote::{HeldSnapshot, RemotePin};

@@ -7,7 +7,7 @@ use super::range::{partition_end, partition_start, KeyRange, Merge};
 use crate::db::Database;
 use crate::entry::Entry;
 use crate::error::{Error, Result};
-use crate::model::key::{stripe_of, Key, STRIPES};
+use crate::model::key::{stripe_of, Key, KeyRef, STRIPES};
 use crate::model::value::{decode_item, Item};
 
 /// A condition on the sort key of a query. Items without a sort key match
@@ -225,17 +225,48 @@ impl Database {
     where
         E: From<Error>,
     {
-        let mut n = 0;
         let mut key = Key {
             pk: Vec::new(),
             sk: None,
         };
+        self.for_each_encoded(|k, bytes| {
+            k.copy_into(&mut key);
+            f(&key, &decode_item(bytes)?)
+        })
+    }
+
+    /// [`Database::for_each_item`] without the typed decode: `f` gets each
+    /// item's key and its stored bytes (the binary item encoding of
+    /// `docs/formats.md`; [`decode_item`] turns them into an [`Item`]), both
+    /// lent from the table block being read: for work that copies, hashes or
+    /// counts items and has no use for them typed.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = kstone_core::Database::create(dir.path().join("d"), Default::default()).unwrap();
+    /// # db.put(b"a", None, &kstone_core::item_from_plain_json(r#"{"n":"x"}"#).unwrap()).unwrap();
+    /// let mut bytes = 0;
+    /// let n = db
+    ///     .for_each_encoded(|_key, item| {
+    ///         bytes += item.len();
+    ///         Ok::<(), kstone_core::Error>(())
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(n, 1);
+    /// assert!(bytes > 0);
+    /// ```
+    pub fn for_each_encoded<E>(
+        &self,
+        mut f: impl FnMut(KeyRef<'_>, &[u8]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<u64, E>
+    where
+        E: From<Error>,
+    {
+        let mut n = 0;
         for stripe in 0..STRIPES {
             self.stream_stripe(stripe, |e| {
-                e.key.copy_into(&mut key);
-                let item = decode_item(e.value.unwrap_or_default())?;
                 n += 1;
-                f(&key, &item)
+                f(e.key, e.value.unwrap_or_default())
             })?;
         }
         Ok(n)
