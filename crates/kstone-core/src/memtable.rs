@@ -300,15 +300,30 @@ mod tests {
         ) {
             let mut m = Memtable::default();
             let mut model = BTreeMap::new();
+            // Every third write a tombstone, the others a value of i bytes,
+            // so entries with and without sks, values and tombstones mix.
+            let value = |i: usize| (!i.is_multiple_of(3)).then(|| vec![i as u8; i]);
             for (i, (pk, sk)) in keys.iter().enumerate() {
                 let k = Key::new(pk, sk.as_deref()).unwrap();
-                m.insert(MemEntry::new(k.as_key_ref(), i as u64 + 1, None), 0);
-                model.insert(k, i as u64 + 1);
+                let v = value(i);
+                m.insert(MemEntry::new(k.as_key_ref(), i as u64 + 1, v.as_deref()), 0);
+                model.insert(k, (i as u64 + 1, v));
             }
             let all: Vec<Key> = model.keys().cloned().collect();
             for k in &all {
-                prop_assert_eq!(m.get(k).map(|e| e.lsn), model.get(k).copied());
+                let got = m.get(k).map(|e| (e.key, e.lsn, e.value.map(|v| v.to_vec())));
+                let (lsn, v) = model[k].clone();
+                prop_assert_eq!(got, Some((k.clone(), lsn, v)));
             }
+            let refs: Vec<(Key, u64, Option<Vec<u8>>)> = m
+                .iter_refs()
+                .map(|(k, lsn, v)| (k.to_key(), lsn, v.map(<[u8]>::to_vec)))
+                .collect();
+            let want_refs: Vec<(Key, u64, Option<Vec<u8>>)> = model
+                .iter()
+                .map(|(k, (lsn, v))| (k.clone(), *lsn, v.clone()))
+                .collect();
+            prop_assert_eq!(refs, want_refs);
             let (a, b) = (&all[lo % all.len()], &all[hi % all.len()]);
             let range = KeyRange { lo: Bound::Included(a.clone()), hi: Bound::Excluded(b.clone()) };
             let got: Vec<Key> = m.range(&range, reverse).into_iter().map(|e| e.key).collect();
@@ -331,9 +346,12 @@ mod tests {
         let mut m = Memtable::default();
         let k = Key::new(b"a", None).unwrap();
         m.insert(MemEntry::new(k.as_key_ref(), 5, Some(b"new")), 50);
+        let b = m.bytes();
+        // An older version (a replay out of order) changes nothing.
         m.insert(MemEntry::new(k.as_key_ref(), 3, Some(b"old-value")), 30);
         assert_eq!(m.get(&k).unwrap().lsn, 5);
-        let b = m.bytes();
+        assert_eq!(m.get(&k).unwrap().value.as_deref(), Some(&b"new"[..]));
+        assert_eq!(m.bytes(), b);
         m.insert(MemEntry::new(k.as_key_ref(), 6, None), 60);
         assert_eq!(m.bytes(), b - 3);
         assert_eq!(m.get(&k).unwrap().value, None);
