@@ -496,16 +496,18 @@ fn prepare_put(pk: &[u8], sk: Option<&[u8]>, item: &Item, buf: &mut Vec<u8>) -> 
     buf.clear();
     encode_item(item, buf);
     let size = key.encoded_len() + buf.len();
-    if size > MAX_ITEM_BYTES {
-        return Err(Error::InvalidInput(format!(
+    let e = if size > MAX_ITEM_BYTES {
+        Err(Error::InvalidInput(format!(
             "item is {size} bytes; the limit is {MAX_ITEM_BYTES} (400 KB)"
-        )));
-    }
-    let e = MemEntry::new(key, 0, Some(buf));
+        )))
+    } else {
+        Ok(MemEntry::new(key, 0, Some(buf)))
+    };
+    // A rare large (or rejected oversized) item must not stay allocated per thread.
     if buf.capacity() > 64 << 10 {
-        *buf = Vec::new(); // a rare large item must not stay allocated per thread
+        *buf = Vec::new();
     }
-    Ok(e)
+    e
 }
 
 impl Shared {

@@ -31,8 +31,9 @@ pub struct MemEntry {
 }
 
 impl MemEntry {
-    /// A version of a validated key; `value: None` is a tombstone.
-    pub fn new(key: KeyRef<'_>, lsn: u64, value: Option<&[u8]>) -> MemEntry {
+    /// A version of a key validated by `KeyRef::new` or `KeyRef::decode`
+    /// (its lengths are stored as `u16`); `value: None` is a tombstone.
+    pub(crate) fn new(key: KeyRef<'_>, lsn: u64, value: Option<&[u8]>) -> MemEntry {
         let sk = key.sk.unwrap_or_default();
         let v = value.unwrap_or_default();
         let mut bytes = Vec::with_capacity(key.pk.len() + sk.len() + v.len());
