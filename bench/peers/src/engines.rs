@@ -56,30 +56,40 @@ impl Kstone {
         Ok(Kstone(db))
     }
 
-    fn item(value: &[u8]) -> kstone_core::Item {
-        let mut item = kstone_core::Item::new();
-        item.insert("v".into(), kstone_core::Value::B(value.to_vec()));
-        item
+    /// Lend `f` an item holding `value`: one item per thread, refilled for
+    /// each write (the API borrows it), as RocksDB's callers lend a slice.
+    fn with_item<R>(value: &[u8], f: impl FnOnce(&kstone_core::Item) -> R) -> R {
+        thread_local! {
+            static ITEM: std::cell::RefCell<kstone_core::Item> =
+                const { std::cell::RefCell::new(kstone_core::Item::new()) };
+        }
+        ITEM.with_borrow_mut(|item| {
+            match item.get_mut("v") {
+                Some(kstone_core::Value::B(b)) => {
+                    b.clear();
+                    b.extend_from_slice(value);
+                }
+                _ => {
+                    item.insert("v".into(), kstone_core::Value::B(value.to_vec()));
+                }
+            }
+            f(item)
+        })
     }
 }
 
 impl Engine for Kstone {
     fn put(&self, key: &[u8], value: &[u8], _sync: bool) -> Res<()> {
         // Durability is the database's mode (Sync for the fillsync workloads).
-        self.0
-            .put(&key[..8], Some(&key[8..]), &Kstone::item(value))?;
+        Kstone::with_item(value, |item| self.0.put(&key[..8], Some(&key[8..]), item))?;
         Ok(())
     }
     fn batch(&self, kvs: &[([u8; 16], Vec<u8>)]) -> Res<()> {
-        let ops: Vec<_> = kvs
-            .iter()
-            .map(|(k, v)| kstone_core::WriteOp::Put {
-                pk: k[..8].to_vec(),
-                sk: Some(k[8..].to_vec()),
-                item: Kstone::item(v),
-            })
-            .collect();
-        self.0.write_batch(&ops)?;
+        let mut b = kstone_core::WriteBatch::with_capacity(kvs.len());
+        for (k, v) in kvs {
+            Kstone::with_item(v, |item| b.put(&k[..8], Some(&k[8..]), item))?;
+        }
+        self.0.write(b)?;
         Ok(())
     }
     fn get(&self, key: &[u8]) -> Res<Option<usize>> {

@@ -157,24 +157,19 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
                     let mut i = th;
                     match args.workload {
                         Workload::Batch => {
-                            // 1000 items per write_batch: one WAL write per
+                            // 1000 items per write batch: one WAL write per
                             // stripe and one fsync round per batch.
-                            let mut ops = Vec::with_capacity(1000);
+                            let mut batch = kstone_core::WriteBatch::with_capacity(1000);
                             while i < n {
                                 let (p, s) = key(i, n);
-                                ops.push(kstone_core::WriteOp::Put {
-                                    pk: p.to_vec(),
-                                    sk: Some(s.to_vec()),
-                                    item: value(i, args.value_size),
-                                });
-                                if ops.len() == 1000 {
-                                    db.write_batch(&ops)?;
-                                    ops.clear();
+                                batch.put(&p, Some(&s), &value(i, args.value_size))?;
+                                if batch.len() == 1000 {
+                                    db.write(std::mem::take(&mut batch))?;
                                 }
                                 i += threads;
                             }
-                            if !ops.is_empty() {
-                                db.write_batch(&ops)?;
+                            if !batch.is_empty() {
+                                db.write(batch)?;
                             }
                         }
                         Workload::Fillrandom | Workload::Fillseq | Workload::Fillsync => {

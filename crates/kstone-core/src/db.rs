@@ -12,15 +12,15 @@ use crate::fsio::{now_micros, sync_dir};
 use crate::lock::DbLock;
 use crate::manifest::Manifest;
 use crate::memtable::MemEntry;
-use crate::model::key::{Key, KeyRef, STRIPES};
-use crate::model::value::{decode_item, encode_item, validate_item, Item, MAX_ITEM_BYTES};
+use crate::model::key::{Key, STRIPES};
+use crate::model::value::{decode_item, Item};
 use crate::options::{Durability, Options};
 use crate::snapshot::registry::PinRegistry;
 use crate::stats::Stats;
 use crate::stripe::{FlushCtx, StripeState};
 use crate::wal::record::{Op, Record};
-use crate::wal::segment::ActiveSegment;
 use crate::wal::sync::GroupCommit;
+use crate::write::{prepare, Pending, WriteBatch, WriteOp};
 
 /// Assigns each write its global LSN and commit timestamp; the timestamp never
 /// decreases as the LSN grows, even if the wall clock steps back.
@@ -31,7 +31,7 @@ pub(crate) struct Clock {
 }
 
 impl Clock {
-    fn next(&mut self) -> (u64, u64) {
+    pub(crate) fn next(&mut self) -> (u64, u64) {
         self.lsn += 1;
         self.ts = self.ts.max(now_micros());
         (self.lsn, self.ts)
@@ -189,40 +189,43 @@ impl Database {
     /// Store `item` under (pk, sk), replacing any previous item. Returns the
     /// write's LSN. In `Sync` mode the write is durable when this returns.
     pub fn put(&self, pk: &[u8], sk: Option<&[u8]>, item: &Item) -> Result<u64> {
-        let e = SCRATCH.with_borrow_mut(|buf| prepare_put(pk, sk, item, buf))?;
-        Ok(self.shared.write_prepared(vec![(Pending::Data(e), None)])?[0].0)
+        let mut batch = WriteBatch::with_capacity(1);
+        batch.put(pk, sk, item)?;
+        Ok(self.shared.write_prepared(batch.ops)?[0].0)
     }
 
     /// Delete the item at (pk, sk) (a no-op if absent, but still logged).
     pub fn delete(&self, pk: &[u8], sk: Option<&[u8]>) -> Result<u64> {
-        Ok(self.shared.write_prepared(vec![(
-            Pending::Data(MemEntry::new(KeyRef::new(pk, sk)?, 0, None)),
-            None,
-        )])?[0]
-            .0)
+        let mut batch = WriteBatch::with_capacity(1);
+        batch.delete(pk, sk)?;
+        Ok(self.shared.write_prepared(batch.ops)?[0].0)
     }
 
-    /// Apply many puts and deletes with one group commit: each touched
-    /// stripe's WAL gets one write and (in `Sync` mode) the whole batch shares
-    /// one fsync round. Returns each operation's LSN, in input order.
+    /// Apply a [`WriteBatch`] with one group commit: each touched stripe's
+    /// WAL gets one write and (in `Sync` mode) the whole batch shares one
+    /// fsync round. Returns each operation's LSN, in the order added.
     ///
-    /// Every operation is validated before anything is written, so a bad item
-    /// rejects the whole batch. **A batch is not atomic**: each item is, and
-    /// once this returns `Ok` all of them are durable, but a crash during the
-    /// call can leave any subset of the batch applied. Later operations on the
-    /// same key win.
-    pub fn write_batch(&self, ops: &[WriteOp]) -> Result<Vec<u64>> {
-        let prepared = SCRATCH.with_borrow_mut(|buf| {
-            ops.iter()
-                .map(|op| prepare(op, buf).map(|e| (Pending::Data(e), None)))
-                .collect::<Result<Vec<_>>>()
-        })?;
+    /// **A batch is not atomic**: each item is, and once this returns `Ok`
+    /// all of them are durable, but a crash during the call can leave any
+    /// subset of the batch applied. Later operations on the same key win.
+    pub fn write(&self, batch: WriteBatch) -> Result<Vec<u64>> {
         Ok(self
             .shared
-            .write_prepared(prepared)?
+            .write_prepared(batch.ops)?
             .into_iter()
             .map(|(l, _)| l)
             .collect())
+    }
+
+    /// [`Database::write`] of a slice of operations. Every operation is
+    /// validated before anything is written, so a bad item rejects the whole
+    /// batch.
+    pub fn write_batch(&self, ops: &[WriteOp]) -> Result<Vec<u64>> {
+        let prepared = ops
+            .iter()
+            .map(|op| prepare(op).map(|e| (Pending::Data(e), None)))
+            .collect::<Result<Vec<_>>>()?;
+        self.write(WriteBatch { ops: prepared })
     }
 
     /// Record a named restore point in the WAL (durably, whatever the
@@ -443,200 +446,7 @@ impl Drop for Database {
     }
 }
 
-/// A pending write and, when replaying a log, its original (LSN, timestamp).
-pub(crate) type Stamped = (Pending, Option<(u64, u64)>);
-
-/// A validated write on its way to the WAL, already in the form (and the
-/// one allocation) the memtable keeps; its LSN is set when it is logged.
-pub(crate) enum Pending {
-    Data(MemEntry),
-    Marker(String),
-}
-
-impl Pending {
-    fn stripe(&self) -> usize {
-        match self {
-            Pending::Data(e) => e.stripe(),
-            Pending::Marker(name) => crate::model::key::stripe_of(name.as_bytes()),
-        }
-    }
-}
-
-/// One operation of [`Database::write_batch`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteOp {
-    Put {
-        pk: Vec<u8>,
-        sk: Option<Vec<u8>>,
-        item: Item,
-    },
-    Delete {
-        pk: Vec<u8>,
-        sk: Option<Vec<u8>>,
-    },
-}
-
-thread_local! {
-    /// Items are encoded here first, so a write costs one allocation of
-    /// exact size (the memtable entry) instead of a growing `Vec` and a copy.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Validate an operation and encode its item (`buf` is scratch space).
-fn prepare(op: &WriteOp, buf: &mut Vec<u8>) -> Result<MemEntry> {
-    match op {
-        WriteOp::Delete { pk, sk } => Ok(MemEntry::new(KeyRef::new(pk, sk.as_deref())?, 0, None)),
-        WriteOp::Put { pk, sk, item } => prepare_put(pk, sk.as_deref(), item, buf),
-    }
-}
-
-fn prepare_put(pk: &[u8], sk: Option<&[u8]>, item: &Item, buf: &mut Vec<u8>) -> Result<MemEntry> {
-    let key = KeyRef::new(pk, sk)?;
-    validate_item(item)?;
-    buf.clear();
-    encode_item(item, buf);
-    let size = key.encoded_len() + buf.len();
-    let e = if size > MAX_ITEM_BYTES {
-        Err(Error::InvalidInput(format!(
-            "item is {size} bytes; the limit is {MAX_ITEM_BYTES} (400 KB)"
-        )))
-    } else {
-        Ok(MemEntry::new(key, 0, Some(buf)))
-    };
-    // A rare large (or rejected oversized) item must not stay allocated per thread.
-    if buf.capacity() > 64 << 10 {
-        *buf = Vec::new();
-    }
-    e
-}
-
 impl Shared {
-    pub(crate) fn restore_point(&self, name: &str) -> Result<(u64, u64)> {
-        if name.is_empty() || name.len() > 256 {
-            return Err(Error::InvalidInput(
-                "a restore point name must be 1..=256 bytes".into(),
-            ));
-        }
-        let r = self.write_prepared(vec![(Pending::Marker(name.to_string()), None)])?[0];
-        self.commit.sync_all_written()?;
-        Ok(r)
-    }
-
-    pub(crate) fn write_prepared(&self, ops: Vec<Stamped>) -> Result<Vec<(u64, u64)>> {
-        let sh = self;
-        sh.commit.check()?;
-        sh.throttle()?;
-        // (stripe, input position), grouped by stripe, input order within one.
-        let mut order: Vec<(usize, usize)> = ops
-            .iter()
-            .enumerate()
-            .map(|(i, (p, _))| (p.stripe(), i))
-            .collect();
-        order.sort_unstable();
-        let mut stamps = vec![(0u64, 0u64); ops.len()];
-        let mut ops: Vec<Option<Stamped>> = ops.into_iter().map(Some).collect();
-        let mut last_seq = 0;
-        let mut buf = Vec::new();
-        let mut staged = Vec::new();
-        for group in order.chunk_by(|a, b| a.0 == b.0) {
-            let s = group[0].0;
-            let mut st = lock(&sh.stripes[s]);
-            if st.wal.is_none() {
-                let id = sh.next_file_id.fetch_add(1, Ordering::SeqCst);
-                st.wal = Some(ActiveSegment::create(
-                    &sh.dir.join("wal"),
-                    s,
-                    id,
-                    st.last_wal_id,
-                )?);
-                sh.commit.note_created(&sh.wal_dir);
-                st.wal_ids.push(id);
-                st.last_wal_id = id;
-            }
-            buf.clear();
-            staged.clear();
-            let mut max_lsn = 0;
-            {
-                let mut clock = lock(&sh.clock);
-                for &(_, i) in group {
-                    let Some((pending, fixed)) = ops[i].take() else {
-                        continue;
-                    };
-                    let (lsn, ts) = match fixed {
-                        Some((lsn, ts)) => {
-                            clock.lsn = clock.lsn.max(lsn);
-                            clock.ts = clock.ts.max(ts);
-                            (lsn, ts)
-                        }
-                        None => clock.next(),
-                    };
-                    stamps[i] = (lsn, ts);
-                    max_lsn = max_lsn.max(lsn);
-                    match pending {
-                        Pending::Data(mut e) => {
-                            e.set_lsn(lsn);
-                            crate::wal::record::encode_data(
-                                lsn,
-                                ts,
-                                e.key_ref(),
-                                e.value(),
-                                &mut buf,
-                            );
-                            staged.push((e, ts));
-                        }
-                        Pending::Marker(name) => Record {
-                            lsn,
-                            ts,
-                            op: Op::Marker { name },
-                        }
-                        .encode_framed(&mut buf),
-                    }
-                }
-            }
-            let seg = st
-                .wal
-                .as_mut()
-                .ok_or_else(|| Error::Poisoned("no active WAL segment".into()))?;
-            let before = seg.len;
-            if let Err(e) = seg.append(&buf) {
-                // Cut off any partial record so later records do not follow garbage.
-                let cut = seg.file.set_len(before).and_then(|_| seg.file.sync_data());
-                st.wal = None;
-                if cut.is_err() {
-                    return Err(Error::Poisoned(format!(
-                        "WAL append failed and could not be undone: {e}"
-                    )));
-                }
-                return Err(e);
-            }
-            let seg_id = seg.id;
-            last_seq = sh.commit.note_written(seg_id, &seg.file);
-            st.wal_bytes += buf.len() as u64;
-            sh.written
-                .wal
-                .fetch_add(buf.len() as u64, Ordering::Relaxed);
-            let m = st.wal_max_lsn.entry(seg_id).or_default();
-            *m = (*m).max(max_lsn);
-            let before = st.mem.bytes();
-            for (e, ts) in staged.drain(..) {
-                st.mem.insert(e, ts);
-            }
-            let grown = st.mem.bytes().saturating_sub(before);
-            let total = sh.mem_total.fetch_add(grown, Ordering::Relaxed) + grown;
-            let bytes = st.mem.bytes();
-            if bytes >= sh.opts.memtable_stripe_bytes
-                || st.wal_bytes >= sh.opts.wal_stripe_bytes
-                || (total >= sh.opts.memtable_budget && bytes >= sh.opts.memtable_budget / STRIPES)
-            {
-                sh.seal(s, &mut st)?;
-            }
-        }
-        if sh.opts.durability == Durability::Sync && last_seq > 0 {
-            sh.commit.wait_durable(last_seq)?;
-        }
-        Ok(stamps)
-    }
-
     pub(crate) fn flush_ctx<R>(&self, s: usize, f: impl FnOnce(&FlushCtx<'_>) -> R) -> R {
         let sh = self;
         let alloc = || sh.next_file_id.fetch_add(1, Ordering::SeqCst);

@@ -26,8 +26,9 @@ mod db;
 mod flush;
 mod recovery;
 mod stripe;
+mod write;
 
-pub use db::{Database, WriteOp};
+pub use db::Database;
 pub use error::{Error, Result};
 pub use model::json::{
     item_from_plain_json, item_from_typed_json, item_to_plain_json, item_to_typed_json,
@@ -42,3 +43,4 @@ pub use read::query::{Page, Query, Scan, SortKeyCondition};
 pub use snapshot::remote::{HeldSnapshot, RemotePin};
 pub use snapshot::{FileKind, Pin, Snapshot, SnapshotFile};
 pub use stats::Stats;
+pub use write::{WriteBatch, WriteOp};
