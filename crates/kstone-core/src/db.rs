@@ -6,13 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use crate::entry::Entry;
 use crate::error::{Error, IoContext, Result};
 use crate::fsio::{now_micros, sync_dir};
 use crate::lock::DbLock;
 use crate::manifest::Manifest;
 use crate::memtable::MemEntry;
-use crate::model::key::{Key, STRIPES};
+use crate::model::key::{KeyRef, STRIPES};
 use crate::model::value::{decode_item, Item};
 use crate::options::{Durability, Options};
 use crate::snapshot::registry::PinRegistry;
@@ -307,30 +306,29 @@ impl Database {
         Ok(())
     }
 
-    /// The newest version of a key, including tombstones.
-    pub(crate) fn get_entry(&self, key: &Key) -> Result<Option<Entry>> {
+    /// The item at (pk, sk), or `None`.
+    pub fn get(&self, pk: &[u8], sk: Option<&[u8]>) -> Result<Option<Item>> {
+        self.lookup(KeyRef::new(pk, sk)?, decode_item)
+    }
+
+    /// `f` of the newest stored bytes of `key`, lent where they lie (the
+    /// memtable or a cached block); `None` if absent or deleted.
+    fn lookup<R>(&self, key: KeyRef<'_>, f: impl FnOnce(&[u8]) -> Result<R>) -> Result<Option<R>> {
         let tables = {
-            let st = lock(&self.shared.stripes[key.stripe()]);
-            if let Some(e) = st.mem_get(key) {
-                return Ok(Some(e));
+            let st = lock(&self.shared.stripes[crate::model::key::stripe_of(key.pk)]);
+            if let Some(e) = st.mem_get_ref(key) {
+                return e.value().map(f).transpose();
             }
             st.tables.clone()
         };
+        let mut enc = Vec::with_capacity(key.encoded_len());
+        key.encode(&mut enc);
         for t in &tables {
-            if let Some(e) = t.get(key)? {
-                return Ok(Some(e));
+            if let Some(found) = t.find(key, &enc)? {
+                return found.value().map(f).transpose();
             }
         }
         Ok(None)
-    }
-
-    /// The item at (pk, sk), or `None`.
-    pub fn get(&self, pk: &[u8], sk: Option<&[u8]>) -> Result<Option<Item>> {
-        let key = Key::new(pk, sk)?;
-        match self.get_entry(&key)? {
-            Some(Entry { value: Some(v), .. }) => Ok(Some(decode_item(&v)?)),
-            _ => Ok(None),
-        }
     }
 
     /// Read and check every block of every live SST (checksums, key order).

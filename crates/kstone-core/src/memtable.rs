@@ -121,6 +121,12 @@ impl Lookup for (u64, &Key) {
     }
 }
 
+impl Lookup for (u64, KeyRef<'_>) {
+    fn parts(&self) -> (u64, KeyRef<'_>) {
+        (self.0, self.1)
+    }
+}
+
 fn probe(key: &Key) -> (u64, &Key) {
     (prefix(&key.pk), key)
 }
@@ -214,6 +220,12 @@ impl Memtable {
     pub fn get(&self, key: &Key) -> Option<Entry> {
         let p = probe(key);
         self.set.get(&p as &dyn Lookup).map(MemEntry::to_entry)
+    }
+
+    /// The version of `key` held here, lent (a read needs no copy of it).
+    pub fn get_ref(&self, key: KeyRef<'_>) -> Option<&MemEntry> {
+        let p = (prefix(key.pk), key);
+        self.set.get(&p as &dyn Lookup)
     }
 
     pub fn len(&self) -> usize {

@@ -4,10 +4,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::entry::Entry;
 use crate::manifest::Manifest;
 use crate::memtable::Memtable;
-use crate::model::key::Key;
+use crate::model::key::KeyRef;
 use crate::options::Compression;
 use crate::sst::reader::TableReader;
 use crate::wal::segment::ActiveSegment;
@@ -93,11 +92,12 @@ impl StripeState {
         true
     }
 
-    /// The newest in-memory version of `key` (active, then sealed memtables).
-    pub fn mem_get(&self, key: &Key) -> Option<Entry> {
+    /// The newest in-memory version of `key` (active, then sealed
+    /// memtables), lent.
+    pub fn mem_get_ref(&self, key: KeyRef<'_>) -> Option<&crate::memtable::MemEntry> {
         self.mem
-            .get(key)
-            .or_else(|| self.sealed.iter().find_map(|s| s.mem.get(key)))
+            .get_ref(key)
+            .or_else(|| self.sealed.iter().find_map(|s| s.mem.get_ref(key)))
     }
 
     /// Every segment that may hold unflushed records, oldest first.

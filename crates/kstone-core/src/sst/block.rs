@@ -48,6 +48,12 @@ pub fn seal(raw: &[u8], compression: Compression) -> Vec<u8> {
 /// Check and decode an on-disk block. Errors are `Malformed`; the caller adds
 /// the file and offset.
 pub fn open(disk: &[u8]) -> Result<Vec<u8>> {
+    open_owned(disk.to_vec())
+}
+
+/// [`open`] of a block read into its own buffer: an uncompressed payload is
+/// returned in that buffer, not copied out of it.
+pub fn open_owned(mut disk: Vec<u8>) -> Result<Vec<u8>> {
     if disk.len() < TRAILER {
         return Err(Error::Malformed("block shorter than its trailer".into()));
     }
@@ -62,7 +68,11 @@ pub fn open(disk: &[u8]) -> Result<Vec<u8>> {
         return Err(Error::Malformed(format!("block claims {raw_len} bytes")));
     }
     let raw = match meta[4] {
-        C_NONE => payload.to_vec(),
+        C_NONE => {
+            let n = payload.len();
+            disk.truncate(n);
+            disk
+        }
         C_ZSTD => zstd::bulk::decompress(payload, raw_len)
             .map_err(|e| Error::Malformed(format!("zstd: {e}")))?,
         c => return Err(Error::Malformed(format!("unknown block compression {c}"))),

@@ -17,7 +17,7 @@ use super::footer::{Footer, Props, FOOTER_LEN};
 use super::index::BlockIndex;
 use crate::entry::Entry;
 use crate::error::{Error, IoContext, Result};
-use crate::model::key::Key;
+use crate::model::key::{Key, KeyRef};
 use crate::model::varint::Reader;
 use crate::read::range::KeyRange;
 
@@ -144,7 +144,7 @@ impl TableReader {
         self.file
             .read_exact_at(&mut buf, h.offset)
             .ctx(&self.path)?;
-        block::open(&buf).map_err(|e| corrupt(e.to_string()))
+        block::open_owned(buf).map_err(|e| corrupt(e.to_string()))
     }
 
     /// Data block `i`'s offset and verified payload; `None` past the last.
@@ -164,34 +164,46 @@ impl TableReader {
 
     /// The newest version of `key` in this table, if it has one.
     pub fn get(&self, key: &Key) -> Result<Option<Entry>> {
-        let mut enc = Vec::new();
+        let mut enc = Vec::with_capacity(key.encoded_len());
         key.encode(&mut enc);
-        if !bloom::may_contain(&self.filter, &enc) {
+        Ok(self.find(key.as_key_ref(), &enc)?.map(|f| Entry {
+            key: key.clone(),
+            lsn: f.lsn,
+            value: f.value().map(Arc::from),
+        }))
+    }
+
+    /// The newest version of `key` (`enc` is its encoding), lent from its
+    /// data block without copying it out.
+    pub fn find(&self, key: KeyRef<'_>, enc: &[u8]) -> Result<Option<Found>> {
+        if !bloom::may_contain(&self.filter, enc) {
             return Ok(None);
         }
-        let kr = key.as_key_ref();
-        let i = self.index.partition_point(|lk| lk < kr);
+        let i = self.index.partition_point(|lk| lk < key);
         let Some(handle) = self.index.handle(i) else {
             return Ok(None);
         };
-        let found = if let Some((cache, id)) = &self.cache {
-            let block = match cache.get(*id, handle.offset) {
-                Some(b) => b,
+        let block = match &self.cache {
+            Some((cache, id)) => match cache.get(*id, handle.offset) {
+                Some(b) => FoundBlock::Cached(b),
                 None => {
                     let b = Arc::new(CachedBlock::new(self.read_block(handle)?));
                     cache.insert(*id, handle.offset, Arc::clone(&b));
-                    b
+                    FoundBlock::Cached(b)
                 }
-            };
-            find_in_block(&block.raw, &enc)
-        } else {
-            find_in_block(&self.read_block(handle)?, &enc)
+            },
+            None => FoundBlock::Read(self.read_block(handle)?),
         };
-        found.map_err(|e| Error::Corruption {
+        let raw = match &block {
+            FoundBlock::Cached(b) => &b.raw,
+            FoundBlock::Read(v) => v,
+        };
+        let at = find_in_block(raw, enc).map_err(|e| Error::Corruption {
             path: self.path.clone(),
             offset: handle.offset,
             detail: format!("bad data block: {e}"),
-        })
+        })?;
+        Ok(at.map(|(lsn, value)| Found { block, lsn, value }))
     }
 
     /// Every entry in key order, one block in memory at a time.
@@ -325,23 +337,51 @@ impl Iterator for RangeIter {
 /// Find the entry whose encoded key is `enc` in a data block, decoding only
 /// that entry (keys are compared as encoded bytes: equality is all a point
 /// lookup needs, so this skips [`parse_entry`]'s key decoding per entry).
-fn find_in_block(raw: &[u8], enc: &[u8]) -> Result<Option<Entry>> {
+/// A version found by [`TableReader::find`], with the block that holds its value.
+pub struct Found {
+    block: FoundBlock,
+    pub lsn: u64,
+    /// Where the value lies in the block (`None`: a tombstone).
+    value: Option<std::ops::Range<usize>>,
+}
+
+enum FoundBlock {
+    Cached(Arc<CachedBlock>),
+    Read(Vec<u8>),
+}
+
+impl Found {
+    /// The stored value, or `None` for a tombstone.
+    pub fn value(&self) -> Option<&[u8]> {
+        let raw = match &self.block {
+            FoundBlock::Cached(b) => &b.raw,
+            FoundBlock::Read(v) => v,
+        };
+        self.value.clone().and_then(|r| raw.get(r))
+    }
+}
+
+/// An entry's LSN and where its value lies in the block (`None`: a tombstone).
+type Located = (u64, Option<std::ops::Range<usize>>);
+
+/// The entry whose encoded key is `enc`.
+fn find_in_block(raw: &[u8], enc: &[u8]) -> Result<Option<Located>> {
     let mut r = Reader::new(raw);
     while !r.is_empty() {
         let k = r.len_prefixed()?;
         let lsn = r.uvarint()?;
         let kind = r.u8()?;
         let value = match kind {
-            KIND_PUT => Some(r.len_prefixed()?),
+            KIND_PUT => {
+                let v = r.len_prefixed()?;
+                let end = r.position();
+                Some(end - v.len()..end)
+            }
             KIND_TOMBSTONE => None,
             k => return Err(Error::Malformed(format!("unknown entry kind {k}"))),
         };
         if k == enc {
-            return Ok(Some(Entry {
-                key: Key::decode(&mut Reader::new(k))?,
-                lsn,
-                value: value.map(Arc::from),
-            }));
+            return Ok(Some((lsn, value)));
         }
     }
     Ok(None)
