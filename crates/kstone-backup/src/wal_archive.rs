@@ -186,7 +186,7 @@ pub struct Archiver<'a> {
     /// Bytes of each segment already read.
     offsets: HashMap<String, u64>,
     /// Signature of the WAL directory at the last tick without an owner.
-    idle_signature: Option<Vec<(String, u64)>>,
+    idle_signature: Option<WalSignature>,
 }
 
 /// What one archiving round did.
@@ -199,14 +199,20 @@ pub struct Round {
     pub archived_lsn: u64,
 }
 
-fn wal_signature(db_dir: &Path) -> Vec<(String, u64)> {
-    let mut v: Vec<(String, u64)> = std::fs::read_dir(db_dir.join("wal"))
+/// Names, lengths and modification times of the WAL files: a mapped
+/// segment (`Buffered` mode) takes new records without growing.
+type WalSignature = Vec<(String, u64, Option<std::time::SystemTime>)>;
+
+fn wal_signature(db_dir: &Path) -> WalSignature {
+    let mut v: WalSignature = std::fs::read_dir(db_dir.join("wal"))
         .map(|rd| {
             rd.flatten()
                 .filter_map(|e| {
+                    let m = e.metadata().ok()?;
                     Some((
                         e.file_name().to_string_lossy().into_owned(),
-                        e.metadata().ok()?.len(),
+                        m.len(),
+                        m.modified().ok(),
                     ))
                 })
                 .collect()
@@ -562,11 +568,12 @@ fn read_range(path: &Path, len: u64) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Parse whole frames (we only ever stop at record boundaries).
+/// Parse whole frames (we only ever stop at record boundaries; zeros after
+/// the last record, allocated ahead by a mapped segment, end the log).
 fn frames_from(b: &[u8], path: &Path, base: u64) -> Result<Vec<Record>> {
     let mut out = Vec::new();
     let mut at = 0;
-    while at < b.len() {
+    while at < b.len() && !b[at..].iter().all(|&x| x == 0) {
         match read_frame(&b[at..]) {
             Frame::Ok(p, n) => {
                 out.push(Record::decode_payload(p)?);

@@ -251,7 +251,8 @@ fn check_wal(
                     ));
                 }
             }
-            if scan.is_torn() {
+            // A last segment may end in zeros allocated ahead (`Buffered` mode).
+            if scan.is_torn() && !(i + 1 == live.len() && scan.zero_tail) {
                 if i + 1 == live.len() {
                     r.notes.push(format!(
                         "{}: torn record at offset {} (a crash mid-write; open truncates it)",

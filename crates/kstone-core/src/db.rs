@@ -118,7 +118,13 @@ impl Database {
         // Replayed stripes above 64 KiB go straight to SSTs: at most 16 MiB
         // of replayed memtables stay in memory, whatever the WAL's size.
         let flush_at = opts.memtable_stripe_bytes.min(64 << 10);
-        let rec = crate::recovery::recover(&dir, cache.as_ref(), flush_at, opts.compression)?;
+        let rec = crate::recovery::recover(
+            &dir,
+            cache.as_ref(),
+            flush_at,
+            opts.compression,
+            opts.durability == Durability::Buffered,
+        )?;
         let wal_path = dir.join("wal");
         let wal_dir = Arc::new(fs::File::open(&wal_path).ctx(&wal_path)?);
         let shared = Arc::new(Shared {
@@ -480,8 +486,14 @@ impl Shared {
     /// write the newer segment first, and a power cut would then leave a
     /// torn or missing segment in the middle of the chain, which recovery
     /// rightly refuses to skip.
-    fn sync_before_seal(&self, st: &StripeState) -> Result<()> {
-        if let Some(seg) = st.wal.as_ref().filter(|_| !st.mem.is_empty()) {
+    /// Zeros allocated ahead are cut off first, so only a stripe's last
+    /// segment can end in zeros.
+    fn sync_before_seal(&self, st: &mut StripeState) -> Result<()> {
+        if st.mem.is_empty() {
+            return Ok(());
+        }
+        if let Some(seg) = st.wal.as_mut() {
+            seg.trim()?;
             seg.file.sync_data().ctx(&seg.path)?;
             self.wal_dir.sync_all().ctx(&self.dir.join("wal"))?;
         }
@@ -493,7 +505,7 @@ impl Shared {
     pub(crate) fn seal_now(&self, s: usize) -> Result<()> {
         let mut st = lock(&self.stripes[s]);
         let bytes = st.mem.bytes();
-        self.sync_before_seal(&st)?;
+        self.sync_before_seal(&mut st)?;
         if st.seal() {
             self.sealed_bytes.fetch_add(bytes, Ordering::Relaxed);
         }

@@ -50,6 +50,7 @@ pub(crate) fn recover(
     cache: Option<&std::sync::Arc<crate::sst::cache::BlockCache>>,
     flush_at: usize,
     compression: crate::options::Compression,
+    mapped: bool,
 ) -> Result<Recovered> {
     let mut manifest = Manifest::load(dir)?;
     let (sst_dir, wal_dir) = (dir.join("sst"), dir.join("wal"));
@@ -141,6 +142,7 @@ pub(crate) fn recover(
         cache,
         flush_at,
         compression,
+        mapped,
     };
     let mut work: Vec<Vec<(usize, Vec<u64>, &mut StripeState)>> =
         (0..REPLAY_THREADS).map(|_| Vec::new()).collect();
@@ -254,6 +256,8 @@ struct ReplayCtx<'a> {
     cache: Option<&'a std::sync::Arc<crate::sst::cache::BlockCache>>,
     flush_at: usize,
     compression: crate::options::Compression,
+    /// Reopened segments append through a memory map (`Buffered` mode).
+    mapped: bool,
 }
 
 /// One stripe's replay, merged into the recovery's result afterwards.
@@ -362,10 +366,14 @@ fn replay_stripe(
                     detail: "damaged record in a WAL segment that is not the last".into(),
                 });
             }
-            // A torn tail: cut it off so later appends and readers never see it.
-            let f = fs::OpenOptions::new().write(true).open(&path).ctx(&path)?;
-            f.set_len(scan.valid_len).ctx(&path)?;
-            f.sync_all().ctx(&path)?;
+            if !scan.zero_tail {
+                // A torn record: cut it off so later appends and readers never see it.
+                let f = fs::OpenOptions::new().write(true).open(&path).ctx(&path)?;
+                f.set_len(scan.valid_len).ctx(&path)?;
+                f.sync_all().ctx(&path)?;
+                scan.file_len = scan.valid_len;
+            }
+            // Zeros allocated ahead by a mapped segment stay: appends go over them.
         }
         let mut last_in_seg = 0;
         let seg_max = scan.records.iter().map(|r| r.lsn).max().unwrap_or(0);
@@ -396,7 +404,13 @@ fn replay_stripe(
         st.last_wal_id = id;
         if i + 1 == n {
             // New writes continue in the stripe's last segment.
-            st.wal = Some(segment::ActiveSegment::reopen(&path, id, scan.valid_len)?);
+            st.wal = Some(segment::ActiveSegment::reopen(
+                &path,
+                id,
+                scan.valid_len,
+                scan.file_len,
+                cx.mapped,
+            )?);
         }
     }
     if !st.mem.is_empty() && st.mem.bytes() >= flush_at {

@@ -230,6 +230,7 @@ impl Shared {
                 s,
                 id,
                 st.last_wal_id,
+                self.opts.durability == Durability::Buffered,
             )?);
             self.commit.note_created(&self.wal_dir);
             st.wal_ids.push(id);
@@ -271,7 +272,7 @@ impl Shared {
         let before = seg.len;
         if let Err(e) = seg.append(&buf) {
             // Cut off any partial record so later records do not follow garbage.
-            let cut = seg.file.set_len(before).and_then(|_| seg.file.sync_data());
+            let cut = seg.abandon(before);
             st.wal = None;
             if cut.is_err() {
                 return Err(Error::Poisoned(format!(

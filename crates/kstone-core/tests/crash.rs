@@ -16,14 +16,28 @@ use kstone_core::{item_from_plain_json, Database, Error, Item, Options};
 const KILLS: u64 = 60;
 const WRITERS: u64 = 3;
 
-fn child_opts() -> Options {
+/// `buffered`: acknowledged once the record is in the OS (appended through
+/// a memory map of the segment), not yet fsynced — it must survive SIGKILL
+/// all the same.
+fn child_opts(buffered: bool) -> Options {
     Options {
         // Tiny memtables: flushes happen every few dozen writes, so many kills
         // land inside one.
         memtable_stripe_bytes: 2048,
         wal_stripe_bytes: 8 << 10,
+        durability: if buffered {
+            kstone_core::Durability::Buffered
+        } else {
+            kstone_core::Durability::Sync
+        },
         ..Options::default()
     }
+}
+
+/// Odd kills run the writer in `Buffered` mode, even ones in `Sync` mode (so
+/// each mode also reopens what the other left, zeros allocated ahead included).
+fn buffered_round(kill: u64) -> bool {
+    kill % 2 == 1
 }
 
 fn value_item(v: u64) -> Item {
@@ -34,15 +48,17 @@ fn value_item(v: u64) -> Item {
     .unwrap()
 }
 
-fn spawn_child(role: &str, dir: &Path, seed: u64) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([role, "--exact", "--nocapture", "--test-threads=1"])
+fn spawn_child(role: &str, dir: &Path, seed: u64, buffered: bool) -> Child {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([role, "--exact", "--nocapture", "--test-threads=1"])
         .env("KSTONE_CHILD", dir)
         .env("KSTONE_SEED", seed.to_string())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+        .stderr(Stdio::null());
+    if buffered {
+        c.env("KSTONE_BUFFERED", "1");
+    }
+    c.spawn().unwrap()
 }
 
 /// Child: write forever; print `B key val` before and `A key val` after each
@@ -53,7 +69,8 @@ fn child_writer() {
         return;
     };
     let seed: u64 = std::env::var("KSTONE_SEED").unwrap().parse().unwrap();
-    let db = Database::open(&dir, child_opts()).unwrap();
+    let buffered = std::env::var_os("KSTONE_BUFFERED").is_some();
+    let db = Database::open(&dir, child_opts(buffered)).unwrap();
     let out = std::sync::Mutex::new(std::io::stdout());
     println!("READY");
     std::thread::scope(|s| {
@@ -118,7 +135,7 @@ fn sigkill_loses_no_acknowledged_write() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("crash.keystone");
-    Database::create(&dir, child_opts())
+    Database::create(&dir, child_opts(false))
         .unwrap()
         .close()
         .unwrap();
@@ -127,7 +144,7 @@ fn sigkill_loses_no_acknowledged_write() {
     let mut rng = 0x1234_5678u64;
     let mut total_acks = 0;
     for kill in 0..KILLS {
-        let mut child = spawn_child("child_writer", &dir, kill + 1);
+        let mut child = spawn_child("child_writer", &dir, kill + 1, buffered_round(kill));
         let reader = wait_ready(&mut child);
         let lines = std::thread::spawn(move || {
             let mut v = Vec::new();
@@ -169,7 +186,7 @@ fn sigkill_loses_no_acknowledged_write() {
         // to `kstone check` either.
         let report = kstone_core::check::check(&dir).unwrap();
         assert!(report.problems.is_empty(), "kill {kill}: {report:?}");
-        let db = Database::open(&dir, child_opts())
+        let db = Database::open(&dir, child_opts(buffered_round(kill)))
             .unwrap_or_else(|e| panic!("reopen after kill {kill} failed: {e}"));
         let mut keys: Vec<String> = acked.keys().chain(in_flight.keys()).cloned().collect();
         keys.sort();
@@ -204,7 +221,7 @@ fn sigkill_loses_no_acknowledged_write() {
         db.close().unwrap();
     }
     assert!(total_acks > 1000, "only {total_acks} acknowledged writes");
-    let db = Database::open(&dir, child_opts()).unwrap();
+    let db = Database::open(&dir, child_opts(false)).unwrap();
     let s = db.stats().unwrap();
     assert!(
         s.sst_files > 20,
@@ -227,7 +244,7 @@ fn lock_is_held_across_processes() {
         .unwrap()
         .close()
         .unwrap();
-    let mut child = spawn_child("child_holder", &dir, 0);
+    let mut child = spawn_child("child_holder", &dir, 0, false);
     let _r = wait_ready(&mut child);
     let start = Instant::now();
     match Database::open(&dir, Options::default()) {
@@ -324,7 +341,7 @@ fn sigkill_during_compaction_loses_nothing() {
         for r in 0..2 {
             layer(&dir, round * 2 + r, &mut model);
         }
-        let mut child = spawn_child("child_compactor", &dir, round);
+        let mut child = spawn_child("child_compactor", &dir, round, false);
         let mut reader = wait_ready(&mut child);
         let mut line = String::new();
         reader.read_line(&mut line).unwrap();

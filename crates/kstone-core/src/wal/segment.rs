@@ -3,6 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -86,13 +87,32 @@ impl Header {
     }
 }
 
+/// Smallest and largest step by which a mapped segment grows.
+const MAP_STEP_MIN: u64 = 64 << 10;
+const MAP_STEP_MAX: u64 = 4 << 20;
+
 /// The segment a stripe is currently appending to.
+///
+/// In `Buffered` mode records are copied into a shared memory map of the
+/// file instead of a `write(2)` each: the pages are the kernel's page cache,
+/// so a record is in the OS (it survives a process crash) as soon as it is
+/// copied, and the group commit's fdatasync of the file writes the mapped
+/// pages like any others. The mapped part of the file is allocated first
+/// (`fallocate`), so a full disk is an error on the write path, never a
+/// SIGBUS on a page fault. Space not yet written is zeros, which readers
+/// take as the end of the log; sealing cuts it off ([`ActiveSegment::trim`]).
+/// In `Sync` mode each record is one `pwrite` (its fdatasync dominates).
 #[derive(Debug)]
 pub struct ActiveSegment {
     pub id: u64,
     pub path: PathBuf,
     pub file: Arc<File>,
+    /// End of the last record: where the next one goes.
     pub len: u64,
+    /// Length of the file: `len` plus any zeros allocated ahead.
+    pub cap: u64,
+    map: Option<memmap2::MmapMut>,
+    mapped: bool,
 }
 
 impl ActiveSegment {
@@ -102,9 +122,17 @@ impl ActiveSegment {
     /// whose next round makes header, records and directory entry durable
     /// together before any of them is acknowledged. A header lost to a power
     /// cut leaves a short or empty last segment, which recovery removes.
-    pub fn create(dir: &Path, stripe: usize, id: u64, prev: u64) -> Result<ActiveSegment> {
+    /// `mapped`: append through a memory map (see the type's docs).
+    pub fn create(
+        dir: &Path,
+        stripe: usize,
+        id: u64,
+        prev: u64,
+        mapped: bool,
+    ) -> Result<ActiveSegment> {
         let path = dir.join(file_name(stripe, id));
         let mut f = OpenOptions::new()
+            .read(true)
             .write(true)
             .create_new(true)
             .open(&path)
@@ -125,27 +153,123 @@ impl ActiveSegment {
             path,
             file: Arc::new(f),
             len: HEADER_LEN as u64,
+            cap: HEADER_LEN as u64,
+            map: None,
+            mapped: mapped && MAPPING_SUPPORTED,
         })
     }
 
     /// Continue appending to an existing segment whose first `len` bytes are
-    /// known good (recovery has already cut off any torn tail).
-    pub fn reopen(path: &Path, id: u64, len: u64) -> Result<ActiveSegment> {
-        let f = OpenOptions::new().append(true).open(path).ctx(path)?;
+    /// known good and whose other `file_len - len` bytes are zeros (recovery
+    /// has already cut off any torn record).
+    pub fn reopen(
+        path: &Path,
+        id: u64,
+        len: u64,
+        file_len: u64,
+        mapped: bool,
+    ) -> Result<ActiveSegment> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .ctx(path)?;
         Ok(ActiveSegment {
             id,
             path: path.to_path_buf(),
             file: Arc::new(f),
             len,
+            cap: file_len.max(len),
+            map: None,
+            mapped: mapped && MAPPING_SUPPORTED,
         })
     }
 
-    /// Append already-framed records (one `write` call; not yet durable).
+    /// Write already-framed records after the last one (not yet durable).
     pub fn append(&mut self, bytes: &[u8]) -> Result<()> {
-        (&*self.file).write_all(bytes).ctx(&self.path)?;
-        self.len += bytes.len() as u64;
+        let end = self.len + bytes.len() as u64;
+        if !self.mapped {
+            self.file.write_all_at(bytes, self.len).ctx(&self.path)?;
+            self.len = end;
+            self.cap = self.cap.max(end);
+            return Ok(());
+        }
+        if end > self.cap || self.map.is_none() {
+            self.remap(end)?;
+        }
+        let map = self
+            .map
+            .as_mut()
+            .ok_or_else(|| Error::Poisoned("WAL segment map missing".into()))?;
+        let range = self.len as usize..end as usize;
+        map.get_mut(range)
+            .ok_or_else(|| Error::Poisoned("WAL segment map too short".into()))?
+            .copy_from_slice(bytes);
+        self.len = end;
         Ok(())
     }
+
+    /// Map the file with room for `need` bytes, allocating more first if needed.
+    fn remap(&mut self, need: u64) -> Result<()> {
+        self.map = None;
+        if need > self.cap {
+            let step = (self.cap / 2).clamp(MAP_STEP_MIN, MAP_STEP_MAX);
+            let cap = (need + step).div_ceil(MAP_STEP_MIN) * MAP_STEP_MIN;
+            allocate(&self.file, cap).ctx(&self.path)?;
+            self.cap = cap;
+        }
+        // SAFETY: the database lock keeps other KeystoneDB writers out of
+        // this file, and no one truncates it while mapped: `trim` and
+        // `abandon` unmap first, and the file is only deleted after sealing.
+        let map = unsafe {
+            memmap2::MmapOptions::new()
+                .len(self.cap as usize)
+                .map_mut(&*self.file)
+        };
+        self.map = Some(map.ctx(&self.path)?);
+        Ok(())
+    }
+
+    /// Unmap and cut off zeros allocated ahead, so a sealed segment ends at
+    /// its last record (the caller fsyncs).
+    pub fn trim(&mut self) -> Result<()> {
+        self.map = None;
+        if self.cap > self.len {
+            self.file.set_len(self.len).ctx(&self.path)?;
+            self.cap = self.len;
+        }
+        Ok(())
+    }
+
+    /// After a failed append: cut the file back to `len` bytes (dropping any
+    /// partial record) and make that durable.
+    pub fn abandon(&mut self, len: u64) -> std::io::Result<()> {
+        self.map = None;
+        self.file.set_len(len)?;
+        self.file.sync_data()
+    }
+}
+
+/// Memory-mapped appends need `fallocate` (Linux): without it a full disk
+/// would show up as a SIGBUS on a page fault.
+const MAPPING_SUPPORTED: bool = cfg!(target_os = "linux");
+
+/// Allocate the file's blocks up to `len` bytes (extending it with zeros).
+#[cfg(target_os = "linux")]
+fn allocate(f: &File, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(len)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "segment too large"))?;
+    // SAFETY: a plain system call on an open descriptor.
+    match unsafe { libc::posix_fallocate(f.as_raw_fd(), 0, len) } {
+        0 => Ok(()),
+        e => Err(std::io::Error::from_raw_os_error(e)),
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn allocate(f: &File, len: u64) -> std::io::Result<()> {
+    f.set_len(len)
 }
 
 /// What a scan of a segment found.
@@ -158,6 +282,9 @@ pub struct Scan {
     /// Bytes up to the end of the last good record.
     pub valid_len: u64,
     pub file_len: u64,
+    /// Everything after `valid_len` is zeros: allocated ahead of the records
+    /// of a mapped segment, or never written (no record was torn).
+    pub zero_tail: bool,
 }
 
 impl Scan {
@@ -190,6 +317,7 @@ pub fn scan_bytes(buf: &[u8], path: &Path) -> Result<Scan> {
             records: Vec::new(),
             valid_len: 0,
             file_len,
+            zero_tail: all_zero(buf),
         });
     }
     let header = Header::decode(buf, path)?;
@@ -229,6 +357,7 @@ pub fn scan_bytes(buf: &[u8], path: &Path) -> Result<Scan> {
         records,
         valid_len: at as u64,
         file_len,
+        zero_tail: all_zero(&buf[at.min(buf.len())..]),
     })
 }
 
@@ -283,6 +412,65 @@ mod tests {
         let mut z = b.clone();
         z.extend_from_slice(&[0u8; 100]);
         assert_eq!(scan_bytes(&z, p).unwrap().records.len(), 5);
+    }
+
+    #[test]
+    fn mapped_appends_read_back_over_reopen_and_trim() {
+        let dir = tempfile::tempdir().unwrap();
+        let framed = |from: u64, to: u64| {
+            let mut b = Vec::new();
+            (from..=to).for_each(|i| rec(i).encode_framed(&mut b));
+            b
+        };
+        let on_disk = |p: &Path| std::fs::metadata(p).unwrap().len();
+        let mut seg = ActiveSegment::create(dir.path(), 3, 9, 2, true).unwrap();
+        seg.append(&framed(1, 3)).unwrap();
+        let path = seg.path.clone();
+        assert!(on_disk(&path) >= MAP_STEP_MIN, "space is allocated ahead");
+        assert_eq!(on_disk(&path), seg.cap);
+        // Another reader sees mapped records at once (the page cache).
+        let s = scan(&path).unwrap();
+        assert_eq!((s.records.len(), s.valid_len), (3, seg.len));
+        assert!(s.is_torn() && s.zero_tail);
+        drop(seg);
+        // Reopened over its zeros (as recovery does), it writes after record 3.
+        let mut seg = ActiveSegment::reopen(&path, 9, s.valid_len, s.file_len, true).unwrap();
+        seg.append(&framed(4, 5)).unwrap();
+        assert_eq!(on_disk(&path), s.file_len, "no growth inside the zeros");
+        // Past the zeros it grows (remaps) and keeps every record.
+        let big = framed(6, 3000);
+        seg.append(&big).unwrap();
+        assert!(on_disk(&path) > seg.len);
+        let s = scan(&path).unwrap();
+        assert_eq!(s.records.len(), 3000);
+        assert!(s
+            .records
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.lsn == i as u64 + 1));
+        // fdatasync writes mapped pages like any others.
+        seg.file.sync_data().unwrap();
+        // Trim cuts the zeros; later appends (unmapped now) follow the last record.
+        seg.trim().unwrap();
+        assert_eq!(on_disk(&path), seg.len);
+        let mut seg = ActiveSegment::reopen(&path, 9, seg.len, seg.len, false).unwrap();
+        seg.append(&framed(3001, 3001)).unwrap();
+        let s = scan(&path).unwrap();
+        assert!(!s.is_torn());
+        assert_eq!(s.records.len(), 3001);
+        // A record torn before the zeros is not a zero tail.
+        let mut b = std::fs::read(&path).unwrap();
+        let cut = b.len() - 5;
+        b[cut..].fill(0);
+        b.extend_from_slice(&[0; 100]);
+        let s = scan_bytes(&b, &path).unwrap();
+        assert_eq!(s.records.len(), 3000);
+        assert!(!s.zero_tail);
+        // A failed append is undone: the file ends at the given length.
+        let mut seg = ActiveSegment::reopen(&path, 9, s.valid_len, s.valid_len, true).unwrap();
+        seg.append(&framed(3001, 3002)).unwrap();
+        seg.abandon(s.valid_len).unwrap();
+        assert_eq!(on_disk(&path), s.valid_len);
     }
 
     #[test]
