@@ -317,13 +317,17 @@ impl Database {
         self.lookup(KeyRef::new(pk, sk)?, decode_item)
     }
 
-    /// `f` of the newest stored bytes of `key`, lent where they lie (the
-    /// memtable or a cached block); `None` if absent or deleted.
+    /// `f` of the newest stored bytes of `key`: lent from the cached (or
+    /// just read) block, or copied out of the memtable so the stripe lock is
+    /// not held while `f` runs; `None` if absent or deleted.
     fn lookup<R>(&self, key: KeyRef<'_>, f: impl FnOnce(&[u8]) -> Result<R>) -> Result<Option<R>> {
         let tables = {
             let st = lock(&self.shared.stripes[crate::model::key::stripe_of(key.pk)]);
             if let Some(e) = st.mem_get_ref(key) {
-                return e.value().map(f).transpose();
+                // Copied out, so `f` (an item decode) runs without the stripe lock.
+                let value = e.value().map(<[u8]>::to_vec);
+                drop(st);
+                return value.map(|v| f(&v)).transpose();
             }
             st.tables.clone()
         };
