@@ -29,6 +29,10 @@ pub enum Error {
     Invalid(String),
     #[error("refusing to restore: {0}")]
     Refused(String),
+    /// A closed database that a crash left unrecovered (its WAL may lack
+    /// acknowledged writes until it is opened).
+    #[error("{0}: a crash left a commit log; open the database once (any kstone command that opens it, e.g. `kstone stats`) so it recovers, then try again")]
+    NeedsRecovery(String),
     /// An encrypted repository's data cannot be unlocked.
     #[error("{0}")]
     Locked(String),

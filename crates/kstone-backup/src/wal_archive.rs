@@ -261,11 +261,20 @@ impl<'a> Archiver<'a> {
         // Nobody has the database open, so nobody writes: read the WAL as it
         // is, without taking the lock (the application must always be able to
         // open its database). If a writer appears meanwhile, skip the round.
-        let (snap, lens) = offline_snapshot(&self.db_dir)?;
-        let round = if kstone_core::lock::holder(&self.db_dir).is_none() {
-            self.round_with(&snap, &lens)?
-        } else {
-            return Ok(Round::default());
+        let round = match offline_snapshot(&self.db_dir) {
+            Ok((snap, lens)) if kstone_core::lock::holder(&self.db_dir).is_none() => {
+                self.round_with(&snap, &lens)
+            }
+            Ok(_) => return Ok(Round::default()),
+            Err(e) => Err(e),
+        };
+        // After a power cut, a crashed `Sync` database's segments may be torn
+        // or have holes that only its next open fills from the commit log.
+        let round = match round {
+            Err(_) if !kstone_core::wal::commit_log::list(&self.db_dir)?.is_empty() => {
+                return Err(Error::NeedsRecovery(self.db_dir.display().to_string()))
+            }
+            r => r?,
         };
         if kstone_core::lock::holder(&self.db_dir).is_none() && wal_signature(&self.db_dir) == sig {
             self.idle_signature = Some(sig);

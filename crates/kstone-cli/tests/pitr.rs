@@ -421,3 +421,67 @@ fn wal_archive_of_a_missing_database_changes_nothing() {
         "wal-archive created the database directory"
     );
 }
+
+/// `wal-archive` of a closed `Sync` database that a power cut left with a
+/// damaged segment: it says the database must be opened once (the commit
+/// log repairs it then) and archives nothing; after an open it archives.
+#[test]
+fn wal_archive_of_an_unrecovered_database_asks_for_an_open() {
+    if std::env::var_os("KSTONE_PITR_CHILD").is_some() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (db_dir, crashed) = (tmp.path().join("db"), tmp.path().join("crashed"));
+    let db = Database::create(&db_dir, Options::default()).unwrap();
+    for i in 0..200u64 {
+        // One partition: one stripe, one segment.
+        db.put(b"one", Some(&i.to_be_bytes()), &item(i + 1))
+            .unwrap();
+    }
+    // A copy while open is what a crash leaves, commit log included.
+    for sub in ["", "wal", "sst", "commit", "pins"] {
+        std::fs::create_dir_all(crashed.join(sub)).unwrap();
+        let Ok(rd) = std::fs::read_dir(db_dir.join(sub)) else {
+            continue;
+        };
+        for e in rd {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                std::fs::copy(e.path(), crashed.join(sub).join(e.file_name())).unwrap();
+            }
+        }
+    }
+    drop(db);
+    // The power cut: a sector of the unsynced segment never reached the disk.
+    let seg = std::fs::read_dir(crashed.join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut b = std::fs::read(&seg).unwrap();
+    assert!(b.len() > 8192, "{}", b.len());
+    b[4096..4608].fill(0);
+    std::fs::write(&seg, &b).unwrap();
+    let repo = tmp.path().join("repo");
+    ok(&["backup", "init", "--repo", p(&repo)]);
+    let o = kstone(&["wal-archive", p(&crashed), "--repo", p(&repo), "--once"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("open the database once"), "{err}");
+    assert!(
+        !repo.join("wal").exists()
+            || std::fs::read_dir(repo.join("wal"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+    ok(&["stats", p(&crashed)]);
+    ok(&["wal-archive", p(&crashed), "--repo", p(&repo), "--once"]);
+    let db = Database::open(&crashed, Options::default()).unwrap();
+    for i in 0..200u64 {
+        assert_eq!(
+            db.get(b"one", Some(&i.to_be_bytes())).unwrap(),
+            Some(item(i + 1))
+        );
+    }
+}

@@ -13,7 +13,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::manifest::Manifest;
 use crate::snapshot::remote::RemotePin;
 use crate::sst::reader::TableReader;
-use crate::wal::segment;
+use crate::wal::{commit_log, segment};
 
 /// What `check` found.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -49,7 +49,8 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
                 .map(|f| (f.name.clone(), f.len))
                 .collect();
             check_manifest_files(dir, &s.manifest, &mut r, false)?;
-            check_wal(dir, &s.manifest, Some(&lens), &mut r)?;
+            // The owner's commit log is live; its pin's WAL lengths are durable.
+            check_wal(dir, &s.manifest, Some(&lens), &Redo::new(), &mut r)?;
             return Ok(r);
         } else {
             let _lock = crate::lock::DbLock::acquire(dir)?;
@@ -62,8 +63,32 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
             }
         };
     check_manifest_files(dir, &manifest, &mut r, true)?;
-    check_wal(dir, &manifest, wal_lens.as_ref(), &mut r)?;
+    let redo = check_commit_logs(dir, &manifest, &mut r)?;
+    check_wal(dir, &manifest, wal_lens.as_ref(), &redo, &mut r)?;
     Ok(r)
+}
+
+use commit_log::Redo;
+
+/// Check the commit logs a crash left and return their entries (an open
+/// database writes them back into the WAL, so the WAL is checked as open
+/// will see it).
+fn check_commit_logs(dir: &Path, m: &Manifest, r: &mut CheckReport) -> Result<Redo> {
+    match commit_log::read_all(dir, m) {
+        Ok((logs, redo)) => {
+            for path in logs {
+                r.notes.push(format!(
+                    "{}: left by a crash (open writes its entries back into the WAL)",
+                    path.display()
+                ));
+            }
+            Ok(redo)
+        }
+        Err(e) => {
+            r.problems.push(e.to_string());
+            Ok(Redo::new())
+        }
+    }
 }
 
 fn check_manifest_files(
@@ -180,10 +205,14 @@ fn check_wal(
     dir: &Path,
     m: &Manifest,
     lens: Option<&BTreeMap<String, u64>>,
+    redo: &Redo,
     r: &mut CheckReport,
 ) -> Result<()> {
     let wal_dir = dir.join("wal");
     let mut by_stripe: BTreeMap<usize, Vec<u64>> = BTreeMap::new();
+    for &(s, id) in redo.keys() {
+        by_stripe.entry(s).or_default().push(id);
+    }
     for e in std::fs::read_dir(&wal_dir).ctx(&wal_dir)? {
         let name = e.ctx(&wal_dir)?.file_name().to_string_lossy().into_owned();
         if let Some((s, id)) = segment::parse_name(&name) {
@@ -192,6 +221,7 @@ fn check_wal(
     }
     for (s, mut ids) in by_stripe {
         ids.sort_unstable();
+        ids.dedup();
         let meta = m.stripe(s);
         let live: Vec<u64> = ids.into_iter().filter(|&id| id >= meta.log_start).collect();
         let mut prev_id: Option<u64> = None;
@@ -207,11 +237,32 @@ fn check_wal(
                 None => u64::MAX,
             };
             let mut buf = Vec::new();
-            std::fs::File::open(&path)
-                .ctx(&path)?
-                .take(len)
-                .read_to_end(&mut buf)
-                .ctx(&path)?;
+            let entries = redo.get(&(s, *id)).map(Vec::as_slice).unwrap_or_default();
+            match std::fs::File::open(&path) {
+                // Recreated from the commit log by open.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !entries.is_empty() => {}
+                f => {
+                    f.ctx(&path)?.take(len).read_to_end(&mut buf).ctx(&path)?;
+                }
+            }
+            if let Some(first) = entries.first() {
+                if (buf.len() as u64) < first.offset {
+                    r.problems.push(format!(
+                        "{}: ends at {}, before the commit log's first entry for it at {}",
+                        path.display(),
+                        buf.len(),
+                        first.offset
+                    ));
+                    continue;
+                }
+            }
+            for e in entries {
+                let (at, end) = (e.offset as usize, e.offset as usize + e.bytes.len());
+                if buf.len() < end {
+                    buf.resize(end, 0);
+                }
+                buf[at..end].copy_from_slice(&e.bytes);
+            }
             r.wal_segments += 1;
             let scan = match segment::scan_bytes(&buf, &path) {
                 Ok(s) => s,

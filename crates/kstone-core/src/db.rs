@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub commit: GroupCommit,
     /// The WAL directory, fsynced by the group commit after a segment is created.
     pub wal_dir: Arc<fs::File>,
+    /// `Sync` mode's commit log (`None` in `Buffered` mode).
+    pub commit_log: Option<crate::wal::commit_log::CommitLog>,
     pub manifest: Mutex<Manifest>,
     pub next_file_id: AtomicU64,
     pub mem_total: AtomicUsize,
@@ -127,6 +129,13 @@ impl Database {
         )?;
         let wal_path = dir.join("wal");
         let wal_dir = Arc::new(fs::File::open(&wal_path).ctx(&wal_path)?);
+        let commit_log = (opts.durability == Durability::Sync).then(|| {
+            crate::wal::commit_log::CommitLog::new(
+                &dir,
+                opts.commit_log_bytes,
+                Arc::clone(&wal_dir),
+            )
+        });
         let shared = Arc::new(Shared {
             dir,
             opts,
@@ -136,6 +145,7 @@ impl Database {
                 ts: rec.last_ts,
             }),
             commit: GroupCommit::default(),
+            commit_log,
             wal_dir,
             manifest: Mutex::new(rec.manifest),
             next_file_id: AtomicU64::new(rec.next_file_id),
@@ -444,6 +454,11 @@ impl Database {
             let _ = t.join();
         }
         self.shared.commit.sync_all_written()?;
+        // The stripes' segments become durable by themselves, so the next
+        // open has no commit log to read.
+        if let Some(r) = self.shared.commit_log.as_ref().and_then(|l| l.retire()) {
+            r.finish()?;
+        }
         flushed
     }
 }

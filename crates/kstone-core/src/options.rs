@@ -49,6 +49,14 @@ pub struct Options {
     /// and leaves the work to the next `open`; the WAL holds every write
     /// either way.
     pub flush_on_close: bool,
+    /// `Sync` mode logs every record twice: in its stripe's segment and in
+    /// one commit log shared by all stripes, which a single fdatasync makes
+    /// durable for every writer of a round. After this many bytes the log
+    /// is rotated: the stripe segments written meanwhile are fsynced and
+    /// the full log deleted. Larger means rarer pauses of that one writer
+    /// (an fsync per segment written), and more to read at open after a
+    /// crash.
+    pub commit_log_bytes: u64,
 }
 
 impl Default for Options {
@@ -64,6 +72,7 @@ impl Default for Options {
             block_cache_bytes: 32 << 20,
             background_threads: 2,
             flush_on_close: true,
+            commit_log_bytes: 16 << 20,
         }
     }
 }

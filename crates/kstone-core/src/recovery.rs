@@ -53,6 +53,8 @@ pub(crate) fn recover(
     mapped: bool,
 ) -> Result<Recovered> {
     let mut manifest = Manifest::load(dir)?;
+    // Put back what a power cut took from `Sync` mode's unsynced segments.
+    crate::wal::commit_log::redo(dir, &manifest)?;
     let (sst_dir, wal_dir) = (dir.join("sst"), dir.join("wal"));
     let mut max_id = manifest.next_file_id.saturating_sub(1);
     let mut last_lsn = 0;
@@ -403,6 +405,15 @@ fn replay_stripe(
         st.wal_ids.push(id);
         st.last_wal_id = id;
         if i + 1 == n {
+            if !cx.mapped {
+                // `Sync` mode logs only what it appends to the segment in the
+                // commit log, so what the segment already holds (perhaps
+                // written but never fsynced by a `Buffered` session) must be
+                // durable before that.
+                fs::File::open(&path)
+                    .and_then(|f| f.sync_data())
+                    .ctx(&path)?;
+            }
             // New writes continue in the stripe's last segment.
             st.wal = Some(segment::ActiveSegment::reopen(
                 &path,

@@ -9,8 +9,9 @@ use crate::memtable::MemEntry;
 use crate::model::key::{KeyRef, STRIPES};
 use crate::model::value::{encode_item, validate_item, Item, MAX_ITEM_BYTES};
 use crate::options::Durability;
+use crate::wal::commit_log::Retired;
 use crate::wal::record::{Op, Record};
-use crate::wal::segment::ActiveSegment;
+use crate::wal::segment::{ActiveSegment, Header};
 
 /// A pending write and, when replaying a log, its original (LSN, timestamp).
 pub(crate) type Stamped = (Pending, Option<(u64, u64)>);
@@ -187,9 +188,11 @@ impl Shared {
         self.throttle()?;
         let mut stamps = vec![(0u64, 0u64); ops.len()];
         let mut last_seq = 0;
+        let mut retired = None;
         if ops.len() == 1 {
             let s = ops[0].0.stripe();
-            last_seq = self.log_stripe(s, ops.into_iter().enumerate(), &mut stamps)?;
+            last_seq =
+                self.log_stripe(s, ops.into_iter().enumerate(), &mut stamps, &mut retired)?;
         } else {
             // Grouped by stripe, input order within one (later ops on a key win).
             let mut tagged: Vec<(usize, usize, Stamped)> = ops
@@ -202,8 +205,11 @@ impl Shared {
             while let Some(&(s, _, _)) = it.peek() {
                 let group =
                     std::iter::from_fn(|| it.next_if(|t| t.0 == s)).map(|(_, i, op)| (i, op));
-                last_seq = self.log_stripe(s, group, &mut stamps)?;
+                last_seq = self.log_stripe(s, group, &mut stamps, &mut retired)?;
             }
+        }
+        if let Some(r) = retired {
+            self.retire(r)?;
         }
         if self.opts.durability == Durability::Sync && last_seq > 0 {
             self.commit.wait_durable(last_seq)?;
@@ -211,20 +217,41 @@ impl Shared {
         Ok(stamps)
     }
 
+    /// Retire a full commit log. If that fails, whether its records are
+    /// durable is unknown: the database stops acknowledging writes.
+    fn retire(&self, r: Retired) -> Result<()> {
+        r.finish().inspect_err(|e| {
+            self.commit
+                .poison(format!("retiring a full commit log failed: {e}"))
+        })
+    }
+
     /// Log one stripe's share of a write in one WAL write and apply it to the
-    /// memtable, sealing it when full. Returns the group-commit sequence.
+    /// memtable, sealing it when full. Returns the group-commit sequence;
+    /// sets `retired` to a commit log this write filled.
     fn log_stripe(
         &self,
         s: usize,
         group: impl Iterator<Item = (usize, Stamped)>,
         stamps: &mut [(u64, u64)],
+        retired: &mut Option<Retired>,
     ) -> Result<u64> {
         let (mut buf, mut staged) = LOG_SCRATCH.with_borrow_mut(std::mem::take);
         buf.clear();
         staged.clear();
         let mut st = lock(&self.stripes[s]);
+        // A new segment's header, which the commit log must hold too.
+        let mut header = None;
         if st.wal.is_none() {
             let id = self.next_file_id.fetch_add(1, Ordering::SeqCst);
+            header = Some(
+                Header {
+                    stripe: s as u32,
+                    id,
+                    prev: st.last_wal_id,
+                }
+                .encode(),
+            );
             st.wal = Some(ActiveSegment::create(
                 &self.dir.join("wal"),
                 s,
@@ -232,7 +259,8 @@ impl Shared {
                 st.last_wal_id,
                 self.opts.durability == Durability::Buffered,
             )?);
-            self.commit.note_created(&self.wal_dir);
+            self.commit
+                .note_created(crate::wal::sync::WAL_DIR_KEY, &self.wal_dir);
             st.wal_ids.push(id);
             st.last_wal_id = id;
         }
@@ -282,7 +310,40 @@ impl Shared {
             return Err(e);
         }
         let seg_id = seg.id;
-        let seq = self.commit.note_written(seg_id, &seg.file);
+        let seq = match &self.commit_log {
+            None => self.commit.note_written(seg_id, &seg.file),
+            Some(log) => {
+                let new_id = || self.next_file_id.fetch_add(1, Ordering::SeqCst);
+                let whole;
+                let (at, logged) = match header {
+                    Some(h) => {
+                        whole = [&h[..], &buf].concat();
+                        (0, &whole[..])
+                    }
+                    None => (before, &buf[..]),
+                };
+                match log.append(s, seg, at, logged, new_id, &self.commit) {
+                    Ok((seq, full)) => {
+                        // A batch over many stripes may fill two logs.
+                        if let Some(old) = full.and_then(|f| retired.replace(f)) {
+                            self.retire(old)?;
+                        }
+                        seq
+                    }
+                    Err(e) => {
+                        // Not logged durably: take it out of the stripe's segment too.
+                        let cut = seg.abandon(before);
+                        st.wal = None;
+                        if cut.is_err() {
+                            return Err(Error::Poisoned(format!(
+                                "commit log append failed and the WAL append could not be undone: {e}"
+                            )));
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        };
         st.wal_bytes += buf.len() as u64;
         self.written
             .wal

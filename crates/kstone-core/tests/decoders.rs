@@ -26,8 +26,14 @@ fn cases() -> u32 {
         .unwrap_or(2000)
 }
 
-/// A valid WAL segment, SST, manifest and item to mutate.
+/// A valid WAL segment, commit log, SST, manifest and item to mutate
+/// (built once: the commit log comes from a real database).
 fn samples() -> Vec<(&'static str, Vec<u8>)> {
+    static SAMPLES: std::sync::OnceLock<Vec<(&'static str, Vec<u8>)>> = std::sync::OnceLock::new();
+    SAMPLES.get_or_init(build_samples).clone()
+}
+
+fn build_samples() -> Vec<(&'static str, Vec<u8>)> {
     let mut seg = Header {
         stripe: 1,
         id: 5,
@@ -77,8 +83,23 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         kstone_core::model::value::encode_item(&it, &mut v);
         v
     };
+    // A commit log, as a `Sync` database leaves it while open.
+    let db_dir = dir.path().join("db");
+    let db = kstone_core::Database::create(&db_dir, Default::default()).unwrap();
+    for i in 0..10u32 {
+        db.put(
+            &i.to_be_bytes(),
+            None,
+            &item_from_plain_json(r#"{"a":1}"#).unwrap(),
+        )
+        .unwrap();
+    }
+    let logs = kstone_core::wal::commit_log::list(&db_dir).unwrap();
+    let commit = std::fs::read(&logs[0].1).unwrap();
+    drop(db);
     vec![
         ("wal", seg),
+        ("commit log", commit),
         ("sst", sst),
         ("manifest", m.encode()),
         ("item", item),
@@ -88,6 +109,7 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
 fn run_all(bytes: &[u8]) {
     let p = Path::new("fuzz");
     let _ = scan_bytes(bytes, p);
+    let _ = kstone_core::wal::commit_log::scan_bytes(bytes, p);
     let _ = Header::decode(bytes, p);
     if let Frame::Ok(payload, _) = read_frame(bytes) {
         let _ = Record::decode_payload(payload);
@@ -129,7 +151,7 @@ proptest! {
 
     #[test]
     fn mutated_encodings_never_panic(
-        which in 0usize..4,
+        which in 0usize..5,
         flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
         cut in proptest::option::of(any::<usize>()),
         insert in proptest::option::of((any::<usize>(), proptest::collection::vec(any::<u8>(), 1..64))),

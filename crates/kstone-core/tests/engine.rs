@@ -538,3 +538,112 @@ fn close_flushes_large_memtables_only() {
         );
     }
 }
+
+/// A copy of a `Sync` database taken while it was open (what a crash
+/// leaves, its commit log included), and the path of that commit log.
+fn crashed_sync_db(n: u64) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &to.join(e.file_name()));
+            } else {
+                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+            }
+        }
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, crashed) = (tmp.path().join("db"), tmp.path().join("crashed"));
+    let db = Database::create(&dir, Options::default()).unwrap();
+    for i in 0..n {
+        db.put(format!("k{i}").as_bytes(), None, &item(i)).unwrap();
+    }
+    copy(&dir, &crashed);
+    db.close().unwrap();
+    let logs = files(&crashed, "commit");
+    assert_eq!(logs.len(), 1);
+    let log = logs[0].clone();
+    (tmp, crashed, log)
+}
+
+#[test]
+fn damaged_commit_log_fails_open_and_check_names_it() {
+    let (_t, dir, log) = crashed_sync_db(50);
+    let good = std::fs::read(&log).unwrap();
+    let mut bad = good.clone();
+    let at = bad.len() / 2;
+    bad[at] ^= 0x10;
+    std::fs::write(&log, &bad).unwrap();
+    let wal_before: Vec<Vec<u8>> = files(&dir, "wal")
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    let report = kstone_core::check::check(&dir).unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.contains(".log")),
+        "{report:?}"
+    );
+    match Database::open(&dir, Options::default()) {
+        Err(Error::Corruption { path, offset, .. }) => {
+            assert_eq!(path, log);
+            assert!(offset as usize <= at && offset > 0);
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    // The failed open changed nothing.
+    assert_eq!(std::fs::read(&log).unwrap(), bad);
+    let wal_after: Vec<Vec<u8>> = files(&dir, "wal")
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert_eq!(wal_before, wal_after);
+
+    // A torn last entry is what a crash mid-append leaves: open goes on,
+    // writes the rest back and removes the log.
+    std::fs::write(&log, &good[..good.len() - 5]).unwrap();
+    let report = kstone_core::check::check(&dir).unwrap();
+    assert!(report.problems.is_empty(), "{report:?}");
+    assert!(
+        report.notes.iter().any(|n| n.contains(".log")),
+        "{report:?}"
+    );
+    let db = Database::open(&dir, Options::default()).unwrap();
+    for i in 0..50 {
+        assert_eq!(
+            db.get(format!("k{i}").as_bytes(), None).unwrap(),
+            Some(item(i))
+        );
+    }
+    assert!(files(&dir, "commit").is_empty());
+    db.close().unwrap();
+}
+
+#[test]
+fn commit_log_rotates_and_close_removes_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let opts = Options {
+        commit_log_bytes: 4096,
+        ..Options::default()
+    };
+    let db = Database::create(&dir, opts.clone()).unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    for i in 0..300 {
+        db.put(format!("k{i}").as_bytes(), None, &item(i)).unwrap();
+        let logs = files(&dir, "commit");
+        assert!(logs.len() <= 1, "full logs are deleted: {logs:?}");
+        ids.extend(logs);
+    }
+    assert!(ids.len() > 5, "a 4 KiB log rotates: {ids:?}");
+    db.close().unwrap();
+    assert!(files(&dir, "commit").is_empty(), "close retires the log");
+    let db = Database::open(&dir, opts).unwrap();
+    for i in 0..300 {
+        assert_eq!(
+            db.get(format!("k{i}").as_bytes(), None).unwrap(),
+            Some(item(i))
+        );
+    }
+    db.close().unwrap();
+}

@@ -1,7 +1,9 @@
-//! The write-ahead log: per-stripe segments of checksummed records, and the
-//! group commit that makes them durable.
+//! The write-ahead log: per-stripe segments of checksummed records, the
+//! commit log that makes `Sync` mode's records durable in one file, and the
+//! group commit that fsyncs them.
 
 pub mod archive_mark;
+pub mod commit_log;
 pub mod record;
 pub mod segment;
 pub mod sync;

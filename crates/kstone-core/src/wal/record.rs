@@ -61,6 +61,15 @@ fn begin(kind: u8, lsn: u64, ts: u64, out: &mut Vec<u8>) -> usize {
     start
 }
 
+/// Append a frame around the payload that `payload` appends (the commit
+/// log frames its entries like records).
+pub fn encode_frame(out: &mut Vec<u8>, payload: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0u8; FRAME_HEADER]);
+    payload(out);
+    finish(start, out);
+}
+
 fn finish(start: usize, out: &mut [u8]) {
     let len = (out.len() - start - FRAME_HEADER) as u32;
     let payload_crc = crc32c::crc32c(&out[start + FRAME_HEADER..]);

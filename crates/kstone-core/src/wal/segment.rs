@@ -130,18 +130,22 @@ impl ActiveSegment {
         prev: u64,
         mapped: bool,
     ) -> Result<ActiveSegment> {
-        let path = dir.join(file_name(stripe, id));
+        let header = Header {
+            stripe: stripe as u32,
+            id,
+            prev,
+        };
+        ActiveSegment::create_at(dir.join(file_name(stripe, id)), header, mapped)
+    }
+
+    /// Create a segment file at `path` with `header` (see [`ActiveSegment::create`]).
+    pub fn create_at(path: PathBuf, header: Header, mapped: bool) -> Result<ActiveSegment> {
         let mut f = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&path)
             .ctx(&path)?;
-        let header = Header {
-            stripe: stripe as u32,
-            id,
-            prev,
-        };
         let written = f.write_all(&header.encode()).ctx(&path);
         if let Err(e) = written {
             // A full disk must not leave a headerless segment behind.
@@ -149,7 +153,7 @@ impl ActiveSegment {
             return Err(e);
         }
         Ok(ActiveSegment {
-            id,
+            id: header.id,
             path,
             file: Arc::new(f),
             len: HEADER_LEN as u64,
@@ -272,13 +276,14 @@ fn allocate(f: &File, len: u64) -> std::io::Result<()> {
     f.set_len(len)
 }
 
-/// What a scan of a segment found.
+/// What a scan of a segment found (`T`: what its frames hold; records,
+/// or the commit log's entries).
 #[derive(Debug)]
-pub struct Scan {
+pub struct Scan<T = Record> {
     /// `None` when the header itself was torn (a crash while creating the
     /// segment, before any record could be acknowledged).
     pub header: Option<Header>,
-    pub records: Vec<Record>,
+    pub records: Vec<T>,
     /// Bytes up to the end of the last good record.
     pub valid_len: u64,
     pub file_len: u64,
@@ -287,7 +292,7 @@ pub struct Scan {
     pub zero_tail: bool,
 }
 
-impl Scan {
+impl<T> Scan<T> {
     pub fn is_torn(&self) -> bool {
         self.valid_len < self.file_len
     }
@@ -302,6 +307,18 @@ pub fn scan(path: &Path) -> Result<Scan> {
 }
 
 pub fn scan_bytes(buf: &[u8], path: &Path) -> Result<Scan> {
+    scan_frames(buf, path, |p| {
+        Record::decode_payload(p).map_err(|e| format!("undecodable WAL record: {e}"))
+    })
+}
+
+/// [`scan_bytes`] with frames whose payloads `decode` reads (it returns
+/// the detail of a corruption error).
+pub fn scan_frames<T>(
+    buf: &[u8],
+    path: &Path,
+    decode: impl Fn(&[u8]) -> std::result::Result<T, String>,
+) -> Result<Scan<T>> {
     let file_len = buf.len() as u64;
     let all_zero = |b: &[u8]| b.iter().all(|&x| x == 0);
     if buf.len() < HEADER_LEN || all_zero(&buf[..HEADER_LEN]) {
@@ -332,8 +349,7 @@ pub fn scan_bytes(buf: &[u8], path: &Path) -> Result<Scan> {
         let rest = &buf[at..];
         match read_frame(rest) {
             Frame::Ok(payload, n) => {
-                let rec = Record::decode_payload(payload)
-                    .map_err(|e| corrupt(at, format!("undecodable WAL record: {e}")))?;
+                let rec = decode(payload).map_err(|e| corrupt(at, e))?;
                 records.push(rec);
                 at += n;
             }
