@@ -295,6 +295,33 @@ impl Retired {
     }
 }
 
+/// Zeros written ahead of a commit log's entries at a time.
+const PREFILL: u64 = 1 << 20;
+
+/// Make sure `n` more bytes of `log` go over zeros already written and
+/// fsynced: an append there changes neither the file's size nor its
+/// extents, so a round's fdatasync writes the data and flushes the device
+/// but commits no filesystem journal (`fallocate` would not do: its
+/// unwritten extents are converted, and journaled, at the first write).
+/// The zeros end the log for readers, as in a mapped segment.
+fn prefill(log: &mut ActiveSegment, n: u64) -> Result<()> {
+    let end = log.len + n;
+    if end <= log.cap {
+        return Ok(());
+    }
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    let to = end.div_ceil(PREFILL) * PREFILL;
+    let mut at = log.cap;
+    while at < to {
+        let k = (to - at).min(ZEROS.len() as u64) as usize;
+        log.file.write_all_at(&ZEROS[..k], at).ctx(&log.path)?;
+        at += k as u64;
+    }
+    log.file.sync_data().ctx(&log.path)?;
+    log.cap = to;
+    Ok(())
+}
+
 impl CommitLog {
     pub fn new(db_dir: &Path, rotate_at: u64, wal_dir: Arc<File>) -> CommitLog {
         CommitLog {
@@ -350,7 +377,7 @@ impl CommitLog {
         a.scratch.clear();
         encode_entries(stripe, seg.id, offset, bytes, &mut a.scratch);
         let before = log.len;
-        let appended = log.append(&a.scratch);
+        let appended = prefill(log, a.scratch.len() as u64).and_then(|()| log.append(&a.scratch));
         if a.scratch.capacity() > 1 << 20 {
             a.scratch = Vec::new();
         }
@@ -477,6 +504,9 @@ mod tests {
         );
         let entries = read(path, *id).unwrap();
         assert!(!entries.is_empty());
+        // Written ahead with zeros, which end the log for readers.
+        assert_eq!(buf.len() as u64, PREFILL);
+        assert!(buf.ends_with(&[0; 1000]));
         for w in entries.windows(2) {
             assert_eq!(w[0].offset + w[0].bytes.len() as u64, w[1].offset);
         }
@@ -554,8 +584,13 @@ mod tests {
         ));
         assert_eq!(std::fs::read(&seg.path).unwrap().len(), want.len() - 3);
 
-        // A torn last entry is the crash that left the log: the rest is redone.
-        std::fs::write(&path, &good_log[..good_log.len() - 5]).unwrap();
+        // A torn last entry (then the zeros written ahead) is the crash that
+        // left the log: the rest is redone.
+        let data_end = scan_bytes(&good_log, &path).unwrap().valid_len as usize;
+        assert!(data_end < good_log.len(), "zeros follow the entries");
+        let mut torn = good_log.clone();
+        torn[data_end - 5..data_end].fill(0);
+        std::fs::write(&path, &torn).unwrap();
         redo(dir.path(), &m).unwrap();
         let got = std::fs::read(&seg.path).unwrap();
         assert_eq!(
