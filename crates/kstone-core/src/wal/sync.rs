@@ -1,8 +1,11 @@
-//! Group commit: writers append records to their stripes' active segments,
-//! then wait here until their batch is on stable storage. The first waiter
-//! opens a "round" covering every segment written so far, across all stripes;
-//! every waiting writer then helps by fsyncing one of the round's segments at
-//! a time, so a round's fsyncs run in parallel and all its writers share them.
+//! Group commit: writers append records (in `Sync` mode to their stripes'
+//! segments and the commit log; in `Buffered` mode to the segments), then
+//! wait here until their batch is on stable storage. The first waiter opens
+//! a "round" covering every file written so far; every waiting writer then
+//! helps by fsyncing one of the round's files at a time, so a round's fsyncs
+//! run in parallel and all its writers share them. A waiter that would open
+//! a round with fewer batches than the last one covered first gathers: it
+//! waits briefly for the last round's writers, who are about to write again.
 
 use std::collections::HashMap;
 use std::fs::File;
