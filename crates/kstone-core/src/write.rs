@@ -188,7 +188,7 @@ impl Shared {
         self.throttle()?;
         let mut stamps = vec![(0u64, 0u64); ops.len()];
         let mut last_seq = 0;
-        let mut retired = None;
+        let mut retired = Vec::new();
         if ops.len() == 1 {
             let s = ops[0].0.stripe();
             last_seq =
@@ -208,7 +208,7 @@ impl Shared {
                 last_seq = self.log_stripe(s, group, &mut stamps, &mut retired)?;
             }
         }
-        if let Some(r) = retired {
+        for r in retired {
             self.retire(r)?;
         }
         if self.opts.durability == Durability::Sync && last_seq > 0 {
@@ -228,13 +228,14 @@ impl Shared {
 
     /// Log one stripe's share of a write in one WAL write and apply it to the
     /// memtable, sealing it when full. Returns the group-commit sequence;
-    /// sets `retired` to a commit log this write filled.
+    /// adds to `retired` a commit log this write filled (retired once every
+    /// stripe's share is applied).
     fn log_stripe(
         &self,
         s: usize,
         group: impl Iterator<Item = (usize, Stamped)>,
         stamps: &mut [(u64, u64)],
-        retired: &mut Option<Retired>,
+        retired: &mut Vec<Retired>,
     ) -> Result<u64> {
         let (mut buf, mut staged) = LOG_SCRATCH.with_borrow_mut(std::mem::take);
         buf.clear();
@@ -298,50 +299,35 @@ impl Shared {
             .as_mut()
             .ok_or_else(|| Error::Poisoned("no active WAL segment".into()))?;
         let before = seg.len;
-        if let Err(e) = seg.append(&buf) {
-            // Cut off any partial record so later records do not follow garbage.
-            let cut = seg.abandon(before);
-            st.wal = None;
-            if cut.is_err() {
-                return Err(Error::Poisoned(format!(
-                    "WAL append failed and could not be undone: {e}"
-                )));
-            }
-            return Err(e);
-        }
-        let seg_id = seg.id;
-        let seq = match &self.commit_log {
-            None => self.commit.note_written(seg_id, &seg.file),
+        let logged = seg.append(&buf).and_then(|()| match &self.commit_log {
+            None => Ok((self.commit.note_written(seg.id, &seg.file), None)),
             Some(log) => {
                 let new_id = || self.next_file_id.fetch_add(1, Ordering::SeqCst);
-                let whole;
-                let (at, logged) = match header {
+                match header {
                     Some(h) => {
-                        whole = [&h[..], &buf].concat();
-                        (0, &whole[..])
+                        log.append(s, seg, 0, &[&h[..], &buf].concat(), new_id, &self.commit)
                     }
-                    None => (before, &buf[..]),
-                };
-                match log.append(s, seg, at, logged, new_id, &self.commit) {
-                    Ok((seq, full)) => {
-                        // A batch over many stripes may fill two logs.
-                        if let Some(old) = full.and_then(|f| retired.replace(f)) {
-                            self.retire(old)?;
-                        }
-                        seq
-                    }
-                    Err(e) => {
-                        // Not logged durably: take it out of the stripe's segment too.
-                        let cut = seg.abandon(before);
-                        st.wal = None;
-                        if cut.is_err() {
-                            return Err(Error::Poisoned(format!(
-                                "commit log append failed and the WAL append could not be undone: {e}"
-                            )));
-                        }
-                        return Err(e);
-                    }
+                    None => log.append(s, seg, before, &buf, new_id, &self.commit),
                 }
+            }
+        });
+        let seg_id = seg.id;
+        let seq = match logged {
+            Ok((seq, full)) => {
+                retired.extend(full);
+                seq
+            }
+            Err(e) => {
+                // Cut off a partial record, or one the commit log could not
+                // take (not durable), so later records do not follow it.
+                let cut = seg.abandon(before);
+                st.wal = None;
+                if cut.is_err() {
+                    return Err(Error::Poisoned(format!(
+                        "WAL append failed and could not be undone: {e}"
+                    )));
+                }
+                return Err(e);
             }
         };
         st.wal_bytes += buf.len() as u64;

@@ -1,9 +1,14 @@
 //! Crash tests with real processes: a child writes in `sync` mode and reports
 //! each acknowledged write; the parent SIGKILLs it at random moments (many
 //! during flushes), reopens, and checks that every acknowledged write is there
-//! and nothing un-acknowledged is half-applied. Also: `LOCK` across processes.
+//! and nothing un-acknowledged is half-applied. Also: power cuts emulated on
+//! the segments a killed `sync` writer left (the commit log must restore
+//! them), SIGKILL during compaction, `LOCK` across processes.
 //!
 //! The child is this same test binary re-run with `KSTONE_CHILD` set.
+
+mod common;
+use common::copy_dir;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -291,18 +296,6 @@ fn wal_lens(dir: &Path) -> HashMap<PathBuf, u64> {
             (e.path(), e.metadata().unwrap().len())
         })
         .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 /// SIGKILL a `Sync` writer, then do to the stripes' segments what a power

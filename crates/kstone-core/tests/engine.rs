@@ -1,6 +1,8 @@
 //! Engine behaviour through the public API: persistence across flushes and
 //! reopen, torn-tail recovery, and refusal of every kind of corruption.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -542,24 +544,13 @@ fn close_flushes_large_memtables_only() {
 /// A copy of a `Sync` database taken while it was open (what a crash
 /// leaves, its commit log included), and the path of that commit log.
 fn crashed_sync_db(n: u64) -> (tempfile::TempDir, PathBuf, PathBuf) {
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                copy(&e.path(), &to.join(e.file_name()));
-            } else {
-                std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-            }
-        }
-    }
     let tmp = tempfile::tempdir().unwrap();
     let (dir, crashed) = (tmp.path().join("db"), tmp.path().join("crashed"));
     let db = Database::create(&dir, Options::default()).unwrap();
     for i in 0..n {
         db.put(format!("k{i}").as_bytes(), None, &item(i)).unwrap();
     }
-    copy(&dir, &crashed);
+    common::copy_dir(&dir, &crashed);
     db.close().unwrap();
     let logs = files(&crashed, "commit");
     assert_eq!(logs.len(), 1);
