@@ -287,7 +287,8 @@ impl Retired {
         }
         self.wal_dir.sync_all().ctx(&self.path)?;
         // No directory fsync: a log that reappears after a power cut only
-        // holds records its stripes already have, which replay skips.
+        // holds bytes its (now durable) segments already have, which redo
+        // writes back unchanged, or of segments a flush retired, which redo skips.
         match std::fs::remove_file(&self.path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx(&self.path),
             _ => Ok(()),
