@@ -102,21 +102,19 @@ impl Repository {
             .filter(|m| m.db_id == snap.db_id && m.history == snap.manifest.history)
             .collect();
         let last_full = mine.iter().rev().find(|m| m.kind == BackupType::Full);
-        let kind = opts.kind.unwrap_or(if last_full.is_some() {
-            BackupType::Incremental
-        } else {
-            BackupType::Full
-        });
+        // An incremental or differential needs a full backup of this
+        // history to build on (a first run, or right after a restore started
+        // a new history): then the backup is a full one, and its manifest
+        // says so (callers compare with what they asked for).
+        let kind = match (opts.kind, last_full) {
+            (_, None) => BackupType::Full,
+            (None, Some(_)) => BackupType::Incremental,
+            (Some(k), Some(_)) => k,
+        };
         let reference: Option<&BackupManifest> = match kind {
             BackupType::Full => None,
-            BackupType::Incremental => Some(mine.last().ok_or_else(|| {
-                Error::Invalid(
-                    "no earlier backup of this database; take a full backup first".into(),
-                )
-            })?),
-            BackupType::Differential => Some(last_full.ok_or_else(|| {
-                Error::Invalid("no full backup of this database; take a full backup first".into())
-            })?),
+            BackupType::Incremental => mine.last(),
+            BackupType::Differential => last_full,
         };
         let id = manifest::new_backup_id(started);
         let marker = Marker {
@@ -129,10 +127,23 @@ impl Repository {
             serde_json::to_vec(&marker).unwrap_or_default(),
         )?;
 
+        // A file is reused only if the object holding it is still there
+        // whole: a new manifest never claims bytes the repository lacks
+        // (an object deleted or truncated under an older backup is stored
+        // again instead).
+        let mut present: HashMap<String, u64> = HashMap::new();
+        if let Some(r) = reference {
+            let holders: std::collections::BTreeSet<&str> =
+                r.files.iter().map(|f| f.stored_in.as_str()).collect();
+            for h in holders {
+                present.extend(self.storage.list(&format!("data/{h}"))?);
+            }
+        }
         let known: HashMap<(&str, u64), &FileEntry> = reference
             .map(|r| {
                 r.files
                     .iter()
+                    .filter(|f| present.get(&f.object) == Some(&f.stored_size))
                     .map(|f| ((f.name.as_str(), f.size), f))
                     .collect()
             })
@@ -235,6 +246,7 @@ impl Repository {
             files,
             db_manifest: snap.manifest.clone(),
             kstone_version: env!("CARGO_PKG_VERSION").to_string(),
+            repository: Some(self.config.clone()),
         };
         // The manifest is written last: only now does the backup exist.
         self.storage.put(

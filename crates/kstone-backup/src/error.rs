@@ -19,20 +19,50 @@ pub enum Error {
     },
     #[error("{0} is not a KeystoneDB backup repository (no config); create one with `kstone backup init --repo {0}`")]
     NotARepository(String),
+    /// A location that holds objects but no `config`: never re-initialized
+    /// implicitly (it may be an encrypted repository whose config expired).
+    #[error("{location} holds {objects} object(s) but no repository config{}: nothing was written. \
+             Restore its `config` object from a copy, or rebuild it from the backup manifests with \
+             `kstone backup init --repo {location} --repair`; to start a new repository use an empty location",
+             if *encrypted { " (its key object says it is encrypted)" } else { "" })]
+    ConfigMissing {
+        location: String,
+        objects: usize,
+        encrypted: bool,
+    },
     #[error("{0} is already a backup repository")]
     AlreadyARepository(String),
     #[error("no backup {0} in the repository")]
     NoSuchBackup(String),
     #[error("corrupt repository object {object}: {detail}")]
     Corrupt { object: String, detail: String },
+    /// A point-in-time restore asked for a point the repository cannot
+    /// restore exactly; the text names the latest reachable point.
+    #[error("{0}")]
+    Unreachable(String),
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// An operation that would destroy more than a careful operator means
+    /// to (e.g. a prune that keeps no backup), refused before it starts.
+    #[error("refusing: {0}")]
+    Guard(String),
     #[error("refusing to restore: {0}")]
     Refused(String),
     /// A closed database that a crash left unrecovered (its WAL may lack
     /// acknowledged writes until it is opened).
     #[error("{0}: a crash left a commit log; open the database once (any kstone command that opens it, e.g. `kstone stats`) so it recovers, then try again")]
     NeedsRecovery(String),
+    /// Another process archives this database to this repository.
+    #[error("another archiver (the agent, or another `kstone wal-archive`) is archiving {db} to {repo}; only one may run per database and repository")]
+    ArchiverBusy { db: String, repo: String },
+    /// The database no longer holds WAL this repository's archive lacks.
+    #[error("the WAL archive of {db} in {repo} would have a gap: the writes of LSNs {from}..={to} are no longer in the database's WAL (flushed and retired before this repository archived them, or its newest archive objects were deleted), so no point after LSN {} could be restored from this repository's backups. Nothing was written. Take a backup (`kstone backup create {db} --repo {repo}`); archiving then continues from it", from - 1)]
+    ArchiveGap {
+        db: String,
+        repo: String,
+        from: u64,
+        to: u64,
+    },
     /// An encrypted repository's data cannot be unlocked.
     #[error("{0}")]
     Locked(String),

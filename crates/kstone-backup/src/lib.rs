@@ -8,6 +8,7 @@ pub mod archive;
 pub mod create;
 pub mod crypto;
 pub mod error;
+pub mod lineage;
 pub mod lock;
 pub mod manifest;
 pub mod pitr;
@@ -15,6 +16,7 @@ pub mod prune;
 pub mod repository;
 pub mod restore;
 pub mod storage;
+pub mod swap;
 pub mod verify;
 pub mod wal_archive;
 

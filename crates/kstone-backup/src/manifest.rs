@@ -96,6 +96,11 @@ pub struct BackupManifest {
     /// The database MANIFEST describing exactly these files.
     pub db_manifest: kstone_core::manifest::Manifest,
     pub kstone_version: String,
+    /// A copy of the repository's config (id, compression, encryption), so
+    /// that losing the one `config` object neither hides that the repository
+    /// is encrypted nor loses its id: `backup init --repair` rewrites it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<RepoConfig>,
 }
 
 /// Frame a metadata object.
@@ -163,6 +168,12 @@ pub fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
         (rem % 3600 / 60) as u32,
         (rem % 60) as u32,
     )
+}
+
+/// RFC 3339 UTC text of a µs timestamp, to the microsecond.
+pub fn rfc3339_us(us: u64) -> String {
+    let base = rfc3339(us);
+    format!("{}.{:06}Z", base.trim_end_matches('Z'), us % 1_000_000)
 }
 
 /// RFC 3339 UTC text of a µs timestamp.

@@ -8,7 +8,7 @@ use kstone_core::wal::record::{Op, Record};
 use kstone_core::{Database, Durability, Options};
 
 use crate::error::{Error, Result};
-use crate::manifest::{rfc3339, BackupManifest};
+use crate::manifest::{rfc3339_us, BackupManifest};
 use crate::repository::Repository;
 use crate::restore::{check_database, restore_with};
 use crate::wal_archive::ArchiveRange;
@@ -22,6 +22,8 @@ pub enum Target {
     Time(u64),
     /// The restore point with this name (its latest occurrence).
     Name(String),
+    /// The latest point the repository can restore exactly.
+    Latest,
 }
 
 /// What a point-in-time restore reached.
@@ -35,7 +37,21 @@ pub struct PitrReport {
     pub moved_aside: Option<std::path::PathBuf>,
 }
 
-/// The recoverable window of one database history.
+/// A stretch of recoverable points: every LSN in `from_lsn..=to_lsn` can be
+/// restored exactly (a backup at or before it, and archived WAL that
+/// continues that backup without a gap up to it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reachable {
+    pub from_lsn: u64,
+    pub from_ts: u64,
+    pub to_lsn: u64,
+    pub to_ts: u64,
+}
+
+/// The recoverable window of one database history. `earliest..=latest` is
+/// the stretch that ends at the latest reachable point; `reachable` lists
+/// every stretch (older backups whose archive was pruned are single points).
+/// Computed by the same code that plans a restore ([`Repository::restore_to`]).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Window {
     pub db_id: String,
@@ -44,72 +60,142 @@ pub struct Window {
     pub earliest_ts: u64,
     pub latest_lsn: u64,
     pub latest_ts: u64,
+    pub reachable: Vec<Reachable>,
     pub backups: usize,
     pub archive_objects: usize,
 }
 
 fn point(lsn: u64, ts: u64) -> String {
-    format!("LSN {lsn} ({})", rfc3339(ts))
+    format!("LSN {lsn} ({})", rfc3339_us(ts))
 }
 
-impl Repository {
-    /// Backups of the history to work on: `history`, or that of the newest backup.
-    fn history_backups(&self, history: Option<&str>) -> Result<Vec<BackupManifest>> {
-        let all = self.list()?;
-        let h = match history {
-            Some(h) => h.to_string(),
-            None => all
-                .last()
-                .map(|m| m.history.clone())
-                .ok_or_else(|| Error::NoSuchBackup("any (the repository has no backups)".into()))?,
-        };
-        let v: Vec<BackupManifest> = all.into_iter().filter(|m| m.history == h).collect();
-        if v.is_empty() {
-            return Err(Error::NoSuchBackup(format!("of history {h}")));
-        }
-        Ok(v)
-    }
+/// One backup and the archive objects that continue it without a gap, in
+/// LSN order: what a restore from this backup can replay.
+struct Chain<'a> {
+    base: &'a BackupManifest,
+    objects: Vec<&'a (String, ArchiveRange)>,
+    /// The last point the chain reaches (LSN, commit time).
+    end: (u64, u64),
+}
 
-    /// How far the archive reaches contiguously from `lsn`: (lsn, ts) of the
-    /// last covered point.
-    fn reach(ranges: &[(String, ArchiveRange)], lsn: u64, ts: u64) -> (u64, u64) {
-        let (mut pos, mut pts) = (lsn, ts);
-        for (_, r) in ranges {
+impl<'a> Chain<'a> {
+    fn of(base: &'a BackupManifest, ranges: &'a [(String, ArchiveRange)]) -> Chain<'a> {
+        let (mut pos, mut pts) = (base.snapshot_lsn, base.snapshot_commit_us);
+        let mut objects = Vec::new();
+        for o in ranges {
+            let r = &o.1;
             if r.last_lsn <= pos {
                 continue;
             }
             if r.first_lsn > pos + 1 {
                 break;
             }
+            objects.push(o);
             pos = r.last_lsn;
             pts = r.last_ts;
         }
-        (pos, pts)
+        Chain {
+            base,
+            objects,
+            end: (pos, pts),
+        }
     }
+}
 
-    /// The recoverable window: from the oldest backup to the end of the
-    /// archive that continues the newest backup without a gap.
+/// Every backup's chain, newest backup first.
+fn chains<'a>(
+    backups: &'a [BackupManifest],
+    ranges: &'a [(String, ArchiveRange)],
+) -> Vec<Chain<'a>> {
+    let mut v: Vec<Chain> = backups.iter().map(|b| Chain::of(b, ranges)).collect();
+    v.sort_by_key(|c| std::cmp::Reverse((c.base.snapshot_lsn, c.base.started_at_us)));
+    v
+}
+
+/// The stretches the chains cover, merged, oldest first.
+fn stretches(chains: &[Chain]) -> Vec<Reachable> {
+    let mut v: Vec<Reachable> = chains
+        .iter()
+        .map(|c| Reachable {
+            from_lsn: c.base.snapshot_lsn,
+            from_ts: c.base.snapshot_commit_us,
+            to_lsn: c.end.0,
+            to_ts: c.end.1,
+        })
+        .collect();
+    v.sort_by_key(|r| (r.from_lsn, r.to_lsn));
+    let mut out: Vec<Reachable> = Vec::new();
+    for r in v {
+        match out.last_mut() {
+            Some(l) if r.from_lsn <= l.to_lsn => {
+                if r.to_lsn > l.to_lsn {
+                    l.to_lsn = r.to_lsn;
+                    l.to_ts = r.to_ts;
+                }
+            }
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// How to name what can be reached, for an error.
+fn describe(stretches: &[Reachable]) -> String {
+    match stretches.last() {
+        None => "nothing (no backup)".into(),
+        Some(l) => {
+            let mut s = format!("the latest reachable point is {}", point(l.to_lsn, l.to_ts));
+            if stretches.len() > 1 || l.from_lsn != l.to_lsn {
+                let parts: Vec<String> = stretches
+                    .iter()
+                    .map(|r| {
+                        if r.from_lsn == r.to_lsn {
+                            format!("LSN {}", r.from_lsn)
+                        } else {
+                            format!("LSN {}..={}", r.from_lsn, r.to_lsn)
+                        }
+                    })
+                    .collect();
+                s.push_str(&format!(" (reachable: {})", parts.join(", ")));
+            }
+            s
+        }
+    }
+}
+
+impl Repository {
+    /// The recoverable window: every stretch of points that restore exactly,
+    /// and the one that ends at the latest reachable point.
     pub fn window(&self, history: Option<&str>) -> Result<Window> {
-        let backups = self.history_backups(history)?;
-        let (first, last) = (&backups[0], &backups[backups.len() - 1]);
-        let ranges = self.archive_ranges(&last.db_id, &last.history)?;
-        let (latest_lsn, latest_ts) =
-            Self::reach(&ranges, last.snapshot_lsn, last.snapshot_commit_us);
+        let m = self.material(history)?;
+        let reachable = stretches(&chains(&m.backups, &m.ranges));
+        let newest = reachable
+            .iter()
+            .max_by_key(|r| r.to_lsn)
+            .cloned()
+            .ok_or_else(|| Error::NoSuchBackup("any".into()))?;
         Ok(Window {
-            db_id: last.db_id.clone(),
-            history: last.history.clone(),
-            earliest_lsn: first.snapshot_lsn,
-            earliest_ts: first.snapshot_commit_us,
-            latest_lsn,
-            latest_ts,
-            backups: backups.len(),
-            archive_objects: ranges.len(),
+            db_id: m.db_id.clone(),
+            history: m.history.clone(),
+            earliest_lsn: newest.from_lsn,
+            earliest_ts: newest.from_ts,
+            latest_lsn: newest.to_lsn,
+            latest_ts: newest.to_ts,
+            reachable,
+            backups: m.backups.len(),
+            archive_objects: m.ranges.len(),
         })
     }
 
     /// Restore the database as of `target` into `dest` (same safety rules as
     /// a plain restore). `history` picks a database history; default: that
     /// of the newest backup.
+    ///
+    /// Exact or nothing: the result is the requested point (`Lsn(n)`: every
+    /// write with LSN ≤ n; `Time(t)`: every write committed at or before t,
+    /// proven by a backup and an archive that continues it without a gap up
+    /// to a write at or after t), or an error naming the latest reachable
+    /// point — never a nearby point that is not the one asked for.
     pub fn restore_to(
         &self,
         target: &Target,
@@ -117,120 +203,163 @@ impl Repository {
         history: Option<&str>,
     ) -> Result<PitrReport> {
         let _lock = self.lock_for_read("a point-in-time restore")?;
-        let backups = self.history_backups(history)?;
-        let newest = &backups[backups.len() - 1];
-        let ranges = self.archive_ranges(&newest.db_id, &newest.history)?;
-        let archive_end = ranges.last().map(|(_, r)| (r.last_lsn, r.last_ts));
-        let latest = || {
-            let (l, t) = Self::reach(&ranges, newest.snapshot_lsn, newest.snapshot_commit_us);
-            point(l, t)
+        let m = self.material(history)?;
+        let (backups, ranges) = (&m.backups, &m.ranges);
+        let chains = chains(backups, ranges);
+        let reachable = stretches(&chains);
+        let unreachable =
+            |what: String| Error::Unreachable(format!("{what}; {}", describe(&reachable)));
+        // The chains that reach the point, best (newest base) first, and
+        // the LSN to stop at. A damaged backup or archive object fails its
+        // chain only: the next one that reaches the same point is tried.
+        let at = |n: u64| -> Vec<&Chain> {
+            chains
+                .iter()
+                .filter(|c| c.base.snapshot_lsn <= n && c.end.0 >= n)
+                .collect()
         };
-        let target_lsn = match target {
-            Target::Lsn(n) => *n,
-            Target::Time(t) => {
-                if let Some((_, end_ts)) = archive_end {
-                    if *t > end_ts && newest.snapshot_commit_us <= end_ts {
-                        return Err(Error::Invalid(format!(
-                            "{} is after the newest archived write; the latest reachable point is {}",
-                            rfc3339(*t),
-                            latest()
-                        )));
-                    }
-                }
-                let mut best = backups
-                    .iter()
-                    .filter(|b| b.snapshot_commit_us <= *t)
-                    .map(|b| b.snapshot_lsn)
-                    .max();
-                for (key, r) in &ranges {
-                    if r.first_ts > *t {
-                        break;
-                    }
-                    if r.last_ts <= *t {
-                        best = best.max(Some(r.last_lsn));
-                        continue;
-                    }
-                    let inside = self
-                        .archive_records(key)?
-                        .into_iter()
-                        .filter(|rec| rec.ts <= *t)
-                        .map(|rec| rec.lsn)
-                        .max();
-                    best = best.max(inside);
-                    break;
-                }
-                best.ok_or_else(|| {
-                    Error::Invalid(format!(
-                        "nothing to restore at or before {}: the earliest backup is {}",
-                        rfc3339(*t),
-                        point(backups[0].snapshot_lsn, backups[0].snapshot_commit_us)
-                    ))
-                })?
+        let (candidates, what): (Vec<(&Chain, Option<u64>)>, String) = match target {
+            Target::Lsn(n) => (
+                at(*n).into_iter().map(|c| (c, Some(*n))).collect(),
+                format!("LSN {n}"),
+            ),
+            Target::Latest => {
+                let n = reachable.iter().map(|r| r.to_lsn).max().unwrap_or(0);
+                (
+                    at(n).into_iter().map(|c| (c, Some(n))).collect(),
+                    format!("the latest point (LSN {n})"),
+                )
             }
+            // The LSN follows from the chain's objects (read below).
+            Target::Time(t) => (
+                chains
+                    .iter()
+                    .filter(|c| c.base.snapshot_commit_us <= *t && c.end.1 >= *t)
+                    .map(|c| (c, None))
+                    .collect(),
+                rfc3339_us(*t),
+            ),
             Target::Name(name) => {
                 let mut found = None;
-                for (key, _) in &ranges {
+                for (key, r) in ranges {
                     for rec in self.archive_records(key)? {
+                        if rec.lsn > r.last_lsn {
+                            break;
+                        }
                         if matches!(&rec.op, Op::Marker { name: n } if n == name) {
                             found = Some(rec.lsn);
                         }
                     }
                 }
-                found.ok_or_else(|| {
+                let n = found.ok_or_else(|| {
                     Error::Invalid(format!(
-                        "no restore point named {name:?} in the archive of history {} \
-                         (a restored database starts a new history; back it up to make its archive usable)",
-                        newest.history
+                        "no restore point named {name:?} in the archive of history {} (or the histories it was restored from)",
+                        m.history
                     ))
-                })?
+                })?;
+                (
+                    at(n).into_iter().map(|c| (c, Some(n))).collect(),
+                    format!("restore point {name:?} (LSN {n})"),
+                )
             }
         };
-        let base = backups
-            .iter()
-            .rev()
-            .find(|b| b.snapshot_lsn <= target_lsn)
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "no backup at or before LSN {target_lsn}; the earliest backup is {}",
-                    point(backups[0].snapshot_lsn, backups[0].snapshot_commit_us)
-                ))
-            })?;
-        let (reach_lsn, reach_ts) =
-            Self::reach(&ranges, base.snapshot_lsn, base.snapshot_commit_us);
-        if reach_lsn < target_lsn {
-            let gap = ranges.iter().any(|(_, r)| r.first_lsn > reach_lsn + 1);
-            return Err(Error::Invalid(if gap {
-                format!(
-                    "the archived WAL has a gap after {}; that is the latest point reachable from backup {}",
-                    point(reach_lsn, reach_ts),
-                    base.id
-                )
-            } else {
-                format!(
-                    "LSN {target_lsn} is beyond the newest archived write; the latest reachable point is {}",
-                    point(reach_lsn, reach_ts)
-                )
+        if candidates.is_empty() {
+            return Err(unreachable(match target {
+                Target::Time(_) => format!(
+                    "{what} cannot be restored exactly (no backup at or before it is continued \
+                     by archived WAL up to it)"
+                ),
+                _ => format!("{what} cannot be restored exactly"),
             }));
         }
-        let mut records: Vec<Record> = Vec::new();
-        for (key, r) in &ranges {
-            if r.last_lsn <= base.snapshot_lsn || r.first_lsn > target_lsn {
+        let mut first_damage = None;
+        for (chain, lsn) in candidates {
+            let attempt = match (target, lsn) {
+                (_, Some(n)) => self.replay_chain(chain, n, dest),
+                (Target::Time(t), None) => self
+                    .time_to_lsn(chain, *t)
+                    .and_then(|n| self.replay_chain(chain, n, dest)),
+                _ => Err(Error::Invalid("internal: no target LSN".into())),
+            };
+            match attempt {
+                Err(e @ Error::Corrupt { .. }) => {
+                    first_damage.get_or_insert(e);
+                }
+                r => return r,
+            }
+        }
+        Err(match first_damage {
+            Some(Error::Corrupt { object, detail }) => Error::Corrupt {
+                object,
+                detail: format!(
+                    "{detail}; every backup and archive path to {what} is damaged \
+                     (`kstone backup verify --all --deep` lists the damage); {}",
+                    describe(&reachable)
+                ),
+            },
+            Some(e) => e,
+            None => Error::Invalid("internal: no restore attempted".into()),
+        })
+    }
+
+    /// The last LSN committed at or before `t` along a chain.
+    fn time_to_lsn(&self, chain: &Chain, t: u64) -> Result<u64> {
+        let mut best = chain.base.snapshot_lsn;
+        for (key, r) in &chain.objects {
+            if r.first_ts > t {
+                break;
+            }
+            if r.last_ts <= t {
+                best = best.max(r.last_lsn);
                 continue;
             }
-            records.extend(
-                self.archive_records(key)?
-                    .into_iter()
-                    .filter(|rec| rec.lsn > base.snapshot_lsn && rec.lsn <= target_lsn),
-            );
+            let inside = self
+                .archive_records(key)?
+                .into_iter()
+                .filter(|rec| rec.ts <= t && rec.lsn <= r.last_lsn)
+                .map(|rec| rec.lsn)
+                .max();
+            best = best.max(inside.unwrap_or(0));
+            break;
         }
-        records.sort_by_key(|r| r.lsn);
+        Ok(best)
+    }
+
+    /// Restore a chain's base and replay its archive up to `target_lsn`.
+    fn replay_chain(&self, chain: &Chain, target_lsn: u64, dest: &Path) -> Result<PitrReport> {
+        let base = chain.base;
+        let mut records: Vec<Record> = Vec::new();
+        for (key, r) in &chain.objects {
+            if r.first_lsn > target_lsn {
+                break;
+            }
+            for rec in self.archive_records(key)? {
+                // An ancestor's object is clipped at the fork (`last_lsn`).
+                if rec.lsn <= base.snapshot_lsn || rec.lsn > target_lsn || rec.lsn > r.last_lsn {
+                    continue;
+                }
+                // Objects may overlap (an archiver that restarted, a child
+                // history's archive repeating the writes before its fork): a
+                // write is one LSN, replayed once.
+                if records.last().is_some_and(|l| l.lsn >= rec.lsn) {
+                    if records.binary_search_by_key(&rec.lsn, |l| l.lsn).is_ok() {
+                        continue;
+                    }
+                    return Err(Error::Corrupt {
+                        object: key.clone(),
+                        detail: format!("record LSN {} goes back in the archive", rec.lsn),
+                    });
+                }
+                records.push(rec);
+            }
+        }
         let (reached_lsn, reached_ts) = records
             .last()
             .map(|r| (r.lsn, r.ts))
             .unwrap_or((base.snapshot_lsn, base.snapshot_commit_us));
         let replayed = records.len() as u64;
         let report = restore_with(dest, |staging| {
-            self.materialize_as(base, staging, Some(reached_lsn))?;
+            self.materialize_as(base, staging, Some((target_lsn, reached_ts)))?;
             let db = Database::open(
                 staging,
                 Options {
@@ -244,7 +373,7 @@ impl Repository {
         })?;
         Ok(PitrReport {
             base_backup: base.id.clone(),
-            reached_lsn,
+            reached_lsn: target_lsn.max(reached_lsn),
             reached_ts,
             replayed,
             items: report.items,

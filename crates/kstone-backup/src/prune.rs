@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 
 use crate::error::Result;
+use crate::lineage::Lineage;
 use crate::manifest::{civil, manifest_object, BackupManifest, BackupType};
 use crate::repository::Repository;
 use crate::wal_archive::ArchiveRange;
@@ -28,11 +29,18 @@ pub struct Policy {
     pub keep_incremental_days: Option<u64>,
     /// Every point of the last this-many µs stays restorable.
     pub pitr_window_us: Option<u64>,
+    /// Let a prune delete every backup of a database (e.g. `--keep-last 0`);
+    /// without it such a prune is refused and deletes nothing.
+    pub allow_empty: bool,
 }
 
 impl Policy {
+    /// No retention rule at all (then nothing is deleted).
     pub fn is_empty(&self) -> bool {
-        *self == Policy::default()
+        Policy {
+            allow_empty: false,
+            ..self.clone()
+        } == Policy::default()
     }
 }
 
@@ -58,6 +66,10 @@ pub struct Plan {
     pub wal_delete: Vec<(String, ArchiveRange)>,
     pub wal_keep: usize,
     pub bytes_freed: u64,
+    /// Backups whose manifest could not be read (they and every backup
+    /// started before them are kept).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<String>,
 }
 
 fn day(us: u64) -> (i64, u32, u32) {
@@ -83,6 +95,20 @@ pub fn plan(
     policy: &Policy,
     now_us: u64,
 ) -> Plan {
+    plan_with(backups, archives, &[], policy, now_us)
+}
+
+/// [`plan`], keeping what restored histories need: a history restored
+/// from a backup here, with no backup of its own yet, is restorable only
+/// through its lineage — its base backup (with everything that backup
+/// needs) and its archive are kept.
+pub fn plan_with(
+    backups: &[BackupManifest],
+    archives: &HashMap<(String, String), Vec<(String, ArchiveRange)>>,
+    lineages: &[Lineage],
+    policy: &Policy,
+    now_us: u64,
+) -> Plan {
     let mut reasons: BTreeMap<&str, Vec<String>> = backups
         .iter()
         .map(|b| (b.id.as_str(), Vec::new()))
@@ -95,6 +121,19 @@ pub fn plan(
     if policy.is_empty() {
         for b in backups {
             keep(&b.id, "no retention rule given".into());
+        }
+    }
+    let mut orphan_histories: BTreeSet<&str> = BTreeSet::new();
+    for l in lineages {
+        if !backups.iter().any(|b| b.history == l.history) {
+            keep(
+                &l.base_backup,
+                format!(
+                    "base of restored history {} (no backup of its own yet)",
+                    l.history
+                ),
+            );
+            orphan_histories.insert(l.history.as_str());
         }
     }
     let mut by_db: BTreeMap<&str, Vec<&BackupManifest>> = BTreeMap::new();
@@ -245,8 +284,11 @@ pub fn plan(
             }
             (None, false) => kept.iter().map(|b| b.snapshot_lsn).min(),
         };
+        // A restored history without backups: its whole archive, while the
+        // backup it was restored from is kept (always, as above).
+        let orphan = kept.is_empty() && orphan_histories.contains(history.as_str());
         for (key, r) in objects {
-            let needed = matches!(needed_from, Some(from) if r.last_lsn > from);
+            let needed = orphan || matches!(needed_from, Some(from) if r.last_lsn > from);
             if needed || policy.is_empty() {
                 wal_keep += 1;
             } else {
@@ -260,6 +302,7 @@ pub fn plan(
         wal_delete,
         wal_keep,
         bytes_freed,
+        damaged: Vec::new(),
     }
 }
 
@@ -275,7 +318,7 @@ impl Repository {
         } else {
             Some(self.lock(true, "prune")?)
         };
-        let backups = self.list()?;
+        let (backups, damaged) = self.list_readable()?;
         let mut archives = HashMap::new();
         for (key, _) in self.storage.list("wal")? {
             let parts: Vec<&str> = key.split('/').collect();
@@ -289,7 +332,45 @@ impl Repository {
             let ranges = self.archive_ranges(&db, &history)?;
             archives.insert((db, history), ranges);
         }
-        let plan = plan(&backups, &archives, policy, now_us);
+        let mut lineages = Vec::new();
+        for (db, history) in archives.keys() {
+            if let Ok(Some(l)) = self.lineage(db, history) {
+                lineages.push(l);
+            }
+        }
+        let mut plan = plan_with(&backups, &archives, &lineages, policy, now_us);
+        // A backup with a damaged manifest may depend on any backup started
+        // before it (its file list cannot be read): those are kept, so that
+        // restoring the manifest from a copy makes it whole again.
+        if let Some((oldest_damaged, _)) = damaged.iter().min_by(|a, b| a.0.cmp(&b.0)) {
+            for d in plan.decisions.iter_mut() {
+                if !d.keep && d.id < *oldest_damaged {
+                    d.keep = true;
+                    d.reasons = vec![format!(
+                        "may be needed by backup {oldest_damaged}, whose manifest is damaged"
+                    )];
+                    plan.bytes_freed = plan.bytes_freed.saturating_sub(d.bytes);
+                }
+            }
+            plan.damaged = damaged.iter().map(|(id, e)| format!("{id}: {e}")).collect();
+            // Its archive may be needed too: keep all WAL.
+            plan.wal_keep += plan.wal_delete.len();
+            plan.wal_delete.clear();
+        }
+        if !policy.allow_empty {
+            let emptied: BTreeSet<&str> = plan
+                .decisions
+                .iter()
+                .map(|d| d.db_id.as_str())
+                .filter(|db| !plan.decisions.iter().any(|d| d.keep && d.db_id == *db))
+                .collect();
+            if let Some(db) = emptied.first() {
+                return Err(crate::error::Error::Guard(format!(
+                    "this policy deletes every backup of database {db} (and the archive that needs them); \
+                     nothing was deleted. Keep at least one backup, or pass --allow-empty if that is what you want"
+                )));
+            }
+        }
         if dry_run {
             return Ok(plan);
         }

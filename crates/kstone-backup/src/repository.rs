@@ -23,6 +23,9 @@ pub struct Repository {
     pub config: RepoConfig,
 }
 
+/// A backup whose manifest cannot be read: its id and why.
+pub type Damaged = (String, Error);
+
 /// How to reach and unlock a repository.
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
@@ -73,6 +76,13 @@ impl Repository {
     pub fn init_with(mut storage: Storage, opts: &InitOptions) -> Result<Repository> {
         if storage.get(CONFIG_OBJECT)?.is_some() {
             return Err(Error::AlreadyARepository(storage.location.clone()));
+        }
+        // A location that holds objects is never made a new repository: it
+        // may be a repository whose config was lost, and a fresh config
+        // there (unencrypted, say) would mix into its backups.
+        let held = storage.list("")?;
+        if !held.is_empty() {
+            return Err(config_missing(&storage, held.len()));
         }
         if let Some(l) = opts.compression_level {
             if !(1..=19).contains(&l) {
@@ -137,10 +147,16 @@ impl Repository {
         mut storage: Storage,
         identities: Option<&Identities>,
     ) -> Result<Repository> {
-        let bytes = storage
-            .get(CONFIG_OBJECT)?
-            .ok_or_else(|| Error::NotARepository(storage.location.clone()))?;
+        let Some(bytes) = storage.get(CONFIG_OBJECT)? else {
+            let held = storage.list("")?;
+            return Err(if held.is_empty() {
+                Error::NotARepository(storage.location.clone())
+            } else {
+                config_missing(&storage, held.len())
+            });
+        };
         let config: RepoConfig = manifest::decode(CONFIG_MAGIC, &bytes, CONFIG_OBJECT)?;
+        check_config_belongs(&storage, &config)?;
         if let Some(enc) = &config.encryption {
             let wrapped = read_wrapped(&storage)?;
             storage.set_keys(Keys::load(enc, &wrapped, identities)?);
@@ -158,6 +174,8 @@ impl Repository {
 
     /// [`Repository::open_or_init`] with explicit options. A repository
     /// created here is never encrypted: encryption is chosen at `init`.
+    /// Only an empty location is initialized: one that holds any object
+    /// but no config is an error ([`Error::ConfigMissing`]).
     pub fn open_or_init_with(
         location: &str,
         opts: &OpenOptions,
@@ -171,6 +189,44 @@ impl Repository {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Rewrite a lost `config` object from the copy that every backup
+    /// manifest carries (the newest readable one). Refuses when the config
+    /// exists or no manifest holds a copy; an encrypted repository's key
+    /// object must still be there (a config announcing encryption without a
+    /// key would leave a repository nobody can use).
+    pub fn repair_config(storage: Storage) -> Result<RepoConfig> {
+        if storage.get(CONFIG_OBJECT)?.is_some() {
+            return Err(Error::AlreadyARepository(storage.location.clone()));
+        }
+        let mut ids: Vec<String> = manifest_ids(&storage)?;
+        ids.reverse();
+        let mut config = None;
+        for id in &ids {
+            let obj = manifest::manifest_object(id);
+            let Some(bytes) = storage.get(&obj)? else {
+                continue;
+            };
+            if let Ok(m) = manifest::decode::<BackupManifest>(MANIFEST_MAGIC, &bytes, &obj) {
+                if let Some(c) = m.repository {
+                    config = Some(c);
+                    break;
+                }
+            }
+        }
+        let config = config.ok_or_else(|| {
+            Error::Invalid(format!(
+                "no backup manifest in {} carries a copy of the repository config \
+                 (manifests written by older kstone versions do not); restore `config` from a copy of the repository",
+                storage.location
+            ))
+        })?;
+        if config.encryption.is_some() {
+            read_wrapped(&storage)?;
+        }
+        storage.put(CONFIG_OBJECT, manifest::encode(CONFIG_MAGIC, &config))?;
+        Ok(config)
     }
 
     pub fn location(&self) -> &str {
@@ -239,27 +295,32 @@ impl Repository {
     /// Ids of complete backups, oldest first. A backup is complete once its
     /// manifest exists: an interrupted one never appears here.
     pub fn backup_ids(&self) -> Result<Vec<String>> {
-        Ok(self
-            .storage
-            .list("backups")?
-            .into_iter()
-            .filter_map(|(k, _)| {
-                k.strip_prefix("backups/")
-                    .and_then(|n| n.strip_suffix(".manifest"))
-                    .map(String::from)
-            })
-            .collect())
+        manifest_ids(&self.storage)
     }
 
-    /// Every complete backup's manifest, oldest first.
+    /// Every complete backup's readable manifest, oldest first. A damaged
+    /// manifest is left out (it blocks nothing that does not depend on it);
+    /// [`Repository::list_readable`] also names the damaged ones.
     pub fn list(&self) -> Result<Vec<BackupManifest>> {
-        let mut v = self
-            .backup_ids()?
-            .iter()
-            .map(|id| self.manifest(id))
-            .collect::<Result<Vec<_>>>()?;
+        Ok(self.list_readable()?.0)
+    }
+
+    /// Readable manifests (oldest first) and the backups whose manifest is
+    /// damaged or vanished since the listing, with why.
+    pub fn list_readable(&self) -> Result<(Vec<BackupManifest>, Vec<Damaged>)> {
+        let mut v = Vec::new();
+        let mut damaged = Vec::new();
+        for id in self.backup_ids()? {
+            match self.manifest(&id) {
+                Ok(m) => v.push(m),
+                Err(e @ Error::Corrupt { .. }) => damaged.push((id, e)),
+                // Deleted by a prune between the listing and the read.
+                Err(Error::NoSuchBackup(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
         v.sort_by(|a, b| (a.started_at_us, &a.id).cmp(&(b.started_at_us, &b.id)));
-        Ok(v)
+        Ok((v, damaged))
     }
 
     /// One backup's manifest; `latest` names the newest backup.
@@ -284,6 +345,71 @@ impl Repository {
             return Err(Error::Invalid(format!("{id:?} is not a backup id")));
         }
         Ok(id.to_string())
+    }
+}
+
+/// A `config` copied from another repository (an operator restoring a lost
+/// one from the wrong place) must not make this one accept plaintext or mix
+/// its archive positions: it has to agree with the key object and with
+/// the copy the newest manifest carries.
+fn check_config_belongs(storage: &Storage, config: &RepoConfig) -> Result<()> {
+    let wrong = |why: String| Error::Corrupt {
+        object: CONFIG_OBJECT.into(),
+        detail: format!(
+            "{why}: this config belongs to another repository. Nothing was written. \
+             Remove it and run `kstone backup init --repo {} --repair`",
+            storage.location
+        ),
+    };
+    if config.encryption.is_none() && storage.head(KEY_OBJECT)?.is_some() {
+        return Err(wrong(format!(
+            "it says the repository is not encrypted, but {KEY_OBJECT} exists"
+        )));
+    }
+    if let Some(id) = manifest_ids(storage)?.pop() {
+        let obj = manifest::manifest_object(&id);
+        if let Some(bytes) = storage.get(&obj)? {
+            if let Ok(m) = manifest::decode::<BackupManifest>(MANIFEST_MAGIC, &bytes, &obj) {
+                if let Some(c) = m.repository {
+                    if c.repository_id != config.repository_id
+                        || c.encryption.is_some() != config.encryption.is_some()
+                    {
+                        return Err(wrong(format!(
+                            "backup {id} was made in repository {}{}",
+                            c.repository_id,
+                            if c.encryption.is_some() {
+                                " (encrypted)"
+                            } else {
+                                ""
+                            }
+                        )));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn manifest_ids(storage: &Storage) -> Result<Vec<String>> {
+    Ok(storage
+        .list("backups")?
+        .into_iter()
+        .filter_map(|(k, _)| {
+            k.strip_prefix("backups/")
+                .and_then(|n| n.strip_suffix(".manifest"))
+                .map(String::from)
+        })
+        .collect())
+}
+
+/// What to say of a location that holds objects but no config.
+fn config_missing(storage: &Storage, objects: usize) -> Error {
+    let encrypted = storage.head(KEY_OBJECT).ok().flatten().is_some();
+    Error::ConfigMissing {
+        location: storage.location.clone(),
+        objects,
+        encrypted,
     }
 }
 

@@ -3,12 +3,9 @@
 //! moved aside (never deleted); a target another process has open is refused;
 //! a failure at any point leaves the target exactly as it was.
 
-use std::ffi::CString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use kstone_core::lock::DbLock;
 use kstone_core::manifest::Origin;
 use kstone_core::{Database, Options};
 
@@ -53,7 +50,7 @@ impl Repository {
         &self,
         m: &BackupManifest,
         dir: &Path,
-        recovered_to: Option<u64>,
+        recovered_to: Option<(u64, u64)>,
     ) -> Result<()> {
         fs::create_dir(dir).ctx(dir)?;
         for sub in ["wal", "sst", "pins"] {
@@ -69,7 +66,16 @@ impl Repository {
                 });
             }
             let mut out = fs::File::create(&path).ctx(&path)?;
-            let (n, sha) = self.storage.download(&f.object, f.codec, &mut out)?;
+            let (n, sha) = self
+                .storage
+                .download(&f.object, f.codec, &mut out)
+                .map_err(|e| match e {
+                    Error::Io { path: p, source } if p.as_os_str().is_empty() => Error::Io {
+                        path: path.clone(),
+                        source,
+                    },
+                    e => e,
+                })?;
             if n != f.size || sha != f.sha256 {
                 return Err(Error::Corrupt {
                     object: f.object.clone(),
@@ -90,7 +96,9 @@ impl Repository {
             repository_id: self.config.repository_id.clone(),
             backup_id: m.id.clone(),
             snapshot_lsn: m.snapshot_lsn,
-            recovered_to_lsn: recovered_to,
+            recovered_to_lsn: recovered_to.map(|r| r.0),
+            parent_history: Some(m.history.clone()),
+            fork_ts: Some(recovered_to.map_or(m.snapshot_commit_us, |r| r.1)),
             restored_at_us: kstone_core::fsio::now_micros(),
         });
         dbm.store(dir)?;
@@ -127,126 +135,4 @@ impl Repository {
     }
 }
 
-fn staging_path(target: &Path) -> Result<PathBuf> {
-    let name = target
-        .file_name()
-        .ok_or_else(|| Error::Invalid(format!("bad restore target {}", target.display())))?;
-    let parent = kstone_core::fsio::parent(target);
-    Ok(parent.join(format!(
-        ".{}.restore-{}-{}",
-        name.to_string_lossy(),
-        kstone_core::fsio::now_micros(),
-        std::process::id()
-    )))
-}
-
-/// Build into staging with `build` (which also verifies), then swap into
-/// place. Shared by backup restores and archive restores.
-pub(crate) fn restore_with(
-    target: &Path,
-    build: impl FnOnce(&Path) -> Result<u64>,
-) -> Result<RestoreReport> {
-    let parent = kstone_core::fsio::parent(target).to_path_buf();
-    fs::create_dir_all(&parent).ctx(&parent)?;
-    // Refuse early what we will refuse later anyway.
-    let _lock = check_target(target)?;
-    let staging = staging_path(target)?;
-    let items = match build(&staging) {
-        Ok(n) => n,
-        Err(e) => {
-            // The staging directory is ours alone; the target was never touched.
-            let _ = fs::remove_dir_all(&staging);
-            return Err(e);
-        }
-    };
-    let moved_aside = if target.exists() {
-        let aside = PathBuf::from(format!(
-            "{}.before-restore-{}",
-            target.display(),
-            crate::manifest::rfc3339(kstone_core::fsio::now_micros()).replace(':', "")
-        ));
-        let aside = unique(aside);
-        // Atomic exchange: at every instant `target` is either the old or the
-        // new database, never missing.
-        exchange(&staging, target)?;
-        fs::rename(&staging, &aside).ctx(&aside)?;
-        Some(aside)
-    } else {
-        fs::rename(&staging, target).ctx(target)?;
-        None
-    };
-    kstone_core::fsio::sync_dir(&parent)?;
-    Ok(RestoreReport {
-        target: target.to_path_buf(),
-        moved_aside,
-        items,
-        bytes: 0,
-        snapshot_lsn: 0,
-    })
-}
-
-fn unique(p: PathBuf) -> PathBuf {
-    if !p.exists() {
-        return p;
-    }
-    (1..)
-        .map(|i| PathBuf::from(format!("{}-{i}", p.display())))
-        .find(|c| !c.exists())
-        .unwrap_or(p)
-}
-
-/// Refuse targets that are open, or that are something other than a
-/// database or an empty directory; hold the target's lock while we work.
-fn check_target(target: &Path) -> Result<Option<DbLock>> {
-    if !target.exists() {
-        return Ok(None);
-    }
-    if !target.is_dir() {
-        return Err(Error::Refused(format!(
-            "{} exists and is not a directory",
-            target.display()
-        )));
-    }
-    let is_db = target.join(kstone_core::manifest::FILE_NAME).exists();
-    let empty = fs::read_dir(target).ctx(target)?.next().is_none();
-    if !is_db && !empty {
-        return Err(Error::Refused(format!(
-            "{} exists and is not a KeystoneDB database; choose another target",
-            target.display()
-        )));
-    }
-    if !is_db {
-        return Ok(None);
-    }
-    match DbLock::acquire(target) {
-        Ok(l) => Ok(Some(l)),
-        Err(kstone_core::Error::Locked { pid, .. }) => Err(Error::Refused(format!(
-            "{} is open by process {pid}; stop it first",
-            target.display()
-        ))),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// `renameat2(RENAME_EXCHANGE)`: swap two paths atomically.
-fn exchange(a: &Path, b: &Path) -> Result<()> {
-    let ca = CString::new(a.as_os_str().as_bytes()).map_err(|e| Error::Invalid(e.to_string()))?;
-    let cb = CString::new(b.as_os_str().as_bytes()).map_err(|e| Error::Invalid(e.to_string()))?;
-    // SAFETY: both pointers are valid NUL-terminated strings for the call.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if r != 0 {
-        return Err(Error::Io {
-            path: b.to_path_buf(),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(())
-}
+pub(crate) use crate::swap::restore_with;

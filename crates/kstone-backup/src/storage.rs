@@ -682,16 +682,19 @@ impl Storage {
             out: &'a mut dyn Write,
             hasher: Sha256,
             n: u64,
+            /// A failure of the destination (a full disk), which is not
+            /// damage to the object.
+            out_failed: bool,
         }
         impl Write for Tee<'_> {
             fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                let n = self.out.write(b)?;
+                let n = self.out.write(b).inspect_err(|_| self.out_failed = true)?;
                 self.hasher.update(&b[..n]);
                 self.n += n as u64;
                 Ok(n)
             }
             fn flush(&mut self) -> std::io::Result<()> {
-                self.out.flush()
+                self.out.flush().inspect_err(|_| self.out_failed = true)
             }
         }
         let corrupt = |d: String| Error::Corrupt {
@@ -726,10 +729,18 @@ impl Storage {
             out,
             hasher: Sha256::new(),
             n: 0,
+            out_failed: false,
         };
         if let Err(e) = std::io::copy(&mut reader, &mut tee) {
             if let Some(f) = failure.borrow_mut().take() {
                 return Err(self.err(f));
+            }
+            if tee.out_failed {
+                // The caller names the file it was writing.
+                return Err(Error::Io {
+                    path: PathBuf::new(),
+                    source: e,
+                });
             }
             return Err(corrupt(e.to_string()));
         }
@@ -747,6 +758,32 @@ pub fn install_tls_provider() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_destination_is_not_a_corrupt_object() {
+        struct Full;
+        impl Write for Full {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::Error::from_raw_os_error(28)) // ENOSPC
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let t = tempfile::tempdir().unwrap();
+        let s = Storage::open(t.path().to_str().unwrap(), true).unwrap();
+        s.put("obj", vec![7u8; 10_000]).unwrap();
+        match s.download("obj", Codec::None, &mut Full) {
+            Err(Error::Io { source, .. }) => assert_eq!(source.raw_os_error(), Some(28)),
+            other => panic!("{other:?}"),
+        }
+        // Damage still reads as damage.
+        s.put("z", b"not zstd".to_vec()).unwrap();
+        assert!(matches!(
+            s.download("z", Codec::Zstd, &mut std::io::sink()),
+            Err(Error::Corrupt { .. })
+        ));
+    }
 
     #[test]
     fn part_sizes_stay_under_the_part_limit() {

@@ -187,6 +187,8 @@ pub struct Archiver<'a> {
     offsets: HashMap<String, u64>,
     /// Signature of the WAL directory at the last tick without an owner.
     idle_signature: Option<WalSignature>,
+    /// Held from the first round on: one archiver per database and repository.
+    lock: Option<archive_mark::ArchiverLock>,
 }
 
 /// What one archiving round did.
@@ -230,7 +232,34 @@ impl<'a> Archiver<'a> {
             archived: None,
             offsets: HashMap::new(),
             idle_signature: None,
+            lock: None,
         }
+    }
+
+    fn repo_id(&self) -> &str {
+        &self.repo.config.repository_id
+    }
+
+    /// Take this (database, repository) pair's archiver lock and register
+    /// the repository, so the database keeps every WAL segment it has not
+    /// archived (whatever other repositories have).
+    fn claim(&mut self) -> Result<()> {
+        if self.lock.is_none() {
+            let lock = archive_mark::ArchiverLock::try_acquire(&self.db_dir, self.repo_id())?
+                .ok_or_else(|| Error::ArchiverBusy {
+                    db: self.db_dir.display().to_string(),
+                    repo: self.repo.location().to_string(),
+                })?;
+            self.lock = Some(lock);
+        }
+        if self.archived.is_none()
+            && archive_mark::registration(&self.db_dir, self.repo_id())?.is_none()
+        {
+            // Before the first snapshot, so that no segment with writes this
+            // repository lacks can be deleted in between.
+            archive_mark::enable(&self.db_dir, self.repo_id(), self.repo.location())?;
+        }
+        Ok(())
     }
 
     /// Archive everything written since the last round.
@@ -238,11 +267,7 @@ impl<'a> Archiver<'a> {
         if !self.db_dir.join(kstone_core::manifest::FILE_NAME).exists() {
             return Err(kstone_core::Error::NotADatabase(self.db_dir.clone()).into());
         }
-        if self.archived.is_none() && archive_mark::read(&self.db_dir)?.is_none() {
-            // Turn retention on before the first snapshot so that no segment
-            // with unarchived writes can be deleted in between.
-            archive_mark::enable(&self.db_dir)?;
-        }
+        self.claim()?;
         let sig = wal_signature(&self.db_dir);
         if kstone_core::lock::holder(&self.db_dir).is_some() {
             // The application has it open: it pins a snapshot for us.
@@ -309,38 +334,28 @@ impl<'a> Archiver<'a> {
 
     /// One round for a database open in this process.
     pub fn round_db(&mut self, db: &kstone_core::Database) -> Result<Round> {
-        if self.archived.is_none() && archive_mark::read(&self.db_dir)?.is_none() {
-            archive_mark::enable(&self.db_dir)?;
-        }
+        self.claim()?;
         let pin = db.pin()?;
         let lens = self.owner_lens(pin.snapshot())?;
         self.round_with(pin.snapshot(), &lens)
     }
 
     fn round_with(&mut self, snap: &Snapshot, lens: &HashMap<String, u64>) -> Result<Round> {
-        let history = &snap.manifest.history;
         let a = match self.archived {
             Some(a) => a,
             None => {
-                let last = self
-                    .repo
-                    .archive_ranges(&snap.db_id, history)?
-                    .last()
-                    .map(|(_, r)| r.last_lsn);
-                // Without objects yet, a mark left by an earlier archiver
-                // says where archiving started.
-                let mark = archive_mark::started_at(&self.db_dir)?;
-                match last.or(mark) {
-                    Some(l) => l,
-                    // First round for this history: start where every later
-                    // write is known to be on disk.
-                    None => archive_mark::safe_start(&self.db_dir)?.unwrap_or(snap.lsn),
+                // A restored database's archive continues the history it
+                // came from: say where it forked, so PITR can follow it.
+                if let Some(o) = &snap.manifest.origin {
+                    self.repo
+                        .record_lineage(&snap.db_id, &snap.manifest.history, o)?;
                 }
+                self.start_point(snap)?
             }
         };
         if snap.lsn <= a {
             self.archived = Some(a);
-            archive_mark::write(&self.db_dir, a)?;
+            archive_mark::write(&self.db_dir, self.repo_id(), a)?;
             return Ok(Round {
                 archived_lsn: a,
                 ..Round::default()
@@ -412,7 +427,7 @@ impl<'a> Archiver<'a> {
         let range =
             last_range.ok_or_else(|| Error::Invalid("internal: no archive object".into()))?;
         // Only now may the database drop the segments.
-        archive_mark::write(&self.db_dir, snap.lsn)?;
+        archive_mark::write(&self.db_dir, self.repo_id(), snap.lsn)?;
         self.archived = Some(snap.lsn);
         Ok(Round {
             records: records.len(),
@@ -420,6 +435,59 @@ impl<'a> Archiver<'a> {
             archived_lsn: snap.lsn,
             range: Some(range),
         })
+    }
+
+    /// Where this repository's archive of the snapshot's history continues:
+    /// after its last object, provided every later write is still on disk.
+    /// A hole that can no longer be filled (WAL retired before this
+    /// repository archived it) is an error now, not at restore time; once a
+    /// backup taken after the hole exists, archiving continues from there.
+    fn start_point(&self, snap: &Snapshot) -> Result<u64> {
+        let history = &snap.manifest.history;
+        let reg = archive_mark::registration(&self.db_dir, self.repo_id())?;
+        // Every write after this LSN is on disk (kept for this repository).
+        let on_disk = match &reg {
+            Some(r) if r.started => r.archived_lsn,
+            Some(r) => r.safe_start,
+            None => snap.lsn,
+        };
+        // Points of this history the archive must continue: its backups
+        // here, and the fork a restore from here started it at.
+        let mut bases: Vec<u64> = self
+            .repo
+            .list()?
+            .iter()
+            .filter(|b| b.db_id == snap.db_id && &b.history == history)
+            .map(|b| b.snapshot_lsn)
+            .collect();
+        if let Some(o) = &snap.manifest.origin {
+            if o.repository_id == self.repo.config.repository_id {
+                bases.push(o.recovered_to_lsn.unwrap_or(o.snapshot_lsn));
+            }
+        }
+        let covered = bases.iter().any(|&b| b >= on_disk);
+        let last = self
+            .repo
+            .archive_ranges(&snap.db_id, history)?
+            .last()
+            .map(|(_, r)| r.last_lsn);
+        // Continue after the newest object; a new archive starts where the
+        // WAL is on disk, which must not be after every point to continue.
+        let end = match last {
+            Some(l) if l >= on_disk => return Ok(l),
+            Some(l) => Some(l),
+            None => bases.iter().copied().max(),
+        };
+        match end {
+            None => Ok(on_disk),
+            Some(_) if covered => Ok(on_disk),
+            Some(e) => Err(Error::ArchiveGap {
+                db: self.db_dir.display().to_string(),
+                repo: self.repo.location().to_string(),
+                from: e + 1,
+                to: on_disk,
+            }),
+        }
     }
 
     /// Run rounds every `interval` until `stop` returns true.

@@ -78,6 +78,7 @@ fn chain(steps: &[(u8, u64)]) -> (Vec<BackupManifest>, Vec<(String, ArchiveRange
             files,
             db_manifest: kstone_core::manifest::Manifest::new("db".into(), 0),
             kstone_version: String::new(),
+            repository: None,
         });
     }
     // Archive objects: 50 LSNs each, from LSN 1 to beyond the last backup;
@@ -140,6 +141,7 @@ fn policy() -> impl Strategy<Value = Policy> {
             keep_differential_days: df,
             keep_incremental_days: inc,
             pitr_window_us: pitr.map(|x| x * DAY),
+            allow_empty: false,
         })
 }
 

@@ -174,12 +174,18 @@ pub enum Command {
         db: PathBuf,
         #[arg(long)]
         repo: String,
-        /// Time between rounds, e.g. 1s, 500ms, 2m.
-        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        /// Time between rounds, e.g. 1s, 500ms, 2m (at least 10ms).
+        #[arg(long, default_value = "1s", value_parser = parse_interval)]
         interval: std::time::Duration,
         /// Run one round and exit.
         #[arg(long)]
         once: bool,
+        /// Stop archiving the database to this repository: the database no
+        /// longer keeps WAL for it (its archive ends here; archiving to it
+        /// again needs a new backup first). `kstone stats` lists every
+        /// repository a database is archived to.
+        #[arg(long, conflicts_with = "once")]
+        unregister: bool,
     },
     /// Run backups, WAL archiving, prune and verification on cron schedules
     /// from a config file, with Prometheus metrics; stops cleanly on SIGTERM.
@@ -228,6 +234,12 @@ pub enum BackupCmd {
         /// Encrypt to every recipient in this file (one age1… per line).
         #[arg(long, value_name = "FILE")]
         recipients_file: Option<PathBuf>,
+        /// Rewrite the lost `config` object of an existing repository from
+        /// the copy its backup manifests carry (id, compression, encryption);
+        /// no other option applies. Without it, init only ever creates a
+        /// repository at an empty location.
+        #[arg(long, conflicts_with_all = ["recipient", "recipients_file", "no_compression"])]
+        repair: bool,
     },
     /// Change who can unlock an encrypted repository: re-wraps its data key
     /// (one small object, whatever the repository's size). Needs --identity
@@ -351,6 +363,11 @@ pub struct PruneArgs {
     /// Keep every point of this last period restorable (backup + archived WAL).
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     pub pitr_window: Option<std::time::Duration>,
+    /// Allow a policy that deletes every backup of a database (and the
+    /// archived WAL that needed them), e.g. --keep-last 0; without it such a
+    /// prune is refused and deletes nothing.
+    #[arg(long)]
+    pub allow_empty: bool,
     /// Print what would be deleted and why; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -365,18 +382,26 @@ pub struct RestoreArgs {
     #[arg(long)]
     pub repo: Option<String>,
     /// Backup id or `latest` (with --repo).
-    #[arg(requires = "repo", conflicts_with_all = ["to_time", "to_lsn", "to_name"])]
+    #[arg(requires = "repo", conflicts_with_all = ["to_time", "to_lsn", "to_name", "to_latest"])]
     pub id: Option<String>,
     /// Point-in-time restore: every write committed at or before this time
     /// (RFC 3339, e.g. 2026-11-27T19:41:26Z or 2026-11-27T19:41:26.5+01:00, or @UNIX_SECONDS).
     #[arg(long, requires = "repo", group = "pitr", value_parser = parse_time)]
     pub to_time: Option<u64>,
-    /// Point-in-time restore: every write with LSN ≤ N.
+    /// Point-in-time restore: every write with LSN ≤ N. A restore exits 0
+    /// only with exactly the point asked for; a point the repository cannot
+    /// reach exactly (a gap, a pruned archive) exits 1 naming the latest
+    /// reachable one (`backup status` lists them).
     #[arg(long, requires = "repo", group = "pitr")]
     pub to_lsn: Option<u64>,
     /// Point-in-time restore: up to the named restore point.
     #[arg(long, requires = "repo", group = "pitr")]
     pub to_name: Option<String>,
+    /// Point-in-time restore: the latest point the repository can restore
+    /// exactly (the newest backup plus every archived write that continues
+    /// it without a gap).
+    #[arg(long, requires = "repo", group = "pitr")]
+    pub to_latest: bool,
     /// Database history to restore from (default: that of the newest backup).
     #[arg(long, requires = "repo")]
     pub history: Option<String>,
@@ -509,6 +534,17 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         return Err(format!("bad duration {s:?}"));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// A duration between repeated rounds: at least 10 ms (0 would spin a CPU).
+pub fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s)?;
+    if d < std::time::Duration::from_millis(10) {
+        return Err(format!(
+            "interval {s:?} is too short: rounds would spin a CPU (use at least 10ms, e.g. 1s)"
+        ));
+    }
+    Ok(d)
 }
 
 /// RFC 3339 (`2026-11-27T19:41:26.123Z`, `…+01:00`) or `@unix-seconds` → µs since the epoch.

@@ -278,7 +278,12 @@ fn chain_sizes_and_exact_restores(backend: Backend) {
     let list = json(&["backup", "list", "--repo", repo.loc(), "--json"]);
     assert_eq!(list.as_array().unwrap().len(), 4);
     let out = ok(&["backup", "verify", "--repo", repo.loc(), "--all", "--deep"]);
-    assert_eq!(out.matches("ok ").count(), 4, "{out}");
+    assert_eq!(
+        out.matches("ok ").count(),
+        5,
+        "4 backups and the archive: {out}"
+    );
+    assert!(out.contains("ok        WAL archive"), "{out}");
 }
 
 fn verify_finds_damage_and_restore_refuses_it(backend: Backend) {

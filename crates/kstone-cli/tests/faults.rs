@@ -173,3 +173,48 @@ fn repository_on_a_full_disk() {
         .status
         .success());
 }
+
+/// A restore onto a full disk is an I/O error naming the file, not a
+/// "corrupt repository object"; the target is left as it was.
+#[test]
+fn restore_onto_a_full_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db.keystone");
+    let d = Database::create(&db, Options::default()).unwrap();
+    for i in 0..4000u64 {
+        d.put(format!("k{i}").as_bytes(), None, &item(i)).unwrap();
+    }
+    d.flush().unwrap();
+    d.close().unwrap();
+    let repo = tmp.path().join("repo");
+    let (db_s, repo_s) = (db.to_str().unwrap(), repo.to_str().unwrap());
+    let o = kstone(&["backup", "create", db_s, "--repo", repo_s, "--type", "full"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mnt = tmp.path().join("targetfs");
+    let _m = Mount::new(&mnt, "100k");
+    let target = mnt.join("restored");
+    let o = kstone(&[
+        "restore",
+        "--repo",
+        repo_s,
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("No space left"), "{err}");
+    assert!(!err.contains("corrupt"), "{err}");
+    assert!(!target.exists());
+    // The repository is fine: the same restore elsewhere succeeds.
+    let o = kstone(&[
+        "restore",
+        "--repo",
+        repo_s,
+        "latest",
+        "--target",
+        tmp.path().join("ok").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -136,12 +136,16 @@ impl Database {
                 Arc::clone(&wal_dir),
             )
         });
+        // LSNs never go back: a repository may already hold writes this
+        // database lost (a damaged or unsynced WAL tail), and a reused LSN
+        // would make the archive and the database disagree silently.
+        let lsn_floor = crate::wal::archive_mark::highest(&dir)?;
         let shared = Arc::new(Shared {
             dir,
             opts,
             stripes: rec.stripes.into_iter().map(Mutex::new).collect(),
             clock: Mutex::new(Clock {
-                lsn: rec.last_lsn,
+                lsn: rec.last_lsn.max(lsn_floor),
                 ts: rec.last_ts,
             }),
             commit: GroupCommit::default(),

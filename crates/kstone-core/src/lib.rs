@@ -43,4 +43,4 @@ pub use read::query::{Page, Query, Scan, SortKeyCondition};
 pub use snapshot::remote::{HeldSnapshot, RemotePin};
 pub use snapshot::{FileKind, Pin, Snapshot, SnapshotFile};
 pub use stats::Stats;
-pub use write::{WriteBatch, WriteOp};
+pub use write::{check_put, WriteBatch, WriteOp};

@@ -71,6 +71,13 @@ pub struct Origin {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovered_to_lsn: Option<u64>,
     pub restored_at_us: u64,
+    /// The history the backup belonged to: this database's history forked
+    /// from it at `recovered_to_lsn` (or `snapshot_lsn`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_history: Option<String>,
+    /// Commit time of the fork point (µs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork_ts: Option<u64>,
 }
 
 /// A fresh random history id (16 hex digits).

@@ -142,6 +142,22 @@ pub(crate) fn prepare(op: &WriteOp) -> Result<MemEntry> {
     }
 }
 
+/// Check that a put would be accepted (key, item rules, size limit) without
+/// writing it: the same rule [`WriteBatch::put`] and `Database::put` apply,
+/// for callers that must refuse a whole input before writing any of it.
+///
+/// ```
+/// use kstone_core::{check_put, Item, Value};
+/// let mut item = Item::new();
+/// item.insert("big".into(), Value::B(vec![0; 500 * 1024]));
+/// assert!(check_put(b"k", None, &item).is_err());
+/// ```
+pub fn check_put(pk: &[u8], sk: Option<&[u8]>, item: &Item) -> Result<()> {
+    SCRATCH
+        .with_borrow_mut(|buf| prepare_put(pk, sk, item, buf))
+        .map(|_| ())
+}
+
 /// Validate a put and encode its item (`buf` is scratch space).
 pub(crate) fn prepare_put(
     pk: &[u8],

@@ -44,6 +44,7 @@ fn policy(c: &Config) -> CliResult<Policy> {
         keep_differential_days: r.keep_differential_days,
         keep_incremental_days: r.keep_incremental_days,
         pitr_window_us: us(duration(&r.pitr_window, "pitr_window")?),
+        allow_empty: false,
     })
 }
 
@@ -87,6 +88,9 @@ fn run_job(name: &str, c: &Config, repo: &Repository, m: &Mutex<Metrics>) -> Cli
                 },
                 None,
             )?;
+            if b.kind != kind {
+                info!(job = name, id = %b.id, "no full backup of this database's current history yet: took a full backup");
+            }
             info!(job = name, id = %b.id, lsn = b.snapshot_lsn, items = b.item_count, bytes_stored = b.bytes_stored, "backup complete");
             let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
             m.set(

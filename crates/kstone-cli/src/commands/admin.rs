@@ -38,6 +38,19 @@ pub fn stats(db: &Path, json: bool) -> CliResult<ExitCode> {
                 o.backup_id, o.snapshot_lsn, o.repository
             );
         }
+        for (id, r) in kstone_core::wal::archive_mark::registrations(db)? {
+            let at = if r.started {
+                format!("archived through lsn {}", r.archived_lsn)
+            } else {
+                "registered, no round yet".to_string()
+            };
+            let loc = if r.location.is_empty() {
+                "(location not recorded)".to_string()
+            } else {
+                r.location.clone()
+            };
+            println!("wal archive    {loc} (repository {id}): {at}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -68,7 +81,22 @@ pub fn compact(db: &Path) -> CliResult<ExitCode> {
 }
 
 pub fn check(db: &Path, json: bool) -> CliResult<ExitCode> {
-    let r = kstone_core::check::check(db)?;
+    // A restore killed mid-swap may have left the old database in its
+    // hidden staging directory: finish moving it aside first.
+    let swept = kstone_backup::swap::recover(db)?;
+    let mut r = kstone_core::check::check(db)?;
+    for p in &swept.moved_aside {
+        r.notes.push(format!(
+            "a killed restore had left the previous database in its staging directory; moved it to {}",
+            p.display()
+        ));
+    }
+    for p in &swept.removed {
+        r.notes.push(format!(
+            "removed {} (staging of a killed restore, never swapped in)",
+            p.display()
+        ));
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {

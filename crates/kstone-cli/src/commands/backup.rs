@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use kstone_backup::manifest::rfc3339;
+use kstone_backup::manifest::{rfc3339, rfc3339_us};
 use kstone_backup::{
     Archiver, BackupManifest, BackupOptions, BackupType, Policy, Repository, Target,
 };
@@ -62,7 +62,23 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
             no_compression,
             recipient,
             recipients_file,
+            repair,
         } => {
+            if repair {
+                let opts = crate::access::options();
+                let storage = kstone_backup::storage::Storage::open_with(&repo, false, &opts.s3)?;
+                let c = Repository::repair_config(storage)?;
+                println!(
+                    "rewrote the config of repository {repo} (id {}, {})",
+                    c.repository_id,
+                    if c.encryption.is_some() {
+                        "encrypted"
+                    } else {
+                        "not encrypted"
+                    }
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut recipients = recipient;
             if let Some(f) = &recipients_file {
                 let from_file = kstone_backup::crypto::read_recipients_file(f)?;
@@ -147,6 +163,13 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
             if let Some(b) = pb {
                 b.finish_and_clear();
             }
+            if opts.kind.is_some_and(|k| k != m.kind) {
+                eprintln!(
+                    "note: no full backup of this database's current history in the repository \
+                     (a first backup, or the first after a restore): took a full backup instead of {}",
+                    opts.kind.map(|k| k.to_string()).unwrap_or_default()
+                );
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary(&m))?);
             } else {
@@ -163,7 +186,10 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
             }
         }
         BackupCmd::List { repo, json } => {
-            let list = crate::access::open(&repo)?.list()?;
+            let (list, damaged) = crate::access::open(&repo)?.list_readable()?;
+            for (id, e) in &damaged {
+                eprintln!("warning: backup {id} is damaged and not listed: {e}");
+            }
             if json {
                 let v: Vec<_> = list.iter().map(summary).collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
@@ -226,6 +252,18 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                 }
                 problems.extend(p);
             }
+            if all {
+                let p = spin("verifying the WAL archive", || r.verify_archive(deep))?;
+                if p.is_empty() {
+                    println!("ok        WAL archive");
+                } else {
+                    println!("FAILED    WAL archive");
+                    if let Err(e) = r.record_verify(&p, deep) {
+                        eprintln!("warning: could not record the verification result: {e}");
+                    }
+                }
+                problems.extend(p);
+            }
             if !problems.is_empty() {
                 for p in &problems {
                     eprintln!("problem: {p}");
@@ -245,6 +283,7 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
         } => {
             let r = crate::access::open(&repo)?;
             let w = r.window(None)?;
+            let (_, damaged) = r.list_readable()?;
             let now = kstone_core::fsio::now_micros();
             let lag = now.saturating_sub(w.latest_ts) as f64 / 1e6;
             let newest = r.list()?.into_iter().max_by_key(|m| m.completed_at_us);
@@ -252,7 +291,11 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                 .as_ref()
                 .map(|m| now.saturating_sub(m.completed_at_us) as f64 / 1e6);
             let verify = r.last_verify()?;
-            let mut problems = Vec::new();
+            let mut problems: Vec<String> = damaged
+                .iter()
+                .map(|(id, e)| format!("backup {id} is damaged: {e}"))
+                .collect();
+            problems.extend(r.archive_holes()?.iter().map(|p| p.to_string()));
             if let (Some(max), Some(age)) = (max_age, age) {
                 if age > max.as_secs_f64() {
                     problems.push(format!(
@@ -293,6 +336,22 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                     w.latest_lsn,
                     rfc3339(w.latest_ts)
                 );
+                if w.reachable.len() > 1 {
+                    // Older backups whose archive does not continue them are
+                    // restorable on their own, not the points between.
+                    let parts: Vec<String> = w
+                        .reachable
+                        .iter()
+                        .map(|r| {
+                            if r.from_lsn == r.to_lsn {
+                                format!("LSN {}", r.from_lsn)
+                            } else {
+                                format!("LSN {}..={}", r.from_lsn, r.to_lsn)
+                            }
+                        })
+                        .collect();
+                    println!("reachable        {}", parts.join(", "));
+                }
                 println!("archive lag      {lag:.1} s (now − latest reachable commit)");
                 if let Some(age) = age {
                     println!("newest backup    {age:.0} s old");
@@ -355,6 +414,7 @@ pub fn prune(a: &PruneArgs) -> CliResult<ExitCode> {
         keep_differential_days: a.keep_differential_days,
         keep_incremental_days: a.keep_incremental_days,
         pitr_window_us: us(a.pitr_window),
+        allow_empty: a.allow_empty,
     };
     let r = crate::access::open(&a.repo)?;
     let plan = r.prune(&policy, a.dry_run, kstone_core::fsio::now_micros())?;
@@ -364,6 +424,9 @@ pub fn prune(a: &PruneArgs) -> CliResult<ExitCode> {
     }
     if policy.is_empty() {
         eprintln!("no retention rule given: nothing is deleted (see kstone backup prune --help)");
+    }
+    for d in &plan.damaged {
+        eprintln!("warning: damaged backup {d} (it and every older backup are kept)");
     }
     let verb = if a.dry_run { "would delete" } else { "deleted" };
     for d in &plan.decisions {
@@ -393,7 +456,40 @@ pub fn prune(a: &PruneArgs) -> CliResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A restore target inside a local repository would mix a database into
+/// the repository's objects.
+fn refuse_target_in_repo(repo: &str, target: &std::path::Path) -> CliResult<()> {
+    if repo.contains("://") {
+        return Ok(());
+    }
+    let Ok(repo_dir) = std::fs::canonicalize(repo) else {
+        return Ok(());
+    };
+    let abs = std::path::absolute(target)?;
+    // The nearest existing ancestor, resolved (symlinks included).
+    let mut probe = abs.as_path();
+    let resolved = loop {
+        if let Ok(c) = std::fs::canonicalize(probe) {
+            break Some(c.join(abs.strip_prefix(probe).unwrap_or(std::path::Path::new(""))));
+        }
+        match probe.parent() {
+            Some(p) => probe = p,
+            None => break None,
+        }
+    };
+    if resolved.is_some_and(|t| t.starts_with(&repo_dir)) {
+        return Err(CliError(format!(
+            "{} is inside the repository {repo}; restore somewhere else",
+            target.display()
+        )));
+    }
+    Ok(())
+}
+
 pub fn restore(a: &RestoreArgs) -> CliResult<ExitCode> {
+    if let Some(repo) = &a.repo {
+        refuse_target_in_repo(repo, &a.target)?;
+    }
     if !a.yes && !confirm(&a.target)? {
         eprintln!("restore cancelled; nothing changed");
         return Ok(ExitCode::from(1));
@@ -402,6 +498,8 @@ pub fn restore(a: &RestoreArgs) -> CliResult<ExitCode> {
         Some(Target::Time(t))
     } else if let Some(n) = a.to_lsn {
         Some(Target::Lsn(n))
+    } else if a.to_latest {
+        Some(Target::Latest)
     } else {
         a.to_name.clone().map(Target::Name)
     };
@@ -464,12 +562,6 @@ fn write_new_secret(path: &std::path::Path, bytes: &[u8]) -> CliResult<()> {
     Ok(())
 }
 
-/// RFC 3339 with microseconds.
-fn rfc3339_us(us: u64) -> String {
-    let base = rfc3339(us);
-    format!("{}.{:06}Z", base.trim_end_matches('Z'), us % 1_000_000)
-}
-
 pub fn wal_archive(
     db: &std::path::Path,
     repo: &str,
@@ -487,7 +579,13 @@ pub fn wal_archive(
             .list()?
             .iter()
             .any(|b| b.db_id == m.db_id && b.history == m.history);
-        if !has_base {
+        // A database restored from this repository continues through its
+        // lineage: the backup it came from is its base.
+        let restored_from_here = m
+            .origin
+            .as_ref()
+            .is_some_and(|o| o.repository_id == r.config.repository_id);
+        if !has_base && !restored_from_here {
             eprintln!(
                 "warning: the repository has no backup of this database's current history ({}); \
                  archived WAL can only be replayed on top of one — run `kstone backup create`",
@@ -528,6 +626,38 @@ pub fn wal_archive(
         }
         true
     });
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn wal_unregister(db: &std::path::Path, repo: &str) -> CliResult<ExitCode> {
+    use kstone_core::wal::archive_mark;
+    let regs = archive_mark::registrations(db)?;
+    // The repository may be gone for good: then its recorded location names it.
+    let id = match crate::access::open(repo) {
+        Ok(r) => r.config.repository_id.clone(),
+        Err(e) => regs
+            .iter()
+            .find(|(_, r)| r.location == repo)
+            .map(|(id, _)| id.clone())
+            .ok_or_else(|| {
+                CliError(format!(
+                    "{}; and no repository registered for {} is recorded at {repo}",
+                    e.0,
+                    db.display()
+                ))
+            })?,
+    };
+    if !archive_mark::unregister(db, &id)? {
+        return Err(CliError(format!(
+            "{} is not archived to {repo} (see `kstone stats {}`)",
+            db.display(),
+            db.display()
+        )));
+    }
+    println!(
+        "{} is no longer archived to {repo}: WAL is not kept for it any more",
+        db.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -158,8 +158,10 @@ pub fn import(db_path: &Path, input: &str) -> CliResult<ExitCode> {
         if line.trim().is_empty() {
             continue;
         }
-        parse_export_line(&line)
-            .map_err(|e| CliError(format!("line {}: {e}; nothing imported", i + 1)))?;
+        let refused =
+            |e: kstone_core::Error| CliError(format!("line {}: {e}; nothing imported", i + 1));
+        let (k, item) = parse_export_line(&line).map_err(refused)?;
+        kstone_core::check_put(&k.pk, k.sk.as_deref(), &item).map_err(refused)?;
         lines += 1;
     }
     let db = Database::open(db_path, Options::default())?;

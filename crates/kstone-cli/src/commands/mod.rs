@@ -41,7 +41,14 @@ pub fn run(cmd: Command) -> CliResult<ExitCode> {
             repo,
             interval,
             once,
-        } => backup::wal_archive(&db, &repo, interval, once),
+            unregister,
+        } => {
+            if unregister {
+                backup::wal_unregister(&db, &repo)
+            } else {
+                backup::wal_archive(&db, &repo, interval, once)
+            }
+        }
         Command::RestorePoint { db, name } => backup::restore_point(&db, &name),
         Command::Agent { config } => crate::agent::run(&config),
     }

@@ -1,11 +1,24 @@
-//! Whether WAL archiving is on for a database, and how far it has got:
-//! `archive/ARCHIVED` holds the LSN up to which every write is safely in an
-//! archive. While the file exists, WAL segments holding later writes are
-//! kept on disk even after a flush has made them obsolete.
+//! Whether WAL archiving is on for a database, and how far each repository
+//! it is archived to has got: `archive/ARCHIVED` registers every repository
+//! (by id) with the LSN up to which that repository holds every write. WAL
+//! segments holding writes after the smallest of them are kept on disk even
+//! after a flush has made them obsolete, so one database can be archived to
+//! several repositories (3-2-1) without one archiver retiring WAL another
+//! still needs.
 //!
-//! File: the shared framing (`framed.rs`) with magic `KSTNARCM`, body JSON
-//! `{"archived_lsn": N}`.
+//! File: the shared framing (`framed.rs`) with magic `KSTNARCM`.
+//! Version 2 body: JSON `{"repos": {"<repository id>": {"archived_lsn": N,
+//! "started": bool, "safe_start": N, "location": "…"}}}`. Version 1 (one
+//! mark for the whole database: `{"archived_lsn": N, "started", "safe_start"}`)
+//! is read as a registration with an unknown repository id, which the first
+//! repository to archive adopts.
+//!
+//! One archiver per (database, repository) at a time: [`ArchiverLock`].
+//! Read-modify-write of the file happens under `archive/ARCHIVED.lock`, so
+//! archivers of different repositories never lose each other's progress.
 
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -14,74 +27,160 @@ use crate::error::{Error, IoContext, Result};
 
 pub const DIR: &str = "archive";
 pub const FILE: &str = "archive/ARCHIVED";
+const UPDATE_LOCK: &str = "archive/ARCHIVED.lock";
 const MAGIC: &[u8; 8] = b"KSTNARCM";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// The registration a version-1 mark becomes: no repository id was kept.
+const LEGACY: &str = "";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct Mark {
-    archived_lsn: u64,
-    /// False between turning archiving on and the archiver's first snapshot:
-    /// everything is kept, but `archived_lsn` is not yet a starting point.
+/// How far one repository's archive has got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub archived_lsn: u64,
+    /// False between registering and the archiver's first snapshot: every
+    /// WAL segment is kept, but `archived_lsn` is not yet a starting point.
     #[serde(default = "yes")]
-    started: bool,
+    pub started: bool,
     /// Set while not started: every write after this LSN is still on disk
-    /// (the largest flushed LSN when archiving was turned on).
+    /// (the largest flushed LSN when the repository was registered).
     #[serde(default)]
-    safe_start: u64,
+    pub safe_start: u64,
+    /// Where the repository was reached (for `status` and messages).
+    #[serde(default)]
+    pub location: String,
 }
 
 fn yes() -> bool {
     true
 }
 
-/// `None` when archiving is off; else the archived LSN.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Marks {
+    repos: BTreeMap<String, Registration>,
+}
+
+/// `None` when archiving is off; else the LSN up to which every registered
+/// repository holds every write (WAL after it is kept).
 pub fn read(db_dir: &Path) -> Result<Option<u64>> {
-    Ok(read_mark(db_dir)?.map(|m| m.archived_lsn))
+    Ok(load(db_dir)?.map(|m| {
+        m.repos
+            .values()
+            .map(|r| if r.started { r.archived_lsn } else { 0 })
+            .min()
+            .unwrap_or(0)
+    }))
 }
 
-/// The archived LSN once an archiver has started (its first snapshot).
-pub fn started_at(db_dir: &Path) -> Result<Option<u64>> {
-    Ok(read_mark(db_dir)?
-        .filter(|m| m.started)
-        .map(|m| m.archived_lsn))
+/// The highest LSN any repository holds (0 if none): the database never
+/// hands out an LSN at or below it again.
+pub fn highest(db_dir: &Path) -> Result<u64> {
+    Ok(registrations(db_dir)?
+        .values()
+        .filter(|r| r.started)
+        .map(|r| r.archived_lsn)
+        .max()
+        .unwrap_or(0))
 }
 
-/// Turn archiving on without a starting point yet: every WAL segment is
-/// kept from now on. Returns the LSN after which every write is known to
-/// be on disk, which the first archive object may start from.
-pub fn enable(db_dir: &Path) -> Result<u64> {
-    store(
-        db_dir,
-        Mark {
+/// Every registered repository (id → registration); empty when archiving is off.
+pub fn registrations(db_dir: &Path) -> Result<BTreeMap<String, Registration>> {
+    Ok(load(db_dir)?.map(|m| m.repos).unwrap_or_default())
+}
+
+/// This repository's registration, adopting a version-1 mark (whose
+/// repository was not recorded) if it is the only one.
+pub fn registration(db_dir: &Path, repo: &str) -> Result<Option<Registration>> {
+    let Some(m) = load(db_dir)? else {
+        return Ok(None);
+    };
+    if let Some(r) = m.repos.get(repo) {
+        return Ok(Some(r.clone()));
+    }
+    if m.repos.len() == 1 {
+        if let Some(r) = m.repos.get(LEGACY) {
+            let r = r.clone();
+            update(db_dir, |m| {
+                if let Some(r) = m.repos.remove(LEGACY) {
+                    m.repos.insert(repo.to_string(), r);
+                }
+            })?;
+            return Ok(Some(r));
+        }
+    }
+    Ok(None)
+}
+
+/// Register a repository without a starting point yet: every WAL segment
+/// is kept from now on. Returns the LSN after which every write is known to
+/// be on disk, which its first archive object may start from.
+pub fn enable(db_dir: &Path, repo: &str, location: &str) -> Result<u64> {
+    // Segments retired before registering only held writes at or below
+    // their stripe's flushed LSN, which the manifest (written before any
+    // retire) bounds; while another repository is registered, less was
+    // retired, but the flushed LSN is still a safe start.
+    update(db_dir, |m| {
+        m.repos.entry(repo.to_string()).or_insert(Registration {
             archived_lsn: 0,
             started: false,
             safe_start: 0,
-        },
-    )?;
-    // Segments retired before the mark existed only held writes at or below
-    // their stripe's flushed LSN, which the manifest (written before any
-    // retire) bounds.
-    let m = crate::manifest::Manifest::load(db_dir)?;
-    let safe = m.stripes.values().map(|s| s.flushed_lsn).max().unwrap_or(0);
-    store(
-        db_dir,
-        Mark {
-            archived_lsn: 0,
-            started: false,
-            safe_start: safe,
-        },
-    )?;
+            location: location.to_string(),
+        });
+    })?;
+    let man = crate::manifest::Manifest::load(db_dir)?;
+    let safe = man
+        .stripes
+        .values()
+        .map(|s| s.flushed_lsn)
+        .max()
+        .unwrap_or(0);
+    update(db_dir, |m| {
+        if let Some(r) = m.repos.get_mut(repo) {
+            if !r.started {
+                r.safe_start = safe;
+            }
+        }
+    })?;
     Ok(safe)
 }
 
-/// While not started: the LSN the first archive object may start after.
-pub fn safe_start(db_dir: &Path) -> Result<Option<u64>> {
-    Ok(read_mark(db_dir)?
-        .filter(|m| !m.started)
-        .map(|m| m.safe_start))
+/// Record that `repo` holds every write up to `lsn`.
+pub fn write(db_dir: &Path, repo: &str, lsn: u64) -> Result<()> {
+    update(db_dir, |m| {
+        let r = m.repos.entry(repo.to_string()).or_insert(Registration {
+            archived_lsn: 0,
+            started: true,
+            safe_start: 0,
+            location: String::new(),
+        });
+        r.archived_lsn = lsn;
+        r.started = true;
+        r.safe_start = 0;
+    })
 }
 
-fn read_mark(db_dir: &Path) -> Result<Option<Mark>> {
+/// Stop keeping WAL for `repo` (its archive will have a gap if it is
+/// archived to again). Returns whether it was registered. With no
+/// repository left, archiving is off: obsolete segments go at the next flush.
+pub fn unregister(db_dir: &Path, repo: &str) -> Result<bool> {
+    let mut found = false;
+    update(db_dir, |m| found = m.repos.remove(repo).is_some())?;
+    if registrations(db_dir)?.is_empty() {
+        disable(db_dir)?;
+    }
+    Ok(found)
+}
+
+/// Turn archiving off for every repository: obsolete segments are deleted
+/// again at the next flush.
+pub fn disable(db_dir: &Path) -> Result<()> {
+    let p = db_dir.join(FILE);
+    match std::fs::remove_file(&p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx(&p),
+        _ => Ok(()),
+    }
+}
+
+fn load(db_dir: &Path) -> Result<Option<Marks>> {
     let p = db_dir.join(FILE);
     let b = match std::fs::read(&p) {
         Ok(b) => b,
@@ -89,32 +188,34 @@ fn read_mark(db_dir: &Path) -> Result<Option<Mark>> {
         Err(e) => return Err(e).ctx(&p),
     };
     let (version, body) = crate::framed::decode(&b, MAGIC, &p)?;
-    if version != VERSION {
-        return Err(Error::UnsupportedVersion { path: p, version });
-    }
-    let m: Mark = serde_json::from_slice(body).map_err(|e| Error::Corruption {
+    let bad = |e: serde_json::Error| Error::Corruption {
         path: p.clone(),
         offset: crate::framed::HEADER_LEN as u64,
         detail: e.to_string(),
-    })?;
-    Ok(Some(m))
+    };
+    match version {
+        1 => {
+            let r: Registration = serde_json::from_slice(body).map_err(bad)?;
+            let mut repos = BTreeMap::new();
+            repos.insert(LEGACY.to_string(), r);
+            Ok(Some(Marks { repos }))
+        }
+        VERSION => Ok(Some(serde_json::from_slice(body).map_err(bad)?)),
+        v => Err(Error::UnsupportedVersion {
+            path: p,
+            version: v,
+        }),
+    }
 }
 
-/// Record that every write up to `lsn` is archived (turns archiving on).
-pub fn write(db_dir: &Path, lsn: u64) -> Result<()> {
-    store(
-        db_dir,
-        Mark {
-            archived_lsn: lsn,
-            started: true,
-            safe_start: 0,
-        },
-    )
-}
-
-fn store(db_dir: &Path, m: Mark) -> Result<()> {
+/// Read, change and store the marks under the update lock (archivers of
+/// different repositories run in different processes).
+fn update(db_dir: &Path, f: impl FnOnce(&mut Marks)) -> Result<()> {
     let d = db_dir.join(DIR);
     std::fs::create_dir_all(&d).ctx(&d)?;
+    let _guard = lock_file(&db_dir.join(UPDATE_LOCK), true)?;
+    let mut m = load(db_dir)?.unwrap_or_default();
+    f(&mut m);
     let body = serde_json::to_vec(&m).unwrap_or_default();
     crate::fsio::write_atomic(
         &db_dir.join(FILE),
@@ -122,11 +223,103 @@ fn store(db_dir: &Path, m: Mark) -> Result<()> {
     )
 }
 
-/// Turn archiving off: obsolete segments are deleted again at the next flush.
-pub fn disable(db_dir: &Path) -> Result<()> {
-    let p = db_dir.join(FILE);
-    match std::fs::remove_file(&p) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx(&p),
-        _ => Ok(()),
+fn lock_file(path: &Path, wait: bool) -> Result<Option<File>> {
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .ctx(path)?;
+    if wait {
+        f.lock().ctx(path)?;
+        return Ok(Some(f));
+    }
+    match f.try_lock() {
+        Ok(()) => Ok(Some(f)),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).ctx(path),
+    }
+}
+
+/// Held by the one archiver of a (database, repository) pair: two archivers
+/// of the same pair (the agent and a manual `wal-archive`, say) would race
+/// on what the repository holds. Released on drop or when the process dies.
+#[derive(Debug)]
+pub struct ArchiverLock {
+    _file: File,
+}
+
+impl ArchiverLock {
+    /// `Ok(None)` when another archiver holds it.
+    pub fn try_acquire(db_dir: &Path, repo: &str) -> Result<Option<ArchiverLock>> {
+        if repo.is_empty() || !repo.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(Error::InvalidInput(format!(
+                "{repo:?} is not a repository id"
+            )));
+        }
+        let d = db_dir.join(DIR);
+        std::fs::create_dir_all(&d).ctx(&d)?;
+        let path = d.join(format!("{repo}.lock"));
+        Ok(lock_file(&path, false)?.map(|f| ArchiverLock { _file: f }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        crate::Database::create(t.path().join("d"), crate::Options::default())
+            .unwrap()
+            .close()
+            .unwrap();
+        t
+    }
+
+    #[test]
+    fn retention_follows_the_slowest_repository() {
+        let t = db();
+        let d = t.path().join("d");
+        assert_eq!(read(&d).unwrap(), None);
+        enable(&d, "a", "/ra").unwrap();
+        enable(&d, "b", "/rb").unwrap();
+        assert_eq!(read(&d).unwrap(), Some(0));
+        write(&d, "a", 9).unwrap();
+        assert_eq!(read(&d).unwrap(), Some(0), "b has not started");
+        write(&d, "b", 4).unwrap();
+        assert_eq!(read(&d).unwrap(), Some(4));
+        assert!(unregister(&d, "b").unwrap());
+        assert_eq!(read(&d).unwrap(), Some(9));
+        assert!(unregister(&d, "a").unwrap());
+        assert_eq!(read(&d).unwrap(), None, "no repository left: off");
+    }
+
+    #[test]
+    fn a_version_1_mark_is_adopted_by_the_first_repository() {
+        let t = db();
+        let d = t.path().join("d");
+        std::fs::create_dir_all(d.join(DIR)).unwrap();
+        let v1 = br#"{"archived_lsn":7,"started":true,"safe_start":0}"#;
+        crate::fsio::write_atomic(&d.join(FILE), &crate::framed::encode(MAGIC, 1, v1)).unwrap();
+        assert_eq!(read(&d).unwrap(), Some(7));
+        let r = registration(&d, "repo1").unwrap().unwrap();
+        assert_eq!((r.archived_lsn, r.started), (7, true));
+        assert!(registrations(&d).unwrap().contains_key("repo1"));
+        assert_eq!(registration(&d, "repo2").unwrap(), None);
+    }
+
+    #[test]
+    fn one_archiver_per_repository() {
+        let t = db();
+        let d = t.path().join("d");
+        let a = ArchiverLock::try_acquire(&d, "r1").unwrap();
+        assert!(a.is_some());
+        assert!(ArchiverLock::try_acquire(&d, "r1").unwrap().is_none());
+        assert!(ArchiverLock::try_acquire(&d, "r2").unwrap().is_some());
+        drop(a);
+        assert!(ArchiverLock::try_acquire(&d, "r1").unwrap().is_some());
+        assert!(ArchiverLock::try_acquire(&d, "../x").is_err());
     }
 }

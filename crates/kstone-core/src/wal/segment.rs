@@ -361,7 +361,12 @@ pub fn scan_frames<T>(
             Frame::BadPayload => {
                 let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
                 let end = super::record::FRAME_HEADER + len;
-                if all_zero(&rest[end..]) {
+                // Torn: a write cut short leaves the frame's last bytes
+                // unwritten (zeros: appends go to new or zero-filled space,
+                // and a copy's last store covers its end). A frame written to
+                // its end whose checksum fails was damaged after the fact:
+                // cutting it would drop an acknowledged write.
+                if all_zero(&rest[end..]) && all_zero(&rest[end.saturating_sub(4)..end]) {
                     break;
                 }
                 return Err(corrupt(at, "WAL record checksum mismatch".into()));

@@ -1,0 +1,301 @@
+//! Putting a restored database in place: it is built in a hidden staging
+//! directory beside the target (`.NAME.restore-TIME-PID`), verified, and
+//! swapped in with an atomic exchange, so that `target` is at every instant
+//! either the old or the new database. The old one then goes to
+//! `NAME.before-restore-TIME`, never deleted.
+//!
+//! Between the exchange and that rename the old database sits in the
+//! staging directory. An intent file (`.NAME.restore-intent-PID`, JSON:
+//! staging, aside, and the new database's history id) written before the
+//! exchange lets the next restore of the same target, or `kstone check`,
+//! tell the two cases apart after a kill and finish the move: a staging
+//! directory holding the new database was never swapped in and is removed;
+//! one holding anything else is the old database and goes to its aside name.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use kstone_core::lock::DbLock;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+use crate::restore::RestoreReport;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Intent {
+    staging: PathBuf,
+    aside: PathBuf,
+    /// History id of the database being swapped in.
+    new_history: String,
+}
+
+/// What [`recover`] did with the leftovers of killed restores.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovered {
+    /// Old databases moved to their aside names.
+    pub moved_aside: Vec<PathBuf>,
+    /// Staging directories of restores that never swapped, removed.
+    pub removed: Vec<PathBuf>,
+}
+
+/// `db1/`, `./db1` and `db1` are the same target: normalize, so the
+/// aside and staging names land beside it, never inside it.
+pub fn normalize(target: &Path) -> PathBuf {
+    let p: PathBuf = target
+        .components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect();
+    if p.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        p
+    }
+}
+
+fn name_of(target: &Path) -> Result<String> {
+    target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Error::Invalid(format!("bad restore target {}", target.display())))
+}
+
+fn staging_path(target: &Path) -> Result<PathBuf> {
+    let parent = kstone_core::fsio::parent(target);
+    Ok(parent.join(format!(
+        ".{}.restore-{}-{}",
+        name_of(target)?,
+        kstone_core::fsio::now_micros(),
+        std::process::id()
+    )))
+}
+
+fn intent_path(target: &Path, pid: u32) -> Result<PathBuf> {
+    Ok(kstone_core::fsio::parent(target)
+        .join(format!(".{}.restore-intent-{pid}", name_of(target)?)))
+}
+
+fn alive(pid: u32) -> bool {
+    pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists()
+}
+
+fn history_of(dir: &Path) -> Option<String> {
+    kstone_core::manifest::Manifest::load(dir)
+        .ok()
+        .map(|m| m.history)
+}
+
+/// Finish or clean up what killed restores of `target` left beside it.
+/// Only leftovers of processes that are gone are touched.
+pub fn recover(target: &Path) -> Result<Recovered> {
+    let target = normalize(target);
+    let parent = kstone_core::fsio::parent(&target).to_path_buf();
+    let name = name_of(&target)?;
+    let mut out = Recovered::default();
+    let entries = match fs::read_dir(&parent) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e).ctx(&parent),
+    };
+    let intent_prefix = format!(".{name}.restore-intent-");
+    let staging_prefix = format!(".{name}.restore-");
+    let mut intents = Vec::new();
+    let mut stagings = Vec::new();
+    for e in entries {
+        let e = e.ctx(&parent)?;
+        let f = e.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = f.strip_prefix(&intent_prefix) {
+            if let Ok(pid) = pid.parse::<u32>() {
+                intents.push((pid, e.path()));
+            }
+        } else if let Some(rest) = f.strip_prefix(&staging_prefix) {
+            if let Some(pid) = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok()) {
+                stagings.push((pid, e.path()));
+            }
+        }
+    }
+    let mut done = Vec::new();
+    for (pid, path) in intents {
+        if alive(pid) {
+            continue;
+        }
+        let bytes = fs::read(&path).ctx(&path)?;
+        // A torn intent was written before any exchange (it is fsynced
+        // first): nothing was swapped.
+        if let Ok(i) = serde_json::from_slice::<Intent>(&bytes) {
+            if i.staging.exists() {
+                if history_of(&i.staging).as_deref() == Some(i.new_history.as_str()) {
+                    fs::remove_dir_all(&i.staging).ctx(&i.staging)?;
+                    out.removed.push(i.staging.clone());
+                } else {
+                    let aside = unique(i.aside.clone());
+                    fs::rename(&i.staging, &aside).ctx(&aside)?;
+                    out.moved_aside.push(aside);
+                }
+            }
+            done.push(i.staging);
+        }
+        fs::remove_file(&path).ctx(&path)?;
+    }
+    for (pid, path) in stagings {
+        if alive(pid) || done.contains(&path) || !path.exists() {
+            continue;
+        }
+        // No intent: killed while building, before any swap.
+        fs::remove_dir_all(&path).ctx(&path)?;
+        out.removed.push(path);
+    }
+    if out != Recovered::default() {
+        kstone_core::fsio::sync_dir(&parent)?;
+    }
+    Ok(out)
+}
+
+/// Build into staging with `build` (which also verifies), then swap into
+/// place. Shared by backup restores, point-in-time restores and archive
+/// restores.
+pub(crate) fn restore_with(
+    target: &Path,
+    build: impl FnOnce(&Path) -> Result<u64>,
+) -> Result<RestoreReport> {
+    let target = &normalize(target);
+    let parent = kstone_core::fsio::parent(target).to_path_buf();
+    fs::create_dir_all(&parent).ctx(&parent)?;
+    // Refuse early what we will refuse later anyway.
+    let _lock = check_target(target)?;
+    recover(target)?;
+    let staging = staging_path(target)?;
+    let items = match build(&staging) {
+        Ok(n) => n,
+        Err(e) => {
+            // The staging directory is ours alone; the target was never touched.
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    let moved_aside = if target.exists() {
+        let aside = unique(PathBuf::from(format!(
+            "{}.before-restore-{}",
+            target.display(),
+            crate::manifest::rfc3339(kstone_core::fsio::now_micros()).replace(':', "")
+        )));
+        let intent = intent_path(target, std::process::id())?;
+        let new_history = history_of(&staging).unwrap_or_default();
+        let body = serde_json::to_vec(&Intent {
+            staging: staging.clone(),
+            aside: aside.clone(),
+            new_history,
+        })
+        .unwrap_or_default();
+        kstone_core::fsio::write_atomic(&intent, &body)?;
+        // Atomic exchange: at every instant `target` is either the old or the
+        // new database, never missing.
+        exchange(&staging, target)?;
+        fault_point("KSTONE_TEST_KILL_AFTER_EXCHANGE");
+        fs::rename(&staging, &aside).ctx(&aside)?;
+        kstone_core::fsio::sync_dir(&parent)?;
+        fs::remove_file(&intent).ctx(&intent)?;
+        Some(aside)
+    } else {
+        fs::rename(&staging, target).ctx(target)?;
+        None
+    };
+    kstone_core::fsio::sync_dir(&parent)?;
+    Ok(RestoreReport {
+        target: target.to_path_buf(),
+        moved_aside,
+        items,
+        bytes: 0,
+        snapshot_lsn: 0,
+    })
+}
+
+/// Tests kill the process here (a real SIGKILL of itself) to leave the
+/// state a crash at this point leaves.
+fn fault_point(var: &str) {
+    if std::env::var_os(var).is_some() {
+        // SAFETY: raising a signal on ourselves has no memory-safety effects.
+        unsafe {
+            libc::raise(libc::SIGKILL);
+        }
+    }
+}
+
+fn unique(p: PathBuf) -> PathBuf {
+    if !p.exists() {
+        return p;
+    }
+    (1..)
+        .map(|i| PathBuf::from(format!("{}-{i}", p.display())))
+        .find(|c| !c.exists())
+        .unwrap_or(p)
+}
+
+/// Refuse targets that are open, or that are something other than a
+/// database or an empty directory; hold the target's lock while we work.
+fn check_target(target: &Path) -> Result<Option<DbLock>> {
+    if !target.exists() {
+        return Ok(None);
+    }
+    if !target.is_dir() {
+        return Err(Error::Refused(format!(
+            "{} exists and is not a directory",
+            target.display()
+        )));
+    }
+    let is_db = target.join(kstone_core::manifest::FILE_NAME).exists();
+    let empty = fs::read_dir(target).ctx(target)?.next().is_none();
+    if !is_db && !empty {
+        return Err(Error::Refused(format!(
+            "{} exists and is not a KeystoneDB database; choose another target",
+            target.display()
+        )));
+    }
+    if !is_db {
+        return Ok(None);
+    }
+    match DbLock::acquire(target) {
+        Ok(l) => Ok(Some(l)),
+        Err(kstone_core::Error::Locked { pid, .. }) => Err(Error::Refused(format!(
+            "{} is open by process {pid}; stop it first",
+            target.display()
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `renameat2(RENAME_EXCHANGE)`: swap two paths atomically.
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    let ca = CString::new(a.as_os_str().as_bytes()).map_err(|e| Error::Invalid(e.to_string()))?;
+    let cb = CString::new(b.as_os_str().as_bytes()).map_err(|e| Error::Invalid(e.to_string()))?;
+    // SAFETY: both pointers are valid NUL-terminated strings for the call.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r != 0 {
+        return Err(Error::Io {
+            path: b.to_path_buf(),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_slashes_and_dots_name_the_same_target() {
+        assert_eq!(normalize(Path::new("db1/")), PathBuf::from("db1"));
+        assert_eq!(normalize(Path::new("./db1//")), PathBuf::from("db1"));
+        assert_eq!(normalize(Path::new("/a/b/")), PathBuf::from("/a/b"));
+    }
+}
