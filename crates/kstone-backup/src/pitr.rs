@@ -65,6 +65,17 @@ pub struct Window {
     pub archive_objects: usize,
 }
 
+impl std::fmt::Display for Reachable {
+    /// `LSN 5` (a lone backup) or `LSN 5..=22`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.from_lsn == self.to_lsn {
+            write!(f, "LSN {}", self.from_lsn)
+        } else {
+            write!(f, "LSN {}..={}", self.from_lsn, self.to_lsn)
+        }
+    }
+}
+
 fn point(lsn: u64, ts: u64) -> String {
     format!("LSN {lsn} ({})", rfc3339_us(ts))
 }
@@ -146,16 +157,7 @@ fn describe(stretches: &[Reachable]) -> String {
         Some(l) => {
             let mut s = format!("the latest reachable point is {}", point(l.to_lsn, l.to_ts));
             if stretches.len() > 1 || l.from_lsn != l.to_lsn {
-                let parts: Vec<String> = stretches
-                    .iter()
-                    .map(|r| {
-                        if r.from_lsn == r.to_lsn {
-                            format!("LSN {}", r.from_lsn)
-                        } else {
-                            format!("LSN {}..={}", r.from_lsn, r.to_lsn)
-                        }
-                    })
-                    .collect();
+                let parts: Vec<String> = stretches.iter().map(|r| r.to_string()).collect();
                 s.push_str(&format!(" (reachable: {})", parts.join(", ")));
             }
             s

@@ -136,6 +136,32 @@ pub fn plan_with(
             orphan_histories.insert(l.history.as_str());
         }
     }
+    // A PITR window that reaches back before a restored history's first
+    // backup needs its lineage: the backup it was restored from, the
+    // parent's archive after that backup, and the history's own archive.
+    let mut lineage_needs: HashMap<(String, String), u64> = HashMap::new();
+    if let Some(w) = policy.pitr_window_us {
+        let start = now_us.saturating_sub(w);
+        for l in lineages {
+            let own = backups.iter().filter(|b| b.history == l.history);
+            if own.clone().next().is_none() || own.clone().any(|b| b.snapshot_commit_us <= start) {
+                continue;
+            }
+            let Some(base) = backups.iter().find(|b| b.id == l.base_backup) else {
+                continue;
+            };
+            keep(
+                &base.id,
+                format!("base of the pitr-window of restored history {}", l.history),
+            );
+            for h in [&l.history, &l.parent_history] {
+                let e = lineage_needs
+                    .entry((base.db_id.clone(), h.clone()))
+                    .or_insert(base.snapshot_lsn);
+                *e = (*e).min(base.snapshot_lsn);
+            }
+        }
+    }
     let mut by_db: BTreeMap<&str, Vec<&BackupManifest>> = BTreeMap::new();
     for b in backups {
         by_db.entry(b.db_id.as_str()).or_default().push(b);
@@ -287,6 +313,13 @@ pub fn plan_with(
         // A restored history without backups: its whole archive, while the
         // backup it was restored from is kept (always, as above).
         let orphan = kept.is_empty() && orphan_histories.contains(history.as_str());
+        let needed_from = match (
+            needed_from,
+            lineage_needs.get(&(db.clone(), history.clone())),
+        ) {
+            (Some(a), Some(&b)) => Some(a.min(b)),
+            (a, b) => a.or(b.copied()),
+        };
         for (key, r) in objects {
             let needed = orphan || matches!(needed_from, Some(from) if r.last_lsn > from);
             if needed || policy.is_empty() {

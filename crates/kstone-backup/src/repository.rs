@@ -356,8 +356,8 @@ fn check_config_belongs(storage: &Storage, config: &RepoConfig) -> Result<()> {
     let wrong = |why: String| Error::Corrupt {
         object: CONFIG_OBJECT.into(),
         detail: format!(
-            "{why}: this config belongs to another repository. Nothing was written. \
-             Remove it and run `kstone backup init --repo {} --repair`",
+            "{why}: this config is not this repository's (copied from another one, or altered). \
+             Nothing was written. Remove it and run `kstone backup init --repo {} --repair`",
             storage.location
         ),
     };
@@ -371,18 +371,23 @@ fn check_config_belongs(storage: &Storage, config: &RepoConfig) -> Result<()> {
         if let Some(bytes) = storage.get(&obj)? {
             if let Ok(m) = manifest::decode::<BackupManifest>(MANIFEST_MAGIC, &bytes, &obj) {
                 if let Some(c) = m.repository {
-                    if c.repository_id != config.repository_id
-                        || c.encryption.is_some() != config.encryption.is_some()
+                    if c.repository_id != config.repository_id || c.encryption != config.encryption
                     {
-                        return Err(wrong(format!(
-                            "backup {id} was made in repository {}{}",
-                            c.repository_id,
-                            if c.encryption.is_some() {
-                                " (encrypted)"
-                            } else {
-                                ""
-                            }
-                        )));
+                        return Err(wrong(if c.repository_id != config.repository_id {
+                            format!(
+                                "backup {id} was made in repository {}{}",
+                                c.repository_id,
+                                if c.encryption.is_some() {
+                                    " (encrypted)"
+                                } else {
+                                    ""
+                                }
+                            )
+                        } else {
+                            format!(
+                                "its encryption settings differ from those backup {id} was made with"
+                            )
+                        }));
                     }
                 }
             }

@@ -141,10 +141,11 @@ impl Repository {
         Ok(problems)
     }
 
-    /// Holes between archive objects after a history's oldest backup (from
-    /// the listing alone: cheap enough for `status`).
+    /// Holes between archive objects after a history's oldest backup, and
+    /// damaged or missing lineage objects (from the listing and the small
+    /// lineage objects: cheap enough for `status`).
     pub fn archive_holes(&self) -> Result<Vec<Problem>> {
-        let mut problems = Vec::new();
+        let mut problems = self.lineage_problems()?;
         for (db, history, oldest) in self.archived_histories()? {
             let mut pos: Option<u64> = None;
             for (key, r) in self.archive_ranges(&db, &history)? {
@@ -165,6 +166,56 @@ impl Repository {
                     }
                 }
                 pos = Some(pos.map_or(r.last_lsn, |p| p.max(r.last_lsn)));
+            }
+        }
+        Ok(problems)
+    }
+
+    /// A lineage object that does not decode, or one a restored history's
+    /// backups say should exist (its archive is here) but that is gone:
+    /// points through the lineage are lost, which is damage to report.
+    fn lineage_problems(&self) -> Result<Vec<Problem>> {
+        let mut problems = Vec::new();
+        let label = |db: &str, h: &str| format!("{ARCHIVE_LABEL}{db}/{h}");
+        let mut seen = std::collections::BTreeSet::new();
+        for (k, _) in self.storage.list("wal")? {
+            let parts: Vec<&str> = k.split('/').collect();
+            if parts.len() != 4 {
+                continue;
+            }
+            let (db, h) = (parts[1], parts[2]);
+            if parts[3] == "lineage" {
+                if let Err(Error::Corrupt { detail, .. }) = self.lineage(db, h) {
+                    problems.push(Problem {
+                        backup: label(db, h),
+                        what: format!(
+                            "{k}: {detail} (points reached through it cannot be restored)"
+                        ),
+                    });
+                }
+            } else {
+                seen.insert((db.to_string(), h.to_string()));
+            }
+        }
+        for m in self.list()? {
+            let Some(o) = &m.db_manifest.origin else {
+                continue;
+            };
+            let forked = o.parent_history.as_deref().is_some_and(|p| p != m.history);
+            if forked
+                && o.repository_id == self.config.repository_id
+                && seen.remove(&(m.db_id.clone(), m.history.clone()))
+                && self
+                    .storage
+                    .head(&format!("wal/{}/{}/lineage", m.db_id, m.history))?
+                    .is_none()
+            {
+                problems.push(Problem {
+                    backup: label(&m.db_id, &m.history),
+                    what: "its lineage object is missing (points before this history's first \
+                           backup cannot be restored)"
+                        .into(),
+                });
             }
         }
         Ok(problems)

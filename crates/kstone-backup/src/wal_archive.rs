@@ -344,13 +344,14 @@ impl<'a> Archiver<'a> {
         let a = match self.archived {
             Some(a) => a,
             None => {
+                let a = self.start_point(snap)?;
                 // A restored database's archive continues the history it
                 // came from: say where it forked, so PITR can follow it.
                 if let Some(o) = &snap.manifest.origin {
                     self.repo
                         .record_lineage(&snap.db_id, &snap.manifest.history, o)?;
                 }
-                self.start_point(snap)?
+                a
             }
         };
         if snap.lsn <= a {

@@ -825,7 +825,7 @@ fn a_config_from_another_repository_is_refused() {
         vec!["wal-archive", p(&d), "--repo", p(&enc), "--once"],
     ] {
         let err = fails(&kstone(&args), &format!("{args:?}"));
-        assert!(err.contains("belongs to another repository"), "{err}");
+        assert!(err.contains("is not this repository's"), "{err}");
     }
     let mut after = common::walk(&enc);
     after.retain(|f| !f.to_string_lossy().contains("/locks/"));
@@ -841,4 +841,118 @@ fn a_config_from_another_repository_is_refused() {
             f.display()
         );
     }
+}
+
+/// Second review: a PITR window reaching back before a restored history's
+/// first backup keeps its lineage (base backup, parent archive, own
+/// archive); a damaged lineage object is reported.
+#[test]
+fn prune_keeps_the_lineage_a_pitr_window_needs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("db");
+    let repo_dir = tmp.path().join("R");
+    let repo = p(&repo_dir);
+    ok(&["create", p(&d)]);
+    let mut m = Model::default();
+    for i in 1..6 {
+        put(&d, &mut m, &format!("k{i}"), &i.to_string());
+    }
+    backup(&d, repo, "full");
+    archive_once(&d, repo);
+    for i in 6..11 {
+        put(&d, &mut m, &format!("k{i}"), &i.to_string());
+    }
+    archive_once(&d, repo);
+    ok(&[
+        "restore",
+        "--repo",
+        repo,
+        "--target",
+        p(&d),
+        "--to-lsn",
+        "8",
+        "--yes",
+    ]);
+    let mut child = Model {
+        log: m.log.iter().filter(|w| w.0 <= 8).cloned().collect(),
+    };
+    for i in 100..104 {
+        put(&d, &mut child, &format!("k{i}"), "c");
+    }
+    archive_once(&d, repo);
+    backup(&d, repo, "full");
+    let max = last_lsn(&d);
+    // From the first backup (LSN 5) on, through the lineage.
+    assert_eq!(assert_exact(repo, &child, max, tmp.path()) as u64, max - 4);
+    ok(&["backup", "prune", "--repo", repo, "--pitr-window", "1h"]);
+    assert_eq!(
+        assert_exact(repo, &child, max, tmp.path()) as u64,
+        max - 4,
+        "every point of the last hour still restores"
+    );
+    // A flipped lineage object is damage that status reports.
+    let lineage = common::walk(&repo_dir.join("wal"))
+        .into_iter()
+        .find(|f| f.ends_with("lineage"))
+        .unwrap();
+    let mut b = std::fs::read(&lineage).unwrap();
+    let n = b.len();
+    b[n - 2] ^= 1;
+    std::fs::write(&lineage, b).unwrap();
+    let o = kstone(&["backup", "status", "--repo", repo]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("lineage"));
+    assert_exact(repo, &child, max, tmp.path());
+}
+
+/// Second review: an encrypted repository's config altered to seal to
+/// another key is refused before anything is written.
+#[test]
+fn an_altered_data_recipient_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    ok(&["create", p(&d)]);
+    let mut m = Model::default();
+    put(&d, &mut m, "k0", "0");
+    let public = ok(&["backup", "keygen", "-o", p(&tmp.path().join("a.key"))])
+        .trim()
+        .to_string();
+    let other = ok(&["backup", "keygen", "-o", p(&tmp.path().join("b.key"))])
+        .trim()
+        .to_string();
+    let enc = tmp.path().join("enc");
+    ok(&["backup", "init", "--repo", p(&enc), "--recipient", &public]);
+    backup(&d, p(&enc), "full");
+    // Rewrite the config with another data recipient, framed correctly.
+    let storage = kstone_backup::storage::Storage::open(p(&enc), false).unwrap();
+    let mut cfg: kstone_backup::RepoConfig = kstone_backup::manifest::decode(
+        kstone_backup::manifest::CONFIG_MAGIC,
+        &storage.get("config").unwrap().unwrap(),
+        "config",
+    )
+    .unwrap();
+    cfg.encryption.as_mut().unwrap().data_recipient = other;
+    storage
+        .put(
+            "config",
+            kstone_backup::manifest::encode(kstone_backup::manifest::CONFIG_MAGIC, &cfg),
+        )
+        .unwrap();
+    let before = common::walk(&enc);
+    let err = fails(
+        &kstone(&[
+            "backup",
+            "create",
+            p(&d),
+            "--repo",
+            p(&enc),
+            "--type",
+            "full",
+        ]),
+        "backup with an altered config",
+    );
+    assert!(err.contains("encryption settings differ"), "{err}");
+    let mut after = common::walk(&enc);
+    after.retain(|f| !f.to_string_lossy().contains("/locks/"));
+    assert_eq!(after, before);
 }

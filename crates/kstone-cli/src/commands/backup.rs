@@ -339,17 +339,7 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                 if w.reachable.len() > 1 {
                     // Older backups whose archive does not continue them are
                     // restorable on their own, not the points between.
-                    let parts: Vec<String> = w
-                        .reachable
-                        .iter()
-                        .map(|r| {
-                            if r.from_lsn == r.to_lsn {
-                                format!("LSN {}", r.from_lsn)
-                            } else {
-                                format!("LSN {}..={}", r.from_lsn, r.to_lsn)
-                            }
-                        })
-                        .collect();
+                    let parts: Vec<String> = w.reachable.iter().map(|r| r.to_string()).collect();
                     println!("reachable        {}", parts.join(", "));
                 }
                 println!("archive lag      {lag:.1} s (now − latest reachable commit)");
