@@ -3,6 +3,7 @@
 //! every SST block checked, and its items counted against the manifest.
 
 use crate::error::{Error, Result};
+use crate::manifest::BackupManifest;
 use crate::repository::Repository;
 
 /// How archive problems name what they are about (instead of a backup id).
@@ -122,7 +123,7 @@ impl Repository {
         let mut problems = self.archive_holes()?;
         // Reading needs the identity in an encrypted repository.
         if deep || self.storage.keys().is_none_or(|k| k.can_open()) {
-            for (db, history, oldest) in self.archived_histories()? {
+            for (db, history, oldest) in archived_histories(&self.list()?) {
                 for (key, r) in self.archive_ranges(&db, &history)? {
                     if r.last_lsn <= oldest {
                         continue;
@@ -145,8 +146,9 @@ impl Repository {
     /// damaged or missing lineage objects (from the listing and the small
     /// lineage objects: cheap enough for `status`).
     pub fn archive_holes(&self) -> Result<Vec<Problem>> {
-        let mut problems = self.lineage_problems()?;
-        for (db, history, oldest) in self.archived_histories()? {
+        let backups = self.list()?;
+        let mut problems = self.lineage_problems(&backups)?;
+        for (db, history, oldest) in archived_histories(&backups) {
             let mut pos: Option<u64> = None;
             for (key, r) in self.archive_ranges(&db, &history)? {
                 if r.last_lsn <= oldest {
@@ -174,7 +176,7 @@ impl Repository {
     /// A lineage object that does not decode, or one a restored history's
     /// backups say should exist (its archive is here) but that is gone:
     /// points through the lineage are lost, which is damage to report.
-    fn lineage_problems(&self) -> Result<Vec<Problem>> {
+    fn lineage_problems(&self, backups: &[BackupManifest]) -> Result<Vec<Problem>> {
         let mut problems = Vec::new();
         let label = |db: &str, h: &str| format!("{ARCHIVE_LABEL}{db}/{h}");
         let mut seen = std::collections::BTreeSet::new();
@@ -197,7 +199,7 @@ impl Repository {
                 seen.insert((db.to_string(), h.to_string()));
             }
         }
-        for m in self.list()? {
+        for m in backups {
             let Some(o) = &m.db_manifest.origin else {
                 continue;
             };
@@ -220,21 +222,21 @@ impl Repository {
         }
         Ok(problems)
     }
+}
 
-    /// (db, history, oldest backup LSN) of every history with backups.
-    fn archived_histories(&self) -> Result<Vec<(String, String, u64)>> {
-        let mut histories: Vec<(String, String, u64)> = Vec::new();
-        for m in self.list()? {
-            match histories
-                .iter_mut()
-                .find(|(d, h, _)| *d == m.db_id && *h == m.history)
-            {
-                Some(e) => e.2 = e.2.min(m.snapshot_lsn),
-                None => histories.push((m.db_id.clone(), m.history.clone(), m.snapshot_lsn)),
-            }
+/// (db, history, oldest backup LSN) of every history with backups.
+fn archived_histories(backups: &[BackupManifest]) -> Vec<(String, String, u64)> {
+    let mut histories: Vec<(String, String, u64)> = Vec::new();
+    for m in backups {
+        match histories
+            .iter_mut()
+            .find(|(d, h, _)| *d == m.db_id && *h == m.history)
+        {
+            Some(e) => e.2 = e.2.min(m.snapshot_lsn),
+            None => histories.push((m.db_id.clone(), m.history.clone(), m.snapshot_lsn)),
         }
-        Ok(histories)
     }
+    histories
 }
 
 /// The outcome of the last `verify` run, kept in the repository

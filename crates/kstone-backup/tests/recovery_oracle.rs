@@ -9,9 +9,15 @@
 //! repository with a damaged (not deleted) object may fail a restore, but
 //! never with a wrong result.
 //!
-//! `KSTONE_ORACLE_CASES` (default 300, split over two threads) and `KSTONE_ORACLE_STEPS` (default 12)
+//! `KSTONE_ORACLE_CASES` (default 300 on local repositories, split over two
+//! threads), `KSTONE_ORACLE_S3_CASES` (default 24 on the S3 server) and
+//! `KSTONE_ORACLE_STEPS` (default 12)
 //! size the run; `KSTONE_ORACLE_SEED` replays one case. For an hour:
 //! `KSTONE_ORACLE_CASES=20000 cargo test --release -p kstone-backup --test recovery_oracle`.
+
+#[allow(dead_code)]
+#[path = "../../kstone-cli/tests/common/s3.rs"]
+mod s3;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -456,18 +462,21 @@ impl Case {
     }
 }
 
-fn run_case(seed: u64, steps: usize) -> (usize, usize) {
+fn run_case(seed: u64, steps: usize, on_s3: bool) -> (usize, usize) {
     let tmp = tempfile::tempdir().unwrap();
     let mut rng = Rng(seed);
     let nrepos = 1 + rng.below(2) as usize;
     let repos = (0..nrepos)
         .map(|i| {
-            let loc = tmp
-                .path()
-                .join(format!("repo{i}"))
-                .to_str()
-                .unwrap()
-                .to_string();
+            let loc = if on_s3 {
+                s3::new_location(&format!("oracle-{seed}-{i}")).1
+            } else {
+                tmp.path()
+                    .join(format!("repo{i}"))
+                    .to_str()
+                    .unwrap()
+                    .to_string()
+            };
             Repository::init(&loc, Some(1)).unwrap();
             RepoState {
                 loc,
@@ -503,8 +512,8 @@ fn run_case(seed: u64, steps: usize) -> (usize, usize) {
     (c.checked, c.refused)
 }
 
-/// Cases `first, first + 2, …`: the two halves run on two threads.
-fn run_cases(first: u64) {
+/// Cases `first, first + step, …` below `cases` (env `cases_var`).
+fn run_cases(first: u64, step: usize, cases_var: &str, default_cases: u64, on_s3: bool) {
     let num = |k: &str, d: u64| {
         std::env::var(k)
             .ok()
@@ -515,19 +524,20 @@ fn run_cases(first: u64) {
     let seeds: Vec<u64> = match std::env::var("KSTONE_ORACLE_SEED") {
         Ok(s) if first == 0 => vec![s.parse().unwrap()],
         Ok(_) => return,
-        Err(_) => (first..num("KSTONE_ORACLE_CASES", 300))
-            .step_by(2)
+        Err(_) => (first..num(cases_var, default_cases))
+            .step_by(step)
             .collect(),
     };
     let (mut exact, mut refused) = (0, 0);
     for &seed in &seeds {
-        let (e, r) = run_case(seed, steps);
+        let (e, r) = run_case(seed, steps, on_s3);
         exact += e;
         refused += r;
     }
     println!(
-        "{} cases × {steps} steps: {exact} exact restores, {refused} unreachable points refused",
-        seeds.len()
+        "{} cases × {steps} steps{}: {exact} exact restores, {refused} unreachable points refused",
+        seeds.len(),
+        if on_s3 { " on S3" } else { "" }
     );
     assert!(
         exact > seeds.len(),
@@ -550,10 +560,23 @@ fn archiver_child() {
 
 #[test]
 fn every_reported_point_restores_exactly_even_seeds() {
-    run_cases(0);
+    run_cases(0, 2, "KSTONE_ORACLE_CASES", 300, false);
 }
 
 #[test]
 fn every_reported_point_restores_exactly_odd_seeds() {
-    run_cases(1);
+    run_cases(1, 2, "KSTONE_ORACLE_CASES", 300, false);
+}
+
+/// The same oracle with every repository on the S3-compatible server
+/// (moto on loopback: `KSTONE_TEST_S3_ENDPOINT`, or one started here).
+#[test]
+fn every_reported_point_restores_exactly_on_s3() {
+    let server = s3::server();
+    // The code under test reads the standard AWS variables (std's
+    // environment access is locked; the local cases read none of these).
+    for (k, v) in s3::env_for(&server.endpoint) {
+        std::env::set_var(k, v);
+    }
+    run_cases(0, 1, "KSTONE_ORACLE_S3_CASES", 24, true);
 }

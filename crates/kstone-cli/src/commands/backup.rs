@@ -283,10 +283,10 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
         } => {
             let r = crate::access::open(&repo)?;
             let w = r.window(None)?;
-            let (_, damaged) = r.list_readable()?;
+            let (listed, damaged) = r.list_readable()?;
             let now = kstone_core::fsio::now_micros();
             let lag = now.saturating_sub(w.latest_ts) as f64 / 1e6;
-            let newest = r.list()?.into_iter().max_by_key(|m| m.completed_at_us);
+            let newest = listed.iter().max_by_key(|m| m.completed_at_us);
             let age = newest
                 .as_ref()
                 .map(|m| now.saturating_sub(m.completed_at_us) as f64 / 1e6);

@@ -164,20 +164,7 @@ pub fn write(db_dir: &Path, repo: &str, lsn: u64) -> Result<()> {
 pub fn unregister(db_dir: &Path, repo: &str) -> Result<bool> {
     let mut found = false;
     update(db_dir, |m| found = m.repos.remove(repo).is_some())?;
-    if registrations(db_dir)?.is_empty() {
-        disable(db_dir)?;
-    }
     Ok(found)
-}
-
-/// Turn archiving off for every repository: obsolete segments are deleted
-/// again at the next flush.
-pub fn disable(db_dir: &Path) -> Result<()> {
-    let p = db_dir.join(FILE);
-    match std::fs::remove_file(&p) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx(&p),
-        _ => Ok(()),
-    }
 }
 
 fn load(db_dir: &Path) -> Result<Option<Marks>> {
@@ -209,13 +196,23 @@ fn load(db_dir: &Path) -> Result<Option<Marks>> {
 }
 
 /// Read, change and store the marks under the update lock (archivers of
-/// different repositories run in different processes).
+/// different repositories run in different processes). With no repository
+/// left the file goes (archiving off) — under the same lock, so a
+/// registration made meanwhile is never lost. (Its removal is not
+/// directory-fsynced: a file that comes back after a crash only keeps WAL.)
 fn update(db_dir: &Path, f: impl FnOnce(&mut Marks)) -> Result<()> {
     let d = db_dir.join(DIR);
     std::fs::create_dir_all(&d).ctx(&d)?;
     let _guard = lock_file(&db_dir.join(UPDATE_LOCK), true)?;
     let mut m = load(db_dir)?.unwrap_or_default();
     f(&mut m);
+    if m.repos.is_empty() {
+        let p = db_dir.join(FILE);
+        return match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx(&p),
+            _ => Ok(()),
+        };
+    }
     let body = serde_json::to_vec(&m).unwrap_or_default();
     crate::fsio::write_atomic(
         &db_dir.join(FILE),
