@@ -591,48 +591,8 @@ impl Drop for BackgroundArchiver {
 /// A snapshot of a database nobody has open: the manifest and every WAL
 /// segment up to its last whole record.
 fn offline_snapshot(db_dir: &Path) -> Result<(Snapshot, HashMap<String, u64>)> {
-    let manifest = kstone_core::manifest::Manifest::load(db_dir)?;
-    let wal_dir = db_dir.join("wal");
-    let mut lens = HashMap::new();
-    let (mut lsn, mut ts) = (
-        manifest
-            .stripes
-            .values()
-            .map(|s| s.flushed_lsn)
-            .max()
-            .unwrap_or(0),
-        manifest
-            .stripes
-            .values()
-            .map(|s| s.max_ts)
-            .max()
-            .unwrap_or(0),
-    );
-    for e in std::fs::read_dir(&wal_dir).ctx(&wal_dir)? {
-        let e = e.ctx(&wal_dir)?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        if segment::parse_name(&name).is_none() {
-            continue;
-        }
-        let scan = segment::scan(&e.path())?;
-        for r in &scan.records {
-            if r.lsn > lsn {
-                lsn = r.lsn;
-                ts = ts.max(r.ts);
-            }
-        }
-        lens.insert(format!("wal/{name}"), scan.valid_len);
-    }
-    let snap = Snapshot {
-        db_id: manifest.db_id.clone(),
-        lsn,
-        commit_ts: ts,
-        taken_at_us: kstone_core::fsio::now_micros(),
-        manifest,
-        files: Vec::new(),
-        approximate_items: 0,
-    };
-    Ok((snap, lens))
+    let c = kstone_core::snapshot::closed::read(db_dir, true)?;
+    Ok((c.snapshot, c.wal_lens))
 }
 
 fn read_range(path: &Path, len: u64) -> Result<Vec<u8>> {

@@ -29,44 +29,97 @@ pub struct CheckReport {
     pub last_lsn: u64,
 }
 
-/// Check the database at `dir`. If another process has it open, the check
-/// runs on a snapshot that process pins; otherwise the lock is held while
-/// checking so nobody changes the files meanwhile.
+/// Check the database at `dir`. The check reads a pinned snapshot: the
+/// one the process that has the database open pins, or, if nobody has, one
+/// held on disk (`LOCK` is taken only while it is read), so the application
+/// can open meanwhile. A database that needs recovery (a commit log left by
+/// a crash) or whose files cannot be read as a snapshot is checked under
+/// `LOCK`, to report every problem and every leftover.
 pub fn check(dir: &Path) -> Result<CheckReport> {
     if !dir.join(crate::manifest::FILE_NAME).exists() {
         return Err(Error::NotADatabase(dir.to_path_buf()));
     }
     let mut r = CheckReport::default();
-    // Which WAL segments to read, and how far.
-    let (manifest, wal_lens): (Manifest, Option<BTreeMap<String, u64>>) =
-        if crate::lock::holder(dir).is_some() {
-            let pin = RemotePin::request(dir, std::time::Duration::from_secs(10))?;
-            let s = pin.snapshot().clone();
-            let lens = s
-                .files
-                .iter()
-                .filter(|f| f.name.starts_with("wal/"))
-                .map(|f| (f.name.clone(), f.len))
-                .collect();
-            check_manifest_files(dir, &s.manifest, &mut r, false)?;
-            // The owner's commit log is live; its pin's WAL lengths are durable.
-            check_wal(dir, &s.manifest, Some(&lens), &Redo::new(), &mut r)?;
+    if crate::lock::holder(dir).is_some() {
+        let pin = RemotePin::request(dir, std::time::Duration::from_secs(10))?;
+        // The owner's commit log is live; its pin's WAL lengths are durable.
+        check_snapshot(dir, pin.snapshot(), &mut r)?;
+        return Ok(r);
+    }
+    let lock = crate::lock::DbLock::acquire(dir)?;
+    if commit_log::list(dir)?.is_empty() {
+        if let Ok(closed) = crate::snapshot::closed::read(dir, false) {
+            // Leftovers are noted while nobody can change the directory.
+            orphan_notes(dir, &closed.snapshot.manifest, &mut r)?;
+            tail_notes(dir, &closed, &mut r)?;
+            let hold = crate::snapshot::hold::Hold::write(dir, closed.snapshot)?;
+            drop(lock);
+            check_snapshot(dir, hold.snapshot(), &mut r)?;
+            check_against_archive(dir, &mut r)?;
             return Ok(r);
-        } else {
-            let _lock = crate::lock::DbLock::acquire(dir)?;
-            match Manifest::load(dir) {
-                Ok(m) => (m, None),
-                Err(e) => {
-                    r.problems.push(e.to_string());
-                    return Ok(r);
-                }
-            }
-        };
-    check_manifest_files(dir, &manifest, &mut r, true)?;
+        }
+    }
+    let manifest = match Manifest::load(dir) {
+        Ok(m) => m,
+        Err(e) => {
+            r.problems.push(e.to_string());
+            return Ok(r);
+        }
+    };
+    check_manifest_files(dir, &manifest, &mut r)?;
+    orphan_notes(dir, &manifest, &mut r)?;
     let redo = check_commit_logs(dir, &manifest, &mut r)?;
-    check_wal(dir, &manifest, wal_lens.as_ref(), &redo, &mut r)?;
+    check_wal(dir, &manifest, None, &redo, &mut r)?;
     check_against_archive(dir, &mut r)?;
+    drop(lock);
     Ok(r)
+}
+
+/// Check a pinned snapshot's files: its SSTs whole, its WAL segments up to
+/// their pinned lengths.
+fn check_snapshot(dir: &Path, s: &crate::snapshot::Snapshot, r: &mut CheckReport) -> Result<()> {
+    let lens = s
+        .files
+        .iter()
+        .filter(|f| f.kind == crate::snapshot::FileKind::Wal)
+        .map(|f| (f.name.clone(), f.len))
+        .collect();
+    check_manifest_files(dir, &s.manifest, r)?;
+    check_wal(dir, &s.manifest, Some(&lens), &Redo::new(), r)
+}
+
+/// Notes on what a crash left at the end of a closed database's WAL
+/// (a torn last record, an empty last segment): harmless, `open` repairs
+/// them, and a snapshot's pinned lengths leave them out.
+fn tail_notes(
+    dir: &Path,
+    closed: &crate::snapshot::closed::ClosedSnapshot,
+    r: &mut CheckReport,
+) -> Result<()> {
+    let mut names: Vec<&String> = closed.wal_lens.keys().collect();
+    names.sort();
+    for name in names {
+        let valid = closed.wal_lens[name];
+        let path = dir.join(name);
+        let data = std::fs::read(&path).ctx(&path)?;
+        let in_snapshot = closed.snapshot.files.iter().any(|f| &f.name == name);
+        if !in_snapshot && valid == 0 {
+            r.notes.push(format!(
+                "{}: empty segment left by a crash (open removes it)",
+                path.display()
+            ));
+        } else if in_snapshot
+            && data
+                .get(valid as usize..)
+                .is_some_and(|t| t.iter().any(|&b| b != 0))
+        {
+            r.notes.push(format!(
+                "{}: torn record at offset {valid} (a crash mid-write; open truncates it)",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A repository that archived writes the database no longer has means the
@@ -111,13 +164,7 @@ fn check_commit_logs(dir: &Path, m: &Manifest, r: &mut CheckReport) -> Result<Re
     }
 }
 
-fn check_manifest_files(
-    dir: &Path,
-    m: &Manifest,
-    r: &mut CheckReport,
-    look_for_orphans: bool,
-) -> Result<()> {
-    let mut listed = HashSet::new();
+fn check_manifest_files(dir: &Path, m: &Manifest, r: &mut CheckReport) -> Result<()> {
     for (&s, sm) in &m.stripes {
         let s = s as usize;
         if s >= crate::model::key::STRIPES {
@@ -127,7 +174,6 @@ fn check_manifest_files(
         }
         for t in &sm.ssts {
             let name = crate::sst::file_name(s, t.id);
-            listed.insert(name.clone());
             let path = dir.join("sst").join(&name);
             if !path.exists() {
                 r.problems.push(format!(
@@ -209,13 +255,26 @@ fn check_manifest_files(
         }
         r.last_lsn = r.last_lsn.max(sm.flushed_lsn);
     }
-    if look_for_orphans {
-        let sst_dir = dir.join("sst");
-        for e in std::fs::read_dir(&sst_dir).ctx(&sst_dir)? {
-            let name = e.ctx(&sst_dir)?.file_name().to_string_lossy().into_owned();
-            if !listed.contains(&name) {
-                r.notes.push(format!("sst/{name} is not in the MANIFEST (left by an interrupted flush or compaction; open removes it)"));
-            }
+    Ok(())
+}
+
+/// Notes on SSTs the manifest does not list (left by an interrupted flush
+/// or compaction). Only meaningful while nobody has the database open.
+fn orphan_notes(dir: &Path, m: &Manifest, r: &mut CheckReport) -> Result<()> {
+    let listed: HashSet<String> = m
+        .stripes
+        .iter()
+        .flat_map(|(&s, sm)| {
+            sm.ssts
+                .iter()
+                .map(move |t| crate::sst::file_name(s as usize, t.id))
+        })
+        .collect();
+    let sst_dir = dir.join("sst");
+    for e in std::fs::read_dir(&sst_dir).ctx(&sst_dir)? {
+        let name = e.ctx(&sst_dir)?.file_name().to_string_lossy().into_owned();
+        if !listed.contains(&name) {
+            r.notes.push(format!("sst/{name} is not in the MANIFEST (left by an interrupted flush or compaction; open removes it)"));
         }
     }
     Ok(())

@@ -60,7 +60,14 @@ pub(crate) struct Shared {
     pub sealed_bytes: AtomicUsize,
     pub cache: Option<Arc<crate::sst::cache::BlockCache>>,
     pub written: crate::stats::WriteCounters,
-    _lock: DbLock,
+    access: Access,
+}
+
+/// How this process may use the database: as its owner (holding `LOCK`),
+/// or reading a pinned snapshot (writes refused).
+pub(crate) enum Access {
+    Owner(#[allow(dead_code)] DbLock),
+    Snapshot(Box<crate::snapshot::remote::HeldSnapshot>),
 }
 
 /// An open KeystoneDB database. Cheap to share across threads (`&Database` is
@@ -127,45 +134,13 @@ impl Database {
             opts.compression,
             opts.durability == Durability::Buffered,
         )?;
-        let wal_path = dir.join("wal");
-        let wal_dir = Arc::new(fs::File::open(&wal_path).ctx(&wal_path)?);
-        let commit_log = (opts.durability == Durability::Sync).then(|| {
-            crate::wal::commit_log::CommitLog::new(
-                &dir,
-                opts.commit_log_bytes,
-                Arc::clone(&wal_dir),
-            )
-        });
         // LSNs never go back: a repository may already hold writes this
         // database lost (a damaged or unsynced WAL tail), and a reused LSN
         // would make the archive and the database disagree silently.
         let lsn_floor = crate::wal::archive_mark::highest(&dir)?;
-        let shared = Arc::new(Shared {
-            dir,
-            opts,
-            stripes: rec.stripes.into_iter().map(Mutex::new).collect(),
-            clock: Mutex::new(Clock {
-                lsn: rec.last_lsn.max(lsn_floor),
-                ts: rec.last_ts,
-            }),
-            commit: GroupCommit::default(),
-            commit_log,
-            wal_dir,
-            manifest: Mutex::new(rec.manifest),
-            next_file_id: AtomicU64::new(rec.next_file_id),
-            mem_total: AtomicUsize::new(0),
-            closing: AtomicBool::new(false),
-            ticker: (Mutex::new(()), Condvar::new()),
-            pins: Mutex::new(rec.registry),
-            jobs: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-            bg: Default::default(),
-            sealed_bytes: AtomicUsize::new(0),
-            cache,
-            written: Default::default(),
-            _lock: db_lock,
-        });
-        let total: usize = shared.stripes.iter().map(|s| lock(s).mem.bytes()).sum();
-        shared.mem_total.store(total, Ordering::Relaxed);
+        let mut rec = rec;
+        rec.last_lsn = rec.last_lsn.max(lsn_floor);
+        let shared = Shared::assemble(dir, opts, rec, cache, Access::Owner(db_lock))?;
         let mut threads = Vec::new();
         if shared.opts.durability == Durability::Buffered {
             let s = Arc::clone(&shared);
@@ -180,16 +155,71 @@ impl Database {
             threads.push(std::thread::spawn(move || crate::background::worker(&s)));
         }
         let db = Database { shared, threads };
-        // Replayed memtables that are over the limit are flushed in the background.
+        // Replayed memtables that are over the limit are flushed, and
+        // stripes left with more tables than the compaction bound (by an
+        // older version, or a crash before a compaction) compacted, in the
+        // background: open does not wait for either.
         for s in 0..STRIPES {
             let mut st = lock(&db.shared.stripes[s]);
             if st.mem.bytes() >= db.shared.opts.memtable_stripe_bytes
                 || st.wal_bytes >= db.shared.opts.wal_stripe_bytes
             {
                 db.shared.seal(s, &mut st)?;
+            } else if st.tables.len() > db.shared.opts.compaction_trigger.max(1) {
+                db.shared.bg.schedule(s);
             }
         }
         Ok(db)
+    }
+
+    /// Open a pinned snapshot for reading: every read works as on the
+    /// database at the snapshot's LSN; writes, flushes and compactions are
+    /// refused. Nothing in the database directory is changed, and `LOCK` is
+    /// not taken (the snapshot's files stay while `held` lives).
+    ///
+    /// ```
+    /// use kstone_core::{Database, HeldSnapshot, Options, item_from_plain_json};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("p");
+    /// let db = Database::create(&path, Options::default()).unwrap();
+    /// db.put(b"k", None, &item_from_plain_json("{}").unwrap()).unwrap();
+    /// db.close().unwrap();
+    /// let held = HeldSnapshot::acquire(&path, Options::default()).unwrap();
+    /// let view = Database::open_snapshot(held, Options::default()).unwrap();
+    /// assert!(view.get(b"k", None).unwrap().is_some());
+    /// assert!(view.put(b"k", None, &item_from_plain_json("{}").unwrap()).is_err());
+    /// ```
+    pub fn open_snapshot(
+        held: crate::snapshot::remote::HeldSnapshot,
+        opts: Options,
+    ) -> Result<Database> {
+        let cache = crate::sst::cache::BlockCache::new(opts.block_cache_bytes);
+        let rec = crate::snapshot::view::recovered(held.snapshot(), held.dir(), cache.as_ref())?;
+        let dir = held.dir().to_path_buf();
+        let shared = Shared::assemble(dir, opts, rec, cache, Access::Snapshot(Box::new(held)))?;
+        Ok(Database {
+            shared,
+            threads: Vec::new(),
+        })
+    }
+
+    /// Open the database at `dir` for reading, without ever taking `LOCK`
+    /// for longer than it takes to pin a snapshot: the snapshot comes from
+    /// the process that has the database open, or is held on disk if nobody
+    /// has. See [`Database::open_snapshot`].
+    pub fn open_read_only(dir: impl AsRef<Path>, opts: Options) -> Result<Database> {
+        let held = crate::snapshot::remote::HeldSnapshot::acquire(dir.as_ref(), opts.clone())?;
+        Database::open_snapshot(held, opts)
+    }
+
+    /// The snapshot this database was opened on ([`Database::open_snapshot`]),
+    /// with the pid of the process that pinned it if another process has the
+    /// database open; `None` for a database opened for writing.
+    pub fn snapshot_source(&self) -> Option<(&crate::snapshot::Snapshot, Option<u32>)> {
+        match &self.shared.access {
+            Access::Owner(_) => None,
+            Access::Snapshot(h) => Some((h.snapshot(), h.owner())),
+        }
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {
@@ -295,6 +325,7 @@ impl Database {
     /// Flush every stripe and merge each stripe's SSTs into one, dropping
     /// overwritten versions and tombstones. Reads and writes go on meanwhile.
     pub fn compact(&self) -> Result<()> {
+        self.shared.check_writable()?;
         for s in 0..STRIPES {
             let _job = lock(&self.shared.jobs[s]);
             self.shared.seal_now(s)?;
@@ -315,6 +346,7 @@ impl Database {
     /// background job of the stripe; then compact as the background would
     /// if `compact`.
     fn flush_stripes(&self, compact: bool) -> Result<()> {
+        self.shared.check_writable()?;
         for s in 0..STRIPES {
             let _job = lock(&self.shared.jobs[s]);
             self.shared.seal_now(s)?;
@@ -401,12 +433,30 @@ impl Database {
             }
             st.active_stripes += 1;
             st.sst_files += s.tables.len();
+            st.max_tables_per_stripe = st.max_tables_per_stripe.max(s.tables.len());
             st.sst_bytes += s.tables.iter().map(|t| t.size()).sum::<u64>();
             st.approximate_items += s.tables.iter().map(|t| t.props().entries).sum::<u64>();
             st.memtable_bytes += bytes as u64;
             st.memtable_entries += entries as u64;
             st.sealed_memtables += s.sealed.len();
             st.approximate_items += entries as u64;
+        }
+        if st.active_stripes > 0 {
+            st.mean_tables_per_stripe = st.sst_files as f64 / st.active_stripes as f64;
+        }
+        if let Some((snap, owner)) = self.snapshot_source() {
+            st.snapshot_lsn = Some(snap.lsn);
+            st.owner_pid = owner;
+            // The directory's WAL has moved on since: count the snapshot's.
+            for f in snap
+                .files
+                .iter()
+                .filter(|f| f.kind == crate::snapshot::FileKind::Wal)
+            {
+                st.wal_segments += 1;
+                st.wal_bytes += f.len;
+            }
+            return Ok(st);
         }
         let wal = sh.dir.join("wal");
         for e in fs::read_dir(&wal).ctx(&wal)? {
@@ -457,13 +507,33 @@ impl Database {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
+        // A short-lived writer's compactions never get their turn in the
+        // background: pay that debt here, so no stripe is left with more
+        // tables than the bound reads rely on, however short the process.
+        let compacted = if flushed.is_ok() && sh.commit.check().is_ok() {
+            self.compact_over_trigger()
+        } else {
+            Ok(())
+        };
         self.shared.commit.sync_all_written()?;
         // The stripes' segments become durable by themselves, so the next
         // open has no commit log to read.
         if let Some(r) = self.shared.commit_log.as_ref().and_then(|l| l.retire()) {
             r.finish()?;
         }
-        flushed
+        flushed.and(compacted)
+    }
+
+    /// Compact every stripe that has more tables than the trigger.
+    fn compact_over_trigger(&self) -> Result<()> {
+        let trigger = self.shared.opts.compaction_trigger.max(1);
+        for s in 0..STRIPES {
+            if lock(&self.shared.stripes[s]).tables.len() > trigger {
+                let _job = lock(&self.shared.jobs[s]);
+                self.shared.compact_if_needed(s)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -474,6 +544,66 @@ impl Drop for Database {
 }
 
 impl Shared {
+    /// The one place a `Shared` is put together from recovered state.
+    fn assemble(
+        dir: PathBuf,
+        opts: Options,
+        rec: crate::recovery::Recovered,
+        cache: Option<Arc<crate::sst::cache::BlockCache>>,
+        access: Access,
+    ) -> Result<Arc<Shared>> {
+        let wal_path = dir.join("wal");
+        let wal_dir = Arc::new(fs::File::open(&wal_path).ctx(&wal_path)?);
+        // `Sync` mode's commit log, for an owner only.
+        let commit_log = (opts.durability == Durability::Sync
+            && matches!(access, Access::Owner(_)))
+        .then(|| {
+            crate::wal::commit_log::CommitLog::new(
+                &dir,
+                opts.commit_log_bytes,
+                Arc::clone(&wal_dir),
+            )
+        });
+        let shared = Arc::new(Shared {
+            dir,
+            opts,
+            stripes: rec.stripes.into_iter().map(Mutex::new).collect(),
+            clock: Mutex::new(Clock {
+                lsn: rec.last_lsn,
+                ts: rec.last_ts,
+            }),
+            commit: GroupCommit::default(),
+            commit_log,
+            wal_dir,
+            manifest: Mutex::new(rec.manifest),
+            next_file_id: AtomicU64::new(rec.next_file_id),
+            mem_total: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            ticker: (Mutex::new(()), Condvar::new()),
+            pins: Mutex::new(rec.registry),
+            jobs: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            bg: Default::default(),
+            sealed_bytes: AtomicUsize::new(0),
+            cache,
+            written: Default::default(),
+            access,
+        });
+        let total: usize = shared.stripes.iter().map(|s| lock(s).mem.bytes()).sum();
+        shared.mem_total.store(total, Ordering::Relaxed);
+        Ok(shared)
+    }
+
+    /// Refuse anything that would change the database through a snapshot.
+    pub(crate) fn check_writable(&self) -> Result<()> {
+        match &self.access {
+            Access::Owner(_) => Ok(()),
+            Access::Snapshot(h) => Err(Error::ReadOnly {
+                path: self.dir.clone(),
+                lsn: h.snapshot().lsn,
+            }),
+        }
+    }
+
     pub(crate) fn flush_ctx<R>(&self, s: usize, f: impl FnOnce(&FlushCtx<'_>) -> R) -> R {
         let sh = self;
         let alloc = || sh.next_file_id.fetch_add(1, Ordering::SeqCst);

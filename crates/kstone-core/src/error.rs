@@ -23,8 +23,16 @@ pub enum Error {
     #[error("malformed data: {0}")]
     Malformed(String),
     /// Another process holds the database's `LOCK`.
-    #[error("database {path} is locked by process {pid}")]
-    Locked { path: PathBuf, pid: String },
+    #[error("database {path} is locked by process {pid}{program}: it has the database open, so writes go through it (or stop it first); read-only commands (stats, get, query, scan, export, check) and backups work beside it")]
+    Locked {
+        path: PathBuf,
+        pid: String,
+        /// The holder's program name, as " (name)", or empty.
+        program: String,
+    },
+    /// A write through a database opened on a snapshot (read-only).
+    #[error("database {path} is open read-only on a snapshot at LSN {lsn}: writes are refused")]
+    ReadOnly { path: PathBuf, lsn: u64 },
     /// `open` of a directory that is not a KeystoneDB database.
     #[error("{0} is not a KeystoneDB database (no MANIFEST)")]
     NotADatabase(PathBuf),

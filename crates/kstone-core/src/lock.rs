@@ -44,6 +44,12 @@ impl DbLock {
                 let pid = pid.trim();
                 return Err(Error::Locked {
                     path: dir.to_path_buf(),
+                    program: match std::fs::read_to_string(format!("/proc/{pid}/comm")) {
+                        Ok(c) if !pid.is_empty() && !c.trim().is_empty() => {
+                            format!(" ({})", c.trim())
+                        }
+                        _ => String::new(),
+                    },
                     pid: if pid.is_empty() {
                         "unknown".into()
                     } else {

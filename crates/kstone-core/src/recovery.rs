@@ -72,12 +72,22 @@ pub(crate) fn recover(
     // A live cross-process pin may still be copying obsolete files; leave
     // them for a later open to delete.
     let hold = !crate::snapshot::remote::live_requests(dir).is_empty();
+    // Files held on disk by a process that pinned the database while it was
+    // closed: kept until the hold goes, then deleted by this owner.
+    let holds = crate::snapshot::hold::live(dir);
+    let hold = hold || holds.unreadable;
+    let held: HashSet<std::path::PathBuf> = holds.files.values().flatten().cloned().collect();
     let archived = crate::wal::archive_mark::read(dir)?;
     let mut registry = crate::snapshot::registry::PinRegistry::default();
+    registry.set_holds(holds);
     for name in list(&sst_dir)? {
         if let Some((_, id)) = crate::sst::parse_name(&name) {
             max_id = max_id.max(id);
-            if !live.contains(&id) && !hold {
+            let rel = Path::new("sst").join(&name);
+            if live.contains(&id) || hold {
+            } else if held.contains(&rel) {
+                registry.defer(rel, None);
+            } else {
                 remove(&sst_dir.join(&name))?;
                 removed = true;
             }
@@ -141,6 +151,7 @@ pub(crate) fn recover(
         sst_dir: &sst_dir,
         archived,
         hold,
+        held: &held,
         cache,
         flush_at,
         compression,
@@ -187,6 +198,9 @@ pub(crate) fn recover(
             last_lsn = last_lsn.max(out.last_lsn);
             last_ts = last_ts.max(out.last_ts);
             removed |= out.removed;
+            for rel in out.deferred {
+                registry.defer(rel, None);
+            }
             for (rel, max) in out.unarchived {
                 registry.keep_unarchived(rel, max);
             }
@@ -212,6 +226,8 @@ pub(crate) fn recover(
         for (_, rel, max) in replayed {
             if archived.is_some_and(|a| max > a) {
                 registry.keep_unarchived(rel, max);
+            } else if held.contains(&rel) {
+                registry.defer(rel, Some(max));
             } else if !hold {
                 remove(&dir.join(&rel))?;
                 removed = true;
@@ -255,6 +271,8 @@ struct ReplayCtx<'a> {
     sst_dir: &'a Path,
     archived: Option<u64>,
     hold: bool,
+    /// Files held on disk by other processes: deferred, not deleted.
+    held: &'a HashSet<std::path::PathBuf>,
     cache: Option<&'a std::sync::Arc<crate::sst::cache::BlockCache>>,
     flush_at: usize,
     compression: crate::options::Compression,
@@ -268,6 +286,8 @@ struct StripeReplay {
     last_lsn: u64,
     last_ts: u64,
     removed: bool,
+    /// Obsolete segments another process holds (deleted when released).
+    deferred: Vec<std::path::PathBuf>,
     /// Obsolete segments kept until the WAL archive has them.
     unarchived: Vec<(std::path::PathBuf, u64)>,
     /// The SST the replayed memtable went to: (meta, flushed LSN, max ts).
@@ -304,7 +324,9 @@ fn replay_stripe(
                 }
             }
             // Flushed, but the crash came before the delete.
-            if !hold {
+            if cx.held.contains(&rel) {
+                out.deferred.push(rel);
+            } else if !hold {
                 remove(&dir.join(&rel))?;
                 out.removed = true;
             }

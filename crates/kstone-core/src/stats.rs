@@ -30,7 +30,7 @@ impl WriteCounters {
 }
 
 /// A snapshot of the database's size and position.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Stats {
     pub db_id: String,
     pub history: String,
@@ -39,6 +39,18 @@ pub struct Stats {
     pub active_stripes: usize,
     pub sst_files: usize,
     pub sst_bytes: u64,
+    /// Most SSTs in any one stripe: a point read consults at most this many
+    /// (compaction keeps it at most `compaction_trigger + 1`).
+    pub max_tables_per_stripe: usize,
+    /// SSTs per stripe in use, on average.
+    pub mean_tables_per_stripe: f64,
+    /// Set when these figures describe a snapshot opened read-only at this
+    /// LSN (e.g. of a database another process has open).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_lsn: Option<u64>,
+    /// The process that has the database open and pinned that snapshot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner_pid: Option<u32>,
     pub wal_segments: usize,
     pub wal_bytes: u64,
     /// Memory held by memtables, the active ones and those sealed and

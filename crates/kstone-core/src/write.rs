@@ -200,6 +200,7 @@ impl Shared {
     /// mode) one shared group-commit wait. Returns each op's (LSN, timestamp)
     /// in input order.
     pub(crate) fn write_prepared(&self, ops: Vec<Stamped>) -> Result<Vec<(u64, u64)>> {
+        self.check_writable()?;
         self.commit.check()?;
         self.throttle()?;
         let mut stamps = vec![(0u64, 0u64); ops.len()];

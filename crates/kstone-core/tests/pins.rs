@@ -201,3 +201,301 @@ fn cross_process_snapshot_is_exact() {
     assert_eq!(export(&c).len(), model.len());
     assert_eq!(c.stats().unwrap().last_lsn, snap.lsn);
 }
+
+/// SSTs of `snap` that no longer exist on disk.
+fn missing(dir: &Path, snap: &kstone_core::Snapshot) -> Vec<String> {
+    snap.files
+        .iter()
+        .filter(|f| {
+            std::fs::metadata(dir.join(&f.name))
+                .map(|m| m.len() < f.len)
+                .unwrap_or(true)
+        })
+        .map(|f| f.name.clone())
+        .collect()
+}
+
+/// Poll (the owner checks holds every 50 ms) until `cond` or 5 s.
+fn eventually(mut cond: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(5) {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+fn write_closed(dir: &Path, n: u64) -> Vec<String> {
+    let db = Database::create(dir, opts()).unwrap();
+    for i in 0..n {
+        db.put(format!("k{}", i % 700).as_bytes(), None, &item(i))
+            .unwrap();
+    }
+    db.flush().unwrap();
+    db.put(b"in-the-wal", None, &item(1)).unwrap();
+    let at = export(&db);
+    db.close().unwrap();
+    at
+}
+
+#[test]
+fn a_hold_on_a_closed_database_lets_the_application_in_and_keeps_its_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let before = write_closed(&dir, 3000);
+    let held = HeldSnapshot::acquire(&dir, opts()).unwrap();
+    assert!(matches!(held, HeldSnapshot::Closed(_)));
+    let snap = held.snapshot().clone();
+    assert!(snap.files.iter().any(|f| f.name.starts_with("wal/")));
+    // The application opens at once (no LOCK held), rewrites and compacts
+    // everything: the held files are obsolete but stay.
+    let app = Database::open(&dir, opts()).unwrap();
+    for i in 0..3000u64 {
+        app.put(format!("k{}", i % 700).as_bytes(), None, &item(i + 50_000))
+            .unwrap();
+    }
+    app.compact().unwrap();
+    assert_eq!(missing(&dir, &snap), Vec::<String>::new());
+    // The held snapshot reads exactly as the database did, in place and copied.
+    let copy = tmp.path().join("copy");
+    snap.copy_files(&dir, &copy).unwrap();
+    let c = Database::open(&copy, opts()).unwrap();
+    assert_eq!(export(&c), before);
+    c.close().unwrap();
+    let view = Database::open_snapshot(held, opts()).unwrap();
+    assert_eq!(export(&view), before);
+    assert!(matches!(
+        view.put(b"x", None, &item(1)),
+        Err(kstone_core::Error::ReadOnly { .. })
+    ));
+    assert!(view.compact().is_err());
+    let st = view.stats().unwrap();
+    assert_eq!((st.snapshot_lsn, st.owner_pid), (Some(snap.lsn), None));
+    // Released: the owner deletes the obsolete files it was keeping.
+    drop(view);
+    let sst: Vec<String> = snap
+        .files
+        .iter()
+        .filter(|f| f.name.starts_with("sst/"))
+        .map(|f| f.name.clone())
+        .collect();
+    assert!(!sst.is_empty());
+    assert!(
+        eventually(|| sst.iter().all(|f| !dir.join(f).exists())),
+        "released files were not deleted"
+    );
+    app.close().unwrap();
+}
+
+#[test]
+fn a_hold_found_at_open_defers_the_deletes_of_recovery() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let before = write_closed(&dir, 3000);
+    let held = HeldSnapshot::acquire(&dir, opts()).unwrap();
+    let snap = held.snapshot().clone();
+    // Two short-lived owners in turn, each compacting: the second one's open
+    // finds files the first retired (and could not delete) and must keep them.
+    for round in 0..2u64 {
+        let app = Database::open(&dir, opts()).unwrap();
+        app.put(b"in-the-wal", None, &item(round + 7)).unwrap();
+        app.compact().unwrap();
+        app.close().unwrap();
+        assert_eq!(missing(&dir, &snap), Vec::<String>::new());
+    }
+    let copy = tmp.path().join("copy");
+    snap.copy_files(&dir, &copy).unwrap();
+    assert_eq!(export(&Database::open(&copy, opts()).unwrap()), before);
+    drop(held);
+    // The next open deletes what nobody holds any more.
+    let app = Database::open(&dir, opts()).unwrap();
+    let listed = app.stats().unwrap().sst_files;
+    let on_disk = std::fs::read_dir(dir.join("sst")).unwrap().count();
+    assert_eq!(on_disk, listed);
+}
+
+/// Child: hold a snapshot of the closed database and wait to be killed.
+#[test]
+fn child_holder() {
+    let Some(dir) = std::env::var_os("KSTONE_HOLD_CHILD") else {
+        return;
+    };
+    let held = HeldSnapshot::acquire(Path::new(&dir), opts()).unwrap();
+    println!("READY {}", serde_json::to_string(held.snapshot()).unwrap());
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn a_killed_holder_releases_its_files() {
+    if std::env::var_os("KSTONE_HOLD_CHILD").is_some() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    write_closed(&dir, 3000);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["child_holder", "--exact", "--nocapture", "--test-threads=1"])
+        .env("KSTONE_HOLD_CHILD", &dir)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("READY") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "child ended early");
+    }
+    let json = &line[line.find("READY ").unwrap() + 6..];
+    let snap: kstone_core::Snapshot = serde_json::from_str(json.trim()).unwrap();
+    let app = Database::open(&dir, opts()).unwrap();
+    for i in 0..700u64 {
+        app.put(format!("k{i}").as_bytes(), None, &item(i)).unwrap();
+    }
+    app.compact().unwrap();
+    assert_eq!(missing(&dir, &snap), Vec::<String>::new());
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let sst: Vec<String> = snap
+        .files
+        .iter()
+        .filter(|f| f.name.starts_with("sst/"))
+        .map(|f| f.name.clone())
+        .collect();
+    assert!(
+        eventually(|| sst.iter().all(|f| !dir.join(f).exists())),
+        "the files of a killed holder were kept: {:?} {:?}",
+        sst.iter()
+            .filter(|f| dir.join(f).exists())
+            .collect::<Vec<_>>(),
+        std::fs::read_dir(dir.join("pins"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>()
+    );
+    let holds = std::fs::read_dir(dir.join("pins"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".hold")
+        })
+        .count();
+    assert_eq!(holds, 0, "the dead holder's file was not removed");
+    app.close().unwrap();
+}
+
+#[test]
+fn a_read_only_view_of_an_open_database_is_its_live_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let db = Database::create(&dir, opts()).unwrap();
+    for i in 0..500u64 {
+        db.put(format!("k{i}").as_bytes(), None, &item(i)).unwrap();
+    }
+    let at = export(&db);
+    let view = Database::open_read_only(&dir, opts()).unwrap();
+    db.put(b"later", None, &item(1)).unwrap();
+    db.compact().unwrap();
+    assert_eq!(export(&view), at);
+    assert_eq!(view.get(b"later", None).unwrap(), None);
+    let st = view.stats().unwrap();
+    assert_eq!(st.owner_pid, Some(std::process::id()));
+    assert_eq!(st.snapshot_lsn, Some(500));
+    assert!(view.delete(b"k1", None).is_err());
+    drop(view);
+    db.close().unwrap();
+}
+
+/// Child: open with a tiny memory budget (so close flushes), write a few
+/// items to a few stripes, close.
+#[test]
+fn child_short_writer() {
+    let Some(dir) = std::env::var_os("KSTONE_SHORT_CHILD") else {
+        return;
+    };
+    let o = Options {
+        memtable_budget: 16 << 10,
+        compaction_trigger: 2,
+        ..Options::default()
+    };
+    let db = Database::open(Path::new(&dir), o).unwrap();
+    let round: u64 = std::env::var("KSTONE_ROUND").unwrap().parse().unwrap();
+    for i in 0..200u64 {
+        db.put(
+            format!("k{}", i % 40).as_bytes(),
+            None,
+            &item(round * 1000 + i),
+        )
+        .unwrap();
+    }
+    db.close().unwrap();
+}
+
+#[test]
+fn short_lived_writers_keep_tables_per_stripe_within_the_bound() {
+    if std::env::var_os("KSTONE_SHORT_CHILD").is_some() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    Database::create(&dir, Options::default())
+        .unwrap()
+        .close()
+        .unwrap();
+    for round in 0..8u64 {
+        let st = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "child_short_writer",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("KSTONE_SHORT_CHILD", &dir)
+            .env("KSTONE_ROUND", round.to_string())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let db = Database::open_read_only(&dir, Options::default()).unwrap();
+    let st = db.stats().unwrap();
+    assert!(st.sst_files > 0);
+    assert!(
+        st.max_tables_per_stripe <= 3,
+        "{} tables in a stripe, the bound is 3",
+        st.max_tables_per_stripe
+    );
+    for i in 0..40u64 {
+        assert_eq!(
+            db.get(format!("k{i}").as_bytes(), None).unwrap(),
+            Some(item(7000 + 160 + i))
+        );
+    }
+}
+
+#[test]
+fn open_compacts_a_stripe_left_over_the_bound() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let loose = Options {
+        compaction_trigger: 100,
+        ..opts()
+    };
+    let db = Database::create(&dir, loose.clone()).unwrap();
+    for round in 0..8u64 {
+        db.put(b"k", None, &item(round)).unwrap();
+        db.flush().unwrap();
+    }
+    db.close().unwrap();
+    let db = Database::open(&dir, opts()).unwrap();
+    assert!(
+        eventually(|| db.stats().unwrap().max_tables_per_stripe <= 3),
+        "open did not schedule the compaction"
+    );
+    assert_eq!(db.get(b"k", None).unwrap(), Some(item(7)));
+    db.close().unwrap();
+}

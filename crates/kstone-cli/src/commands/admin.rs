@@ -14,7 +14,7 @@ pub fn create(db: &Path) -> CliResult<ExitCode> {
 }
 
 pub fn stats(db: &Path, json: bool) -> CliResult<ExitCode> {
-    let d = Database::open(db, Options::default())?;
+    let d = super::open_for_reading(db)?;
     let s = d.stats()?;
     d.close()?;
     if json {
@@ -23,7 +23,21 @@ pub fn stats(db: &Path, json: bool) -> CliResult<ExitCode> {
         println!("database       {}", db.display());
         println!("id             {}", s.db_id);
         println!("stripes        {} ({} in use)", s.stripes, s.active_stripes);
+        if let Some(lsn) = s.snapshot_lsn {
+            match s.owner_pid {
+                Some(pid) => println!(
+                    "snapshot       live, at lsn {lsn} (process {pid} has the database open)"
+                ),
+                None => println!("snapshot       at lsn {lsn} (nobody has the database open)"),
+            }
+        }
         println!("sst files      {} ({} bytes)", s.sst_files, s.sst_bytes);
+        println!(
+            "sst per stripe {} at most, {:.1} on average (compaction keeps at most {})",
+            s.max_tables_per_stripe,
+            s.mean_tables_per_stripe,
+            kstone_core::Options::default().compaction_trigger + 1
+        );
         println!("wal segments   {} ({} bytes)", s.wal_segments, s.wal_bytes);
         println!(
             "memtable       {} entries ({} bytes)",

@@ -74,7 +74,7 @@ pub fn query(a: &QueryArgs) -> CliResult<ExitCode> {
     q.reverse = a.reverse;
     q.limit = a.limit;
     q.exclusive_start = start_after(&a.start_after)?;
-    let db = Database::open(&a.db, Options::default())?;
+    let db = super::open_for_reading(&a.db)?;
     let page = db.query(&q)?;
     db.close()?;
     print_page(&page, a.typed)
@@ -87,7 +87,7 @@ pub fn scan(a: &ScanArgs) -> CliResult<ExitCode> {
         total_segments: a.total_segments,
         exclusive_start: start_after(&a.start_after)?,
     };
-    let db = Database::open(&a.db, Options::default())?;
+    let db = super::open_for_reading(&a.db)?;
     let page = db.scan(&s)?;
     db.close()?;
     print_page(&page, a.typed)
@@ -99,7 +99,7 @@ pub fn for_each_item(db: &Database, f: impl FnMut(&Key, &Item) -> CliResult) -> 
 }
 
 pub fn export(db_path: &Path, output: Option<&Path>) -> CliResult<ExitCode> {
-    let db = Database::open(db_path, Options::default())?;
+    let db = super::open_for_reading(db_path)?;
     let n = match output {
         None => {
             let out = std::io::stdout();

@@ -25,7 +25,7 @@ pub fn put(db: &Path, pk: &str, sk: Option<&str>, json: &str, typed: bool) -> Cl
 }
 
 pub fn get(db: &Path, pk: &str, sk: Option<&str>, typed: bool) -> CliResult<ExitCode> {
-    let d = Database::open(db, Options::default())?;
+    let d = super::open_for_reading(db)?;
     let item = d.get(pk.as_bytes(), sk.map(str::as_bytes))?;
     d.close()?;
     match item {

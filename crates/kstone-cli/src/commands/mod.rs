@@ -7,10 +7,29 @@ mod data;
 pub use data::for_each_item;
 mod item;
 
+use std::path::Path;
 use std::process::ExitCode;
+
+use kstone_core::{Database, Options};
 
 use crate::args::Command;
 use crate::CliResult;
+
+/// Open `db` for a read-only command without locking the application out:
+/// from a snapshot that the process that has the database open pins, or one
+/// held on disk (`LOCK` is taken only while it is read). Says so on stderr
+/// when the snapshot is another process's live database.
+pub fn open_for_reading(db: &Path) -> CliResult<Database> {
+    let d = Database::open_read_only(db, Options::default())?;
+    if let Some((snap, Some(pid))) = d.snapshot_source() {
+        eprintln!(
+            "note: {} is open in process {pid}; read from a live snapshot at lsn {}",
+            db.display(),
+            snap.lsn
+        );
+    }
+    Ok(d)
+}
 
 pub fn run(cmd: Command) -> CliResult<ExitCode> {
     match cmd {

@@ -5,6 +5,8 @@
 //! In-process: [`Database::pin`]. Across processes: [`remote`] asks the
 //! process that has the database open to pin on its behalf.
 
+pub mod closed;
+pub mod hold;
 pub mod registry;
 pub mod remote;
 pub mod view;

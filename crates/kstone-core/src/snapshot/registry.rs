@@ -18,6 +18,10 @@ pub struct PinRegistry {
     deferred: HashMap<PathBuf, Option<u64>>,
     /// Obsolete WAL segments kept until archived: path → largest LSN inside.
     unarchived: HashMap<PathBuf, u64>,
+    /// Files other processes hold on disk ([`super::hold`]): hold name → files.
+    holds: HashMap<String, HashSet<PathBuf>>,
+    /// A live hold could not be read: keep every obsolete file until it goes.
+    hold_everything: bool,
 }
 
 fn remove(dir: &Path, rel: &Path) -> Result<()> {
@@ -35,8 +39,38 @@ impl PinRegistry {
         self.next_id
     }
 
-    fn is_pinned(&self, rel: &Path) -> bool {
-        self.pinned.values().any(|s| s.contains(rel))
+    pub(crate) fn is_pinned(&self, rel: &Path) -> bool {
+        self.hold_everything
+            || self.pinned.values().any(|s| s.contains(rel))
+            || self.holds.values().any(|s| s.contains(rel))
+    }
+
+    /// Honour the on-disk holds found at open.
+    pub(crate) fn set_holds(&mut self, live: super::hold::LiveHolds) {
+        self.holds = live.files;
+        self.hold_everything = live.unreadable;
+    }
+
+    /// Keep an obsolete file that a hold needs until it is released.
+    pub(crate) fn defer(&mut self, rel: PathBuf, max_lsn: Option<u64>) {
+        self.deferred.insert(rel, max_lsn);
+    }
+
+    /// Forget the holds whose file went or whose process died, and delete
+    /// the files nobody keeps any more. No new hold can appear while the
+    /// database is open (a hold is written under `LOCK`).
+    pub fn refresh_holds(&mut self, dir: &Path) -> Result<()> {
+        if self.holds.is_empty() && !self.hold_everything {
+            return Ok(());
+        }
+        let live = super::hold::live(dir);
+        let before = (self.holds.len(), self.hold_everything);
+        self.holds.retain(|name, _| live.files.contains_key(name));
+        self.hold_everything &= live.unreadable;
+        if (self.holds.len(), self.hold_everything) == before {
+            return Ok(());
+        }
+        self.release_unpinned(dir)
     }
 
     /// Delete obsolete files now, or later if a pin holds them or (for WAL
@@ -69,6 +103,10 @@ impl PinRegistry {
     /// Release a pin and delete the deferred files nobody holds any more.
     pub fn release(&mut self, dir: &Path, id: u64) -> Result<()> {
         self.pinned.remove(&id);
+        self.release_unpinned(dir)
+    }
+
+    fn release_unpinned(&mut self, dir: &Path) -> Result<()> {
         let free: Vec<PathBuf> = self
             .deferred
             .keys()
@@ -115,6 +153,6 @@ impl PinRegistry {
     }
 
     pub fn active(&self) -> usize {
-        self.pinned.len()
+        self.pinned.len() + self.holds.len()
     }
 }

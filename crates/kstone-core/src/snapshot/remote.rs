@@ -87,12 +87,13 @@ pub(crate) fn serve(sh: &Arc<Shared>) {
     let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
     while !sh.closing.load(Ordering::SeqCst) {
         drop(g);
-        // Segments kept for the archive go once the archiver has them.
-        let _ = sh
-            .pins
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .release_archived(&sh.dir);
+        {
+            let mut reg = sh.pins.lock().unwrap_or_else(|p| p.into_inner());
+            // Segments kept for the archive go once the archiver has them,
+            // and files held on disk once their holder is done.
+            let _ = reg.release_archived(&sh.dir);
+            let _ = reg.refresh_holds(&sh.dir);
+        }
         let all = requests(&sh.dir);
         answered.retain(|n| all.contains_key(n));
         for (name, r) in &all {
@@ -155,6 +156,9 @@ pub(crate) fn serve(sh: &Arc<Shared>) {
 /// A snapshot pinned by another process on our behalf.
 pub struct RemotePin {
     req: PathBuf,
+    db_dir: PathBuf,
+    /// The pid holding `LOCK` when the answer came (0 if unknown).
+    owner: u32,
     snapshot: Snapshot,
 }
 
@@ -182,7 +186,12 @@ impl RemotePin {
                         detail: format!("undecodable snapshot answer: {e}"),
                     });
                     return match snapshot {
-                        Ok(snapshot) => Ok(RemotePin { req, snapshot }),
+                        Ok(snapshot) => Ok(RemotePin {
+                            req,
+                            db_dir: db_dir.to_path_buf(),
+                            owner: crate::lock::holder(db_dir).unwrap_or(0),
+                            snapshot,
+                        }),
                         Err(e) => {
                             let _ = std::fs::remove_file(&req);
                             Err(e)
@@ -257,34 +266,94 @@ pub fn request_restore_point(db_dir: &Path, name: &str, timeout: Duration) -> Re
     result
 }
 
-/// A snapshot of a database directory, however it was obtained: by opening
-/// the database (nobody else has it open) or from the process that has it.
+/// A snapshot of a database directory, however it was obtained: held on
+/// disk (nobody had the database open: `LOCK` was taken only while the
+/// snapshot was read) or pinned by the process that has it open.
 pub enum HeldSnapshot {
-    Local { pin: Pin, db: Database },
+    Closed(super::hold::Hold),
     Remote(RemotePin),
 }
 
 impl HeldSnapshot {
     /// Pin a snapshot of the database at `dir`, whether or not another
-    /// process has it open.
+    /// process has it open. The application is never locked out for longer
+    /// than it takes to read the snapshot's metadata and WAL.
     pub fn acquire(dir: &Path, opts: Options) -> Result<HeldSnapshot> {
-        match Database::open(dir, opts) {
-            Ok(db) => {
-                let pin = db.pin()?;
-                Ok(HeldSnapshot::Local { pin, db })
-            }
-            Err(Error::Locked { .. }) => Ok(HeldSnapshot::Remote(RemotePin::request(
-                dir,
-                Duration::from_secs(10),
-            )?)),
-            Err(e) => Err(e),
+        if !dir.join(crate::manifest::FILE_NAME).exists() {
+            return Err(Error::NotADatabase(dir.to_path_buf()));
+        }
+        let mut opened = false;
+        loop {
+            let lock = match crate::lock::DbLock::acquire(dir) {
+                Ok(l) => l,
+                Err(Error::Locked { .. }) => {
+                    return Ok(HeldSnapshot::Remote(RemotePin::request(
+                        dir,
+                        Duration::from_secs(10),
+                    )?))
+                }
+                Err(e) => return Err(e),
+            };
+            // A crashed `Sync` database's commit log, or damage that `open`
+            // repairs, needs one real open first (it holds `LOCK` as long as
+            // any open does).
+            let needs_open = !crate::wal::commit_log::list(dir)?.is_empty();
+            let read = if needs_open {
+                None
+            } else {
+                match super::closed::read(dir, false) {
+                    Ok(c) => Some(c),
+                    Err(e) if opened => return Err(e),
+                    Err(_) => None,
+                }
+            };
+            let Some(closed) = read else {
+                if opened {
+                    return Err(Error::Corruption {
+                        path: dir.join("wal"),
+                        offset: 0,
+                        detail: "a commit log is still there after a clean close".into(),
+                    });
+                }
+                drop(lock);
+                match Database::open(dir, opts.clone()) {
+                    Ok(db) => db.close()?,
+                    // The application got in first: it pins for us.
+                    Err(Error::Locked { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                opened = true;
+                continue;
+            };
+            let mut snapshot = closed.snapshot;
+            // As `open` does: LSNs never go below what an archive holds.
+            snapshot.lsn = snapshot.lsn.max(crate::wal::archive_mark::highest(dir)?);
+            let hold = super::hold::Hold::write(dir, snapshot)?;
+            drop(lock);
+            return Ok(HeldSnapshot::Closed(hold));
         }
     }
 
     pub fn snapshot(&self) -> &Snapshot {
         match self {
-            HeldSnapshot::Local { pin, .. } => pin.snapshot(),
+            HeldSnapshot::Closed(h) => h.snapshot(),
             HeldSnapshot::Remote(r) => r.snapshot(),
+        }
+    }
+
+    /// The database directory the snapshot's file names are relative to.
+    pub fn dir(&self) -> &Path {
+        match self {
+            HeldSnapshot::Closed(h) => h.dir(),
+            HeldSnapshot::Remote(r) => &r.db_dir,
+        }
+    }
+
+    /// The process that has the database open and pinned the snapshot, if any.
+    pub fn owner(&self) -> Option<u32> {
+        match self {
+            HeldSnapshot::Closed(_) => None,
+            HeldSnapshot::Remote(r) => Some(r.owner),
         }
     }
 }

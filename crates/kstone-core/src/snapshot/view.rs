@@ -1,5 +1,6 @@
 //! Reading a snapshot's contents straight from its pinned files (without
-//! copying them): used to count the items a backup holds.
+//! copying them): the state a read-only [`crate::Database`] opens on, and
+//! the item count a backup records.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -11,16 +12,18 @@ use crate::entry::Entry;
 use crate::error::{IoContext, Result};
 use crate::memtable::{MemEntry, Memtable};
 use crate::read::range::{KeyRange, Merge};
+use crate::recovery::Recovered;
+use crate::sst::cache::BlockCache;
 use crate::sst::reader::TableReader;
+use crate::stripe::StripeState;
 use crate::wal::record::Op;
 
-/// A stripe's SST names and (WAL name, length to read) pairs.
+/// A stripe's SST names (newest first) and (WAL name, length to read) pairs.
 type StripeFiles = (Vec<String>, Vec<(String, u64)>);
 
 impl Snapshot {
-    /// Count the live items of the snapshot, reading its files under `dir`
-    /// (the database directory, or a copy of the snapshot).
-    pub fn count_items(&self, dir: &Path) -> Result<u64> {
+    /// The snapshot's files grouped by stripe.
+    fn per_stripe(&self) -> BTreeMap<usize, StripeFiles> {
         let mut per_stripe: BTreeMap<usize, StripeFiles> = BTreeMap::new();
         for f in &self.files {
             let base = f.name.rsplit('/').next().unwrap_or_default();
@@ -31,37 +34,53 @@ impl Snapshot {
             let Some((stripe, _)) = parsed else { continue };
             let e = per_stripe.entry(stripe).or_default();
             match f.kind {
+                // Listed newest first, as the stripe reads them.
                 FileKind::Sst => e.0.push(f.name.clone()),
                 FileKind::Wal => e.1.push((f.name.clone(), f.len)),
             }
         }
-        let mut count = 0;
-        for (stripe, (ssts, wals)) in per_stripe {
-            let flushed = self.manifest.stripe(stripe).flushed_lsn;
-            let mut mem = Memtable::default();
-            for (name, len) in wals {
-                let p = dir.join(&name);
-                let mut buf = Vec::new();
-                std::fs::File::open(&p)
-                    .ctx(&p)?
-                    .take(len)
-                    .read_to_end(&mut buf)
-                    .ctx(&p)?;
-                for r in crate::wal::segment::scan_bytes(&buf, &p)?.records {
-                    if r.lsn <= flushed || r.lsn > self.lsn {
-                        continue;
+        // Segment names sort by id within a stripe.
+        per_stripe.values_mut().for_each(|e| e.1.sort());
+        per_stripe
+    }
+
+    /// Stripe `stripe`'s writes above its flushed LSN, up to the snapshot's
+    /// LSN, read from the pinned prefixes of its WAL segments.
+    fn memtable(&self, dir: &Path, stripe: usize, wals: &[(String, u64)]) -> Result<Memtable> {
+        let flushed = self.manifest.stripe(stripe).flushed_lsn;
+        let mut mem = Memtable::default();
+        for (name, len) in wals {
+            let p = dir.join(name);
+            let mut buf = Vec::new();
+            std::fs::File::open(&p)
+                .ctx(&p)?
+                .take(*len)
+                .read_to_end(&mut buf)
+                .ctx(&p)?;
+            for r in crate::wal::segment::scan_bytes(&buf, &p)?.records {
+                if r.lsn <= flushed || r.lsn > self.lsn {
+                    continue;
+                }
+                match r.op {
+                    Op::Put { key, value } => {
+                        mem.insert(MemEntry::new(key.as_key_ref(), r.lsn, Some(&value)), r.ts)
                     }
-                    match r.op {
-                        Op::Put { key, value } => {
-                            mem.insert(MemEntry::new(key.as_key_ref(), r.lsn, Some(&value)), r.ts)
-                        }
-                        Op::Delete { key } => {
-                            mem.insert(MemEntry::new(key.as_key_ref(), r.lsn, None), r.ts)
-                        }
-                        Op::Marker { .. } => {}
+                    Op::Delete { key } => {
+                        mem.insert(MemEntry::new(key.as_key_ref(), r.lsn, None), r.ts)
                     }
+                    Op::Marker { .. } => {}
                 }
             }
+        }
+        Ok(mem)
+    }
+
+    /// Count the live items of the snapshot, reading its files under `dir`
+    /// (the database directory, or a copy of the snapshot).
+    pub fn count_items(&self, dir: &Path) -> Result<u64> {
+        let mut count = 0;
+        for (stripe, (ssts, wals)) in self.per_stripe() {
+            let mem = self.memtable(dir, stripe, &wals)?;
             let all = KeyRange::all();
             let mut sources: Vec<Box<dyn Iterator<Item = Result<Entry>>>> =
                 vec![Box::new(mem.range(&all, false).into_iter().map(Ok))];
@@ -77,4 +96,39 @@ impl Snapshot {
         }
         Ok(count)
     }
+}
+
+/// The state a read-only database opens on: the snapshot's tables and, in
+/// memtables, its WAL records above each stripe's flushed LSN.
+pub(crate) fn recovered(
+    snap: &Snapshot,
+    dir: &Path,
+    cache: Option<&Arc<BlockCache>>,
+) -> Result<Recovered> {
+    let mut stripes: Vec<StripeState> = (0..crate::model::key::STRIPES)
+        .map(|_| StripeState::default())
+        .collect();
+    for (stripe, (ssts, wals)) in snap.per_stripe() {
+        let Some(st) = stripes.get_mut(stripe) else {
+            continue;
+        };
+        for name in ssts {
+            let base = name.rsplit('/').next().unwrap_or_default();
+            let id = crate::sst::parse_name(base).map_or(0, |(_, id)| id);
+            st.tables.push(Arc::new(TableReader::open_cached(
+                &dir.join(&name),
+                cache,
+                id,
+            )?));
+        }
+        st.mem = snap.memtable(dir, stripe, &wals)?;
+    }
+    Ok(Recovered {
+        manifest: snap.manifest.clone(),
+        stripes,
+        last_lsn: snap.lsn,
+        last_ts: snap.commit_ts,
+        next_file_id: snap.manifest.next_file_id,
+        registry: Default::default(),
+    })
 }
