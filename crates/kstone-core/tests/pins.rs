@@ -2,10 +2,11 @@
 //! into a database holding exactly the writes up to its LSN, and works across
 //! processes (the pin is taken by the process that has the database open).
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kstone_core::{
@@ -88,13 +89,7 @@ fn pinned_files_survive_compaction_and_copy_exactly() {
     assert_eq!(c.stats().unwrap().last_lsn, pin.snapshot().lsn);
     c.close().unwrap();
     // Releasing the pin deletes what it kept alive.
-    let pinned_ssts: Vec<String> = pin
-        .snapshot()
-        .files
-        .iter()
-        .filter(|f| f.name.starts_with("sst/"))
-        .map(|f| f.name.clone())
-        .collect();
+    let pinned_ssts = ssts(pin.snapshot());
     drop(pin);
     for f in pinned_ssts {
         assert!(!dir.join(&f).exists(), "{f} outlived its pin");
@@ -139,23 +134,10 @@ fn cross_process_snapshot_is_exact() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("live");
     Database::create(&dir, opts()).unwrap().close().unwrap();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "child_pin_writer",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("KSTONE_PIN_CHILD", &dir)
-        .stdout(Stdio::piped())
+    let mut child = common::child("child_pin_writer", &[("KSTONE_PIN_CHILD", dir.as_os_str())])
         .spawn()
         .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.trim_end().ends_with("READY") {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0);
-    }
+    let (_, out) = common::wait_ready(&mut child);
     // Drain the child's output all along, or a full pipe would stop it.
     let reader =
         std::thread::spawn(move || out.lines().map(|l| l.unwrap()).collect::<Vec<String>>());
@@ -202,7 +184,16 @@ fn cross_process_snapshot_is_exact() {
     assert_eq!(c.stats().unwrap().last_lsn, snap.lsn);
 }
 
-/// SSTs of `snap` that no longer exist on disk.
+/// The SSTs of a snapshot.
+fn ssts(snap: &kstone_core::Snapshot) -> Vec<String> {
+    snap.files
+        .iter()
+        .filter(|f| f.name.starts_with("sst/"))
+        .map(|f| f.name.clone())
+        .collect()
+}
+
+/// Files of `snap` that no longer exist on disk (whole).
 fn missing(dir: &Path, snap: &kstone_core::Snapshot) -> Vec<String> {
     snap.files
         .iter()
@@ -275,12 +266,7 @@ fn a_hold_on_a_closed_database_lets_the_application_in_and_keeps_its_files() {
     assert_eq!((st.snapshot_lsn, st.owner_pid), (Some(snap.lsn), None));
     // Released: the owner deletes the obsolete files it was keeping.
     drop(view);
-    let sst: Vec<String> = snap
-        .files
-        .iter()
-        .filter(|f| f.name.starts_with("sst/"))
-        .map(|f| f.name.clone())
-        .collect();
+    let sst = ssts(&snap);
     assert!(!sst.is_empty());
     assert!(
         eventually(|| sst.iter().all(|f| !dir.join(f).exists())),
@@ -335,18 +321,10 @@ fn a_killed_holder_releases_its_files() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
     write_closed(&dir, 3000);
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["child_holder", "--exact", "--nocapture", "--test-threads=1"])
-        .env("KSTONE_HOLD_CHILD", &dir)
-        .stdout(Stdio::piped())
+    let mut child = common::child("child_holder", &[("KSTONE_HOLD_CHILD", dir.as_os_str())])
         .spawn()
         .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("READY") {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "child ended early");
-    }
+    let (line, _out) = common::wait_ready(&mut child);
     let json = &line[line.find("READY ").unwrap() + 6..];
     let snap: kstone_core::Snapshot = serde_json::from_str(json.trim()).unwrap();
     let app = Database::open(&dir, opts()).unwrap();
@@ -357,12 +335,7 @@ fn a_killed_holder_releases_its_files() {
     assert_eq!(missing(&dir, &snap), Vec::<String>::new());
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let sst: Vec<String> = snap
-        .files
-        .iter()
-        .filter(|f| f.name.starts_with("sst/"))
-        .map(|f| f.name.clone())
-        .collect();
+    let sst = ssts(&snap);
     assert!(
         eventually(|| sst.iter().all(|f| !dir.join(f).exists())),
         "the files of a killed holder were kept: {:?} {:?}",
@@ -447,18 +420,17 @@ fn short_lived_writers_keep_tables_per_stripe_within_the_bound() {
         .close()
         .unwrap();
     for round in 0..8u64 {
-        let st = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "child_short_writer",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("KSTONE_SHORT_CHILD", &dir)
-            .env("KSTONE_ROUND", round.to_string())
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
+        let round = round.to_string();
+        let st = common::child(
+            "child_short_writer",
+            &[
+                ("KSTONE_SHORT_CHILD", dir.as_os_str()),
+                ("KSTONE_ROUND", round.as_ref()),
+            ],
+        )
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
         assert!(st.success());
     }
     let db = Database::open_read_only(&dir, Options::default()).unwrap();
