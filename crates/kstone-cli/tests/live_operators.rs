@@ -250,3 +250,29 @@ fn read_only_commands_work_on_a_database_another_process_is_writing_to() {
     );
     d.close().unwrap();
 }
+
+#[test]
+fn read_only_commands_work_where_no_hold_can_be_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("ro.keystone");
+    let d = Database::create(&db, Options::default()).unwrap();
+    d.put(b"k", None, &item(1)).unwrap();
+    d.close().unwrap();
+    // `pins/` replaced by a file: no hold can be written, so the command
+    // keeps LOCK for its duration instead (as it did before holds).
+    std::fs::remove_dir_all(db.join("pins")).unwrap();
+    std::fs::write(db.join("pins"), b"not a directory").unwrap();
+    for args in [
+        vec!["stats", p(&db)],
+        vec!["get", p(&db), "k"],
+        vec!["export", p(&db)],
+        vec!["check", p(&db)],
+    ] {
+        let o = kstone(&args);
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}

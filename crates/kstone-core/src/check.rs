@@ -42,6 +42,11 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
     let mut r = CheckReport::default();
     if crate::lock::holder(dir).is_some() {
         let pin = RemotePin::request(dir, std::time::Duration::from_secs(10))?;
+        r.notes.push(format!(
+            "read from a live snapshot at lsn {} (process {} has the database open)",
+            pin.snapshot().lsn,
+            crate::lock::holder(dir).map_or("?".into(), |p| p.to_string())
+        ));
         // The owner's commit log is live; its pin's WAL lengths are durable.
         check_snapshot(dir, pin.snapshot(), &mut r)?;
         return Ok(r);
@@ -52,8 +57,7 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
             // Leftovers are noted while nobody can change the directory.
             orphan_notes(dir, &closed.snapshot.manifest, &mut r)?;
             tail_notes(dir, &closed, &mut r)?;
-            let hold = crate::snapshot::hold::Hold::write(dir, closed.snapshot)?;
-            drop(lock);
+            let hold = crate::snapshot::hold::Hold::new(dir, closed.snapshot, lock);
             check_snapshot(dir, hold.snapshot(), &mut r)?;
             check_against_archive(dir, &mut r)?;
             return Ok(r);
@@ -270,12 +274,34 @@ fn orphan_notes(dir: &Path, m: &Manifest, r: &mut CheckReport) -> Result<()> {
                 .map(move |t| crate::sst::file_name(s as usize, t.id))
         })
         .collect();
+    let holds = crate::snapshot::hold::live(dir);
+    let held: HashSet<std::path::PathBuf> = holds.files.into_values().flatten().collect();
     let sst_dir = dir.join("sst");
+    let (mut kept, mut left) = (0, Vec::new());
     for e in std::fs::read_dir(&sst_dir).ctx(&sst_dir)? {
         let name = e.ctx(&sst_dir)?.file_name().to_string_lossy().into_owned();
-        if !listed.contains(&name) {
-            r.notes.push(format!("sst/{name} is not in the MANIFEST (left by an interrupted flush or compaction; open removes it)"));
+        if listed.contains(&name) {
+            continue;
         }
+        if holds.unreadable || held.contains(&Path::new("sst").join(&name)) {
+            kept += 1;
+        } else {
+            left.push(format!("sst/{name}"));
+        }
+    }
+    if kept > 0 {
+        r.notes.push(format!(
+            "{kept} SST file(s) not in the MANIFEST are kept for a snapshot another process is reading (deleted once it is done)"
+        ));
+    }
+    left.sort();
+    match left.len() {
+        0 => {}
+        1..=5 => r.notes.extend(left.iter().map(|f| format!("{f} is not in the MANIFEST (left by an interrupted flush or compaction, or kept for a snapshot that ended; open removes it)"))),
+        n => r.notes.push(format!(
+            "{n} SST files are not in the MANIFEST (left by an interrupted flush or compaction, or kept for a snapshot that ended; open removes them): {}, …",
+            left[..3].join(", ")
+        )),
     }
     Ok(())
 }

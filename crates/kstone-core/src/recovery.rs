@@ -69,13 +69,12 @@ pub(crate) fn recover(
         .flat_map(|s| s.ssts.iter().map(|t| t.id))
         .collect();
     let mut removed = false;
-    // A live cross-process pin may still be copying obsolete files; leave
-    // them for a later open to delete.
-    let hold = !crate::snapshot::remote::live_requests(dir).is_empty();
-    // Files held on disk by a process that pinned the database while it was
-    // closed: kept until the hold goes, then deleted by this owner.
+    // Files another process may still be reading (an on-disk hold, or a
+    // snapshot a previous owner pinned for it): kept until it is done, then
+    // deleted by this owner. An unreadable one keeps every obsolete file
+    // (left for a later open to delete).
     let holds = crate::snapshot::hold::live(dir);
-    let hold = hold || holds.unreadable;
+    let hold = holds.unreadable;
     let held: HashSet<std::path::PathBuf> = holds.files.values().flatten().cloned().collect();
     let archived = crate::wal::archive_mark::read(dir)?;
     let mut registry = crate::snapshot::registry::PinRegistry::default();

@@ -471,3 +471,88 @@ fn open_compacts_a_stripe_left_over_the_bound() {
     assert_eq!(db.get(b"k", None).unwrap(), Some(item(7)));
     db.close().unwrap();
 }
+
+#[test]
+fn a_live_snapshot_outlives_its_owner_closing_and_the_next_owner() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let db = Database::create(&dir, opts()).unwrap();
+    for i in 0..2000u64 {
+        db.put(format!("k{}", i % 700).as_bytes(), None, &item(i))
+            .unwrap();
+    }
+    db.flush().unwrap();
+    let at = export(&db);
+    let held = HeldSnapshot::acquire(&dir, opts()).unwrap();
+    assert!(matches!(held, HeldSnapshot::Remote(_)));
+    let snap = held.snapshot().clone();
+    let rewrite = |db: &Database, base: u64| {
+        for i in 0..700u64 {
+            db.put(format!("k{i}").as_bytes(), None, &item(base + i))
+                .unwrap();
+        }
+        db.compact().unwrap();
+    };
+    // The owner rewrites, compacts and closes while the reader still reads;
+    // the next owner does the same.
+    rewrite(&db, 10_000);
+    db.close().unwrap();
+    assert_eq!(missing(&dir, &snap), Vec::<String>::new());
+    let next = Database::open(&dir, opts()).unwrap();
+    rewrite(&next, 20_000);
+    assert_eq!(missing(&dir, &snap), Vec::<String>::new());
+    let copy = tmp.path().join("copy");
+    snap.copy_files(&dir, &copy).unwrap();
+    assert_eq!(export(&Database::open(&copy, opts()).unwrap()), at);
+    // Done reading: the owner deletes what it kept.
+    drop(held);
+    let sst = ssts(&snap);
+    assert!(
+        eventually(|| sst.iter().all(|f| !dir.join(f).exists())),
+        "files of a finished reader were kept"
+    );
+    next.close().unwrap();
+}
+
+#[test]
+fn requests_of_dead_or_reused_pids_are_removed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    Database::create(&dir, opts()).unwrap().close().unwrap();
+    let pins = dir.join("pins");
+    // A dead requester's request and answer, and a live pid whose start
+    // time is not the requester's (the pid was reused).
+    std::fs::write(pins.join("1-dead.req"), br#"{"pid": 4294967295}"#).unwrap();
+    std::fs::write(pins.join("1-dead.snap"), b"{}").unwrap();
+    let me = std::process::id();
+    std::fs::write(
+        pins.join("2-reused.req"),
+        format!(r#"{{"pid": {me}, "start": 1}}"#),
+    )
+    .unwrap();
+    let db = Database::open(&dir, opts()).unwrap();
+    assert!(eventually(|| std::fs::read_dir(&pins).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains('-'))));
+    db.close().unwrap();
+}
+
+#[test]
+fn a_reader_waits_out_a_lock_holder_that_serves_no_pins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    write_closed(&dir, 100);
+    // Another reader holding LOCK a moment (e.g. while it recovers the
+    // database) answers no pin request: we take LOCK once it is free.
+    let lock = kstone_core::lock::DbLock::acquire(&dir).unwrap();
+    let d2 = dir.clone();
+    let t = std::thread::spawn(move || {
+        let held = HeldSnapshot::acquire(&d2, opts()).unwrap();
+        matches!(held, HeldSnapshot::Closed(_))
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    drop(lock);
+    assert!(t.join().unwrap(), "expected a snapshot held on disk");
+}

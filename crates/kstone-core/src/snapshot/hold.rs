@@ -44,15 +44,38 @@ pub(crate) fn process_start(pid: u32) -> Option<u64> {
 /// A snapshot of a closed database held on disk; dropping it releases the
 /// files (the owner, if any, deletes those it no longer needs).
 pub struct Hold {
-    path: PathBuf,
+    /// The hold file; `None` when it could not be written and `lock` is kept.
+    path: Option<PathBuf>,
+    /// `LOCK`, kept for as long as the hold only if no hold file could be
+    /// written (`pins/` not writable): the command still works, holding
+    /// the lock as it did before holds existed.
+    _lock: Option<crate::lock::DbLock>,
     db_dir: PathBuf,
     snapshot: Snapshot,
 }
 
 impl Hold {
-    /// Write the hold for `snapshot` of the database at `db_dir`. The caller
-    /// holds the database's `LOCK`.
-    pub(crate) fn write(db_dir: &Path, snapshot: Snapshot) -> Result<Hold> {
+    /// Hold `snapshot` of the database at `db_dir`, whose `LOCK` the caller
+    /// gives: released once the hold file is written, kept if it cannot be.
+    pub(crate) fn new(db_dir: &Path, snapshot: Snapshot, lock: crate::lock::DbLock) -> Hold {
+        let (path, lock) = match Hold::write(db_dir, &snapshot) {
+            Ok(p) => (Some(p), None),
+            Err(_) => (None, Some(lock)),
+        };
+        Hold {
+            path,
+            _lock: lock,
+            db_dir: db_dir.to_path_buf(),
+            snapshot,
+        }
+    }
+
+    /// Whether `LOCK` is kept instead of a hold file.
+    pub fn keeps_lock(&self) -> bool {
+        self.path.is_none()
+    }
+
+    fn write(db_dir: &Path, snapshot: &Snapshot) -> Result<PathBuf> {
         let dir = db_dir.join(super::remote::DIR);
         std::fs::create_dir_all(&dir).ctx(&dir)?;
         let pid = std::process::id();
@@ -65,11 +88,7 @@ impl Hold {
         let name = format!("{pid}-{}{SUFFIX}", crate::fsio::random_hex(8)?);
         let path = dir.join(name);
         crate::fsio::write_atomic(&path, &crate::framed::encode(MAGIC, VERSION, &body))?;
-        Ok(Hold {
-            path,
-            db_dir: db_dir.to_path_buf(),
-            snapshot,
-        })
+        Ok(path)
     }
 
     pub fn snapshot(&self) -> &Snapshot {
@@ -86,7 +105,9 @@ impl Drop for Hold {
     fn drop(&mut self) {
         // A hold file left behind (a failed delete) names a dead process
         // once we exit, and the owner then removes it.
-        let _ = std::fs::remove_file(&self.path);
+        if let Some(p) = &self.path {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
@@ -99,9 +120,12 @@ pub(crate) struct LiveHolds {
     pub unreadable: bool,
 }
 
-/// Read the live holds; remove those whose process has exited.
+/// Read the live holds — hold files, and pin requests a previous owner
+/// answered ([`super::remote::answered`]); remove those whose process has
+/// exited.
 pub(crate) fn live(db_dir: &Path) -> LiveHolds {
     let mut out = LiveHolds::default();
+    super::remote::answered(db_dir, &mut out);
     let dir = db_dir.join(super::remote::DIR);
     let Ok(rd) = std::fs::read_dir(&dir) else {
         return out;

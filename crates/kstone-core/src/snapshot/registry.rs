@@ -51,6 +51,17 @@ impl PinRegistry {
         self.hold_everything = live.unreadable;
     }
 
+    /// Hold `files` under `name` (the answer to a request this owner pinned,
+    /// kept through its close for a requester that may still read them).
+    pub(crate) fn add_hold(&mut self, name: String, files: HashSet<PathBuf>) {
+        self.holds.insert(name, files);
+    }
+
+    /// Whether `name` is a hold (on disk, or a request answered before open).
+    pub(crate) fn holds(&self, name: &str) -> bool {
+        self.holds.contains_key(name)
+    }
+
     /// Keep an obsolete file that a hold needs until it is released.
     pub(crate) fn defer(&mut self, rel: PathBuf, max_lsn: Option<u64>) {
         self.deferred.insert(rel, max_lsn);

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::{Pin, Snapshot};
-use crate::db::{Database, Shared};
+use crate::db::{lock, Database, Shared};
 use crate::error::{Error, IoContext, Result};
 use crate::fsio::write_atomic;
 use crate::options::Options;
@@ -28,6 +28,9 @@ pub const POLL: Duration = Duration::from_millis(50);
 #[derive(Serialize, Deserialize)]
 struct Request {
     pid: u32,
+    /// The requester's start time (see [`super::hold`]; 0 from older versions).
+    #[serde(default)]
+    start: u64,
     /// Set for a restore-point request instead of a pin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     restore_point: Option<String>,
@@ -42,40 +45,77 @@ struct Done {
     error: Option<String>,
 }
 
-fn alive(pid: u32) -> bool {
-    Path::new("/proc").join(pid.to_string()).exists()
+fn alive(r: &Request) -> bool {
+    super::hold::process_start(r.pid).is_some_and(|s| r.start == 0 || s == r.start)
 }
 
-/// Live requests in a database's `pins/` directory (request name → request).
+/// Live requests in a database's `pins/` directory (request name →
+/// request). The files of requesters that are gone (killed, say) are
+/// removed, with their answers, and so are answers whose request went.
 fn requests(db_dir: &Path) -> HashMap<String, Request> {
+    let dir = db_dir.join(DIR);
     let mut out = HashMap::new();
-    let Ok(rd) = std::fs::read_dir(db_dir.join(DIR)) else {
+    let Ok(rd) = std::fs::read_dir(&dir) else {
         return out;
     };
+    let mut answers = Vec::new();
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_suffix(".snap") {
+            answers.push(stem.to_string());
+            continue;
+        }
         let Some(stem) = name.strip_suffix(".req") else {
             continue;
         };
         let Ok(b) = std::fs::read(e.path()) else {
             continue;
         };
-        if let Ok(r) = serde_json::from_slice::<Request>(&b) {
-            if alive(r.pid) {
+        match serde_json::from_slice::<Request>(&b) {
+            Ok(r) if alive(&r) => {
                 out.insert(stem.to_string(), r);
             }
+            // A torn request is never written (temp + rename): junk or a
+            // dead requester's file.
+            _ => {
+                for ext in ["req", "snap", "done"] {
+                    let _ = std::fs::remove_file(dir.join(format!("{stem}.{ext}")));
+                }
+            }
+        }
+    }
+    for stem in answers {
+        if !out.contains_key(&stem) && !dir.join(format!("{stem}.req")).exists() {
+            let _ = std::fs::remove_file(dir.join(format!("{stem}.snap")));
         }
     }
     out
 }
 
-/// Live pin requests (name → pid).
-pub(crate) fn live_requests(db_dir: &Path) -> HashMap<String, u32> {
-    requests(db_dir)
-        .into_iter()
-        .filter(|(_, r)| r.restore_point.is_none())
-        .map(|(n, r)| (n, r.pid))
-        .collect()
+/// Pin requests a previous owner answered whose requester still runs: it
+/// may still be reading that snapshot's files, so they are held like an
+/// on-disk hold (named as the request) until the request goes.
+pub(crate) fn answered(db_dir: &Path, holds: &mut super::hold::LiveHolds) {
+    let dir = db_dir.join(DIR);
+    for (name, r) in requests(db_dir) {
+        if r.restore_point.is_some() {
+            continue;
+        }
+        let snap = dir.join(format!("{name}.snap"));
+        match std::fs::read(&snap) {
+            Ok(b) => match serde_json::from_slice::<Snapshot>(&b) {
+                Ok(s) => {
+                    holds.files.insert(
+                        name,
+                        s.files.into_iter().map(|f| PathBuf::from(f.name)).collect(),
+                    );
+                }
+                Err(_) => holds.unreadable = true,
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {} // not answered yet
+            Err(_) => holds.unreadable = true,
+        }
+    }
 }
 
 /// The owner's side: answer requests, release pins whose requester is gone.
@@ -129,7 +169,8 @@ pub(crate) fn serve(sh: &Arc<Shared>) {
             keep
         });
         for name in live.keys() {
-            if held.contains_key(name) {
+            if held.contains_key(name) || lock(&sh.pins).holds(name) {
+                // Ours, or answered by a previous owner (held since open).
                 continue;
             }
             if let Ok(pin) = super::pin_shared(sh) {
@@ -148,9 +189,14 @@ pub(crate) fn serve(sh: &Arc<Shared>) {
             .map(|(g, _)| g)
             .unwrap_or_else(|p| p.into_inner().0);
     }
-    for name in held.keys() {
-        let _ = std::fs::remove_file(dir.join(format!("{name}.snap")));
+    // Requesters may still be reading: the answers stay, and the files
+    // they name stay held through this close (its last compaction) and by
+    // the next owner, until each request goes.
+    for (name, pin) in &held {
+        let files = pin.snapshot().files.iter().map(|f| PathBuf::from(&f.name));
+        lock(&sh.pins).add_hold(name.clone(), files.collect());
     }
+    drop(held);
 }
 
 /// A snapshot pinned by another process on our behalf.
@@ -165,6 +211,17 @@ pub struct RemotePin {
 impl RemotePin {
     /// Ask the process that has `db_dir` open for a snapshot.
     pub fn request(db_dir: &Path, timeout: Duration) -> Result<RemotePin> {
+        RemotePin::try_request(db_dir, timeout)?.ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "the process that had {} open closed it before answering; run the command again",
+                db_dir.display()
+            ))
+        })
+    }
+
+    /// [`RemotePin::request`], or `None` if nobody has the database open
+    /// any more (its owner closed it before answering: take `LOCK` instead).
+    fn try_request(db_dir: &Path, timeout: Duration) -> Result<Option<RemotePin>> {
         let dir = db_dir.join(DIR);
         std::fs::create_dir_all(&dir).ctx(&dir)?;
         let name = format!("{}-{}", std::process::id(), crate::fsio::random_hex(8)?);
@@ -172,6 +229,7 @@ impl RemotePin {
         let snap = dir.join(format!("{name}.snap"));
         let body = serde_json::to_vec(&Request {
             pid: std::process::id(),
+            start: super::hold::process_start(std::process::id()).unwrap_or(0),
             restore_point: None,
         })
         .unwrap_or_default();
@@ -186,12 +244,12 @@ impl RemotePin {
                         detail: format!("undecodable snapshot answer: {e}"),
                     });
                     return match snapshot {
-                        Ok(snapshot) => Ok(RemotePin {
+                        Ok(snapshot) => Ok(Some(RemotePin {
                             req,
                             db_dir: db_dir.to_path_buf(),
                             owner: crate::lock::holder(db_dir).unwrap_or(0),
                             snapshot,
-                        }),
+                        })),
                         Err(e) => {
                             let _ = std::fs::remove_file(&req);
                             Err(e)
@@ -203,6 +261,11 @@ impl RemotePin {
                     let _ = std::fs::remove_file(&req);
                     return Err(e).ctx(&snap);
                 }
+            }
+            if start.elapsed() > Duration::from_millis(100) && crate::lock::holder(db_dir).is_none()
+            {
+                let _ = std::fs::remove_file(&req);
+                return Ok(None);
             }
             if start.elapsed() > timeout {
                 let _ = std::fs::remove_file(&req);
@@ -224,6 +287,8 @@ impl RemotePin {
 impl Drop for RemotePin {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.req);
+        // The answer too, in case no owner is left to remove it.
+        let _ = std::fs::remove_file(self.req.with_extension("snap"));
     }
 }
 
@@ -236,6 +301,7 @@ pub fn request_restore_point(db_dir: &Path, name: &str, timeout: Duration) -> Re
     let done = dir.join(format!("{stem}.done"));
     let body = serde_json::to_vec(&Request {
         pid: std::process::id(),
+        start: super::hold::process_start(std::process::id()).unwrap_or(0),
         restore_point: Some(name.to_string()),
     })
     .unwrap_or_default();
@@ -283,9 +349,21 @@ impl HeldSnapshot {
             return Err(Error::NotADatabase(dir.to_path_buf()));
         }
         let mut opened = false;
+        let mut owner_gone = 0;
         loop {
             let lock = match crate::lock::DbLock::acquire(dir) {
                 Ok(l) => l,
+                Err(Error::Locked { .. }) if owner_gone < 5 => {
+                    match RemotePin::try_request(dir, Duration::from_secs(10))? {
+                        Some(r) => return Ok(HeldSnapshot::Remote(r)),
+                        // Closed meanwhile (e.g. another reader that only
+                        // recovered it): take `LOCK` ourselves.
+                        None => {
+                            owner_gone += 1;
+                            continue;
+                        }
+                    }
+                }
                 Err(Error::Locked { .. }) => {
                     return Ok(HeldSnapshot::Remote(RemotePin::request(
                         dir,
@@ -328,9 +406,9 @@ impl HeldSnapshot {
             let mut snapshot = closed.snapshot;
             // As `open` does: LSNs never go below what an archive holds.
             snapshot.lsn = snapshot.lsn.max(crate::wal::archive_mark::highest(dir)?);
-            let hold = super::hold::Hold::write(dir, snapshot)?;
-            drop(lock);
-            return Ok(HeldSnapshot::Closed(hold));
+            return Ok(HeldSnapshot::Closed(super::hold::Hold::new(
+                dir, snapshot, lock,
+            )));
         }
     }
 
