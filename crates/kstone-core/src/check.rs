@@ -40,18 +40,38 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
         return Err(Error::NotADatabase(dir.to_path_buf()));
     }
     let mut r = CheckReport::default();
-    if crate::lock::holder(dir).is_some() {
-        let pin = RemotePin::request(dir, std::time::Duration::from_secs(10))?;
-        r.notes.push(format!(
-            "read from a live snapshot at lsn {} (process {} has the database open)",
-            pin.snapshot().lsn,
-            crate::lock::holder(dir).map_or("?".into(), |p| p.to_string())
-        ));
-        // The owner's commit log is live; its pin's WAL lengths are durable.
-        check_snapshot(dir, pin.snapshot(), &mut r)?;
-        return Ok(r);
-    }
-    let lock = crate::lock::DbLock::acquire(dir)?;
+    // Another process may hold LOCK a moment without serving pins (a
+    // reader pinning or recovering): when it lets go, try LOCK again.
+    let mut tries = 0;
+    let lock = loop {
+        tries += 1;
+        let attempt = if crate::lock::holder(dir).is_some() && tries < 6 {
+            Err(Error::Locked {
+                path: dir.to_path_buf(),
+                pid: String::new(),
+                program: String::new(),
+            })
+        } else {
+            crate::lock::DbLock::acquire(dir)
+        };
+        match attempt {
+            Ok(l) => break l,
+            Err(Error::Locked { .. }) if tries < 6 => {
+                let timeout = std::time::Duration::from_secs(10);
+                if let Some(pin) = RemotePin::try_request(dir, timeout)? {
+                    r.notes.push(format!(
+                        "read from a live snapshot at lsn {} (process {} has the database open)",
+                        pin.snapshot().lsn,
+                        crate::lock::holder(dir).map_or("?".into(), |p| p.to_string())
+                    ));
+                    // The owner's commit log is live; its pin's WAL lengths are durable.
+                    check_snapshot(dir, pin.snapshot(), &mut r)?;
+                    return Ok(r);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    };
     if commit_log::list(dir)?.is_empty() {
         if let Ok(closed) = crate::snapshot::closed::read(dir, false) {
             // Leftovers are noted while nobody can change the directory.

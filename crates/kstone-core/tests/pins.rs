@@ -556,3 +556,17 @@ fn a_reader_waits_out_a_lock_holder_that_serves_no_pins() {
     drop(lock);
     assert!(t.join().unwrap(), "expected a snapshot held on disk");
 }
+
+#[test]
+fn check_waits_out_a_lock_holder_that_serves_no_pins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    write_closed(&dir, 100);
+    let lock = kstone_core::lock::DbLock::acquire(&dir).unwrap();
+    let d2 = dir.clone();
+    let t = std::thread::spawn(move || kstone_core::check::check(&d2));
+    std::thread::sleep(Duration::from_millis(400));
+    drop(lock);
+    let r = t.join().unwrap().unwrap();
+    assert!(r.problems.is_empty(), "{r:?}");
+}

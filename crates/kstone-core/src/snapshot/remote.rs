@@ -221,7 +221,7 @@ impl RemotePin {
 
     /// [`RemotePin::request`], or `None` if nobody has the database open
     /// any more (its owner closed it before answering: take `LOCK` instead).
-    fn try_request(db_dir: &Path, timeout: Duration) -> Result<Option<RemotePin>> {
+    pub(crate) fn try_request(db_dir: &Path, timeout: Duration) -> Result<Option<RemotePin>> {
         let dir = db_dir.join(DIR);
         std::fs::create_dir_all(&dir).ctx(&dir)?;
         let name = format!("{}-{}", std::process::id(), crate::fsio::random_hex(8)?);
@@ -351,7 +351,18 @@ impl HeldSnapshot {
         let mut opened = false;
         let mut owner_gone = 0;
         loop {
-            let lock = match crate::lock::DbLock::acquire(dir) {
+            // Ask a live owner first: `DbLock::acquire` would retry 250 ms
+            // before saying the database is locked.
+            let attempt = if crate::lock::holder(dir).is_some() && owner_gone < 5 {
+                Err(Error::Locked {
+                    path: dir.to_path_buf(),
+                    pid: String::new(),
+                    program: String::new(),
+                })
+            } else {
+                crate::lock::DbLock::acquire(dir)
+            };
+            let lock = match attempt {
                 Ok(l) => l,
                 Err(Error::Locked { .. }) if owner_gone < 5 => {
                     match RemotePin::try_request(dir, Duration::from_secs(10))? {
