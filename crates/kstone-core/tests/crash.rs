@@ -145,18 +145,47 @@ fn wait_ready(child: &mut Child) -> BufReader<std::process::ChildStdout> {
 }
 
 /// Let a child writer run for `ms` milliseconds, SIGKILL it, and return what it printed.
-fn run_until_killed(mut child: Child, ms: u64) -> Vec<String> {
+fn run_until_killed(child: Child, ms: u64) -> Vec<String> {
+    run_until_acked(child, 0, ms)
+}
+
+/// Let a child writer acknowledge at least `min_acks` writes (however
+/// loaded the machine is), then run `ms` milliseconds more; SIGKILL it and
+/// return what it printed.
+fn run_until_acked(mut child: Child, min_acks: usize, ms: u64) -> Vec<String> {
     let reader = wait_ready(&mut child);
+    let (enough_tx, enough) = std::sync::mpsc::channel();
     let lines = std::thread::spawn(move || {
         let mut v = Vec::new();
+        let mut acks = 0;
+        let mut enough_tx = Some(enough_tx);
+        let signal = |tx: &mut Option<std::sync::mpsc::Sender<()>>| {
+            if let Some(t) = tx.take() {
+                let _ = t.send(());
+            }
+        };
+        if min_acks == 0 {
+            signal(&mut enough_tx);
+        }
         for l in reader.split(b'\n') {
             match l {
-                Ok(l) => v.push(String::from_utf8_lossy(&l).into_owned()),
+                Ok(l) => {
+                    if l.starts_with(b"A ") {
+                        acks += 1;
+                        if acks >= min_acks {
+                            signal(&mut enough_tx);
+                        }
+                    }
+                    v.push(String::from_utf8_lossy(&l).into_owned())
+                }
                 Err(_) => break,
             }
         }
         v
     });
+    enough
+        .recv_timeout(Duration::from_secs(120))
+        .expect("the child writer stalled");
     std::thread::sleep(Duration::from_millis(ms));
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -326,7 +355,8 @@ fn power_cut_loses_no_acknowledged_write() {
         // Closed cleanly last round: everything in the WAL now is durable.
         let durable = wal_lens(&dir);
         let child = spawn_child_with("child_writer", &dir, round + 1, &["KSTONE_NO_SEAL"]);
-        let lines = run_until_killed(child, 200 + next(&mut rng) % 300);
+        // Enough writes that segments grow past a sector whatever the load.
+        let lines = run_until_acked(child, 3000, next(&mut rng) % 300);
         let in_flight = account(&lines, &mut acked, &mut total);
         for (path, len) in wal_lens(&dir) {
             let from = durable.get(&path).copied().unwrap_or(0);
@@ -338,7 +368,7 @@ fn power_cut_loses_no_acknowledged_write() {
             bytes.truncate(keep as usize);
             // A sector the device had not written, with data after it.
             let sector = from.div_ceil(512) * 512;
-            if keep >= sector + 1024 && next(&mut rng) % 2 == 0 {
+            if keep > sector + 512 && next(&mut rng) % 2 == 0 {
                 bytes[sector as usize..sector as usize + 512].fill(0);
                 holes += 1;
             }
