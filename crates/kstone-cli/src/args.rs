@@ -47,6 +47,69 @@ pub struct AccessArgs {
     pub s3_sse_kms_key_id: Option<String>,
 }
 
+/// The keys `kstone bench` writes.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchKeys {
+    Bytes,
+    Typed,
+}
+
+/// A key type: S (string), N (number), B (binary, given as base64).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyTypeArg {
+    #[value(name = "S", alias = "s")]
+    S,
+    #[value(name = "N", alias = "n")]
+    N,
+    #[value(name = "B", alias = "b")]
+    B,
+}
+
+impl From<KeyTypeArg> for kstone_core::KeyType {
+    fn from(t: KeyTypeArg) -> Self {
+        match t {
+            KeyTypeArg::S => kstone_core::KeyType::S,
+            KeyTypeArg::N => kstone_core::KeyType::N,
+            KeyTypeArg::B => kstone_core::KeyType::B,
+        }
+    }
+}
+
+/// An item's key on the command line.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KeyArgs {
+    /// Partition key (a number for N, base64 for B).
+    #[arg(allow_hyphen_values = true)]
+    pub pk: String,
+    /// Sort key (a number for N, base64 for B; `--sk=-5` or `--sk -5`).
+    #[arg(long, allow_hyphen_values = true)]
+    pub sk: Option<String>,
+    /// Type of the partition key (default: the type declared at create, else S).
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub pk_type: Option<KeyTypeArg>,
+    /// Type of the sort key (default: the type declared at create, else S).
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub sk_type: Option<KeyTypeArg>,
+}
+
+/// `--limit`: at least 1, as DynamoDB's Limit.
+fn positive(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `--total-segments`: 1 to 1,000,000, as DynamoDB's TotalSegments.
+fn segments(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        Ok(_) => Err("must be between 1 and 1000000".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The write phase of `kstone bench`.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Workload {
@@ -83,19 +146,36 @@ pub enum Command {
         #[arg(long, default_value_t = 200_000)]
         items: u64,
     },
-    /// Create a new, empty database directory.
+    /// Create a new, empty database directory, optionally declaring its key
+    /// schema as a DynamoDB table does (enforced on every write).
+    ///
+    /// Keys are typed S (string), N (number) or B (binary): N sort keys order
+    /// numerically. Without --pk-type/--sk-type/--no-sk any key type is
+    /// accepted and items may have a sort key or not.
+    #[command(
+        after_help = "Examples:\n  kstone create orders.keystone --pk-type S --sk-type N\n  \
+kstone create users.keystone --pk-type S --no-sk"
+    )]
     Create {
         /// Database directory (by convention `NAME.keystone`).
         db: PathBuf,
+        /// Type of every partition key.
+        #[arg(long, value_enum, value_name = "TYPE")]
+        pk_type: Option<KeyTypeArg>,
+        /// Every item has a sort key of this type.
+        #[arg(long, value_enum, value_name = "TYPE", conflicts_with = "no_sk")]
+        sk_type: Option<KeyTypeArg>,
+        /// Items have no sort key.
+        #[arg(long)]
+        no_sk: bool,
     },
     /// Store an item (replacing any item with the same key).
+    ///
+    /// Plain JSON cannot say B or sets: use --typed for those.
     Put {
         db: PathBuf,
-        /// Partition key.
-        pk: String,
-        /// Sort key.
-        #[arg(long)]
-        sk: Option<String>,
+        #[command(flatten)]
+        key: KeyArgs,
         /// The item as a JSON object (plain JSON, or DynamoDB JSON with --typed).
         json: String,
         /// Parse JSON as DynamoDB-typed JSON: {"a": {"S": "x"}, "n": {"N": "1"}}.
@@ -103,11 +183,14 @@ pub enum Command {
         typed: bool,
     },
     /// Print an item as JSON; exits 1 with "not found" if absent.
+    ///
+    /// Plain JSON (the default) is lossy: B values print as base64 text and
+    /// sets as lists, so putting it back changes their types. --typed prints
+    /// DynamoDB JSON, which round-trips.
     Get {
         db: PathBuf,
-        pk: String,
-        #[arg(long)]
-        sk: Option<String>,
+        #[command(flatten)]
+        key: KeyArgs,
         /// Print DynamoDB-typed JSON (lossless) instead of plain JSON.
         #[arg(long)]
         typed: bool,
@@ -115,9 +198,8 @@ pub enum Command {
     /// Delete an item (succeeds even if it did not exist).
     Delete {
         db: PathBuf,
-        pk: String,
-        #[arg(long)]
-        sk: Option<String>,
+        #[command(flatten)]
+        key: KeyArgs,
     },
     /// Show sizes, file counts and the last LSN of a database.
     Stats {
@@ -421,38 +503,79 @@ pub struct RestoreArgs {
 pub struct QueryArgs {
     pub db: PathBuf,
     /// Partition key.
+    #[arg(allow_hyphen_values = true)]
     pub pk: String,
+    /// Type of the partition key (default: the type declared at create, else S).
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub pk_type: Option<KeyTypeArg>,
+    /// Type of the sort-key values below (default: the type declared at
+    /// create, else S). A condition matches sort keys of its type only.
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub sk_type: Option<KeyTypeArg>,
     /// Sort key equals X.
-    #[arg(long, group = "condition", value_name = "X")]
+    #[arg(
+        long,
+        group = "condition",
+        value_name = "X",
+        allow_hyphen_values = true
+    )]
     pub sk_eq: Option<String>,
     /// Sort key less than X.
-    #[arg(long, group = "condition", value_name = "X")]
+    #[arg(
+        long,
+        group = "condition",
+        value_name = "X",
+        allow_hyphen_values = true
+    )]
     pub sk_lt: Option<String>,
     /// Sort key less than or equal to X.
-    #[arg(long, group = "condition", value_name = "X")]
+    #[arg(
+        long,
+        group = "condition",
+        value_name = "X",
+        allow_hyphen_values = true
+    )]
     pub sk_le: Option<String>,
     /// Sort key greater than X.
-    #[arg(long, group = "condition", value_name = "X")]
+    #[arg(
+        long,
+        group = "condition",
+        value_name = "X",
+        allow_hyphen_values = true
+    )]
     pub sk_gt: Option<String>,
     /// Sort key greater than or equal to X.
-    #[arg(long, group = "condition", value_name = "X")]
+    #[arg(
+        long,
+        group = "condition",
+        value_name = "X",
+        allow_hyphen_values = true
+    )]
     pub sk_ge: Option<String>,
-    /// Sort key between A and B, both inclusive.
-    #[arg(long, group = "condition", num_args = 2, value_names = ["A", "B"])]
+    /// Sort key between A and B, both inclusive (`--sk-between -5 5` works).
+    #[arg(long, group = "condition", num_args = 2, value_names = ["A", "B"], allow_hyphen_values = true)]
     pub sk_between: Option<Vec<String>>,
-    /// Sort key starts with P.
-    #[arg(long, group = "condition", value_name = "P")]
+    /// Sort key starts with P (S and B sort keys).
+    #[arg(
+        long,
+        group = "condition",
+        value_name = "P",
+        allow_hyphen_values = true
+    )]
     pub sk_begins_with: Option<String>,
     /// Descending sort-key order.
     #[arg(long)]
     pub reverse: bool,
-    /// Return at most N items; if more exist, stderr says how to continue.
-    #[arg(long, value_name = "N")]
+    /// Return at most N items (N ≥ 1); if more exist, stderr says how to
+    /// continue. Unlike DynamoDB, no continuation is printed when the page
+    /// ends exactly at the last item.
+    #[arg(long, value_name = "N", value_parser = positive)]
     pub limit: Option<usize>,
     /// Continue after this key (JSON printed by a previous --limit run).
     #[arg(long, value_name = "KEY_JSON")]
     pub start_after: Option<String>,
-    /// Print lossless typed lines (the export format).
+    /// Print lossless typed lines (the export format). The default plain
+    /// lines show B values as base64 text and sets as lists.
     #[arg(long)]
     pub typed: bool,
 }
@@ -460,19 +583,21 @@ pub struct QueryArgs {
 #[derive(clap::Args, Debug, Clone)]
 pub struct ScanArgs {
     pub db: PathBuf,
-    /// Return at most N items; if more exist, stderr says how to continue.
-    #[arg(long, value_name = "N")]
+    /// Return at most N items (N ≥ 1); if more exist, stderr says how to
+    /// continue (not when the page ends exactly at the last item).
+    #[arg(long, value_name = "N", value_parser = positive)]
     pub limit: Option<usize>,
     /// This worker's segment of a parallel scan (0-based).
     #[arg(long, requires = "total_segments", default_value_t = 0)]
     pub segment: usize,
-    /// Number of segments of a parallel scan.
-    #[arg(long, default_value_t = 1)]
+    /// Number of segments of a parallel scan (1 to 1000000).
+    #[arg(long, default_value_t = 1, value_parser = segments)]
     pub total_segments: usize,
     /// Continue after this key (JSON printed by a previous --limit run).
     #[arg(long, value_name = "KEY_JSON")]
     pub start_after: Option<String>,
-    /// Print lossless typed lines (the export format).
+    /// Print lossless typed lines (the export format). The default plain
+    /// lines show B values as base64 text and sets as lists.
     #[arg(long)]
     pub typed: bool,
 }
@@ -507,6 +632,10 @@ pub struct BenchArgs {
     /// batches of 1000 (`write_batch`).
     #[arg(long, value_enum, default_value_t = Workload::Fillrandom)]
     pub workload: Workload,
+    /// Keys: `bytes` (8 hex bytes of partition and sort key, as before typed
+    /// keys) or `typed` (S partition keys, N sort keys: what typed keys cost).
+    #[arg(long, value_enum, default_value_t = BenchKeys::Bytes)]
+    pub keys: BenchKeys,
     /// Also measure WAL archiving: archive into this repository during the
     /// buffered fill (1 s interval), report the archive lag, then time a
     /// point-in-time restore that replays every write.

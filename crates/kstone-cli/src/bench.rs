@@ -5,10 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use kstone_core::{Database, Durability, Item, Options, Query, Value};
+use kstone_core::{
+    Database, Durability, Item, KeyAttr, KeySchema, KeyType, Number, Options, Query,
+    SortKeyCondition, SortKeyRule, TypedCondition, Value,
+};
 use serde_json::json;
 
-use crate::args::{BenchArgs, DurabilityArg, Workload};
+use crate::args::{BenchArgs, BenchKeys, DurabilityArg, Workload};
 use crate::CliResult;
 
 /// splitmix64: a fixed, seedable sequence so every run writes the same keys.
@@ -31,16 +34,56 @@ fn partitions(n: u64) -> u64 {
 
 /// Key of the i-th item: partition `i % P`, random sort key, so writes land
 /// in random order.
-fn key(i: u64, n: u64) -> ([u8; 8], [u8; 8]) {
+fn key(i: u64, n: u64) -> ([u8; 8], SortKey) {
     if SEQUENTIAL.load(std::sync::atomic::Ordering::Relaxed) {
         // fillseq: partitions and sort keys in ascending order.
-        return (pk(i / PER_PARTITION), hex8(i));
+        return (pk(i / PER_PARTITION), SortKey::of(i as u32, false));
     }
-    (pk(i % partitions(n)), hex8(mix(i)))
+    (pk(i % partitions(n)), SortKey::of(mix(i) as u32, false))
 }
 
 /// Set for the `fillseq` workload (one process runs one workload).
 static SEQUENTIAL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Set for `--keys typed`: sort keys are N (the number), not 8 hex bytes.
+static TYPED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A sort key's stored bytes, without an allocation in byte-key runs.
+struct SortKey {
+    b: [u8; 16],
+    len: usize,
+}
+
+impl SortKey {
+    /// `x` as 8 hex digits, or with `--keys typed` as the N key `x`
+    /// (`x.5` for `half`, a key never written); `half` in byte runs puts
+    /// `g`, not a hex digit, first.
+    fn of(x: u32, half: bool) -> SortKey {
+        let mut k = SortKey { b: [0; 16], len: 8 };
+        if TYPED.load(std::sync::atomic::Ordering::Relaxed) {
+            // What an application pays to build a typed key.
+            let text = if half {
+                format!("{x}.5")
+            } else {
+                x.to_string()
+            };
+            let stored = Number::parse(&text).map(KeyAttr::N).map(|a| a.to_stored());
+            if let Ok(v) = stored {
+                k.len = v.len().min(16);
+                k.b[..k.len].copy_from_slice(&v[..k.len]);
+            }
+        } else {
+            k.b[..8].copy_from_slice(&hex8(u64::from(x)));
+            if half {
+                k.b[0] = b'g';
+            }
+        }
+        k
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.b[..self.len]
+    }
+}
 
 fn pk(p: u64) -> [u8; 8] {
     if SEQUENTIAL.load(std::sync::atomic::Ordering::Relaxed) {
@@ -113,7 +156,15 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
         block_cache_bytes: args.block_cache_mb << 20,
         ..Options::default()
     };
-    let db = std::sync::Arc::new(Database::create(dir, opts.clone())?);
+    let schema = match args.keys {
+        BenchKeys::Bytes => KeySchema::bytes(),
+        BenchKeys::Typed => KeySchema::typed(Some(KeyType::S), SortKeyRule::Required(KeyType::N)),
+    };
+    TYPED.store(
+        args.keys == BenchKeys::Typed,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let db = std::sync::Arc::new(Database::create_with_keys(dir, opts.clone(), schema)?);
     let archiving = match (&args.archive, mode) {
         (Some(repo), DurabilityArg::Buffered) => {
             let (r, _) = crate::access::open_or_init(repo)?;
@@ -162,7 +213,7 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
                             let mut batch = kstone_core::WriteBatch::with_capacity(1000);
                             while i < n {
                                 let (p, s) = key(i, n);
-                                batch.put(&p, Some(&s), &value(i, args.value_size))?;
+                                batch.put(&p, Some(s.as_slice()), &value(i, args.value_size))?;
                                 if batch.len() == 1000 {
                                     db.write(std::mem::take(&mut batch))?;
                                 }
@@ -175,7 +226,7 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
                         Workload::Fillrandom | Workload::Fillseq | Workload::Fillsync => {
                             while i < n {
                                 let (p, s) = key(i, n);
-                                db.put(&p, Some(&s), &value(i, args.value_size))?;
+                                db.put(&p, Some(s.as_slice()), &value(i, args.value_size))?;
                                 i += threads;
                             }
                         }
@@ -184,7 +235,11 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
                                 let mut i = th;
                                 while i < n {
                                     let (p, s) = key(i, n);
-                                    db.put(&p, Some(&s), &value(i + pass * n, args.value_size))?;
+                                    db.put(
+                                        &p,
+                                        Some(s.as_slice()),
+                                        &value(i + pass * n, args.value_size),
+                                    )?;
                                     i += threads;
                                 }
                             }
@@ -236,7 +291,7 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
         x = mix(x);
         let i = x % n;
         let (p, s) = key(i, n);
-        if db.get(&p, Some(&s))?.is_none() {
+        if db.get(&p, Some(s.as_slice()))?.is_none() {
             return Err(crate::CliError(format!(
                 "bench: item {i} missing after reopen"
             )));
@@ -250,10 +305,9 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
     for j in 0..missing {
         x = mix(x);
         let (p, _) = key(x % n, n);
-        // 'g' is not a hex digit: no written sort key looks like this.
-        let mut s = hex8(mix(j ^ 0xdead_beef));
-        s[0] = b'g';
-        if db.get(&p, Some(&s))?.is_some() {
+        // A sort key no write used ('g…' or 'N.5').
+        let s = SortKey::of(mix(j ^ 0xdead_beef) as u32, true);
+        if db.get(&p, Some(s.as_slice()))?.is_some() {
             return Err(crate::CliError("bench: a missing key was found".into()));
         }
     }
@@ -262,8 +316,18 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
     let t = Instant::now();
     let mut queried = 0u64;
     let parts = partitions(n);
+    // Every partition whole, through a sort-key condition (`≥` the lowest
+    // key: a plain byte bound, or with typed keys a range within N).
+    let lowest = if TYPED.load(std::sync::atomic::Ordering::Relaxed) {
+        let zero = KeyAttr::N(Number::parse("0")?);
+        db.key_schema().condition(&TypedCondition::Ge(zero))?
+    } else {
+        SortKeyCondition::Ge(b"0".to_vec())
+    };
     for p in 0..parts {
-        queried += db.query(&Query::new(&pk(p)))?.items.len() as u64;
+        let mut q = Query::new(&pk(p));
+        q.condition = Some(lowest.clone());
+        queried += db.query(&q)?.items.len() as u64;
     }
     let query_secs = t.elapsed().as_secs_f64();
 

@@ -65,8 +65,9 @@ fn order(i: u64, version: u64) -> (String, String, String) {
 
 fn digest(db: &Database) -> CliResult<(String, u64)> {
     let mut h = Sha256::new();
+    let schema = *db.key_schema();
     let n = db.for_each_item(|k, item| {
-        h.update(export_line(k, item).as_bytes());
+        h.update(export_line(&schema, k, item).as_bytes());
         h.update(b"\n");
         Ok::<(), CliError>(())
     })?;
@@ -118,7 +119,14 @@ pub fn run(dir: Option<PathBuf>, items: u64) -> CliResult<ExitCode> {
         durability: Durability::Buffered,
         ..Options::default()
     };
-    let db = Arc::new(Database::create(&db_path, opts)?);
+    let db = Arc::new(Database::create_with_keys(
+        &db_path,
+        opts,
+        kstone_core::KeySchema::typed(
+            Some(kstone_core::KeyType::S),
+            kstone_core::SortKeyRule::Required(kstone_core::KeyType::S),
+        ),
+    )?);
     let t = Instant::now();
     for chunk in (0..items).collect::<Vec<_>>().chunks(1000) {
         let ops = chunk

@@ -168,7 +168,7 @@ fn export_import_round_trip_is_byte_identical() {
         concat!(
             r#"{"pk":{"B":"/wAB"},"sk":{"B":"gA=="},"item":{"b":{"B":"AAE="},"bs":{"BS":["AA=="]},"l":{"L":[{"NULL":true},{"BOOL":false}]},"m":{"M":{"n":{"N":"-1.5e3"}}},"ns":{"NS":["1","2"]},"ss":{"SS":["x"]}}}"#,
             "\n",
-            r#"{"pk":{"S":"empty-sk"},"sk":{"S":""},"item":{}}"#,
+            r#"{"pk":{"S":"num-sk"},"sk":{"N":"-2.50"},"item":{}}"#,
             "\n"
         ),
     )
@@ -198,6 +198,7 @@ fn export_import_round_trip_is_byte_identical() {
     assert_eq!(std::fs::read_to_string(&first).unwrap(), second);
     assert_eq!(second.lines().count(), 8);
     assert!(second.contains(r#""N":"-1500""#));
+    assert!(second.contains(r#""pk":{"S":"num-sk"},"sk":{"N":"-2.5"}"#));
 }
 
 #[test]

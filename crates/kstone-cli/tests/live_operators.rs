@@ -25,7 +25,7 @@ fn p(x: &Path) -> &str {
 fn export(db: &Database) -> Vec<String> {
     let mut out = Vec::new();
     db.for_each_item(|k, i| {
-        out.push(export_line(k, i));
+        out.push(export_line(db.key_schema(), k, i));
         Ok::<(), kstone_core::Error>(())
     })
     .unwrap();

@@ -57,7 +57,7 @@ fn digest(db: &Database) -> String {
     loop {
         let page = db.scan(&s).unwrap();
         for (k, i) in &page.items {
-            h.update(export_line(k, i).as_bytes());
+            h.update(export_line(db.key_schema(), k, i).as_bytes());
             h.update(b"\n");
         }
         match page.last_evaluated_key {

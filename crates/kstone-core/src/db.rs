@@ -11,7 +11,9 @@ use crate::fsio::{now_micros, sync_dir};
 use crate::lock::DbLock;
 use crate::manifest::Manifest;
 use crate::memtable::MemEntry;
-use crate::model::key::{KeyRef, STRIPES};
+use crate::model::key::{Key, KeyRef, STRIPES};
+use crate::model::key_attr::KeyAttr;
+use crate::model::key_schema::KeySchema;
 use crate::model::value::{decode_item, Item};
 use crate::options::{Durability, Options};
 use crate::snapshot::registry::PinRegistry;
@@ -60,6 +62,8 @@ pub(crate) struct Shared {
     pub sealed_bytes: AtomicUsize,
     pub cache: Option<Arc<crate::sst::cache::BlockCache>>,
     pub written: crate::stats::WriteCounters,
+    /// The key schema from the `MANIFEST` (fixed at creation).
+    key_schema: KeySchema,
     access: Access,
 }
 
@@ -91,8 +95,38 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Database {
-    /// Create a new database in `dir` (which must not exist or be empty).
+    /// Create a new database in `dir` (which must not exist or be empty)
+    /// whose keys are plain bytes ([`KeySchema::bytes`]); see
+    /// [`Database::create_with_keys`] for typed keys.
     pub fn create(dir: impl AsRef<Path>, opts: Options) -> Result<Database> {
+        Database::create_with_keys(dir, opts, KeySchema::bytes())
+    }
+
+    /// Create a new database with the given key schema, enforced on every
+    /// write from then on.
+    ///
+    /// ```
+    /// use kstone_core::*;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let schema = KeySchema::typed(Some(KeyType::S), SortKeyRule::Required(KeyType::N));
+    /// let db = Database::create_with_keys(dir.path().join("t"), Options::default(), schema).unwrap();
+    /// let item = item_from_plain_json("{}").unwrap();
+    /// for n in ["10", "-2", "1.5"] {
+    ///     let k = db.key(&KeyAttr::S("p".into()), Some(&KeyAttr::N(Number::parse(n).unwrap()))).unwrap();
+    ///     db.put(&k.pk, k.sk.as_deref(), &item).unwrap();
+    /// }
+    /// let page = db.query(&Query::new(b"p")).unwrap();
+    /// let sks: Vec<String> = page.items.iter()
+    ///     .map(|(k, _)| db.key_schema().decode(k.sk.as_deref().unwrap()).unwrap().to_string())
+    ///     .collect();
+    /// assert_eq!(sks, ["-2", "1.5", "10"]);
+    /// assert!(db.put(b"p", Some(b"x"), &item).is_err()); // an S sort key
+    /// ```
+    pub fn create_with_keys(
+        dir: impl AsRef<Path>,
+        opts: Options,
+        key_schema: KeySchema,
+    ) -> Result<Database> {
         let dir = dir.as_ref();
         match fs::read_dir(dir) {
             Ok(mut entries) => {
@@ -112,7 +146,7 @@ impl Database {
         }
         sync_dir(dir)?;
         let db_id = crate::fsio::random_hex(16)?;
-        Manifest::new(db_id, now_micros()).store(dir)?;
+        Manifest::new(db_id, now_micros(), key_schema).store(dir)?;
         Database::open(dir, opts)
     }
 
@@ -235,19 +269,43 @@ impl Database {
         &self.shared.dir
     }
 
+    /// The key schema of the database at `dir`, read from its `MANIFEST`
+    /// without opening it (no `LOCK`, nothing changed).
+    pub fn key_schema_of(dir: impl AsRef<Path>) -> Result<KeySchema> {
+        Ok(Manifest::load(dir.as_ref())?.key_schema)
+    }
+
+    /// The database's key schema (how key bytes read, what writes must meet).
+    pub fn key_schema(&self) -> &KeySchema {
+        &self.shared.key_schema
+    }
+
+    /// The stored key of typed key parts, checked against the schema as a
+    /// put would be.
+    pub fn key(&self, pk: &KeyAttr, sk: Option<&KeyAttr>) -> Result<Key> {
+        let s = &self.shared.key_schema;
+        let key = Key::new(
+            &s.encode(pk)?,
+            sk.map(|a| s.encode(a)).transpose()?.as_deref(),
+        )?;
+        s.check_put(&key.pk, key.sk.as_deref())?;
+        Ok(key)
+    }
+
     /// Store `item` under (pk, sk), replacing any previous item. Returns the
     /// write's LSN. In `Sync` mode the write is durable when this returns.
+    /// The key is checked against the [key schema](Database::key_schema).
     pub fn put(&self, pk: &[u8], sk: Option<&[u8]>, item: &Item) -> Result<u64> {
         let mut batch = WriteBatch::with_capacity(1);
         batch.put(pk, sk, item)?;
-        Ok(self.shared.write_prepared(batch.ops)?[0].0)
+        self.write(batch).map(|l| l[0])
     }
 
     /// Delete the item at (pk, sk) (a no-op if absent, but still logged).
     pub fn delete(&self, pk: &[u8], sk: Option<&[u8]>) -> Result<u64> {
         let mut batch = WriteBatch::with_capacity(1);
         batch.delete(pk, sk)?;
-        Ok(self.shared.write_prepared(batch.ops)?[0].0)
+        self.write(batch).map(|l| l[0])
     }
 
     /// Apply a [`WriteBatch`] with one group commit: each touched stripe's
@@ -258,6 +316,16 @@ impl Database {
     /// all of them are durable, but a crash during the call can leave any
     /// subset of the batch applied. Later operations on the same key win.
     pub fn write(&self, batch: WriteBatch) -> Result<Vec<u64>> {
+        let schema = &self.shared.key_schema;
+        for (op, _) in &batch.ops {
+            if let Pending::Data(e) = op {
+                let k = e.key_ref();
+                match e.value() {
+                    Some(_) => schema.check_put(k.pk, k.sk)?,
+                    None => schema.check_key(k.pk, k.sk)?,
+                }
+            }
+        }
         Ok(self
             .shared
             .write_prepared(batch.ops)?
@@ -410,6 +478,7 @@ impl Database {
         let sh = &*self.shared;
         let mut st = Stats {
             stripes: STRIPES,
+            key_schema: sh.key_schema,
             ..Stats::default()
         };
         {
@@ -575,6 +644,7 @@ impl Shared {
             commit: GroupCommit::default(),
             commit_log,
             wal_dir,
+            key_schema: rec.manifest.key_schema,
             manifest: Mutex::new(rec.manifest),
             next_file_id: AtomicU64::new(rec.next_file_id),
             mem_total: AtomicUsize::new(0),

@@ -35,6 +35,8 @@ pub use model::json::{
     typed_json_to_item,
 };
 pub use model::key::{stripe_of, Key, KeyRef, STRIPES};
+pub use model::key_attr::{KeyAttr, KeyType};
+pub use model::key_schema::{KeyEncoding, KeySchema, SortKeyRule, TypedCondition};
 pub use model::lines::{export_line, key_from_json, key_json, parse_export_line, plain_line};
 pub use model::number::Number;
 pub use model::value::{decode_item, Item, Value};

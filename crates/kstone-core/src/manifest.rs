@@ -4,6 +4,8 @@
 //!
 //! File: `magic "KSTNMANI" | version u32 | body_len u32 | crc32c(body) u32 | body`,
 //! body = JSON (small, and readable when debugging a damaged database).
+//! Version 2 adds the key schema; a version-1 file reads as byte keys
+//! ([`KeySchema::bytes`]) and is written back as version 2.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,10 +14,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsio::write_atomic;
+use crate::model::key_schema::KeySchema;
 
 pub const FILE_NAME: &str = "MANIFEST";
 pub const MAGIC: &[u8; 8] = b"KSTNMANI";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// The oldest version this build reads.
+pub const OLDEST_VERSION: u32 = 1;
 
 /// One live SST.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +56,9 @@ pub struct Manifest {
     #[serde(default)]
     pub history: String,
     pub created_us: u64,
+    /// How keys are stored and what they must be; fixed at creation.
+    #[serde(default = "KeySchema::bytes")]
+    pub key_schema: KeySchema,
     /// File ids below this have been allocated.
     pub next_file_id: u64,
     /// Stripes that have ever been flushed (others are at their defaults).
@@ -87,11 +95,12 @@ pub fn new_history_id() -> String {
 }
 
 impl Manifest {
-    pub fn new(db_id: String, created_us: u64) -> Manifest {
+    pub fn new(db_id: String, created_us: u64, key_schema: KeySchema) -> Manifest {
         Manifest {
             db_id,
             history: new_history_id(),
             created_us,
+            key_schema,
             next_file_id: 1,
             stripes: BTreeMap::new(),
             origin: None,
@@ -109,17 +118,22 @@ impl Manifest {
 
     pub fn decode(b: &[u8], path: &Path) -> Result<Manifest> {
         let (version, body) = crate::framed::decode(b, MAGIC, path)?;
-        if version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
             return Err(Error::UnsupportedVersion {
                 path: path.to_path_buf(),
                 version,
             });
         }
-        serde_json::from_slice(body).map_err(|e| Error::Corruption {
+        let mut m: Manifest = serde_json::from_slice(body).map_err(|e| Error::Corruption {
             path: path.to_path_buf(),
             offset: crate::framed::HEADER_LEN as u64,
             detail: format!("undecodable manifest: {e}"),
-        })
+        })?;
+        if version == 1 {
+            // Format 1 had byte keys only, whatever the body says.
+            m.key_schema = KeySchema::bytes();
+        }
+        Ok(m)
     }
 
     pub fn load(dir: &Path) -> Result<Manifest> {
@@ -146,7 +160,11 @@ mod tests {
 
     #[test]
     fn round_trip_and_damage() {
-        let mut m = Manifest::new("abc".into(), 5);
+        let mut m = Manifest::new(
+            "abc".into(),
+            5,
+            KeySchema::typed(None, crate::model::key_schema::SortKeyRule::Optional),
+        );
         m.stripes.insert(
             7,
             StripeMeta {
@@ -171,5 +189,13 @@ mod tests {
             assert!(Manifest::decode(&c, p).is_err(), "flip at {i}");
         }
         assert!(Manifest::decode(&b[..b.len() - 1], p).is_err());
+        // A version-1 file: byte keys, whatever its body says.
+        let v1 = crate::framed::encode(MAGIC, 1, &serde_json::to_vec(&m).unwrap());
+        assert_eq!(
+            Manifest::decode(&v1, p).unwrap().key_schema,
+            KeySchema::bytes()
+        );
+        let v3 = crate::framed::encode(MAGIC, 3, &serde_json::to_vec(&m).unwrap());
+        assert!(Manifest::decode(&v3, p).is_err());
     }
 }

@@ -34,6 +34,8 @@ impl WriteCounters {
 pub struct Stats {
     pub db_id: String,
     pub history: String,
+    /// How keys are stored and what writes must meet.
+    pub key_schema: crate::model::key_schema::KeySchema,
     pub stripes: usize,
     /// Stripes holding any data (SSTs, WAL or memtable).
     pub active_stripes: usize,

@@ -7,7 +7,9 @@ use crate::db::{lock, Shared};
 use crate::error::{Error, Result};
 use crate::memtable::MemEntry;
 use crate::model::key::{KeyRef, STRIPES};
-use crate::model::value::{encode_item, validate_item, Item, MAX_ITEM_BYTES};
+use crate::model::value::{
+    encode_item, item_size, validate_item, Item, MAX_ITEM_BYTES, MAX_STORED_ITEM_BYTES,
+};
 use crate::options::Durability;
 use crate::wal::commit_log::Retired;
 use crate::wal::record::{Op, Record};
@@ -169,10 +171,17 @@ pub(crate) fn prepare_put(
     validate_item(item)?;
     buf.clear();
     encode_item(item, buf);
-    let size = key.encoded_len() + buf.len();
+    // DynamoDB's rule; key parts count at their stored length.
+    let size = pk.len() + sk.map_or(0, <[u8]>::len) + item_size(item);
+    let stored = key.encoded_len() + buf.len();
     let e = if size > MAX_ITEM_BYTES {
         Err(Error::InvalidInput(format!(
-            "item is {size} bytes; the limit is {MAX_ITEM_BYTES} (400 KB)"
+            "item is {size} bytes by DynamoDB's size rule; the limit is {MAX_ITEM_BYTES} (400 KB)"
+        )))
+    } else if stored > MAX_STORED_ITEM_BYTES {
+        Err(Error::InvalidInput(format!(
+            "item's stored form is {stored} bytes; the limit is {MAX_STORED_ITEM_BYTES} (1 MiB): \
+             numbers are stored as decimal text, so long runs of zeros (1E+125) count in full"
         )))
     } else {
         Ok(MemEntry::new(key, 0, Some(buf)))

@@ -72,7 +72,7 @@ fn build_samples() -> Vec<(&'static str, Vec<u8>)> {
     }
     b.finish().unwrap();
     let sst = std::fs::read(&path).unwrap();
-    let mut m = Manifest::new("id".into(), 1);
+    let mut m = Manifest::new("id".into(), 1, kstone_core::KeySchema::bytes());
     m.stripes.insert(3, Default::default());
     let item = {
         let it = item_from_typed_json(
@@ -130,7 +130,7 @@ fn run_all(bytes: &[u8]) {
     let text = String::from_utf8_lossy(bytes);
     let _ = item_from_typed_json(&text);
     let _ = item_from_plain_json(&text);
-    let _ = parse_export_line(&text);
+    let _ = parse_export_line(&kstone_core::KeySchema::bytes(), &text);
     let _ = kstone_core::Number::parse(&text);
 }
 

@@ -6,7 +6,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use kstone_core::{item_from_plain_json, Database, Error, Item, Options, Value};
+use kstone_core::{
+    item_from_plain_json, Database, Error, Item, KeyAttr, KeySchema, Options, SortKeyRule, Value,
+};
 
 fn small_opts() -> Options {
     Options {
@@ -97,17 +99,72 @@ fn keys_and_limits() {
         None,
         "None and empty sort key differ"
     );
-    db.put(b"p", Some(b""), &item(2)).unwrap();
-    assert_eq!(db.get(b"p", None).unwrap(), Some(it));
-    let mut big = Item::new();
-    big.insert("b".into(), Value::B(vec![0; 400 * 1024]));
+    // DynamoDB refuses empty key values; a delete of one is still accepted
+    // (a format-1 database may hold such an item).
     assert!(matches!(
-        db.put(b"p", None, &big),
-        Err(Error::InvalidInput(_))
+        db.put(b"p", Some(b""), &item(2)),
+        Err(Error::InvalidInput(m)) if m.contains("sort key is empty")
     ));
+    db.delete(b"p", Some(b"")).unwrap();
+    assert_eq!(db.get(b"p", None).unwrap(), Some(it));
     assert!(db.put(b"", None, &item(1)).is_err());
+    assert!(db.put(&[1; 2048], Some(&[2; 1024]), &item(1)).is_ok());
     assert!(db.put(&[1; 2049], None, &item(1)).is_err());
     assert!(db.put(b"p", Some(&[1; 1025]), &item(1)).is_err());
+    // A typed database: the same limits on the value (a B key's type mark
+    // does not count).
+    let typed = Database::create_with_keys(
+        tmp.path().join("typed"),
+        Options::default(),
+        KeySchema::typed(None, SortKeyRule::Optional),
+    )
+    .unwrap();
+    let key = |pk: KeyAttr, sk: KeyAttr| typed.key(&pk, Some(&sk));
+    assert!(key(KeyAttr::B(vec![1; 2048]), KeyAttr::B(vec![2; 1024])).is_ok());
+    assert!(key(KeyAttr::B(vec![1; 2049]), KeyAttr::B(vec![2; 1])).is_err());
+    assert!(key(KeyAttr::B(vec![1; 1]), KeyAttr::B(vec![2; 1025])).is_err());
+    assert!(key(KeyAttr::S("p".into()), KeyAttr::S("".into())).is_err());
+    assert!(key(KeyAttr::S("p".into()), KeyAttr::B(vec![])).is_err());
+    typed.close().unwrap();
+}
+
+/// DynamoDB's item-size rule at its boundary: 400 KB counted as DynamoDB
+/// counts (names + values; numbers by significant digits; key parts by
+/// their stored length).
+#[test]
+fn item_size_rule_at_the_boundary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Database::create(tmp.path().join("db"), Options::default()).unwrap();
+    // pk "p" (1) + name "b" (1) + the value.
+    let with_b = |n: usize| {
+        let mut i = Item::new();
+        i.insert("b".into(), Value::B(vec![7; n]));
+        i
+    };
+    db.put(b"p", None, &with_b(400 * 1024 - 2)).unwrap();
+    assert!(matches!(
+        db.put(b"p", None, &with_b(400 * 1024 - 1)),
+        Err(Error::InvalidInput(m)) if m.contains("409601 bytes by DynamoDB's size rule")
+    ));
+    assert_eq!(db.get(b"p", None).unwrap(), Some(with_b(400 * 1024 - 2)));
+    // 3,300 × 1E+125: 422 KB stored as text, about 10 KB by DynamoDB's rule.
+    let big = kstone_core::Number::parse("1E+125").unwrap();
+    let mut l = Item::new();
+    l.insert("l".into(), Value::L(vec![Value::N(big.clone()); 3300]));
+    db.put(b"q", None, &l).unwrap();
+    assert_eq!(db.get(b"q", None).unwrap(), Some(l));
+    // Within the rule but over the 1 MiB stored-form limit: refused, saying why.
+    let mut huge = Item::new();
+    huge.insert("l".into(), Value::L(vec![Value::N(big); 9000]));
+    assert!(matches!(
+        db.put(b"r", None, &huge),
+        Err(Error::InvalidInput(m)) if m.contains("stored form")
+    ));
+    // Names count: an empty one is refused.
+    let mut unnamed = Item::new();
+    unnamed.insert(String::new(), Value::Null);
+    assert!(db.put(b"s", None, &unnamed).is_err());
+    db.close().unwrap();
 }
 
 #[test]
@@ -643,5 +700,42 @@ fn commit_log_rotates_and_close_removes_it() {
             Some(item(i))
         );
     }
+    db.close().unwrap();
+}
+
+/// DynamoDB's bounds: TotalSegments 1 to 1,000,000, Limit at least 1.
+#[test]
+fn scan_and_query_bounds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = Database::create(tmp.path().join("db"), Options::default()).unwrap();
+    db.put(b"p", Some(b"s"), &item(1)).unwrap();
+    for total in [0, 1_000_001] {
+        let s = kstone_core::Scan {
+            total_segments: total,
+            ..kstone_core::Scan::default()
+        };
+        assert!(
+            matches!(db.scan(&s), Err(Error::InvalidInput(_))),
+            "{total}"
+        );
+    }
+    let last = kstone_core::Scan {
+        total_segments: 1_000_000,
+        segment: 999_999,
+        ..kstone_core::Scan::default()
+    };
+    assert!(db.scan(&last).unwrap().items.is_empty());
+    assert_eq!(
+        db.scan(&kstone_core::Scan::default()).unwrap().items.len(),
+        1
+    );
+    let zero = kstone_core::Scan {
+        limit: Some(0),
+        ..kstone_core::Scan::default()
+    };
+    assert!(db.scan(&zero).is_err());
+    let mut q = kstone_core::Query::new(b"p");
+    q.limit = Some(0);
+    assert!(db.query(&q).is_err());
     db.close().unwrap();
 }

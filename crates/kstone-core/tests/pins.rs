@@ -35,7 +35,11 @@ fn export(db: &Database) -> Vec<String> {
     };
     loop {
         let p = db.scan(&s).unwrap();
-        out.extend(p.items.iter().map(|(k, i)| export_line(k, i)));
+        out.extend(
+            p.items
+                .iter()
+                .map(|(k, i)| export_line(db.key_schema(), k, i)),
+        );
         match p.last_evaluated_key {
             Some(k) => s.exclusive_start = Some(k),
             None => return out,

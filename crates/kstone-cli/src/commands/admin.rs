@@ -3,13 +3,26 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use kstone_core::{Database, Options};
+use kstone_core::{Database, KeySchema, Options, SortKeyRule};
+
+use crate::args::KeyTypeArg;
 
 use crate::CliResult;
 
-pub fn create(db: &Path) -> CliResult<ExitCode> {
-    Database::create(db, Options::default())?.close()?;
-    println!("created {}", db.display());
+pub fn create(
+    db: &Path,
+    pk_type: Option<KeyTypeArg>,
+    sk_type: Option<KeyTypeArg>,
+    no_sk: bool,
+) -> CliResult<ExitCode> {
+    let sk = match (sk_type, no_sk) {
+        (Some(t), _) => SortKeyRule::Required(t.into()),
+        (None, true) => SortKeyRule::Absent,
+        (None, false) => SortKeyRule::Optional,
+    };
+    let schema = KeySchema::typed(pk_type.map(Into::into), sk);
+    Database::create_with_keys(db, Options::default(), schema)?.close()?;
+    println!("created {} (keys: {})", db.display(), schema);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -23,6 +36,7 @@ pub fn stats(db: &Path, json: bool) -> CliResult<ExitCode> {
         println!("database       {}", db.display());
         println!("id             {}", s.db_id);
         println!("stripes        {} ({} in use)", s.stripes, s.active_stripes);
+        println!("keys           {}", s.key_schema);
         if let Some(lsn) = s.snapshot_lsn {
             match s.owner_pid {
                 Some(pid) => println!(

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 
 use kstone_core::{
     export_line, key_from_json, key_json, parse_export_line, plain_line, Database, Item, Key,
-    Options, Page, Query, Scan, SortKeyCondition, WriteOp,
+    KeySchema, Options, Page, Query, Scan, TypedCondition, WriteOp,
 };
+
+use super::item::key_part;
 
 use crate::args::{QueryArgs, ScanArgs};
 use crate::{CliError, CliResult};
@@ -16,24 +18,24 @@ use crate::{CliError, CliResult};
 /// Items per `write_batch` during import (one group commit each).
 const IMPORT_BATCH: usize = 1000;
 
-fn start_after(s: &Option<String>) -> CliResult<Option<Key>> {
+fn start_after(schema: &KeySchema, s: &Option<String>) -> CliResult<Option<Key>> {
     s.as_deref()
         .map(|j| {
             let v: serde_json::Value =
                 serde_json::from_str(j).map_err(|e| CliError(format!("--start-after: {e}")))?;
-            key_from_json(&v).map_err(|e| CliError(format!("--start-after: {e}")))
+            key_from_json(schema, &v).map_err(|e| CliError(format!("--start-after: {e}")))
         })
         .transpose()
 }
 
-fn print_page(page: &Page, typed: bool) -> CliResult<ExitCode> {
+fn print_page(schema: &KeySchema, page: &Page, typed: bool) -> CliResult<ExitCode> {
     let out = std::io::stdout();
     let mut out = BufWriter::new(out.lock());
     for (k, item) in &page.items {
         let line = if typed {
-            export_line(k, item)
+            export_line(schema, k, item)
         } else {
-            plain_line(k, item)
+            plain_line(schema, k, item)
         };
         writeln!(out, "{line}")?;
     }
@@ -41,56 +43,70 @@ fn print_page(page: &Page, typed: bool) -> CliResult<ExitCode> {
     if let Some(k) = &page.last_evaluated_key {
         eprintln!(
             "more results: continue with --start-after '{}'",
-            key_json(k)
+            key_json(schema, k)
         );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn query(a: &QueryArgs) -> CliResult<ExitCode> {
-    let b = |s: &String| s.as_bytes().to_vec();
-    let condition = if let Some(x) = &a.sk_eq {
-        Some(SortKeyCondition::Eq(b(x)))
+/// The query's sort-key condition, its values typed by --sk-type or the schema.
+fn condition(schema: &KeySchema, a: &QueryArgs) -> CliResult<Option<TypedCondition>> {
+    let v = |x: &String| key_part(schema, x, a.sk_type, schema.sk_type(), "sort key condition");
+    Ok(if let Some(x) = &a.sk_eq {
+        Some(TypedCondition::Eq(v(x)?))
     } else if let Some(x) = &a.sk_lt {
-        Some(SortKeyCondition::Lt(b(x)))
+        Some(TypedCondition::Lt(v(x)?))
     } else if let Some(x) = &a.sk_le {
-        Some(SortKeyCondition::Le(b(x)))
+        Some(TypedCondition::Le(v(x)?))
     } else if let Some(x) = &a.sk_gt {
-        Some(SortKeyCondition::Gt(b(x)))
+        Some(TypedCondition::Gt(v(x)?))
     } else if let Some(x) = &a.sk_ge {
-        Some(SortKeyCondition::Ge(b(x)))
-    } else if let Some(v) = &a.sk_between {
-        match v.as_slice() {
-            [lo, hi] => Some(SortKeyCondition::Between(b(lo), b(hi))),
+        Some(TypedCondition::Ge(v(x)?))
+    } else if let Some(b) = &a.sk_between {
+        match b.as_slice() {
+            [lo, hi] => Some(TypedCondition::Between(v(lo)?, v(hi)?)),
             _ => return Err(CliError("--sk-between takes two values".into())),
         }
     } else {
         a.sk_begins_with
             .as_ref()
-            .map(|x| SortKeyCondition::BeginsWith(b(x)))
-    };
-    let mut q = Query::new(a.pk.as_bytes());
-    q.condition = condition;
-    q.reverse = a.reverse;
-    q.limit = a.limit;
-    q.exclusive_start = start_after(&a.start_after)?;
+            .map(|x| v(x).map(TypedCondition::BeginsWith))
+            .transpose()?
+    })
+}
+
+pub fn query(a: &QueryArgs) -> CliResult<ExitCode> {
     let db = super::open_for_reading(&a.db)?;
-    let page = db.query(&q)?;
+    let schema = *db.key_schema();
+    let q = (|| -> CliResult<Query> {
+        let pk = key_part(&schema, &a.pk, a.pk_type, schema.pk_type(), "partition key")?;
+        let mut q = Query::new(&schema.encode(&pk)?);
+        q.condition = condition(&schema, a)?
+            .map(|c| schema.condition(&c))
+            .transpose()?;
+        q.reverse = a.reverse;
+        q.limit = a.limit;
+        q.exclusive_start = start_after(&schema, &a.start_after)?;
+        Ok(q)
+    })();
+    let page = q.and_then(|q| Ok(db.query(&q)?));
     db.close()?;
-    print_page(&page, a.typed)
+    print_page(&schema, &page?, a.typed)
 }
 
 pub fn scan(a: &ScanArgs) -> CliResult<ExitCode> {
-    let s = Scan {
-        limit: a.limit,
-        segment: a.segment,
-        total_segments: a.total_segments,
-        exclusive_start: start_after(&a.start_after)?,
-    };
     let db = super::open_for_reading(&a.db)?;
-    let page = db.scan(&s)?;
+    let schema = *db.key_schema();
+    let page = start_after(&schema, &a.start_after).and_then(|start| {
+        Ok(db.scan(&Scan {
+            limit: a.limit,
+            segment: a.segment,
+            total_segments: a.total_segments,
+            exclusive_start: start,
+        })?)
+    });
     db.close()?;
-    print_page(&page, a.typed)
+    print_page(&schema, &page?, a.typed)
 }
 
 /// Stream every item through `f`, a page at a time.
@@ -100,12 +116,13 @@ pub fn for_each_item(db: &Database, f: impl FnMut(&Key, &Item) -> CliResult) -> 
 
 pub fn export(db_path: &Path, output: Option<&Path>) -> CliResult<ExitCode> {
     let db = super::open_for_reading(db_path)?;
+    let schema = *db.key_schema();
     let n = match output {
         None => {
             let out = std::io::stdout();
             let mut out = BufWriter::new(out.lock());
             let n = for_each_item(&db, |k, item| {
-                Ok(writeln!(out, "{}", export_line(k, item))?)
+                Ok(writeln!(out, "{}", export_line(&schema, k, item))?)
             })?;
             out.flush()?;
             n
@@ -120,7 +137,7 @@ pub fn export(db_path: &Path, output: Option<&Path>) -> CliResult<ExitCode> {
             let tmp = tempfile::NamedTempFile::new_in(dir)?;
             let mut out = BufWriter::new(tmp.as_file());
             let n = for_each_item(&db, |k, item| {
-                Ok(writeln!(out, "{}", export_line(k, item))?)
+                Ok(writeln!(out, "{}", export_line(&schema, k, item))?)
             })?;
             out.flush()?;
             drop(out);
@@ -152,6 +169,8 @@ pub fn import(db_path: &Path, input: &str) -> CliResult<ExitCode> {
             CliError(format!("{}: {e}", path.display()))
         })?))
     };
+    // Lines are checked against the target's key schema before it is opened.
+    let schema = Database::key_schema_of(db_path)?;
     let mut lines = 0u64;
     for (i, line) in open()?.lines().enumerate() {
         let line = line.map_err(|e| CliError(format!("line {}: {e}", i + 1)))?;
@@ -160,7 +179,7 @@ pub fn import(db_path: &Path, input: &str) -> CliResult<ExitCode> {
         }
         let refused =
             |e: kstone_core::Error| CliError(format!("line {}: {e}; nothing imported", i + 1));
-        let (k, item) = parse_export_line(&line).map_err(refused)?;
+        let (k, item) = parse_export_line(&schema, &line).map_err(refused)?;
         kstone_core::check_put(&k.pk, k.sk.as_deref(), &item).map_err(refused)?;
         lines += 1;
     }
@@ -183,7 +202,7 @@ pub fn import(db_path: &Path, input: &str) -> CliResult<ExitCode> {
         if line.trim().is_empty() {
             continue;
         }
-        let (k, item) = parse_export_line(&line)?;
+        let (k, item) = parse_export_line(&schema, &line)?;
         batch.push(WriteOp::Put {
             pk: k.pk,
             sk: k.sk,

@@ -34,7 +34,12 @@ pub fn open_for_reading(db: &Path) -> CliResult<Database> {
 pub fn run(cmd: Command) -> CliResult<ExitCode> {
     match cmd {
         Command::Demo { dir, items } => crate::demo::run(dir, items),
-        Command::Create { db } => admin::create(&db),
+        Command::Create {
+            db,
+            pk_type,
+            sk_type,
+            no_sk,
+        } => admin::create(&db, pk_type, sk_type, no_sk),
         Command::Stats { db, json } => admin::stats(&db, json),
         Command::Flush { db } => admin::flush(&db),
         Command::Check { db, json } => admin::check(&db, json),
@@ -45,13 +50,12 @@ pub fn run(cmd: Command) -> CliResult<ExitCode> {
         Command::Import { db, input } => data::import(&db, &input),
         Command::Put {
             db,
-            pk,
-            sk,
+            key,
             json,
             typed,
-        } => item::put(&db, &pk, sk.as_deref(), &json, typed),
-        Command::Get { db, pk, sk, typed } => item::get(&db, &pk, sk.as_deref(), typed),
-        Command::Delete { db, pk, sk } => item::delete(&db, &pk, sk.as_deref()),
+        } => item::put(&db, &key, &json, typed),
+        Command::Get { db, key, typed } => item::get(&db, &key, typed),
+        Command::Delete { db, key } => item::delete(&db, &key),
         Command::Bench(args) => crate::bench::run(&args),
         Command::Backup(cmd) => backup::run(cmd),
         Command::Restore(args) => backup::restore(&args),

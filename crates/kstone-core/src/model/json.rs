@@ -59,7 +59,7 @@ pub fn item_to_plain_json(item: &Item) -> Json {
     )
 }
 
-fn number_json(n: &Number) -> Json {
+pub(crate) fn number_json(n: &Number) -> Json {
     // Canonical numbers are valid JSON numbers; with arbitrary precision the
     // text is kept exactly.
     serde_json::from_str(n.as_str()).unwrap_or_else(|_| Json::String(n.as_str().to_string()))

@@ -7,9 +7,12 @@ use crate::error::{Error, Result};
 
 /// Number of stripes; a partition's items always live in one stripe.
 pub const STRIPES: usize = 256;
-/// DynamoDB's limits on key sizes.
+/// DynamoDB's limits on key sizes (of the value: [`crate::KeySchema`]
+/// checks them on writes).
 pub const MAX_PK_BYTES: usize = 2048;
 pub const MAX_SK_BYTES: usize = 1024;
+/// A stored key part may hold one more byte: a typed B key's type mark.
+const TYPE_MARK: usize = 1;
 
 /// A primary key. Keys order bytewise by partition key, then sort key, with
 /// "no sort key" ordering before any sort key (so `None != Some(b"")`).
@@ -54,14 +57,14 @@ impl Key {
 
 /// DynamoDB's key size limits (an `InvalidInput` error names the violation).
 fn check_sizes(pk: &[u8], sk: Option<&[u8]>) -> Result<()> {
-    if pk.is_empty() || pk.len() > MAX_PK_BYTES {
+    if pk.is_empty() || pk.len() > MAX_PK_BYTES + TYPE_MARK {
         return Err(Error::InvalidInput(format!(
             "partition key must be 1..={MAX_PK_BYTES} bytes, got {}",
             pk.len()
         )));
     }
     if let Some(sk) = sk {
-        if sk.len() > MAX_SK_BYTES {
+        if sk.len() > MAX_SK_BYTES + TYPE_MARK {
             return Err(Error::InvalidInput(format!(
                 "sort key must be at most {MAX_SK_BYTES} bytes, got {}",
                 sk.len()
@@ -257,7 +260,7 @@ mod tests {
     #[test]
     fn limits() {
         assert!(Key::new(&[1; 2048], Some(&[2; 1024])).is_ok());
-        assert!(Key::new(&[1; 2049], None).is_err());
-        assert!(Key::new(b"p", Some(&[2; 1025])).is_err());
+        assert!(Key::new(&[1; 2050], None).is_err());
+        assert!(Key::new(b"p", Some(&[2; 1026])).is_err());
     }
 }

@@ -2,6 +2,8 @@
 
 pub mod json;
 pub mod key;
+pub mod key_attr;
+pub mod key_schema;
 pub mod lines;
 pub mod number;
 pub mod value;

@@ -121,7 +121,99 @@ impl Number {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Sign, significant digits (ASCII, no leading or trailing zeros) and
+    /// decimal point position `e`: the value is `±0.DIGITS × 10^e`. Zero has
+    /// no digits.
+    fn parts(&self) -> (bool, Vec<u8>, i64) {
+        let (negative, text) = match self.0.strip_prefix('-') {
+            Some(t) => (true, t),
+            None => (false, self.0.as_str()),
+        };
+        let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+        let int = int.trim_start_matches('0');
+        let mut digits: Vec<u8> = int.bytes().chain(frac.bytes()).collect();
+        let mut e = int.len() as i64;
+        let lead = digits.iter().take_while(|&&d| d == b'0').count();
+        digits.drain(..lead);
+        e -= lead as i64;
+        while digits.last() == Some(&b'0') {
+            digits.pop();
+        }
+        (negative, digits, e)
+    }
+
+    /// Number of significant digits (DynamoDB's size rule counts them).
+    pub fn significant_digits(&self) -> usize {
+        self.parts().1.len().max(1)
+    }
+
+    /// Order-preserving binary form (used for N keys): byte strings compare
+    /// as the numbers do. See `docs/formats.md` ("Typed keys").
+    pub fn to_order_bytes(&self, out: &mut Vec<u8>) {
+        let (negative, digits, e) = self.parts();
+        if digits.is_empty() {
+            out.push(ORDER_ZERO);
+            return;
+        }
+        // `e` is within -129..=126 for every valid number (see MIN_EXP/MAX_EXP).
+        let exp = (e - MIN_EXP - 1) as u8;
+        let flip = |b: u8| if negative { !b } else { b };
+        out.push(if negative { ORDER_NEG } else { ORDER_POS });
+        out.push(flip(exp));
+        for pair in digits.chunks(2) {
+            let hi = pair[0] - b'0';
+            let lo = pair.get(1).map_or(0, |d| d - b'0');
+            out.push(flip(1 + 10 * hi + lo));
+        }
+        out.push(flip(0));
+    }
+
+    /// The inverse of [`Number::to_order_bytes`]; refuses any other bytes.
+    pub fn from_order_bytes(b: &[u8]) -> Result<Number> {
+        let bad = || Error::Malformed(format!("bad number key bytes {b:02x?}"));
+        let (negative, body) = match b.split_first() {
+            Some((&ORDER_ZERO, [])) => return Ok(Number("0".into())),
+            Some((&ORDER_NEG, rest)) => (true, rest),
+            Some((&ORDER_POS, rest)) => (false, rest),
+            _ => return Err(bad()),
+        };
+        let flip = |b: u8| if negative { !b } else { b };
+        let (&exp, rest) = body.split_first().ok_or_else(bad)?;
+        let (&end, pairs) = rest.split_last().ok_or_else(bad)?;
+        if flip(end) != 0 || pairs.is_empty() || pairs.len() > MAX_SIGNIFICANT_DIGITS / 2 {
+            return Err(bad());
+        }
+        let mut text = String::with_capacity(pairs.len() * 2 + 8);
+        if negative {
+            text.push('-');
+        }
+        text.push_str("0.");
+        for &p in pairs {
+            let v = flip(p)
+                .checked_sub(1)
+                .filter(|v| *v < 100)
+                .ok_or_else(bad)?;
+            text.push(char::from(b'0' + v / 10));
+            text.push(char::from(b'0' + v % 10));
+        }
+        let e = i64::from(flip(exp)) + MIN_EXP + 1;
+        text.push_str(&format!("e{e}"));
+        let n = Number::parse(&text).map_err(|_| bad())?;
+        // Only the canonical encoding is accepted (e.g. no trailing "00" pair).
+        let mut again = Vec::with_capacity(b.len());
+        n.to_order_bytes(&mut again);
+        if again != b {
+            return Err(bad());
+        }
+        Ok(n)
+    }
 }
+
+/// First byte of a number's order-preserving form: negatives < zero < positives.
+const ORDER_NEG: u8 = 0x01;
+const ORDER_ZERO: u8 = 0x02;
+const ORDER_POS: u8 = 0x03;
 
 impl std::fmt::Display for Number {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -178,6 +270,80 @@ mod tests {
         assert!(Number::parse("1e126").is_err());
         assert!(Number::parse("1e-131").is_err());
         assert!(Number::parse("1e125").is_ok());
+    }
+
+    #[test]
+    fn order_bytes_order_as_numbers() {
+        let sorted = [
+            "-9.99e125",
+            "-1e10",
+            "-10",
+            "-2",
+            "-1.5",
+            "-1.01",
+            "-1",
+            "-0.101",
+            "-0.1",
+            "-1e-130",
+            "0",
+            "1e-130",
+            "0.1",
+            "0.101",
+            "1",
+            "1.01",
+            "1.5",
+            "2",
+            "10",
+            "10.5",
+            "11",
+            "1e10",
+            "123456789012345678901234567890123456.78",
+            "9.99e125",
+        ];
+        let enc = |s: &str| {
+            let mut v = Vec::new();
+            Number::parse(s).unwrap().to_order_bytes(&mut v);
+            v
+        };
+        for w in sorted.windows(2) {
+            assert!(enc(w[0]) < enc(w[1]), "{} !< {}", w[0], w[1]);
+        }
+        for s in sorted {
+            let n = Number::parse(s).unwrap();
+            assert_eq!(Number::from_order_bytes(&enc(s)).unwrap(), n, "{s}");
+        }
+        for junk in [
+            &[][..],
+            &[0],
+            &[4],
+            &[3],
+            &[3, 130],
+            &[3, 130, 0],
+            &[3, 130, 2, 1],
+            &[3, 130, 101, 0],
+            &[2, 0],
+        ] {
+            assert!(Number::from_order_bytes(junk).is_err(), "{junk:?}");
+        }
+        assert_eq!(Number::parse("12300").unwrap().significant_digits(), 3);
+        assert_eq!(Number::parse("-0.00120").unwrap().significant_digits(), 2);
+        assert_eq!(Number::parse("0").unwrap().significant_digits(), 1);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn order_bytes_match_decimal_order(a in -10_000_000i64..10_000_000, b in -10_000_000i64..10_000_000,
+                                           sa in 0u32..12, sb in 0u32..12) {
+            // a / 10^sa vs b / 10^sb, compared exactly in integers.
+            let (x, y) = (format!("{a}e-{sa}"), format!("{b}e-{sb}"));
+            let want = (i128::from(a) * 10i128.pow(sb)).cmp(&(i128::from(b) * 10i128.pow(sa)));
+            let (mut ex, mut ey) = (Vec::new(), Vec::new());
+            let (nx, ny) = (Number::parse(&x).unwrap(), Number::parse(&y).unwrap());
+            nx.to_order_bytes(&mut ex);
+            ny.to_order_bytes(&mut ey);
+            proptest::prop_assert_eq!(ex.cmp(&ey), want);
+            proptest::prop_assert_eq!(Number::from_order_bytes(&ex).unwrap(), nx);
+        }
     }
 
     #[test]

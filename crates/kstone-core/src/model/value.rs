@@ -10,8 +10,14 @@ use crate::error::{Error, Result};
 /// An item: attribute name → value.
 pub type Item = BTreeMap<String, Value>;
 
-/// DynamoDB's maximum item size; we apply it to the encoded key + item.
+/// DynamoDB's maximum item size, counted by [`item_size`] plus the key.
 pub const MAX_ITEM_BYTES: usize = 400 * 1024;
+/// Limit on an item's stored form (key + encoded item). Numbers are stored as
+/// their canonical text, so an item of long zero runs (`1E+125` is 126
+/// characters, 2 bytes by DynamoDB's rule) can be larger stored than counted.
+pub const MAX_STORED_ITEM_BYTES: usize = 1 << 20;
+/// DynamoDB's limit on an attribute name.
+pub const MAX_NAME_BYTES: usize = 65535;
 /// DynamoDB nests documents at most 32 levels deep.
 pub const MAX_DEPTH: usize = 32;
 
@@ -42,9 +48,49 @@ const T_SS: u8 = 9;
 const T_NS: u8 = 10;
 const T_BS: u8 = 11;
 
-/// Check the rules an item must meet before it is written: sets non-empty,
-/// nesting at most [`MAX_DEPTH`].
+/// DynamoDB's size of an item's attributes: names plus values, S and B by
+/// length, N one byte per two significant digits plus one, BOOL and NULL 1,
+/// L and M 3 plus 1 per element, sets the sum of their elements.
+///
+/// ```
+/// use kstone_core::{item_from_plain_json, model::value::item_size};
+/// let item = item_from_plain_json(r#"{"name":"Ada","n":[1E+125, 12345]}"#).unwrap();
+/// assert_eq!(item_size(&item), 4 + 3 + 1 + (3 + 1 + 2 + 1 + 4));
+/// ```
+pub fn item_size(item: &Item) -> usize {
+    fn size(v: &Value) -> usize {
+        let num = |n: &Number| n.significant_digits().div_ceil(2) + 1;
+        match v {
+            Value::S(s) => s.len(),
+            Value::N(n) => num(n),
+            Value::B(b) => b.len(),
+            Value::Bool(_) | Value::Null => 1,
+            Value::L(l) => 3 + l.iter().map(|v| 1 + size(v)).sum::<usize>(),
+            Value::M(m) => 3 + m.iter().map(|(k, v)| 1 + k.len() + size(v)).sum::<usize>(),
+            Value::SS(s) => s.iter().map(String::len).sum(),
+            Value::NS(s) => s.iter().map(num).sum(),
+            Value::BS(s) => s.iter().map(Vec::len).sum(),
+        }
+    }
+    item.iter().map(|(k, v)| k.len() + size(v)).sum()
+}
+
+/// Check the rules an item must meet before it is written: attribute names
+/// 1..=65535 bytes, sets non-empty, nesting at most [`MAX_DEPTH`].
 pub fn validate_item(item: &Item) -> Result<()> {
+    if let Some(name) = item
+        .keys()
+        .find(|k| k.is_empty() || k.len() > MAX_NAME_BYTES)
+    {
+        return Err(Error::InvalidInput(if name.is_empty() {
+            "an attribute name is empty: names must be 1 to 65535 bytes".into()
+        } else {
+            format!(
+                "an attribute name is {} bytes; the limit is 65535",
+                name.len()
+            )
+        }));
+    }
     fn walk(v: &Value, depth: usize) -> Result<()> {
         if depth > MAX_DEPTH {
             return Err(Error::InvalidInput(format!(
@@ -272,5 +318,23 @@ mod tests {
         let mut item = Item::new();
         item.insert("x".into(), v);
         assert!(validate_item(&item).is_err());
+        let mut item = Item::new();
+        item.insert("".into(), Value::Null);
+        assert!(validate_item(&item).is_err());
+        let mut item = Item::new();
+        item.insert("m".into(), Value::M([("".to_string(), Value::Null)].into()));
+        assert!(validate_item(&item).is_ok(), "map keys may be empty");
+    }
+
+    #[test]
+    fn dynamodb_sizes() {
+        let mut item = sample();
+        // s: 1+6 (é is 2 bytes), n: 1+(3 digits→2+1), b: 1+3, f: 1+1,
+        // m: 1+3+(1+4+(3+(1+1)+(1+1))), ss: 2+2, ns: 2+(2+2), bs: 2+1
+        assert_eq!(item_size(&item), 7 + 4 + 4 + 2 + 16 + 4 + 6 + 3);
+        item.clear();
+        let big = Number::parse("1E+125").unwrap();
+        item.insert("l".into(), Value::L(vec![Value::N(big); 3300]));
+        assert_eq!(item_size(&item), 1 + 3 + 3300 * 3);
     }
 }

@@ -22,6 +22,9 @@ pub enum SortKeyCondition {
     /// Both ends inclusive; `low` must not be greater than `high`.
     Between(Vec<u8>, Vec<u8>),
     BeginsWith(Vec<u8>),
+    /// Between two bounds of any kind (what a typed condition becomes: see
+    /// [`crate::KeySchema::condition`]).
+    Range(Bound<Vec<u8>>, Bound<Vec<u8>>),
 }
 
 impl SortKeyCondition {
@@ -36,8 +39,24 @@ impl SortKeyCondition {
             SortKeyCondition::Ge(x) => sk >= x.as_slice(),
             SortKeyCondition::Between(a, b) => sk >= a.as_slice() && sk <= b.as_slice(),
             SortKeyCondition::BeginsWith(p) => sk.starts_with(p),
+            SortKeyCondition::Range(lo, hi) => within(sk, lo, hi),
         }
     }
+}
+
+/// Is `x` within `lo..hi`?
+pub fn within(x: &[u8], lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> bool {
+    let above = match lo {
+        Bound::Included(l) => x >= l.as_slice(),
+        Bound::Excluded(l) => x > l.as_slice(),
+        Bound::Unbounded => true,
+    };
+    above
+        && match hi {
+            Bound::Included(h) => x <= h.as_slice(),
+            Bound::Excluded(h) => x < h.as_slice(),
+            Bound::Unbounded => true,
+        }
 }
 
 /// A query of one partition.
@@ -81,15 +100,31 @@ impl Query {
 }
 
 /// A scan of the whole database, or of one segment of a parallel scan.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scan {
     pub limit: Option<usize>,
     /// This worker's segment, `0..total_segments`.
     pub segment: usize,
-    /// Number of disjoint segments (1 = the whole table). Segments split the
-    /// 256 stripes, so more than 256 segments leaves some empty.
+    /// Number of disjoint segments (1 = the whole table), 1 to 1,000,000 as
+    /// in DynamoDB. Segments split the 256 stripes, so more than 256
+    /// segments leaves some empty.
     pub total_segments: usize,
     pub exclusive_start: Option<Key>,
+}
+
+/// DynamoDB's bounds on `TotalSegments`.
+pub const MAX_TOTAL_SEGMENTS: usize = 1_000_000;
+
+impl Default for Scan {
+    /// The whole table in one segment, no limit.
+    fn default() -> Scan {
+        Scan {
+            limit: None,
+            segment: 0,
+            total_segments: 1,
+            exclusive_start: None,
+        }
+    }
 }
 
 /// One page of results.
@@ -137,6 +172,31 @@ fn query_range(q: &Query) -> Result<KeyRange> {
                     ));
                 }
                 (Bound::Included(k(a)), Bound::Included(k(b)))
+            }
+            SortKeyCondition::Range(lo, hi) => {
+                let empty = match (lo, hi) {
+                    (Bound::Included(a), Bound::Included(b)) => a > b,
+                    (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+                    | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+                    _ => false,
+                };
+                if empty {
+                    // Nothing matches; an empty range of this partition.
+                    (Bound::Excluded(k(b"")), Bound::Excluded(k(b"")))
+                } else {
+                    (
+                        match lo {
+                            Bound::Included(x) => Bound::Included(k(x)),
+                            Bound::Excluded(x) => Bound::Excluded(k(x)),
+                            Bound::Unbounded => any_sk,
+                        },
+                        match hi {
+                            Bound::Included(x) => Bound::Included(k(x)),
+                            Bound::Excluded(x) => Bound::Excluded(k(x)),
+                            Bound::Unbounded => end,
+                        },
+                    )
+                }
             }
             SortKeyCondition::BeginsWith(p) => (
                 Bound::Included(k(p)),
@@ -195,6 +255,9 @@ impl Database {
     /// Items of one partition matching the query, one page at a time.
     pub fn query(&self, q: &Query) -> Result<Page> {
         Key::new(&q.pk, None)?;
+        if q.limit == Some(0) {
+            return Err(Error::InvalidInput("a limit must be at least 1".into()));
+        }
         let range = query_range(q)?;
         let it = self.stripe_range(stripe_of(&q.pk), &range, q.reverse);
         let cond = q.condition.clone();
@@ -274,7 +337,15 @@ impl Database {
 
     /// All items (or one segment's), in stripe order then key order.
     pub fn scan(&self, s: &Scan) -> Result<Page> {
-        let total = s.total_segments.max(1);
+        let total = s.total_segments;
+        if !(1..=MAX_TOTAL_SEGMENTS).contains(&total) {
+            return Err(Error::InvalidInput(format!(
+                "total segments must be 1 to {MAX_TOTAL_SEGMENTS}, got {total}"
+            )));
+        }
+        if s.limit == Some(0) {
+            return Err(Error::InvalidInput("a limit must be at least 1".into()));
+        }
         if s.segment >= total {
             return Err(Error::InvalidInput(format!(
                 "segment {} is not below total segments {total}",

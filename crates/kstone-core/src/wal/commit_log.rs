@@ -538,7 +538,7 @@ mod tests {
         assert!(write(&mut seg, &log, &gc, &mut next, &bytes).is_none());
         assert!(write(&mut seg, &log, &gc, &mut next, &marker(99, "last")).is_none());
         let want = std::fs::read(&seg.path).unwrap();
-        let m = Manifest::new("x".into(), 0);
+        let m = Manifest::new("x".into(), 0, crate::KeySchema::bytes());
         // A torn tail, a lost page in the middle, and a lost file.
         let f = std::fs::OpenOptions::new()
             .write(true)
@@ -571,7 +571,7 @@ mod tests {
         let want = std::fs::read(&seg.path).unwrap();
         let (_, path) = list(dir.path()).unwrap().remove(0);
         let good_log = std::fs::read(&path).unwrap();
-        let m = Manifest::new("x".into(), 0);
+        let m = Manifest::new("x".into(), 0, crate::KeySchema::bytes());
 
         // A damaged entry in the middle of the log: open fails, and the
         // segment is left as it was.
