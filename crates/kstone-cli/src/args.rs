@@ -88,7 +88,7 @@ pub struct KeyArgs {
     #[arg(long, value_enum, value_name = "TYPE")]
     pub pk_type: Option<KeyTypeArg>,
     /// Type of the sort key (default: the type declared at create, else S).
-    #[arg(long, value_enum, value_name = "TYPE")]
+    #[arg(long, value_enum, value_name = "TYPE", requires = "sk")]
     pub sk_type: Option<KeyTypeArg>,
 }
 
@@ -236,11 +236,17 @@ kstone create users.keystone --pk-type S --no-sk"
     },
     /// Load items from JSON lines as written by `export` (FILE or - for stdin).
     /// The whole input is checked first: a bad line aborts with its line
-    /// number and nothing imported.
+    /// number and nothing imported (unless --skip-invalid).
     Import {
         db: PathBuf,
         /// Input file, or - for standard input.
         input: String,
+        /// Import the lines this database accepts and list the others on
+        /// stderr (`line N: why; skipped`) instead of importing nothing:
+        /// for moving a database whose items an older version accepted
+        /// (e.g. an empty sort key) into a typed one.
+        #[arg(long)]
+        skip_invalid: bool,
     },
     /// Backups: create, list, inspect, verify and export them.
     #[command(subcommand)]

@@ -301,3 +301,155 @@ fn typed_keys_survive_backup_restore_and_pitr(backend: Backend) {
 }
 
 on_both_backends!(typed_keys_survive_backup_restore_and_pitr);
+
+/// What an operator's review found: each is refused (or works) as DynamoDB
+/// and the recovery contract expect.
+#[test]
+fn review_findings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let u = tmp.path().join("u.keystone");
+    let u = p(&u);
+    ok(&["create", u]);
+    ok(&["put", u, "p", "--sk", "a", "{}"]);
+    ok(&["put", u, "p", "--sk", "10", "--sk-type", "N", "{}"]);
+    ok(&["put", u, "p", "--sk", "AA==", "--sk-type", "B", "{}"]);
+    // An empty condition value is refused, never a match across types.
+    fails(
+        &["query", u, "p", "--sk-begins-with", ""],
+        "condition's value is empty",
+    );
+    fails(
+        &["query", u, "p", "--sk-ge", ""],
+        "condition's value is empty",
+    );
+    assert_eq!(
+        sks(&ok(&["query", u, "p", "--sk-begins-with", "a"])),
+        [r#""a""#]
+    );
+    // Continuation keys are checked like any key.
+    let t = tmp.path().join("t.keystone");
+    let t = p(&t);
+    ok(&["create", t, "--pk-type", "S", "--sk-type", "N"]);
+    ok(&["put", t, "p", "--sk", "1", "{}"]);
+    fails(
+        &[
+            "scan",
+            t,
+            "--start-after",
+            r#"{"pk":{"N":"1"},"sk":{"N":"1"}}"#,
+        ],
+        "partition key type is S",
+    );
+    fails(
+        &[
+            "query",
+            t,
+            "p",
+            "--start-after",
+            r#"{"pk":{"S":"p"},"sk":{"S":"zzz"}}"#,
+        ],
+        "sort key type is N",
+    );
+    fails(
+        &[
+            "query",
+            t,
+            "p",
+            "--start-after",
+            r#"{"pk":{"S":"p"},"sk":{"N":"1"},"zz":1}"#,
+        ],
+        "unexpected field",
+    );
+    fails(
+        &["query", t, "5", "--pk-type", "N"],
+        "partition key type is S",
+    );
+    let n = tmp.path().join("n.keystone");
+    ok(&["create", p(&n), "--no-sk"]);
+    fails(&["query", p(&n), "5", "--sk-eq", "1"], "have no sort key");
+    let o = kstone(&["put", p(&n), "5", "--sk-type", "S", "{}"]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "--sk-type without --sk is a usage error"
+    );
+    // B and S key lengths: one rule, one wording.
+    let long_b = "A".repeat(2732); // base64 of 2049 bytes
+    fails(
+        &["put", u, &long_b, "--pk-type", "B", "{}"],
+        "partition key is 2049 bytes; the limit is 2048",
+    );
+    fails(
+        &["put", u, &"x".repeat(2049), "{}"],
+        "partition key is 2049 bytes; the limit is 2048",
+    );
+    // Exponents with leading zeros are numbers.
+    ok(&["put", t, "p", "--sk=1e0000000000000000000000002", "{}"]);
+    assert_eq!(sks(&ok(&["query", t, "p", "--sk-eq", "100"])), ["100"]);
+}
+
+/// Items a format-1 database accepted but DynamoDB refuses (an empty sort
+/// key) can be read and deleted, and a move into a typed database imports
+/// everything else and lists what it skipped.
+#[test]
+fn a_format_1_database_moves_into_a_typed_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../kstone-core/tests/fixtures/format1.keystone");
+    let old = tmp.path().join("old.keystone");
+    copy(&fixture, &old);
+    for d in ["pins", "commit"] {
+        std::fs::create_dir_all(old.join(d)).unwrap();
+    }
+    let old = p(&old);
+    assert_eq!(
+        ok(&["get", old, "user#3", "--sk", ""]).trim(),
+        r#"{"empty":true}"#
+    );
+    let dump = tmp.path().join("old.jsonl");
+    ok(&["export", old, "-o", p(&dump)]);
+    let new = tmp.path().join("new.keystone");
+    let new = p(&new);
+    ok(&["create", new]);
+    fails(
+        &["import", new, p(&dump)],
+        "nothing imported (--skip-invalid imports the other lines)",
+    );
+    assert_eq!(ok(&["scan", new]).lines().count(), 0);
+    let o = kstone(&["import", new, p(&dump), "--skip-invalid"]);
+    assert!(o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("the sort key is empty") && err.contains("; skipped"),
+        "{err}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("imported 5 items, skipped 1 invalid lines")
+    );
+    let b = ok(&[
+        "get",
+        new,
+        "/wAB",
+        "--pk-type",
+        "B",
+        "--sk",
+        "gA==",
+        "--sk-type",
+        "B",
+    ]);
+    assert_eq!(b.trim(), r#"{"from":"binary pk"}"#);
+    ok(&["delete", old, "user#3", "--sk", ""]);
+    assert_eq!(ok(&["scan", old]).lines().count(), 5);
+}
+
+fn copy(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! `check`: a full integrity check of a database — every checksum, manifest ↔
-//! files consistency, key order and stripe ownership in every SST, WAL chains
-//! and LSN order — collecting every problem instead of stopping at the first.
+//! files consistency, key order, stripe ownership and the key schema in every
+//! SST, WAL chains and LSN order — collecting every problem instead of
+//! stopping at the first.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
@@ -242,6 +243,15 @@ fn check_manifest_files(dir: &Path, m: &Manifest, r: &mut CheckReport) -> Result
                                     "{}: key of stripe {} in stripe {s}",
                                     path.display(),
                                     e.key.stripe()
+                                )
+                            });
+                        }
+                        if let Err(err) = m.key_schema.check_key(&e.key.pk, e.key.sk.as_deref()) {
+                            bad.get_or_insert_with(|| {
+                                format!(
+                                    "{}: a key that does not fit the key schema ({}): {err}",
+                                    path.display(),
+                                    m.key_schema
                                 )
                             });
                         }

@@ -280,15 +280,17 @@ impl Database {
         &self.shared.key_schema
     }
 
-    /// The stored key of typed key parts, checked against the schema as a
-    /// put would be.
+    /// The stored key of typed key parts, checked against the schema (types,
+    /// sizes; an empty sort key is left to `put` to refuse, so that an item
+    /// a format-1 database holds under one can still be read and deleted).
     pub fn key(&self, pk: &KeyAttr, sk: Option<&KeyAttr>) -> Result<Key> {
         let s = &self.shared.key_schema;
+        s.check_values(pk, sk)?;
         let key = Key::new(
             &s.encode(pk)?,
             sk.map(|a| s.encode(a)).transpose()?.as_deref(),
         )?;
-        s.check_put(&key.pk, key.sk.as_deref())?;
+        s.check_key(&key.pk, key.sk.as_deref())?;
         Ok(key)
     }
 

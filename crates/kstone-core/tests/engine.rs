@@ -123,8 +123,19 @@ fn keys_and_limits() {
     assert!(key(KeyAttr::B(vec![1; 2048]), KeyAttr::B(vec![2; 1024])).is_ok());
     assert!(key(KeyAttr::B(vec![1; 2049]), KeyAttr::B(vec![2; 1])).is_err());
     assert!(key(KeyAttr::B(vec![1; 1]), KeyAttr::B(vec![2; 1025])).is_err());
-    assert!(key(KeyAttr::S("p".into()), KeyAttr::S("".into())).is_err());
-    assert!(key(KeyAttr::S("p".into()), KeyAttr::B(vec![])).is_err());
+    // Empty sort keys: a key to read or delete, never to put.
+    for empty in [KeyAttr::S("".into()), KeyAttr::B(vec![])] {
+        let k = key(KeyAttr::S("p".into()), empty).unwrap();
+        assert!(typed.put(&k.pk, k.sk.as_deref(), &item(1)).is_err());
+        assert_eq!(typed.get(&k.pk, k.sk.as_deref()).unwrap(), None);
+    }
+    assert!(typed.key(&KeyAttr::S("".into()), None).is_err());
+    let long = typed.key(&KeyAttr::B(vec![1; 2049]), None).unwrap_err();
+    assert!(
+        long.to_string()
+            .contains("partition key is 2049 bytes; the limit is 2048"),
+        "{long}"
+    );
     typed.close().unwrap();
 }
 

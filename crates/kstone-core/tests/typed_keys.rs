@@ -126,6 +126,31 @@ fn declared_schema_is_enforced_and_survives_reopen() {
     db.close().unwrap();
 }
 
+/// `check` reads every SST key against the key schema: a key a typed
+/// database cannot hold (here: a MANIFEST altered to claim typed keys over
+/// byte keys) is a problem naming the file.
+#[test]
+fn check_reports_keys_outside_the_schema() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("c.keystone");
+    let db = Database::create(&dir, Options::default()).unwrap();
+    db.put(&[0xc3, 0x28], Some(b"x"), &Item::new()).unwrap();
+    db.flush().unwrap();
+    db.close().unwrap();
+    assert!(kstone_core::check::check(&dir).unwrap().problems.is_empty());
+    let mut m = kstone_core::manifest::Manifest::load(&dir).unwrap();
+    m.key_schema = KeySchema::typed(None, SortKeyRule::Optional);
+    m.store(&dir).unwrap();
+    let report = kstone_core::check::check(&dir).unwrap();
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains(".sst: a key that does not fit the key schema")),
+        "{report:?}"
+    );
+}
+
 // ---- the decimal model ----
 
 /// A sort key in the model: N as an exact decimal `m / 10^scale`, normalized

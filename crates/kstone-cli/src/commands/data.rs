@@ -23,7 +23,17 @@ fn start_after(schema: &KeySchema, s: &Option<String>) -> CliResult<Option<Key>>
         .map(|j| {
             let v: serde_json::Value =
                 serde_json::from_str(j).map_err(|e| CliError(format!("--start-after: {e}")))?;
-            key_from_json(schema, &v).map_err(|e| CliError(format!("--start-after: {e}")))
+            if let Some(extra) = v
+                .as_object()
+                .and_then(|o| o.keys().find(|k| !matches!(k.as_str(), "pk" | "sk")))
+            {
+                return Err(CliError(format!(
+                    "--start-after: unexpected field {extra:?}"
+                )));
+            }
+            let k = key_from_json(schema, &v)
+                .and_then(|k| schema.check_key(&k.pk, k.sk.as_deref()).map(|_| k));
+            k.map_err(|e| CliError(format!("--start-after: {e}")))
         })
         .transpose()
 }
@@ -80,7 +90,9 @@ pub fn query(a: &QueryArgs) -> CliResult<ExitCode> {
     let schema = *db.key_schema();
     let q = (|| -> CliResult<Query> {
         let pk = key_part(&schema, &a.pk, a.pk_type, schema.pk_type(), "partition key")?;
-        let mut q = Query::new(&schema.encode(&pk)?);
+        let pk = schema.encode(&pk)?;
+        schema.check_pk(&pk)?;
+        let mut q = Query::new(&pk);
         q.condition = condition(&schema, a)?
             .map(|c| schema.condition(&c))
             .transpose()?;
@@ -152,7 +164,7 @@ pub fn export(db_path: &Path, output: Option<&Path>) -> CliResult<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn import(db_path: &Path, input: &str) -> CliResult<ExitCode> {
+pub fn import(db_path: &Path, input: &str, skip_invalid: bool) -> CliResult<ExitCode> {
     // Standard input is spooled to a temporary file so it can be checked
     // completely before anything is written.
     let spool;
@@ -172,16 +184,27 @@ pub fn import(db_path: &Path, input: &str) -> CliResult<ExitCode> {
     // Lines are checked against the target's key schema before it is opened.
     let schema = Database::key_schema_of(db_path)?;
     let mut lines = 0u64;
+    let mut skipped = std::collections::BTreeSet::new();
     for (i, line) in open()?.lines().enumerate() {
         let line = line.map_err(|e| CliError(format!("line {}: {e}", i + 1)))?;
         if line.trim().is_empty() {
             continue;
         }
-        let refused =
-            |e: kstone_core::Error| CliError(format!("line {}: {e}; nothing imported", i + 1));
-        let (k, item) = parse_export_line(&schema, &line).map_err(refused)?;
-        kstone_core::check_put(&k.pk, k.sk.as_deref(), &item).map_err(refused)?;
-        lines += 1;
+        let checked = parse_export_line(&schema, &line)
+            .and_then(|(k, item)| kstone_core::check_put(&k.pk, k.sk.as_deref(), &item));
+        match checked {
+            Ok(()) => lines += 1,
+            Err(e) if skip_invalid => {
+                eprintln!("line {}: {e}; skipped", i + 1);
+                skipped.insert(i);
+            }
+            Err(e) => {
+                return Err(CliError(format!(
+                    "line {}: {e}; nothing imported (--skip-invalid imports the other lines)",
+                    i + 1
+                )));
+            }
+        }
     }
     let db = Database::open(db_path, Options::default())?;
     let mut batch = Vec::with_capacity(IMPORT_BATCH);
@@ -197,9 +220,9 @@ pub fn import(db_path: &Path, input: &str) -> CliResult<ExitCode> {
         batch.clear();
         Ok(())
     };
-    for line in open()?.lines() {
+    for (i, line) in open()?.lines().enumerate() {
         let line = line?;
-        if line.trim().is_empty() {
+        if line.trim().is_empty() || skipped.contains(&i) {
             continue;
         }
         let (k, item) = parse_export_line(&schema, &line)?;
@@ -214,6 +237,13 @@ pub fn import(db_path: &Path, input: &str) -> CliResult<ExitCode> {
     }
     flush(&mut batch, &mut imported)?;
     db.close()?;
-    println!("imported {imported} items");
+    if skipped.is_empty() {
+        println!("imported {imported} items");
+    } else {
+        println!(
+            "imported {imported} items, skipped {} invalid lines (listed above)",
+            skipped.len()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -47,7 +47,11 @@ pub fn run(cmd: Command) -> CliResult<ExitCode> {
         Command::Query(a) => data::query(&a),
         Command::Scan(a) => data::scan(&a),
         Command::Export { db, output } => data::export(&db, output.as_deref()),
-        Command::Import { db, input } => data::import(&db, &input),
+        Command::Import {
+            db,
+            input,
+            skip_invalid,
+        } => data::import(&db, &input, skip_invalid),
         Command::Put {
             db,
             key,

@@ -210,7 +210,10 @@ impl KeyAttr {
             "B" => KeyType::B,
             _ => return Err(bad()),
         };
-        KeyAttr::parse(text, t).map_err(|e| Error::InvalidInput(format!("{what}: {e}")))
+        KeyAttr::parse(text, t).map_err(|e| match e {
+            Error::InvalidInput(m) => Error::InvalidInput(format!("{what}: {m}")),
+            e => e,
+        })
     }
 }
 

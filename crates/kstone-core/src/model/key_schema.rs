@@ -98,7 +98,8 @@ impl KeySchema {
             (KeyEncoding::Bytes, KeyAttr::B(b)) => Ok(b.clone()),
             (KeyEncoding::Bytes, KeyAttr::N(_)) => Err(Error::InvalidInput(
                 "this database has untyped (byte) keys, created before typed keys: N keys need a \
-                 database created with typed keys (export it and import into one made by `kstone create`)"
+                 database created with typed keys (export it and import into one made by `kstone create`; \
+                 `import --skip-invalid` lists what a typed database refuses)"
                     .into(),
             )),
         }
@@ -151,17 +152,7 @@ impl KeySchema {
         if self.encoding == KeyEncoding::Bytes {
             return Ok(());
         }
-        let p = KeyAttr::stored_type(pk)?;
-        if KeyAttr::stored_is_empty(pk) {
-            return Err(Error::InvalidInput(
-                "the partition key is empty: key values must be at least 1 byte".into(),
-            ));
-        }
-        if let Some(t) = self.pk {
-            if p != t {
-                return Err(mismatch("partition", t, p));
-            }
-        }
+        self.check_pk(pk)?;
         match (self.sk, sk) {
             (SortKeyRule::Absent, Some(_)) => Err(Error::InvalidInput(
                 "this database's items have no sort key (declared at create)".into(),
@@ -182,6 +173,53 @@ impl KeySchema {
         }
     }
 
+    /// Is `pk` a partition key this database can hold (decodable, of the
+    /// declared type, not empty)? Queries check their partition key so.
+    pub fn check_pk(&self, pk: &[u8]) -> Result<()> {
+        if pk.is_empty() || (self.is_typed() && KeyAttr::stored_is_empty(pk)) {
+            return Err(Error::InvalidInput(
+                "the partition key is empty: key values must be at least 1 byte".into(),
+            ));
+        }
+        if !self.is_typed() {
+            return Ok(());
+        }
+        let p = KeyAttr::stored_type(pk)?;
+        match self.pk {
+            Some(t) if p != t => Err(mismatch("partition", t, p)),
+            _ => Ok(()),
+        }
+    }
+
+    /// DynamoDB's key limits on typed values (2048 bytes for a partition
+    /// key, 1024 for a sort key, a partition key not empty), with the
+    /// messages a stored key gets from [`KeySchema::check_put`].
+    pub fn check_values(&self, pk: &KeyAttr, sk: Option<&KeyAttr>) -> Result<()> {
+        let len = |a: &KeyAttr| match a {
+            KeyAttr::S(s) => s.len(),
+            KeyAttr::B(b) => b.len(),
+            KeyAttr::N(_) => 1,
+        };
+        if pk.is_empty() {
+            return Err(Error::InvalidInput(
+                "the partition key is empty: key values must be at least 1 byte".into(),
+            ));
+        }
+        if len(pk) > MAX_PK_BYTES {
+            return Err(Error::InvalidInput(format!(
+                "partition key is {} bytes; the limit is {MAX_PK_BYTES}",
+                len(pk)
+            )));
+        }
+        match sk {
+            Some(s) if len(s) > MAX_SK_BYTES => Err(Error::InvalidInput(format!(
+                "sort key is {} bytes; the limit is {MAX_SK_BYTES}",
+                len(s)
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// A typed sort-key condition as the engine's byte condition. In a typed
     /// database a condition only matches sort keys of its own type, as in
     /// DynamoDB.
@@ -189,6 +227,20 @@ impl KeySchema {
         use SortKeyCondition as C;
         use TypedCondition as T;
         let enc = |a: &KeyAttr| self.encode(a);
+        if self.sk == SortKeyRule::Absent {
+            return Err(Error::InvalidInput(
+                "this database's items have no sort key (declared at create): a sort-key condition matches nothing".into(),
+            ));
+        }
+        let operands: &[&KeyAttr] = match c {
+            T::Between(a, b) => &[a, b],
+            T::Eq(x) | T::Lt(x) | T::Le(x) | T::Gt(x) | T::Ge(x) | T::BeginsWith(x) => &[x],
+        };
+        if operands.iter().any(|a| a.is_empty()) {
+            return Err(Error::InvalidInput(
+                "a sort-key condition's value is empty: key values must be at least 1 byte".into(),
+            ));
+        }
         if !self.is_typed() {
             return Ok(match c {
                 T::Eq(x) => C::Eq(enc(x)?),
@@ -333,6 +385,14 @@ mod tests {
         ] {
             assert_eq!(c.matches(Some(&sk.to_stored())), want, "{sk:?}");
         }
+        for empty in [KeyAttr::S(String::new()), KeyAttr::B(Vec::new())] {
+            assert!(s
+                .condition(&TypedCondition::BeginsWith(empty.clone()))
+                .is_err());
+            assert!(s.condition(&TypedCondition::Ge(empty)).is_err());
+        }
+        let none = KeySchema::typed(None, SortKeyRule::Absent);
+        assert!(none.condition(&TypedCondition::Eq(n("1"))).is_err());
         let c = s
             .condition(&TypedCondition::Lt(KeyAttr::S("b".into())))
             .unwrap();

@@ -62,8 +62,13 @@ impl Number {
                 i += 1;
             }
             let start = i;
+            // Leading zeros say nothing (`1e0000000002` is 100).
+            while i + 1 < bytes.len() && bytes[i] == b'0' && bytes[i + 1].is_ascii_digit() {
+                i += 1;
+            }
+            let first = i;
             while i < bytes.len() && bytes[i].is_ascii_digit() {
-                if i - start >= 6 {
+                if i - first >= 6 {
                     return Err(bad("exponent out of range"));
                 }
                 exp = exp * 10 + i64::from(bytes[i] - b'0');
@@ -95,7 +100,7 @@ impl Number {
         }
         let sci_exp = point - 1;
         if !(MIN_EXP..=MAX_EXP).contains(&sci_exp) {
-            return Err(bad("magnitude out of range (1E-130 to 9.9E+125)"));
+            return Err(bad("magnitude out of range (1E-130 to 9.99…E+125)"));
         }
         let mut out = String::with_capacity(digits.len() + 8);
         if negative {
@@ -270,6 +275,11 @@ mod tests {
         assert!(Number::parse("1e126").is_err());
         assert!(Number::parse("1e-131").is_err());
         assert!(Number::parse("1e125").is_ok());
+        assert_eq!(
+            Number::parse("1e0000000000000000002").unwrap().as_str(),
+            "100"
+        );
+        assert!(Number::parse("1e0000001000000").is_err());
     }
 
     #[test]

@@ -203,8 +203,9 @@ pub(crate) fn serve(sh: &Arc<Shared>) {
 pub struct RemotePin {
     req: PathBuf,
     db_dir: PathBuf,
-    /// The pid holding `LOCK` when the answer came (0 if unknown).
-    owner: u32,
+    /// The pid holding `LOCK` when the answer came, or when it was asked
+    /// for (if the owner closed the database meanwhile).
+    owner: Option<u32>,
     snapshot: Snapshot,
 }
 
@@ -233,6 +234,7 @@ impl RemotePin {
             restore_point: None,
         })
         .unwrap_or_default();
+        let asked = crate::lock::holder(db_dir);
         write_atomic(&req, &body)?;
         let start = Instant::now();
         loop {
@@ -247,7 +249,7 @@ impl RemotePin {
                         Ok(snapshot) => Ok(Some(RemotePin {
                             req,
                             db_dir: db_dir.to_path_buf(),
-                            owner: crate::lock::holder(db_dir).unwrap_or(0),
+                            owner: crate::lock::holder(db_dir).or(asked),
                             snapshot,
                         })),
                         Err(e) => {
@@ -442,7 +444,7 @@ impl HeldSnapshot {
     pub fn owner(&self) -> Option<u32> {
         match self {
             HeldSnapshot::Closed(_) => None,
-            HeldSnapshot::Remote(r) => Some(r.owner),
+            HeldSnapshot::Remote(r) => r.owner,
         }
     }
 }
