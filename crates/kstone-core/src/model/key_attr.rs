@@ -152,10 +152,19 @@ impl KeyAttr {
     /// checks it but without building the value (writes call this).
     pub fn stored_type(b: &[u8]) -> Result<KeyType> {
         match b.first() {
+            Some(&MARK_N) if Number::is_order_bytes(&b[1..]) => Ok(KeyType::N),
             Some(&MARK_N) => Number::from_order_bytes(&b[1..]).map(|_| KeyType::N),
             Some(&MARK_B) => Ok(KeyType::B),
             _ if std::str::from_utf8(b).is_ok() => Ok(KeyType::S),
             _ => KeyAttr::from_stored(b).map(|a| a.key_type()),
+        }
+    }
+
+    /// The length of a stored key part's value (a B key without its mark).
+    pub fn stored_value_len(b: &[u8]) -> usize {
+        match b.first() {
+            Some(&MARK_B) => b.len() - 1,
+            _ => b.len(),
         }
     }
 

@@ -119,7 +119,7 @@ impl KeySchema {
     pub fn check_put(&self, pk: &[u8], sk: Option<&[u8]>) -> Result<()> {
         self.check_key(pk, sk)?;
         let value_len = |s: &[u8]| match self.encoding {
-            KeyEncoding::Typed if KeyAttr::stored_type(s).ok() == Some(KeyType::B) => s.len() - 1,
+            KeyEncoding::Typed => KeyAttr::stored_value_len(s),
             _ => s.len(),
         };
         if value_len(pk) > MAX_PK_BYTES {

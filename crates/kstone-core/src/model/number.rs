@@ -174,6 +174,30 @@ impl Number {
         out.push(flip(0));
     }
 
+    /// Would [`Number::from_order_bytes`] accept `b`? Checked without
+    /// building the number (every write of an N key asks).
+    pub fn is_order_bytes(b: &[u8]) -> bool {
+        let (negative, body) = match b.split_first() {
+            Some((&ORDER_ZERO, [])) => return true,
+            Some((&ORDER_NEG, rest)) => (true, rest),
+            Some((&ORDER_POS, rest)) => (false, rest),
+            _ => return false,
+        };
+        let flip = |b: u8| if negative { !b } else { b };
+        // exponent byte, 1..=19 digit pairs, terminator
+        let [_exp, pairs @ .., end] = body else {
+            return false;
+        };
+        if flip(*end) != 0 || pairs.is_empty() || pairs.len() > MAX_SIGNIFICANT_DIGITS / 2 {
+            return false;
+        }
+        let value = |p: u8| flip(p).wrapping_sub(1);
+        // A first digit of 0 or a last pair "00" is not canonical.
+        pairs.iter().all(|&p| value(p) < 100)
+            && value(pairs[0]) >= 10
+            && value(pairs[pairs.len() - 1]) != 0
+    }
+
     /// The inverse of [`Number::to_order_bytes`]; refuses any other bytes.
     pub fn from_order_bytes(b: &[u8]) -> Result<Number> {
         let bad = || Error::Malformed(format!("bad number key bytes {b:02x?}"));
@@ -321,6 +345,20 @@ mod tests {
         for s in sorted {
             let n = Number::parse(s).unwrap();
             assert_eq!(Number::from_order_bytes(&enc(s)).unwrap(), n, "{s}");
+            assert!(Number::is_order_bytes(&enc(s)), "{s}");
+            // Every one-byte change: the quick check agrees with decoding.
+            let e = enc(s);
+            for i in 0..e.len() {
+                for v in 0..=255u8 {
+                    let mut m = e.clone();
+                    m[i] = v;
+                    assert_eq!(
+                        Number::is_order_bytes(&m),
+                        Number::from_order_bytes(&m).is_ok(),
+                        "{m:?}"
+                    );
+                }
+            }
         }
         for junk in [
             &[][..],
@@ -334,6 +372,7 @@ mod tests {
             &[2, 0],
         ] {
             assert!(Number::from_order_bytes(junk).is_err(), "{junk:?}");
+            assert!(!Number::is_order_bytes(junk), "{junk:?}");
         }
         assert_eq!(Number::parse("12300").unwrap().significant_digits(), 3);
         assert_eq!(Number::parse("-0.00120").unwrap().significant_digits(), 2);
@@ -341,6 +380,12 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn the_quick_check_agrees_with_decoding(b in proptest::collection::vec(
+            proptest::prop_oneof![proptest::prelude::any::<u8>(), 0u8..4, 250u8..=255], 0..24)) {
+            proptest::prop_assert_eq!(Number::is_order_bytes(&b), Number::from_order_bytes(&b).is_ok(), "{:?}", b);
+        }
+
         #[test]
         fn order_bytes_match_decimal_order(a in -10_000_000i64..10_000_000, b in -10_000_000i64..10_000_000,
                                            sa in 0u32..12, sb in 0u32..12) {
