@@ -1,7 +1,6 @@
 //! The agent's configuration file (`kstone.toml`).
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -66,9 +65,8 @@ impl Config {
         let c: Config =
             toml::from_str(&text).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
         for (name, expr) in c.schedules() {
-            cron::Schedule::from_str(expr).map_err(|e| {
-                CliError(format!("{}: schedule.{name} {expr:?}: {e}", path.display()))
-            })?;
+            super::schedule::parse(expr)
+                .map_err(|e| CliError(format!("{}: schedule.{name}: {e}", path.display())))?;
         }
         duration(&c.archive_interval, "archive_interval")?;
         duration(&c.retention.keep_within, "retention.keep_within")?;
@@ -100,5 +98,36 @@ impl Config {
         .into_iter()
         .filter_map(|(n, e)| e.as_deref().map(|e| (n, e)))
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_configuration_loads() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/systemd/kstone.toml");
+        let c = Config::load(&path).unwrap();
+        assert_eq!(c.schedules().len(), 6);
+    }
+
+    #[test]
+    fn a_bad_schedule_is_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.toml");
+        std::fs::write(
+            &path,
+            "database = \"/d\"\nrepository = \"/r\"\n[schedule]\nfull = \"0 2 * *\"\n",
+        )
+        .unwrap();
+        let e = Config::load(&path).err().unwrap().0;
+        assert!(
+            e.contains(
+                "schedule.full: \"0 2 * *\" has 4 fields: a schedule has 5 fields (minute hour"
+            ),
+            "{e}"
+        );
     }
 }

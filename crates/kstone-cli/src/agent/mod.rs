@@ -4,10 +4,10 @@
 
 pub mod config;
 pub mod metrics;
+pub mod schedule;
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -125,10 +125,20 @@ fn run_job(name: &str, c: &Config, repo: &Repository, m: &Mutex<Metrics>) -> Cli
         }
         "verify" | "deep_verify" => {
             let deep = name == "deep_verify";
+            // What `backup verify --all` checks: every backup and the WAL
+            // archive; a repository with no backup has nothing restorable.
             let mut problems = Vec::new();
-            for id in repo.backup_ids()? {
+            let ids = repo.backup_ids()?;
+            if ids.is_empty() {
+                problems.push(kstone_backup::verify::Problem {
+                    backup: "(none)".into(),
+                    what: "the repository has no backups: nothing in it can be restored".into(),
+                });
+            }
+            for id in ids {
                 problems.extend(repo.verify(&id, deep)?);
             }
+            problems.extend(repo.verify_archive(deep)?);
             repo.record_verify(&problems, deep)?;
             let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
             m.set(
@@ -230,7 +240,7 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
         .schedules()
         .into_iter()
         .map(|(n, e)| {
-            let s = cron::Schedule::from_str(e).map_err(|e| CliError(e.to_string()))?;
+            let s = schedule::parse(e).map_err(CliError)?;
             let next = s.after(&Utc::now()).next();
             Ok((n, s, next))
         })

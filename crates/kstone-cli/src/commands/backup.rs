@@ -235,7 +235,12 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
         } => {
             let r = crate::access::open(&repo)?;
             let ids = if all {
-                r.backup_ids()?
+                let ids = r.backup_ids()?;
+                if ids.is_empty() {
+                    eprintln!("nothing to verify: {repo} has no backups, so nothing in it can be restored");
+                    return Ok(ExitCode::from(1));
+                }
+                ids
             } else {
                 vec![r.resolve(id.as_deref().unwrap_or("latest"))?]
             };

@@ -1,0 +1,152 @@
+//! Job schedules: standard 5-field cron (`0 2 * * *`, what crontabs and the
+//! operations chapter use) or 6 fields with seconds first (the `cron`
+//! crate's syntax, where day-of-week 1 is Sunday).
+//!
+//! A 5-field expression gets a `0` seconds field, and its day-of-week field
+//! (standard: 0 or 7 = Sunday … 6 = Saturday, names, lists, ranges, steps) is
+//! rewritten as the list of day names the `cron` crate reads the same way.
+
+use std::str::FromStr;
+
+const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+const FIELDS_5: &str = "minute hour day-of-month month day-of-week";
+
+/// Parse a schedule; the error explains the expression in words.
+///
+/// ```
+/// # use kstone_cli::agent::schedule::parse;
+/// assert!(parse("0 2 * * *").is_ok()); // 02:00 every day
+/// assert!(parse("0 0 2 * * *").is_ok()); // the same, with seconds
+/// assert!(parse("0 2 * *").unwrap_err().contains("5 fields"));
+/// ```
+pub fn parse(expr: &str) -> Result<cron::Schedule, String> {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let six = match fields.len() {
+        5 => {
+            let dow = standard_days(fields[4])
+                .map_err(|why| format!("{expr:?}: day-of-week {:?}: {why}", fields[4]))?;
+            format!(
+                "0 {} {} {} {} {dow}",
+                fields[0], fields[1], fields[2], fields[3]
+            )
+        }
+        6 | 7 => expr.to_string(),
+        n => {
+            return Err(format!(
+                "{expr:?} has {n} field{}: a schedule has 5 fields ({FIELDS_5}; \
+                 \"0 2 * * *\" is 02:00 every day) or 6 with seconds first",
+                if n == 1 { "" } else { "s" }
+            ))
+        }
+    };
+    cron::Schedule::from_str(&six).map_err(|e| {
+        let fields = if fields.len() == 5 {
+            FIELDS_5.to_string()
+        } else {
+            format!("second {FIELDS_5} [year], day-of-week 1 = Sunday")
+        };
+        format!("{expr:?} is not a valid schedule ({fields}): {e}")
+    })
+}
+
+/// A standard day-of-week field as a list of day names (or `*`).
+fn standard_days(field: &str) -> Result<String, String> {
+    if field == "*" || field == "?" {
+        return Ok("*".into());
+    }
+    let day = |s: &str| -> Result<usize, String> {
+        if let Some(i) = DAYS.iter().position(|d| d.eq_ignore_ascii_case(s)) {
+            return Ok(i);
+        }
+        match s.parse::<usize>() {
+            Ok(n @ 0..=7) => Ok(n % 7),
+            _ => Err(format!(
+                "{s:?} is not a day (0-7, 0 and 7 are Sunday, or SUN..SAT)"
+            )),
+        }
+    };
+    let mut on = [false; 7];
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (
+                r,
+                s.parse::<usize>()
+                    .ok()
+                    .filter(|s| *s > 0)
+                    .ok_or_else(|| format!("step {s:?} is not a positive number"))?,
+            ),
+            None => (item, 1),
+        };
+        let (lo, hi) = match range {
+            "*" => (0, 6),
+            r => match r.split_once('-') {
+                // 7 is Sunday too, so `5-7` is Friday to Sunday.
+                Some((a, b)) => (day(a)?, if b == "7" { 7 } else { day(b)? }),
+                None if step > 1 => (day(r)?, 6),
+                None => {
+                    let d = day(r)?;
+                    (d, d)
+                }
+            },
+        };
+        if lo > hi {
+            return Err(format!("range {range:?} runs backwards"));
+        }
+        for d in (lo..=hi).step_by(step) {
+            on[d % 7] = true;
+        }
+    }
+    Ok(DAYS
+        .iter()
+        .zip(on)
+        .filter(|(_, on)| *on)
+        .map(|(d, _)| *d)
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Datelike, TimeZone, Timelike, Utc, Weekday};
+
+    fn next(expr: &str) -> chrono::DateTime<Utc> {
+        // A Wednesday.
+        let from = Utc.with_ymd_and_hms(2026, 12, 2, 12, 0, 0).unwrap();
+        parse(expr).unwrap().after(&from).next().unwrap()
+    }
+
+    #[test]
+    fn five_fields_are_standard_cron() {
+        let t = next("0 2 * * *");
+        assert_eq!((t.day(), t.hour(), t.minute(), t.second()), (3, 2, 0, 0));
+        assert_eq!(next("0 3 * * 0").weekday(), Weekday::Sun);
+        assert_eq!(next("0 3 * * 7").weekday(), Weekday::Sun);
+        assert_eq!(next("0 3 * * sun").weekday(), Weekday::Sun);
+        assert_eq!(next("0 3 * * 1-5").weekday(), Weekday::Thu);
+        assert_eq!(next("0 3 * * 5-7").weekday(), Weekday::Fri);
+        assert_eq!(next("0 3 * * 6,0").weekday(), Weekday::Sat);
+        assert_eq!(next("0 3 * * */3").weekday(), Weekday::Sat); // Sun, Wed, Sat
+        assert_eq!(next("30 */4 * * *").minute(), 30);
+        // 6 fields: the cron crate's own syntax (1 = Sunday), unchanged.
+        assert_eq!(next("0 0 5 * * Sun").weekday(), Weekday::Sun);
+        assert_eq!(next("0 0 5 * * 1").weekday(), Weekday::Sun);
+    }
+
+    #[test]
+    fn bad_expressions_are_explained() {
+        for (expr, says) in [
+            ("0 2 * *", "has 4 fields: a schedule has 5 fields"),
+            ("", "has 0 fields"),
+            ("0 2 * * 8", "\"8\" is not a day"),
+            ("0 2 * * 5-1", "runs backwards"),
+            ("0 2 * * */0", "step"),
+            ("0 25 * * *", "is not a valid schedule (minute hour"),
+            ("0 0 25 * * *", "is not a valid schedule (second minute"),
+        ] {
+            let e = parse(expr).unwrap_err();
+            assert!(e.contains(says), "{expr:?}: {e}");
+        }
+    }
+}
