@@ -56,12 +56,25 @@ impl Repository {
             let mut names: Vec<String> = m.files.iter().map(|f| f.name.clone()).collect();
             names.push(kstone_core::manifest::FILE_NAME.into());
             names.sort();
+            // Deterministic headers (no owner, fixed modes), dated at the
+            // backup's snapshot rather than the tar crate's fixed 2006.
+            let when = m.started_at_us / 1_000_000;
+            let header = |path: &Path| -> Result<tar::Header> {
+                let meta = fs::metadata(path).ctx(path)?;
+                let mut h = tar::Header::new_gnu();
+                h.set_metadata_in_mode(&meta, tar::HeaderMode::Deterministic);
+                h.set_mtime(when);
+                Ok(h)
+            };
             for sub in ["pins", "sst", "wal"] {
-                tar.append_dir(sub, db.join(sub)).ctx(&db)?;
+                let mut h = header(&db.join(sub))?;
+                tar.append_data(&mut h, sub, std::io::empty()).ctx(&db)?;
             }
             for n in names {
-                tar.append_path_with_name(db.join(&n), &n)
-                    .ctx(&db.join(&n))?;
+                let path = db.join(&n);
+                let mut h = header(&path)?;
+                let f = fs::File::open(&path).ctx(&path)?;
+                tar.append_data(&mut h, &n, f).ctx(&path)?;
             }
             let gz = tar.into_inner().ctx(out)?;
             gz.finish().ctx(out)?.flush().ctx(out)?;
@@ -96,11 +109,12 @@ pub fn restore_archive(archive: &Path, target: &Path) -> Result<RestoreReport> {
     let sum = PathBuf::from(format!("{}.sha256", archive.display()));
     if sum.exists() {
         let want = fs::read_to_string(&sum).ctx(&sum)?;
+        // `sha256sum` writes lowercase; other tools write uppercase.
         let want = want
             .split_whitespace()
             .next()
             .unwrap_or_default()
-            .to_string();
+            .to_ascii_lowercase();
         let got = sha256_file(archive)?;
         if want != got {
             return Err(Error::Refused(format!(

@@ -34,6 +34,14 @@ pub enum Error {
     AlreadyARepository(String),
     #[error("no backup {0} in the repository")]
     NoSuchBackup(String),
+    /// The repository holds no backup at all.
+    #[error(
+        "the repository has no backups yet (take one with `kstone backup create DB --repo REPO`)"
+    )]
+    NoBackups,
+    /// Another process holds the repository's lock.
+    #[error("{0}")]
+    Busy(String),
     #[error("corrupt repository object {object}: {detail}")]
     Corrupt { object: String, detail: String },
     /// A point-in-time restore asked for a point the repository cannot

@@ -141,9 +141,7 @@ impl Repository {
     /// newest backup, followed down its lineage to the newest history
     /// restored from it (by restore time) that this repository archived.
     fn default_history(&self, all: &[BackupManifest]) -> Result<(String, String)> {
-        let newest = all
-            .last()
-            .ok_or_else(|| Error::NoSuchBackup("any (the repository has no backups)".into()))?;
+        let newest = all.last().ok_or(Error::NoBackups)?;
         let db_id = newest.db_id.clone();
         let lineages = self.lineages(&db_id)?;
         let mut h = newest.history.clone();

@@ -99,7 +99,7 @@ impl Repository {
             .into_iter()
             .find(|l| exclusive || l.exclusive);
         if let Some(l) = conflict {
-            return Err(Error::Refused(format!(
+            return Err(Error::Busy(format!(
                 "the repository is in use by {} (pid {} on {}); try again when it has finished",
                 l.purpose, l.pid, l.host
             )));

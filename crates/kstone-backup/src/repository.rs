@@ -337,9 +337,7 @@ impl Repository {
     /// Turn `latest` into an id.
     pub fn resolve(&self, id: &str) -> Result<String> {
         if id == "latest" {
-            return self.backup_ids()?.pop().ok_or_else(|| {
-                Error::NoSuchBackup("latest (the repository has no backups)".into())
-            });
+            return self.backup_ids()?.pop().ok_or(Error::NoBackups);
         }
         if id.is_empty() || id.contains('/') || id.contains("..") {
             return Err(Error::Invalid(format!("{id:?} is not a backup id")));
