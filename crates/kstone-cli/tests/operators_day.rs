@@ -75,3 +75,125 @@ fn messages_say_what_happened() {
     assert!(listing.lines().count() >= 4, "{listing}");
     assert!(listing.lines().all(|l| l.contains(&year)), "{listing}");
 }
+
+/// The agent's `on_failure` hook: a failed job runs the command with the
+/// job, the error and the repository in its environment.
+#[test]
+fn the_agent_runs_on_failure_for_a_failed_job() {
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("no-such.keystone");
+    let repo = tmp.path().join("repo");
+    let out = tmp.path().join("hook.out");
+    let cfg = tmp.path().join("kstone.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"database = "{}"
+repository = "{}"
+on_failure = "printf '%s\n%s\n%s\n' \"$KSTONE_JOB\" \"$KSTONE_REPOSITORY\" \"$KSTONE_ERROR\" >> '{}'"
+
+[schedule]
+full = "* * * * * *"
+"#,
+            p(&missing),
+            p(&repo),
+            p(&out)
+        ),
+    )
+    .unwrap();
+    let mut agent = common::kstone_cmd()
+        .args(["agent", "--config", p(&cfg)])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline
+        && std::fs::read_to_string(&out).map_or(true, |s| s.lines().count() < 3)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    assert!(agent.wait().unwrap().success());
+    let got = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = got.lines().collect();
+    assert_eq!(lines[0], "full", "{got}");
+    assert_eq!(lines[1], p(&repo), "{got}");
+    assert!(lines[2].contains("no-such.keystone"), "{got}");
+}
+
+/// Before the first backup the "last success" series exist (0), so a
+/// "backup too old" alert fires on a host that never backed up; with a
+/// backup in the repository a fresh agent reports its real time.
+#[test]
+fn last_success_is_exported_before_the_first_backup() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db.keystone");
+    let repo = tmp.path().join("repo");
+    ok(&["create", p(&db)]);
+    let scrape = |with_backup: bool| -> String {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = tmp.path().join("kstone.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "database = \"{}\"\nrepository = \"{}\"\nmetrics_listen = \"127.0.0.1:{port}\"\n\
+                 [schedule]\nfull = \"0 2 * * *\"\nincremental = \"0 */4 * * *\"\n",
+                p(&db),
+                p(&repo)
+            ),
+        )
+        .unwrap();
+        if with_backup {
+            ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+        }
+        let mut agent = common::kstone_cmd()
+            .args(["agent", "--config", p(&cfg)])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut body = String::new();
+        while Instant::now() < deadline && !body.contains("kstone_backup_last_success") {
+            std::thread::sleep(Duration::from_millis(200));
+            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+                let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
+                body.clear();
+                let _ = s.read_to_string(&mut body);
+            }
+        }
+        unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+        assert!(agent.wait().unwrap().success());
+        body
+    };
+    let body = scrape(false);
+    for t in ["full", "incremental"] {
+        assert!(
+            body.contains(&format!(
+                "kstone_backup_last_success_timestamp_seconds{{type=\"{t}\"}} 0\n"
+            )),
+            "{body}"
+        );
+    }
+    assert!(
+        !body.contains("type=\"differential\""),
+        "not scheduled: {body}"
+    );
+    let body = scrape(true);
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("kstone_backup_last_success_timestamp_seconds{type=\"full\"}"))
+        .unwrap();
+    let t: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(now - t < 120.0, "{line}");
+}

@@ -7,8 +7,8 @@ use serde::Deserialize;
 
 use crate::{CliError, CliResult};
 
-/// Schedules are cron expressions with seconds:
-/// `sec min hour day-of-month month day-of-week` (e.g. `0 0 2 * * *`).
+/// Schedules are cron expressions: standard 5-field (`0 2 * * *`) or 6
+/// fields with seconds first (see `schedule.rs`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Schedules {
@@ -46,6 +46,11 @@ pub struct Config {
     pub archive_interval: Option<String>,
     /// Where to serve Prometheus metrics (loopback only), e.g. "127.0.0.1:9187".
     pub metrics_listen: Option<String>,
+    /// A shell command run when a job fails (archiving: when it starts
+    /// failing), with `KSTONE_JOB`, `KSTONE_ERROR`, `KSTONE_REPOSITORY`,
+    /// `KSTONE_DATABASE` and `KSTONE_HOST` set; e.g.
+    /// `mail -s "kstone $KSTONE_JOB failed on $KSTONE_HOST" ops@example.com <<< "$KSTONE_ERROR"`.
+    pub on_failure: Option<String>,
     #[serde(default)]
     pub schedule: Schedules,
     #[serde(default)]

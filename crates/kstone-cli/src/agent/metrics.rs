@@ -92,6 +92,10 @@ impl Metrics {
         self.values.insert((name.into(), label.into()), v);
     }
 
+    pub fn get(&self, name: &str, label: &str) -> Option<f64> {
+        self.values.get(&(name.into(), label.into())).copied()
+    }
+
     pub fn inc(&mut self, name: &str, label: &str) {
         *self.values.entry((name.into(), label.into())).or_default() += 1.0;
     }

@@ -3,6 +3,7 @@
 //! runs, serves Prometheus metrics, and stops cleanly on SIGTERM.
 
 pub mod config;
+pub mod hook;
 pub mod metrics;
 pub mod schedule;
 
@@ -48,7 +49,8 @@ fn policy(c: &Config) -> CliResult<Policy> {
     })
 }
 
-fn refresh_repository_metrics(repo: &Repository, m: &Mutex<Metrics>) {
+/// Repository-wide gauges; `kinds` are the backup types the agent schedules.
+fn refresh_repository_metrics(repo: &Repository, m: &Mutex<Metrics>, kinds: &[BackupType]) {
     let list = repo.list().unwrap_or_default();
     let window = repo.window(None).ok();
     let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
@@ -57,6 +59,21 @@ fn refresh_repository_metrics(repo: &Repository, m: &Mutex<Metrics>) {
         "",
         list.iter().map(|b| b.bytes_stored).sum::<u64>() as f64,
     );
+    // Last success per type from the repository itself, 0 before the first:
+    // a "backup too old" alert fires on a host that never backed up, and a
+    // restarted agent reports the real age.
+    for &kind in kinds {
+        let last = list
+            .iter()
+            .filter(|b| b.kind == kind)
+            .map(|b| b.completed_at_us)
+            .max()
+            .unwrap_or(0);
+        let label = kind.to_string();
+        let name = "kstone_backup_last_success_timestamp_seconds";
+        let known = m.get(name, &label).unwrap_or(0.0);
+        m.set(name, &label, known.max(secs(last)));
+    }
     if let Some(w) = window {
         m.set(
             "kstone_recoverable_window_start_seconds",
@@ -186,13 +203,23 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
     }
     let repo = Arc::new(repo);
     let metrics = Arc::new(Mutex::new(Metrics::default()));
+    let kinds: Vec<BackupType> = cfg
+        .schedules()
+        .into_iter()
+        .filter_map(|(n, _)| match n {
+            "full" => Some(BackupType::Full),
+            "incremental" => Some(BackupType::Incremental),
+            "differential" => Some(BackupType::Differential),
+            _ => None,
+        })
+        .collect();
     if let Some(addr) = &cfg.metrics_listen {
         let l = std::net::TcpListener::bind(addr)
             .map_err(|e| CliError(format!("metrics_listen {addr}: {e}")))?;
         info!(%addr, "serving metrics");
         metrics::serve(l, Arc::clone(&metrics));
     }
-    refresh_repository_metrics(&repo, &metrics);
+    refresh_repository_metrics(&repo, &metrics, &kinds);
 
     let archiver = duration(&cfg.archive_interval, "archive_interval")?.map(|interval| {
         let (repo, m, db) = (
@@ -200,9 +227,12 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
             Arc::clone(&metrics),
             cfg.database.clone(),
         );
+        let (hook_cmd, repo_loc) = (cfg.on_failure.clone(), cfg.repository.clone());
         info!(?interval, "continuous WAL archiving on");
         std::thread::spawn(move || {
             let mut a = Archiver::new(&repo, &db);
+            // The hook runs when archiving starts failing, not every round.
+            let mut failing = false;
             loop {
                 let stopping = STOP.load(Ordering::SeqCst);
                 let start = Instant::now();
@@ -211,6 +241,7 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
                 g.inc("kstone_job_runs_total", "archive");
                 match r {
                     Ok(round) => {
+                        failing = false;
                         let now = kstone_core::fsio::now_micros();
                         let lag = if round.records > 0 {
                             now.saturating_sub(round.archived_ts)
@@ -223,6 +254,11 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
                     Err(e) => {
                         g.inc("kstone_job_failures_total", "archive");
                         warn!(job = "archive", "archiving round failed, will retry: {e}");
+                        if let (Some(cmd), false) = (&hook_cmd, failing) {
+                            let db = db.display().to_string();
+                            hook::on_failure(cmd, "archive", &e.to_string(), &repo_loc, &db);
+                        }
+                        failing = true;
                     }
                 }
                 drop(g);
@@ -245,7 +281,8 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
             Ok((n, s, next))
         })
         .collect::<CliResult<_>>()?;
-    info!(database = %cfg.database.display(), jobs = jobs.len(), "agent started");
+    let db_path = cfg.database.display().to_string();
+    info!(database = %db_path, jobs = jobs.len(), "agent started");
     while !STOP.load(Ordering::SeqCst) {
         let now = Utc::now();
         for (name, schedule, next) in jobs.iter_mut() {
@@ -260,8 +297,11 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
                         .unwrap_or_else(|p| p.into_inner())
                         .inc("kstone_job_failures_total", name);
                     error!(job = *name, "run failed (next run as scheduled): {}", e.0);
+                    if let Some(cmd) = &cfg.on_failure {
+                        hook::on_failure(cmd, name, &e.0, &cfg.repository, &db_path);
+                    }
                 }
-                refresh_repository_metrics(&repo, &metrics);
+                refresh_repository_metrics(&repo, &metrics, &kinds);
                 *next = schedule.after(&Utc::now()).next();
             }
         }
