@@ -267,6 +267,11 @@ impl Repository {
         };
         if candidates.is_empty() {
             return Err(unreachable(match target {
+                // The most common ask is "as late as possible": say how.
+                Target::Time(t) if reachable.last().is_some_and(|l| *t > l.to_ts) => format!(
+                    "{what} is after the newest archived write, so it cannot be restored \
+                     exactly (to restore as late as possible, use --to-latest)"
+                ),
                 Target::Time(_) => format!(
                     "{what} cannot be restored exactly (no backup at or before it is continued \
                      by archived WAL up to it)"

@@ -493,7 +493,8 @@ pub struct RestoreArgs {
     /// Database history to restore from (default: that of the newest backup).
     #[arg(long, requires = "repo")]
     pub history: Option<String>,
-    /// Restore from an archive made by `backup export` instead.
+    /// Restore from an archive made by `backup export` instead (`-`: read
+    /// it from standard input, e.g. `gpg -d app.tar.gz.gpg | kstone restore --archive - …`).
     #[arg(long, conflicts_with = "repo")]
     pub archive: Option<PathBuf>,
     /// Directory to restore into.

@@ -197,3 +197,111 @@ fn last_success_is_exported_before_the_first_backup() {
         .as_secs_f64();
     assert!(now - t < 120.0, "{line}");
 }
+
+/// "As late as possible" by time (`--to-time` of now) is refused saying how
+/// to ask for it; `--to-latest` restores it.
+#[test]
+fn a_time_after_the_archive_points_to_to_latest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db.keystone");
+    let repo = tmp.path().join("repo");
+    ok(&["create", p(&db)]);
+    ok(&["put", p(&db), "k", "{}"]);
+    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    ok(&["wal-archive", p(&db), "--repo", p(&repo), "--once"]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60;
+    let t = tmp.path().join("t.keystone");
+    let at = format!("@{now}");
+    let o = kstone(&[
+        "restore",
+        "--repo",
+        p(&repo),
+        "--target",
+        p(&t),
+        "--to-time",
+        &at,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("after the newest archived write") && err.contains("--to-latest"),
+        "{err}"
+    );
+    assert!(!t.exists(), "nothing restored");
+    ok(&[
+        "restore",
+        "--repo",
+        p(&repo),
+        "--target",
+        p(&t),
+        "--to-latest",
+    ]);
+    assert_eq!(ok(&["get", p(&t), "k"]).trim(), "{}");
+}
+
+/// `gpg -d … | kstone restore --archive -`: an archive from standard input.
+#[test]
+fn restore_an_archive_from_standard_input() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db.keystone");
+    let repo = tmp.path().join("repo");
+    ok(&["create", p(&db)]);
+    ok(&["put", p(&db), "k", r#"{"v":1}"#]);
+    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    let archive = tmp.path().join("b.tar.gz");
+    ok(&[
+        "backup",
+        "export",
+        "--repo",
+        p(&repo),
+        "latest",
+        "-o",
+        p(&archive),
+    ]);
+    let t = tmp.path().join("t.keystone");
+    let mut child = common::kstone_cmd()
+        .args(["restore", "--archive", "-", "--target", p(&t)])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(&archive).unwrap())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(ok(&["get", p(&t), "k"]).trim(), r#"{"v":1}"#);
+    // A truncated stream is refused and leaves no target behind.
+    let cut = tmp.path().join("cut.keystone");
+    let mut child = common::kstone_cmd()
+        .args(["restore", "--archive", "-", "--target", p(&cut)])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let bytes = std::fs::read(&archive).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&bytes[..bytes.len() / 2])
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!cut.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

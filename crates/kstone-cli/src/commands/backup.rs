@@ -524,6 +524,18 @@ pub fn restore(a: &RestoreArgs) -> CliResult<ExitCode> {
                 r.restore(a.id.as_deref().unwrap_or("latest"), &a.target)
             })?
         }
+        (None, Some(archive)) if archive.as_os_str() == "-" => {
+            // `gpg -d … | kstone restore --archive -`: spooled beside the
+            // target (gzip and tar need the whole stream; no .sha256 to check).
+            let dir = kstone_core::fsio::parent(&a.target);
+            let mut spool = tempfile::NamedTempFile::new_in(dir)
+                .map_err(|e| CliError(format!("{}: {e}", dir.display())))?;
+            std::io::copy(&mut std::io::stdin().lock(), &mut spool)
+                .map_err(|e| CliError(format!("reading the archive from standard input: {e}")))?;
+            spin("restoring", || {
+                kstone_backup::restore_archive(spool.path(), &a.target)
+            })?
+        }
         (None, Some(archive)) => spin("restoring", || {
             kstone_backup::restore_archive(archive, &a.target)
         })?,
