@@ -503,6 +503,15 @@ pub struct RestoreArgs {
     /// Do not ask for confirmation when the target exists.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Owner of the restored database: USER, USER:GROUP or :GROUP (names or
+    /// ids). Default: the owner of the database it replaces, if any.
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub owner: Option<String>,
+    /// Mode of the restored database's directories (octal, e.g. 700); files
+    /// get it without execute bits. Default: the mode of the database it
+    /// replaces, if any.
+    #[arg(long, value_name = "OCTAL")]
+    pub mode: Option<String>,
 }
 
 #[derive(clap::Args, Debug, Clone)]

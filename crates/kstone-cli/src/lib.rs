@@ -7,6 +7,7 @@ pub mod args;
 pub mod bench;
 pub mod commands;
 pub mod demo;
+pub mod ownership;
 
 use std::process::ExitCode;
 

@@ -305,3 +305,107 @@ fn restore_an_archive_from_standard_input() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// A backup of a database that is not there fails before a new repository
+/// is initialized: nothing is left behind at the repository location.
+#[test]
+fn a_failed_first_backup_leaves_no_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    let o = kstone(&[
+        "backup",
+        "create",
+        p(&tmp.path().join("missing.keystone")),
+        "--repo",
+        p(&repo),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!repo.exists(), "an empty repository was left behind");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("missing.keystone"), "{err}");
+}
+
+/// The chapter's `chown -R keystonedb:keystonedb` and `chmod 700`, done by
+/// the restore: `--owner`/`--mode`, or by default those of the database it
+/// replaces.
+#[test]
+fn restore_sets_owner_and_mode() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db.keystone");
+    let repo = tmp.path().join("repo");
+    ok(&["create", p(&db)]);
+    ok(&["put", p(&db), "k", "{}"]);
+    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    let t = tmp.path().join("t.keystone");
+    ok(&[
+        "restore",
+        "--repo",
+        p(&repo),
+        "--target",
+        p(&t),
+        "--mode",
+        "700",
+    ]);
+    let check = |dir: &std::path::Path, uid: u32, gid: u32, mode: u32| {
+        let mut n = 0;
+        let mut walk = vec![dir.to_path_buf()];
+        while let Some(d) = walk.pop() {
+            let m = std::fs::symlink_metadata(&d).unwrap();
+            let want = if m.is_dir() { mode } else { mode & 0o666 };
+            assert_eq!(m.permissions().mode() & 0o777, want, "{}", d.display());
+            assert_eq!((m.uid(), m.gid()), (uid, gid), "{}", d.display());
+            n += 1;
+            if m.is_dir() {
+                walk.extend(std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().path()));
+            }
+        }
+        assert!(n > 3);
+    };
+    let me = (unsafe { libc::geteuid() }, unsafe { libc::getegid() });
+    check(&t, me.0, me.1, 0o700);
+    assert_eq!(ok(&["get", p(&t), "k"]).trim(), "{}");
+    // Bad values are refused before anything is restored.
+    let u = tmp.path().join("u.keystone");
+    let o = kstone(&[
+        "restore",
+        "--repo",
+        p(&repo),
+        "--target",
+        p(&u),
+        "--mode",
+        "99",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = kstone(&[
+        "restore",
+        "--repo",
+        p(&repo),
+        "--target",
+        p(&u),
+        "--owner",
+        "no-such-user-kstone",
+    ]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no user"));
+    assert!(!u.exists());
+    if me.0 != 0 {
+        eprintln!("not root: owner changes not tested");
+        return;
+    }
+    ok(&[
+        "restore",
+        "--repo",
+        p(&repo),
+        "--target",
+        p(&u),
+        "--owner",
+        "65534:65534",
+        "--mode",
+        "750",
+    ]);
+    check(&u, 65534, 65534, 0o750);
+    // By default a restore over an existing database keeps its owner and mode.
+    ok(&["restore", "--repo", p(&repo), "--target", p(&u), "-y"]);
+    check(&u, 65534, 65534, 0o750);
+    assert_eq!(ok(&["get", p(&u), "k"]).trim(), "{}");
+}

@@ -140,6 +140,9 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
             kind,
             json,
         } => {
+            // A database that is not there fails before a new repository is
+            // initialized for it (no empty repository left behind).
+            kstone_core::manifest::Manifest::load(&db)?;
             let (r, created) = crate::access::open_or_init(&repo)?;
             if created {
                 eprintln!("initialized new repository at {repo}");
@@ -485,6 +488,18 @@ pub fn restore(a: &RestoreArgs) -> CliResult<ExitCode> {
     if let Some(repo) = &a.repo {
         refuse_target_in_repo(repo, &a.target)?;
     }
+    // Read before the restore replaces the target.
+    let own =
+        crate::ownership::Ownership::for_restore(a.owner.as_deref(), a.mode.as_deref(), &a.target)?;
+    let code = restore_into(a)?;
+    if code == ExitCode::SUCCESS && !own.is_empty() {
+        own.apply(&a.target)?;
+        println!("{}: {}", a.target.display(), own.describe());
+    }
+    Ok(code)
+}
+
+fn restore_into(a: &RestoreArgs) -> CliResult<ExitCode> {
     if !a.yes && !confirm(&a.target)? {
         eprintln!("restore cancelled; nothing changed");
         return Ok(ExitCode::from(1));

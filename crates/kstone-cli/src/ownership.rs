@@ -1,0 +1,161 @@
+//! Who owns a restored database: `restore --owner USER[:GROUP] --mode 700`,
+//! or by default the owner and mode of the database it replaces (the
+//! chapter's `chown -R keystonedb:keystonedb` and `chmod 700`, done by the
+//! restore itself).
+
+use std::ffi::CString;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use crate::{CliError, CliResult};
+
+/// Owner and directory mode to give a restored database.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ownership {
+    uid: Option<u32>,
+    gid: Option<u32>,
+    /// Directories get this mode; files the same without execute bits.
+    mode: Option<u32>,
+}
+
+impl Ownership {
+    /// From `--owner`/`--mode`, falling back to those of the existing
+    /// `target` (read before the restore replaces it).
+    pub fn for_restore(
+        owner: Option<&str>,
+        mode: Option<&str>,
+        target: &Path,
+    ) -> CliResult<Ownership> {
+        let old = std::fs::metadata(target).ok().filter(|m| m.is_dir());
+        let (uid, gid) = match owner {
+            Some(o) => parse_owner(o)?,
+            None => (old.as_ref().map(|m| m.uid()), old.as_ref().map(|m| m.gid())),
+        };
+        let mode = match mode {
+            Some(m) => Some(parse_mode(m)?),
+            None => old.as_ref().map(|m| m.mode() & 0o7777),
+        };
+        Ok(Ownership { uid, gid, mode })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        *self == Ownership::default()
+    }
+
+    /// Give every directory and file below `root` (and `root`) this owner
+    /// and mode. Symlinks are not followed.
+    pub fn apply(&self, root: &Path) -> CliResult<()> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let meta = std::fs::symlink_metadata(root).map_err(|e| io(root, e))?;
+        if meta.file_type().is_symlink() {
+            return Ok(());
+        }
+        if self.uid.is_some() || self.gid.is_some() {
+            std::os::unix::fs::lchown(root, self.uid, self.gid).map_err(|e| io(root, e))?;
+        }
+        if let Some(mode) = self.mode {
+            let m = if meta.is_dir() { mode } else { mode & 0o666 };
+            std::fs::set_permissions(root, std::fs::Permissions::from_mode(m))
+                .map_err(|e| io(root, e))?;
+        }
+        if meta.is_dir() {
+            for e in std::fs::read_dir(root).map_err(|e| io(root, e))? {
+                self.apply(&e.map_err(|e| io(root, e))?.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `uid:gid mode` for the summary line.
+    pub fn describe(&self) -> String {
+        let id = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
+        let mode = self.mode.map_or("-".to_string(), |m| format!("{m:o}"));
+        format!("owner {}:{}, mode {mode}", id(self.uid), id(self.gid))
+    }
+}
+
+fn io(path: &Path, e: std::io::Error) -> CliError {
+    CliError(format!("{}: {e}", path.display()))
+}
+
+/// `USER`, `USER:GROUP`, `:GROUP`, names or numeric ids.
+fn parse_owner(s: &str) -> CliResult<(Option<u32>, Option<u32>)> {
+    let (user, group) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
+    };
+    let uid = if user.is_empty() {
+        None
+    } else {
+        Some(match user.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup_user(user)?,
+        })
+    };
+    let gid = match group {
+        None | Some("") => None,
+        Some(g) => Some(match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup_group(g)?,
+        }),
+    };
+    if uid.is_none() && gid.is_none() {
+        return Err(CliError(format!(
+            "--owner {s:?}: expected USER, USER:GROUP or :GROUP"
+        )));
+    }
+    Ok((uid, gid))
+}
+
+fn lookup_user(name: &str) -> CliResult<u32> {
+    let c = CString::new(name).map_err(|_| CliError(format!("--owner: bad user {name:?}")))?;
+    // SAFETY: getpwnam returns null or a pointer to static storage, read at once.
+    let pw = unsafe { libc::getpwnam(c.as_ptr()) };
+    if pw.is_null() {
+        return Err(CliError(format!("--owner: no user {name:?} on this host")));
+    }
+    // SAFETY: non-null, as checked.
+    Ok(unsafe { (*pw).pw_uid })
+}
+
+fn lookup_group(name: &str) -> CliResult<u32> {
+    let c = CString::new(name).map_err(|_| CliError(format!("--owner: bad group {name:?}")))?;
+    // SAFETY: getgrnam returns null or a pointer to static storage, read at once.
+    let gr = unsafe { libc::getgrnam(c.as_ptr()) };
+    if gr.is_null() {
+        return Err(CliError(format!("--owner: no group {name:?} on this host")));
+    }
+    // SAFETY: non-null, as checked.
+    Ok(unsafe { (*gr).gr_gid })
+}
+
+/// An octal mode such as `700` or `0750` (no setuid/setgid/sticky bits).
+fn parse_mode(s: &str) -> CliResult<u32> {
+    match u32::from_str_radix(s, 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(CliError(format!(
+            "--mode {s:?}: expected an octal mode such as 700 or 750"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_and_modes_parse() {
+        assert_eq!(parse_owner("0").unwrap(), (Some(0), None));
+        assert_eq!(parse_owner("0:0").unwrap(), (Some(0), Some(0)));
+        assert_eq!(parse_owner("root:root").unwrap(), (Some(0), Some(0)));
+        assert_eq!(parse_owner(":0").unwrap(), (None, Some(0)));
+        assert!(parse_owner(":").is_err());
+        assert!(parse_owner("no-such-user-kstone").is_err());
+        assert_eq!(parse_mode("700").unwrap(), 0o700);
+        assert_eq!(parse_mode("0750").unwrap(), 0o750);
+        assert!(parse_mode("800").is_err());
+        assert!(parse_mode("4755").is_err());
+    }
+}
