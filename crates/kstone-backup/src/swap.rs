@@ -174,6 +174,7 @@ pub(crate) fn restore_with(
             return Err(e);
         }
     };
+    fault_point("KSTONE_TEST_KILL_AFTER_BUILD");
     let moved_aside = if target.exists() {
         let aside = unique(PathBuf::from(format!(
             "{}.before-restore-{}",
@@ -220,6 +221,73 @@ fn fault_point(var: &str) {
             libc::raise(libc::SIGKILL);
         }
     }
+}
+
+/// A database a restore moved aside (`NAME.before-restore-TIME`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsideCopy {
+    pub path: PathBuf,
+    /// When it was moved aside (the rename's status-change time), µs.
+    pub moved_at_us: u64,
+    /// Bytes of its files.
+    pub bytes: u64,
+}
+
+/// The copies restores moved aside from `target`, oldest first.
+pub fn aside_copies(target: &Path) -> Result<Vec<AsideCopy>> {
+    use std::os::unix::fs::MetadataExt;
+    let target = normalize(target);
+    let parent = kstone_core::fsio::parent(&target).to_path_buf();
+    let prefix = format!("{}.before-restore-", name_of(&target)?);
+    let entries = match fs::read_dir(&parent) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).ctx(&parent),
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        let e = e.ctx(&parent)?;
+        if !e.file_name().to_string_lossy().starts_with(&prefix) {
+            continue;
+        }
+        let path = e.path();
+        let meta = fs::symlink_metadata(&path).ctx(&path)?;
+        if !meta.is_dir() {
+            continue;
+        }
+        let moved_at_us =
+            (meta.ctime().max(0) as u64) * 1_000_000 + meta.ctime_nsec().max(0) as u64 / 1000;
+        out.push(AsideCopy {
+            bytes: dir_bytes(&path),
+            path,
+            moved_at_us,
+        });
+    }
+    out.sort_by_key(|c| (c.moved_at_us, c.path.clone()));
+    Ok(out)
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    let Ok(rd) = fs::read_dir(p) else { return 0 };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Delete a copy `aside_copies` listed, unless a process has it open.
+pub fn drop_aside_copy(copy: &AsideCopy) -> Result<()> {
+    let _lock = match DbLock::acquire(&copy.path) {
+        Ok(l) => Some(l),
+        Err(kstone_core::Error::NotADatabase(_)) => None,
+        Err(e) => return Err(e.into()),
+    };
+    fs::remove_dir_all(&copy.path).ctx(&copy.path)?;
+    kstone_core::fsio::sync_dir(kstone_core::fsio::parent(&copy.path))?;
+    Ok(())
 }
 
 fn unique(p: PathBuf) -> PathBuf {

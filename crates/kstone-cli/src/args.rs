@@ -284,6 +284,21 @@ kstone create users.keystone --pk-type S --no-sk"
     },
     /// Record a named restore point in the WAL (`restore --to-name NAME`).
     RestorePoint { db: PathBuf, name: String },
+    /// List the copies restores moved aside from DB (DB.before-restore-TIME,
+    /// never deleted by a restore), or delete the old ones.
+    #[command(
+        after_help = "Example:\n  kstone restore-copies /var/lib/keystonedb/app.keystone --drop-older-than 30d --dry-run"
+    )]
+    RestoreCopies {
+        db: PathBuf,
+        /// Delete the copies moved aside longer ago than this (e.g. 30d);
+        /// a copy a process has open is kept.
+        #[arg(long, value_name = "AGE", value_parser = parse_duration)]
+        drop_older_than: Option<std::time::Duration>,
+        /// Say what would be deleted, delete nothing.
+        #[arg(long, requires = "drop_older_than")]
+        dry_run: bool,
+    },
     /// Measure write and read throughput (db_bench style) in a scratch directory.
     Bench(BenchArgs),
 }

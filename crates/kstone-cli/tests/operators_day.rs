@@ -409,3 +409,94 @@ fn restore_sets_owner_and_mode() {
     check(&u, 65534, 65534, 0o750);
     assert_eq!(ok(&["get", p(&u), "k"]).trim(), "{}");
 }
+
+/// A restore killed (SIGKILL) after building its hidden staging directory
+/// leaves it behind; the next restore to the same target removes it.
+#[test]
+fn the_next_restore_cleans_a_killed_restores_staging() {
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db.keystone");
+    let repo = tmp.path().join("repo");
+    ok(&["create", p(&db)]);
+    ok(&["put", p(&db), "k", "{}"]);
+    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    let t = tmp.path().join("t.keystone");
+    let o = common::kstone_cmd()
+        .args(["restore", "--repo", p(&repo), "--target", p(&t)])
+        .env("KSTONE_TEST_KILL_AFTER_BUILD", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.signal(), Some(libc::SIGKILL));
+    let hidden = || -> Vec<String> {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".t.keystone.restore-"))
+            .collect()
+    };
+    assert_eq!(hidden().len(), 1, "the killed restore's staging is there");
+    assert!(!t.exists());
+    ok(&["restore", "--repo", p(&repo), "--target", p(&t)]);
+    assert!(hidden().is_empty(), "{:?}", hidden());
+    assert_eq!(ok(&["get", p(&t), "k"]).trim(), "{}");
+}
+
+/// Copies restores move aside are listed by `stats` and `restore-copies`,
+/// and old ones can be dropped (never by a restore itself).
+#[test]
+fn copies_moved_aside_are_listed_and_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db.keystone");
+    let repo = tmp.path().join("repo");
+    ok(&["create", p(&db)]);
+    ok(&["put", p(&db), "k", "{}"]);
+    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    assert!(!ok(&["stats", p(&db)]).contains("restore copies"));
+    for _ in 0..2 {
+        ok(&["restore", "--repo", p(&repo), "--target", p(&db), "-y"]);
+    }
+    let stats = ok(&["stats", p(&db)]);
+    assert!(
+        stats.contains("restore copies 2 copies moved aside by restores"),
+        "{stats}"
+    );
+    let list = ok(&["restore-copies", p(&db)]);
+    assert_eq!(
+        list.lines()
+            .filter(|l| l.contains(".before-restore-"))
+            .count(),
+        2,
+        "{list}"
+    );
+    // Nothing is that old yet.
+    let none = ok(&["restore-copies", p(&db), "--drop-older-than", "1d"]);
+    assert!(!none.contains("deleted"), "{none}");
+    let dry = ok(&[
+        "restore-copies",
+        p(&db),
+        "--drop-older-than",
+        "0s",
+        "--dry-run",
+    ]);
+    assert_eq!(
+        dry.lines()
+            .filter(|l| l.starts_with("would delete"))
+            .count(),
+        2
+    );
+    assert_eq!(ok(&["restore-copies", p(&db)]).lines().count(), 2);
+    let gone = ok(&["restore-copies", p(&db), "--drop-older-than", "0s"]);
+    assert_eq!(
+        gone.lines().filter(|l| l.starts_with("deleted")).count(),
+        2,
+        "{gone}"
+    );
+    assert!(ok(&["restore-copies", p(&db)]).contains("no copies"));
+    assert!(!ok(&["stats", p(&db)]).contains("restore copies"));
+    assert_eq!(
+        ok(&["get", p(&db), "k"]).trim(),
+        "{}",
+        "the database itself is untouched"
+    );
+}

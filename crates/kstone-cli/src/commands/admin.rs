@@ -79,6 +79,9 @@ pub fn stats(db: &Path, json: bool) -> CliResult<ExitCode> {
             };
             println!("wal archive    {loc} (repository {id}): {at}");
         }
+        if let Some(line) = aside_line(db) {
+            println!("restore copies {line}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -152,4 +155,68 @@ pub fn check(db: &Path, json: bool) -> CliResult<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `kstone restore-copies`: list, or drop the old, copies restores moved aside.
+pub fn restore_copies(
+    db: &Path,
+    drop_older_than: Option<std::time::Duration>,
+    dry_run: bool,
+) -> CliResult<ExitCode> {
+    let copies = kstone_backup::swap::aside_copies(db)?;
+    let now = kstone_core::fsio::now_micros();
+    let Some(age) = drop_older_than else {
+        if copies.is_empty() {
+            println!("no copies moved aside from {}", db.display());
+        }
+        for c in &copies {
+            println!(
+                "{}  moved aside {}  {} bytes",
+                c.path.display(),
+                kstone_backup::manifest::rfc3339(c.moved_at_us),
+                c.bytes
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let cutoff = now.saturating_sub(age.as_micros() as u64);
+    let (mut dropped, mut failed) = (0, 0);
+    for c in copies.iter().filter(|c| c.moved_at_us < cutoff) {
+        if dry_run {
+            println!("would delete {} ({} bytes)", c.path.display(), c.bytes);
+            continue;
+        }
+        match kstone_backup::swap::drop_aside_copy(c) {
+            Ok(()) => {
+                println!("deleted {} ({} bytes)", c.path.display(), c.bytes);
+                dropped += 1;
+            }
+            Err(e) => {
+                eprintln!("kept {}: {e}", c.path.display());
+                failed += 1;
+            }
+        }
+    }
+    if !dry_run {
+        eprintln!("{dropped} deleted, {} kept", copies.len() - dropped);
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The `stats` line about copies restores moved aside, if any.
+fn aside_line(db: &Path) -> Option<String> {
+    let copies = kstone_backup::swap::aside_copies(db).ok()?;
+    let oldest = copies.first()?;
+    Some(format!(
+        "{} cop{} moved aside by restores ({} bytes; oldest {}): `kstone restore-copies {} --drop-older-than 30d` deletes old ones",
+        copies.len(),
+        if copies.len() == 1 { "y" } else { "ies" },
+        copies.iter().map(|c| c.bytes).sum::<u64>(),
+        kstone_backup::manifest::rfc3339(oldest.moved_at_us),
+        db.display()
+    ))
 }

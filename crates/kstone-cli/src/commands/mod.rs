@@ -77,6 +77,11 @@ pub fn run(cmd: Command) -> CliResult<ExitCode> {
             }
         }
         Command::RestorePoint { db, name } => backup::restore_point(&db, &name),
+        Command::RestoreCopies {
+            db,
+            drop_older_than,
+            dry_run,
+        } => admin::restore_copies(&db, drop_older_than, dry_run),
         Command::Agent { config } => crate::agent::run(&config),
     }
 }
