@@ -8,6 +8,7 @@ pub mod bench;
 pub mod commands;
 pub mod demo;
 pub mod ownership;
+pub mod progress;
 
 use std::process::ExitCode;
 

@@ -500,3 +500,48 @@ fn copies_moved_aside_are_listed_and_dropped() {
         "the database itself is untouched"
     );
 }
+
+/// Off a terminal (cron, the agent), long work logs progress lines at a
+/// steady interval; work shorter than the interval prints none.
+#[test]
+fn progress_lines_without_a_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db.keystone");
+    let repo = tmp.path().join("repo");
+    ok(&["create", p(&db)]);
+    let lines = tmp.path().join("items.jsonl");
+    let body: String = (0..20_000)
+        .map(|i| {
+            format!(
+                "{{\"item\":{{\"v\":{{\"S\":\"{}\"}}}},\"pk\":{{\"S\":\"k{i}\"}}}}\n",
+                "x".repeat(200)
+            )
+        })
+        .collect();
+    std::fs::write(&lines, body).unwrap();
+    ok(&["import", p(&db), p(&lines)]);
+    let run = |args: &[&str], every: &str| {
+        let o = common::kstone_cmd()
+            .args(args)
+            .env("KSTONE_PROGRESS_INTERVAL", every)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = run(&["backup", "create", p(&db), "--repo", p(&repo)], "1ms");
+    assert!(
+        err.contains("backing up: ") && err.contains(" of ") && err.contains("eta"),
+        "{err}"
+    );
+    assert!(err.contains("backing up: finished after"), "{err}");
+    let t = tmp.path().join("t.keystone");
+    let err = run(&["restore", "--repo", p(&repo), "--target", p(&t)], "1ms");
+    assert!(
+        err.contains("restoring: ") && err.contains("so far"),
+        "{err}"
+    );
+    // The default interval (10 s): a short backup prints no progress.
+    let err = run(&["backup", "create", p(&db), "--repo", p(&repo)], "10s");
+    assert!(!err.contains("backing up:"), "{err}");
+}

@@ -3,7 +3,6 @@
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use kstone_backup::manifest::{rfc3339, rfc3339_us};
 use kstone_backup::{
     Archiver, BackupManifest, BackupOptions, BackupType, Policy, Repository, Target,
@@ -25,33 +24,12 @@ fn summary(m: &BackupManifest) -> serde_json::Value {
 }
 
 /// A spinner on stderr while `f` runs, when stderr is a terminal.
+/// Run `f` with a spinner on a terminal, progress lines off one.
 fn spin<T>(what: &str, f: impl FnOnce() -> T) -> T {
-    let sp = std::io::stderr().is_terminal().then(|| {
-        let b = ProgressBar::new_spinner();
-        b.set_message(what.to_string());
-        b.enable_steady_tick(std::time::Duration::from_millis(120));
-        b
-    });
+    let p = crate::progress::Progress::spinner(what);
     let r = f();
-    if let Some(b) = sp {
-        b.finish_and_clear();
-    }
+    p.finish();
     r
-}
-
-fn bar(len: u64, what: &str) -> Option<ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let b = ProgressBar::new(len);
-    b.set_style(
-        ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    b.set_message(what.to_string());
-    Some(b)
 }
 
 pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
@@ -155,17 +133,11 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                 }),
                 parallelism: 4,
             };
-            let pb = bar(0, "backing up");
-            let progress = |done: u64, total: u64| {
-                if let Some(b) = &pb {
-                    b.set_length(total);
-                    b.set_position(done);
-                }
-            };
-            let m = r.backup_dir(&db, &opts, Some(&progress))?;
-            if let Some(b) = pb {
-                b.finish_and_clear();
-            }
+            let pb = crate::progress::Progress::bytes("backing up");
+            let progress = |done: u64, total: u64| pb.set(done, total);
+            let m = r.backup_dir(&db, &opts, Some(&progress));
+            pb.finish();
+            let m = m?;
             if opts.kind.is_some_and(|k| k != m.kind) {
                 eprintln!(
                     "note: no full backup of this database's current history in the repository \
