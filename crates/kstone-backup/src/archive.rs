@@ -135,9 +135,22 @@ fn unpack(archive: &Path, dest: &Path) -> Result<()> {
     let f = fs::File::open(archive).ctx(archive)?;
     let mut ar = tar::Archive::new(GzDecoder::new(f));
     let bad = |what: String| Error::Refused(format!("archive {}: {what}", archive.display()));
-    for entry in ar.entries().ctx(archive)? {
-        let mut entry = entry.ctx(archive)?;
-        let path = entry.path().ctx(archive)?.into_owned();
+    // What reading the archive fails with is damage to the archive, not an
+    // I/O error of the file being written.
+    let damaged = |e: std::io::Error| {
+        let sum = PathBuf::from(format!("{}.sha256", archive.display()));
+        bad(format!(
+            "damaged or not a tar.gz made by `kstone backup export` ({e}){}",
+            if sum.exists() {
+                ""
+            } else {
+                "; there is no .sha256 file beside it to check it against"
+            }
+        ))
+    };
+    for entry in ar.entries().map_err(damaged)? {
+        let mut entry = entry.map_err(damaged)?;
+        let path = entry.path().map_err(damaged)?.into_owned();
         let safe = !path.as_os_str().is_empty()
             && path
                 .components()
@@ -153,7 +166,14 @@ fn unpack(archive: &Path, dest: &Path) -> Result<()> {
                     fs::create_dir_all(p).ctx(p)?;
                 }
                 let mut w = fs::File::create(&out).ctx(&out)?;
-                std::io::copy(&mut entry, &mut w).ctx(&out)?;
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    let n = std::io::Read::read(&mut entry, &mut buf).map_err(damaged)?;
+                    if n == 0 {
+                        break;
+                    }
+                    std::io::Write::write_all(&mut w, &buf[..n]).ctx(&out)?;
+                }
                 w.sync_all().ctx(&out)?;
             }
             other => return Err(bad(format!("entry {:?} is a {other:?}, not a file", path))),

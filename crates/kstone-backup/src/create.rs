@@ -21,6 +21,10 @@ pub struct BackupOptions {
     pub kind: Option<BackupType>,
     /// Files uploaded at once (default 4).
     pub parallelism: usize,
+    /// Refuse (with [`Error::Unchanged`]) an incremental or differential
+    /// that would hold no write its reference does not (nothing changed
+    /// since); what `kstone backup create` does unless `--allow-empty`.
+    pub skip_unchanged: bool,
 }
 
 /// A marker for a backup in progress: `inprogress/<id>`.
@@ -116,6 +120,13 @@ impl Repository {
             BackupType::Incremental => mine.last(),
             BackupType::Differential => last_full,
         };
+        if let Some(r) = reference.filter(|r| opts.skip_unchanged && r.snapshot_lsn == snap.lsn) {
+            return Err(Error::Unchanged {
+                kind: kind.to_string(),
+                since: r.id.clone(),
+                lsn: r.snapshot_lsn,
+            });
+        }
         let id = manifest::new_backup_id(started);
         let marker = Marker {
             pid: std::process::id(),

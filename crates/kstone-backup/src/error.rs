@@ -34,6 +34,14 @@ pub enum Error {
     AlreadyARepository(String),
     #[error("no backup {0} in the repository")]
     NoSuchBackup(String),
+    /// Nothing changed since the backup an incremental or differential
+    /// would build on (see `BackupOptions::skip_unchanged`).
+    #[error("nothing changed since backup {since} (LSN {lsn}): no {kind} backup written (--allow-empty writes one anyway)")]
+    Unchanged {
+        kind: String,
+        since: String,
+        lsn: u64,
+    },
     /// The repository holds no backup at all.
     #[error(
         "the repository has no backups yet (take one with `kstone backup create DB --repo REPO`)"

@@ -163,6 +163,7 @@ fn failing_writes_leave_a_consistent_repository_and_retry_succeeds() {
             &BackupOptions {
                 kind: Some(BackupType::Full),
                 parallelism: 2,
+                ..Default::default()
             },
         )
         .unwrap();
@@ -183,6 +184,7 @@ fn failing_writes_leave_a_consistent_repository_and_retry_succeeds() {
                 &BackupOptions {
                     kind: Some(BackupType::Incremental),
                     parallelism: 2,
+                    ..Default::default()
                 },
             )
             .expect_err("the store fails");
@@ -209,6 +211,7 @@ fn failing_writes_leave_a_consistent_repository_and_retry_succeeds() {
             &BackupOptions {
                 kind: Some(BackupType::Incremental),
                 parallelism: 2,
+                ..Default::default()
             },
         )
         .unwrap();

@@ -191,6 +191,7 @@ impl Case {
                 let o = BackupOptions {
                     kind: Some(kind),
                     parallelism: 2,
+                    ..Default::default()
                 };
                 // Through the open database or from its closed directory.
                 let r = if self.rng.below(2) == 0 {

@@ -374,6 +374,11 @@ pub enum BackupCmd {
         /// Print the new backup's manifest summary as JSON.
         #[arg(long)]
         json: bool,
+        /// Write an incremental or differential even when nothing changed
+        /// since the backup it builds on (by default it is skipped, saying so,
+        /// with exit 0).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// List complete backups, oldest first.
     List {

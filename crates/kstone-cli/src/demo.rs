@@ -161,6 +161,7 @@ pub fn run(dir: Option<PathBuf>, items: u64) -> CliResult<ExitCode> {
         &BackupOptions {
             kind: Some(BackupType::Full),
             parallelism: 4,
+            ..Default::default()
         },
     )?;
     let full_secs = t.elapsed().as_secs_f64();
@@ -185,6 +186,7 @@ pub fn run(dir: Option<PathBuf>, items: u64) -> CliResult<ExitCode> {
         &BackupOptions {
             kind: Some(BackupType::Incremental),
             parallelism: 4,
+            ..Default::default()
         },
     )?;
     let inc_secs = t.elapsed().as_secs_f64();

@@ -117,7 +117,8 @@ impl Lines {
                 let secs = start.elapsed().as_secs_f64();
                 if g.stop {
                     if printed {
-                        eprintln!("{what}: finished after {secs:.0} s");
+                        // Neutral: the work may have failed (its error follows).
+                        eprintln!("{what}: ended after {secs:.0} s");
                     }
                     return;
                 }

@@ -64,9 +64,15 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 fn fails(o: &Output, what: &str) -> String {
     assert_eq!(o.status.code(), Some(1), "{what} did not fail");
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(err.lines().count(), 1, "{what}: not one line: {err}");
-    assert!(err.starts_with("error: "), "{what}: {err}");
+    let all = String::from_utf8_lossy(&o.stderr).into_owned();
+    // Progress lines (long work off a terminal) are log, not the error.
+    let err: String = all
+        .lines()
+        .filter(|l| !common::is_progress_line(l))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(err.lines().count(), 1, "{what}: not one line: {all}");
+    assert!(err.starts_with("error: "), "{what}: {all}");
     err
 }
 

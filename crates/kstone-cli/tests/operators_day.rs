@@ -65,6 +65,25 @@ fn messages_say_what_happened() {
     std::fs::write(&sum, format!("{} {rest}", hex.to_ascii_uppercase())).unwrap();
     ok(&["restore", "--archive", p(&archive), "--target", p(&target)]);
     assert_eq!(ok(&["get", p(&target), "k"]).trim(), "{}");
+    // A damaged archive without a checksum file says it is damaged.
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    let bad = tmp.path().join("bad.tar.gz");
+    std::fs::write(&bad, &bytes).unwrap();
+    let o = kstone(&[
+        "restore",
+        "--archive",
+        p(&bad),
+        "--target",
+        p(&tmp.path().join("b.keystone")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("damaged or not a tar.gz") && err.contains("no .sha256 file beside it"),
+        "{err}"
+    );
     // The archive's entries are dated at the backup, not in 2006.
     let listing = std::process::Command::new("tar")
         .args(["tvzf", p(&archive), "--full-time"])
@@ -534,7 +553,7 @@ fn progress_lines_without_a_terminal() {
         err.contains("backing up: ") && err.contains(" of ") && err.contains("eta"),
         "{err}"
     );
-    assert!(err.contains("backing up: finished after"), "{err}");
+    assert!(err.contains("backing up: ended after"), "{err}");
     let t = tmp.path().join("t.keystone");
     let err = run(&["restore", "--repo", p(&repo), "--target", p(&t)], "1ms");
     assert!(
@@ -544,4 +563,65 @@ fn progress_lines_without_a_terminal() {
     // The default interval (10 s): a short backup prints no progress.
     let err = run(&["backup", "create", p(&db), "--repo", p(&repo)], "10s");
     assert!(!err.contains("backing up:"), "{err}");
+}
+
+/// An incremental with nothing to hold is skipped, saying so (exit 0);
+/// `--allow-empty` writes it anyway.
+#[test]
+fn an_unchanged_incremental_is_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db.keystone");
+    let repo = tmp.path().join("repo");
+    ok(&["create", p(&db)]);
+    ok(&["put", p(&db), "k", "{}"]);
+    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    let count = || {
+        ok(&["backup", "list", "--repo", p(&repo), "--json"])
+            .matches("\"id\"")
+            .count()
+    };
+    assert_eq!(count(), 1);
+    for kind in ["incremental", "differential"] {
+        let o = kstone(&[
+            "backup",
+            "create",
+            p(&db),
+            "--repo",
+            p(&repo),
+            "--type",
+            kind,
+        ]);
+        assert!(o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("nothing changed since backup") && err.contains("--allow-empty"),
+            "{err}"
+        );
+        assert!(o.stdout.is_empty(), "no backup id printed");
+    }
+    assert_eq!(count(), 1);
+    ok(&[
+        "backup",
+        "create",
+        p(&db),
+        "--repo",
+        p(&repo),
+        "--type",
+        "incremental",
+        "--allow-empty",
+    ]);
+    assert_eq!(count(), 2);
+    // A full backup is never skipped; a change makes the next incremental.
+    ok(&[
+        "backup",
+        "create",
+        p(&db),
+        "--repo",
+        p(&repo),
+        "--type",
+        "full",
+    ]);
+    ok(&["put", p(&db), "k2", "{}"]);
+    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    assert_eq!(count(), 4);
 }

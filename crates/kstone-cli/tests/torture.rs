@@ -145,6 +145,7 @@ fn child_torture() {
                     &BackupOptions {
                         kind: Some(kind),
                         parallelism: 2,
+                        ..Default::default()
                     },
                 ) {
                     Ok(m) => m,
@@ -154,6 +155,7 @@ fn child_torture() {
                             &BackupOptions {
                                 kind: Some(BackupType::Full),
                                 parallelism: 2,
+                                ..Default::default()
                             },
                         )
                         .unwrap(),

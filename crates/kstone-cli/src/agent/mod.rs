@@ -102,9 +102,24 @@ fn run_job(name: &str, c: &Config, repo: &Repository, m: &Mutex<Metrics>) -> Cli
                 &BackupOptions {
                     kind: Some(kind),
                     parallelism: 4,
+                    skip_unchanged: true,
                 },
                 None,
-            )?;
+            );
+            let b = match b {
+                Err(e @ kstone_backup::Error::Unchanged { .. }) => {
+                    // Up to date is a success: an idle database must not
+                    // look like a failing backup.
+                    info!(job = name, "{e}");
+                    m.lock().unwrap_or_else(|p| p.into_inner()).set(
+                        "kstone_backup_last_success_timestamp_seconds",
+                        name,
+                        secs(kstone_core::fsio::now_micros()),
+                    );
+                    return Ok(());
+                }
+                b => b?,
+            };
             if b.kind != kind {
                 info!(job = name, id = %b.id, "no full backup of this database's current history yet: took a full backup");
             }

@@ -117,6 +117,7 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
             repo,
             kind,
             json,
+            allow_empty,
         } => {
             // A database that is not there fails before a new repository is
             // initialized for it (no empty repository left behind).
@@ -132,12 +133,19 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                     BackupTypeArg::Differential => BackupType::Differential,
                 }),
                 parallelism: 4,
+                skip_unchanged: !allow_empty,
             };
             let pb = crate::progress::Progress::bytes("backing up");
             let progress = |done: u64, total: u64| pb.set(done, total);
             let m = r.backup_dir(&db, &opts, Some(&progress));
             pb.finish();
-            let m = m?;
+            let m = match m {
+                Err(e @ kstone_backup::Error::Unchanged { .. }) => {
+                    eprintln!("{e}");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                m => m?,
+            };
             if opts.kind.is_some_and(|k| k != m.kind) {
                 eprintln!(
                     "note: no full backup of this database's current history in the repository \

@@ -149,6 +149,14 @@ impl Repo {
     }
 }
 
+/// A progress line of long work off a terminal (`src/progress.rs`).
+pub fn is_progress_line(l: &str) -> bool {
+    ["backing up: ", "restoring: ", "restoring to a point in time: ", "verifying "]
+        .iter()
+        .any(|p| l.starts_with(p))
+        && (l.contains(" so far") || l.contains(", eta ") || l.contains(": ended after "))
+}
+
 /// Run `kstone`, require success, return stdout.
 pub fn ok(args: &[&str]) -> String {
     let o = kstone(args);
