@@ -92,22 +92,23 @@ pub struct KeyArgs {
     pub sk_type: Option<KeyTypeArg>,
 }
 
-/// `--limit`: at least 1, as DynamoDB's Limit.
-fn positive(s: &str) -> Result<usize, String> {
+/// A count within `lo..=hi`.
+fn count_within(s: &str, lo: usize, hi: usize, why: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        Ok(_) => Err("must be at least 1".into()),
+        Ok(n) if (lo..=hi).contains(&n) => Ok(n),
+        Ok(_) => Err(why.into()),
         Err(e) => Err(e.to_string()),
     }
 }
 
+/// `--limit`: at least 1, as DynamoDB's Limit.
+fn positive(s: &str) -> Result<usize, String> {
+    count_within(s, 1, usize::MAX, "must be at least 1")
+}
+
 /// `--total-segments`: 1 to 1,000,000, as DynamoDB's TotalSegments.
 fn segments(s: &str) -> Result<usize, String> {
-    match s.parse::<usize>() {
-        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
-        Ok(_) => Err("must be between 1 and 1000000".into()),
-        Err(e) => Err(e.to_string()),
-    }
+    count_within(s, 1, 1_000_000, "must be between 1 and 1000000")
 }
 
 /// The write phase of `kstone bench`.

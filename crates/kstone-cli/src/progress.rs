@@ -22,7 +22,7 @@ pub struct Progress {
 impl Progress {
     /// Work that reports bytes done of a total (`set`).
     pub fn bytes(what: &str) -> Progress {
-        if std::io::stderr().is_terminal() {
+        Progress::new(what, || {
             let b = ProgressBar::new(0);
             b.set_style(
                 ProgressStyle::with_template(
@@ -30,24 +30,24 @@ impl Progress {
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
-            b.set_message(what.to_string());
-            return Progress {
-                bar: Some(b),
-                lines: None,
-            };
-        }
-        Progress {
-            bar: None,
-            lines: Some(Lines::start(what)),
-        }
+            b
+        })
     }
 
     /// Work that reports nothing until it ends.
     pub fn spinner(what: &str) -> Progress {
-        if std::io::stderr().is_terminal() {
+        Progress::new(what, || {
             let b = ProgressBar::new_spinner();
-            b.set_message(what.to_string());
             b.enable_steady_tick(Duration::from_millis(120));
+            b
+        })
+    }
+
+    /// `bar()` on a terminal, progress lines off one.
+    fn new(what: &str, bar: impl FnOnce() -> ProgressBar) -> Progress {
+        if std::io::stderr().is_terminal() {
+            let b = bar();
+            b.set_message(what.to_string());
             return Progress {
                 bar: Some(b),
                 lines: None,

@@ -3,7 +3,21 @@
 
 mod common;
 
+use std::path::PathBuf;
+
 use common::{kstone, ok, p, Backend, Repo};
+
+/// A database with one item (`k`: `{}`) and a full backup of it in a local
+/// repository, in a fresh temporary directory.
+fn backed_up() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db.keystone");
+    let repo = tmp.path().join("repo");
+    ok(&["create", p(&db)]);
+    ok(&["put", p(&db), "k", "{}"]);
+    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    (tmp, db, repo)
+}
 
 /// Verifying a repository that holds no backup is not a pass: nothing in
 /// it can be restored.
@@ -221,12 +235,7 @@ fn last_success_is_exported_before_the_first_backup() {
 /// to ask for it; `--to-latest` restores it.
 #[test]
 fn a_time_after_the_archive_points_to_to_latest() {
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("db.keystone");
-    let repo = tmp.path().join("repo");
-    ok(&["create", p(&db)]);
-    ok(&["put", p(&db), "k", "{}"]);
-    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    let (tmp, db, repo) = backed_up();
     ok(&["wal-archive", p(&db), "--repo", p(&repo), "--once"]);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -350,12 +359,7 @@ fn a_failed_first_backup_leaves_no_repository() {
 #[test]
 fn restore_sets_owner_and_mode() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("db.keystone");
-    let repo = tmp.path().join("repo");
-    ok(&["create", p(&db)]);
-    ok(&["put", p(&db), "k", "{}"]);
-    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    let (tmp, _db, repo) = backed_up();
     let t = tmp.path().join("t.keystone");
     ok(&[
         "restore",
@@ -434,12 +438,7 @@ fn restore_sets_owner_and_mode() {
 #[test]
 fn the_next_restore_cleans_a_killed_restores_staging() {
     use std::os::unix::process::ExitStatusExt;
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("db.keystone");
-    let repo = tmp.path().join("repo");
-    ok(&["create", p(&db)]);
-    ok(&["put", p(&db), "k", "{}"]);
-    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    let (tmp, _db, repo) = backed_up();
     let t = tmp.path().join("t.keystone");
     let o = common::kstone_cmd()
         .args(["restore", "--repo", p(&repo), "--target", p(&t)])
@@ -465,12 +464,7 @@ fn the_next_restore_cleans_a_killed_restores_staging() {
 /// and old ones can be dropped (never by a restore itself).
 #[test]
 fn copies_moved_aside_are_listed_and_dropped() {
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("db.keystone");
-    let repo = tmp.path().join("repo");
-    ok(&["create", p(&db)]);
-    ok(&["put", p(&db), "k", "{}"]);
-    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    let (_tmp, db, repo) = backed_up();
     assert!(!ok(&["stats", p(&db)]).contains("restore copies"));
     for _ in 0..2 {
         ok(&["restore", "--repo", p(&repo), "--target", p(&db), "-y"]);
@@ -569,12 +563,7 @@ fn progress_lines_without_a_terminal() {
 /// `--allow-empty` writes it anyway.
 #[test]
 fn an_unchanged_incremental_is_skipped() {
-    let tmp = tempfile::tempdir().unwrap();
-    let db = tmp.path().join("db.keystone");
-    let repo = tmp.path().join("repo");
-    ok(&["create", p(&db)]);
-    ok(&["put", p(&db), "k", "{}"]);
-    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    let (_tmp, db, repo) = backed_up();
     let count = || {
         ok(&["backup", "list", "--repo", p(&repo), "--json"])
             .matches("\"id\"")

@@ -397,7 +397,7 @@ fn a_format_1_database_moves_into_a_typed_one() {
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../kstone-core/tests/fixtures/format1.keystone");
     let old = tmp.path().join("old.keystone");
-    copy(&fixture, &old);
+    common::copy_dir(&fixture, &old);
     for d in ["pins", "commit"] {
         std::fs::create_dir_all(old.join(d)).unwrap();
     }
@@ -440,16 +440,4 @@ fn a_format_1_database_moves_into_a_typed_one() {
     assert_eq!(b.trim(), r#"{"from":"binary pk"}"#);
     ok(&["delete", old, "user#3", "--sk", ""]);
     assert_eq!(ok(&["scan", old]).lines().count(), 5);
-}
-
-fn copy(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }

@@ -12,18 +12,8 @@ use kstone_core::{
 };
 use proptest::prelude::*;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dest = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
-}
+mod common;
+use common::copy_dir;
 
 fn export(db: &Database) -> Vec<String> {
     let mut out = Vec::new();

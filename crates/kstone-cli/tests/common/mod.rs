@@ -151,9 +151,14 @@ impl Repo {
 
 /// A progress line of long work off a terminal (`src/progress.rs`).
 pub fn is_progress_line(l: &str) -> bool {
-    ["backing up: ", "restoring: ", "restoring to a point in time: ", "verifying "]
-        .iter()
-        .any(|p| l.starts_with(p))
+    [
+        "backing up: ",
+        "restoring: ",
+        "restoring to a point in time: ",
+        "verifying ",
+    ]
+    .iter()
+    .any(|p| l.starts_with(p))
         && (l.contains(" so far") || l.contains(", eta ") || l.contains(": ended after "))
 }
 
@@ -175,6 +180,19 @@ pub fn json(args: &[&str]) -> serde_json::Value {
 
 pub fn p(path: &Path) -> &str {
     path.to_str().unwrap()
+}
+
+/// Copy a directory tree (a fixture, a database) file by file.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
 }
 
 /// Every file below `d`.
