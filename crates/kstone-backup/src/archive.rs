@@ -179,6 +179,9 @@ fn unpack(archive: &Path, dest: &Path) -> Result<()> {
             other => return Err(bad(format!("entry {:?} is a {other:?}, not a file", path))),
         }
     }
+    // tar stops at its end-of-archive blocks; reading gzip to its end checks
+    // its CRC, so damage anywhere in the stream is found here.
+    std::io::copy(&mut ar.into_inner(), &mut std::io::sink()).map_err(damaged)?;
     for sub in ["wal", "sst"] {
         let d = dest.join(sub);
         if d.is_dir() {

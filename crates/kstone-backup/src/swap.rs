@@ -223,19 +223,32 @@ fn fault_point(var: &str) {
     }
 }
 
-/// A database a restore moved aside (`NAME.before-restore-TIME`).
+/// A database a restore moved aside (`NAME.before-restore-TIME[-N]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AsideCopy {
     pub path: PathBuf,
-    /// When it was moved aside (the rename's status-change time), µs.
+    /// When it was moved aside (the TIME in its name), µs.
     pub moved_at_us: u64,
     /// Bytes of its files.
     pub bytes: u64,
 }
 
-/// The copies restores moved aside from `target`, oldest first.
+/// The TIME of a `before-restore-` suffix (`2026-12-06T085054Z`, maybe
+/// followed by `-N`), in µs.
+fn aside_time(suffix: &str) -> Option<u64> {
+    let stamp = suffix.split_once('Z')?;
+    if !(stamp.1.is_empty() || stamp.1.strip_prefix('-')?.parse::<u32>().is_ok()) {
+        return None;
+    }
+    let t = chrono::NaiveDateTime::parse_from_str(stamp.0, "%Y-%m-%dT%H%M%S").ok()?;
+    u64::try_from(t.and_utc().timestamp())
+        .ok()
+        .map(|s| s * 1_000_000)
+}
+
+/// The copies restores moved aside from `target`, oldest first: only
+/// directories named as a restore names them that hold a database.
 pub fn aside_copies(target: &Path) -> Result<Vec<AsideCopy>> {
-    use std::os::unix::fs::MetadataExt;
     let target = normalize(target);
     let parent = kstone_core::fsio::parent(&target).to_path_buf();
     let prefix = format!("{}.before-restore-", name_of(&target)?);
@@ -247,21 +260,20 @@ pub fn aside_copies(target: &Path) -> Result<Vec<AsideCopy>> {
     let mut out = Vec::new();
     for e in entries {
         let e = e.ctx(&parent)?;
-        if !e.file_name().to_string_lossy().starts_with(&prefix) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(moved_at_us) = name.strip_prefix(&prefix).and_then(aside_time) else {
             continue;
-        }
+        };
         let path = e.path();
-        let meta = fs::symlink_metadata(&path).ctx(&path)?;
-        if !meta.is_dir() {
-            continue;
+        let is_db = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir())
+            && path.join(kstone_core::manifest::FILE_NAME).is_file();
+        if is_db {
+            out.push(AsideCopy {
+                bytes: dir_bytes(&path),
+                path,
+                moved_at_us,
+            });
         }
-        let moved_at_us =
-            (meta.ctime().max(0) as u64) * 1_000_000 + meta.ctime_nsec().max(0) as u64 / 1000;
-        out.push(AsideCopy {
-            bytes: dir_bytes(&path),
-            path,
-            moved_at_us,
-        });
     }
     out.sort_by_key(|c| (c.moved_at_us, c.path.clone()));
     Ok(out)
@@ -278,13 +290,55 @@ fn dir_bytes(p: &Path) -> u64 {
         .sum()
 }
 
-/// Delete a copy `aside_copies` listed, unless a process has it open.
+/// A process using `dir`: one with a file below it open, or its working
+/// directory there (read from `/proc`), other than this one.
+pub fn user_of(dir: &Path) -> Option<u32> {
+    let dir = fs::canonicalize(dir).ok()?;
+    let me = std::process::id();
+    for p in fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let inside = |l: PathBuf| l.starts_with(&dir);
+        if fs::read_link(p.path().join("cwd")).is_ok_and(inside) {
+            return Some(pid);
+        }
+        if let Ok(fds) = fs::read_dir(p.path().join("fd")) {
+            if fds
+                .flatten()
+                .any(|fd| fs::read_link(fd.path()).is_ok_and(inside))
+            {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+/// Why a copy must be kept (a process uses it), if it must.
+pub fn aside_copy_in_use(copy: &AsideCopy) -> Option<String> {
+    user_of(&copy.path).map(|pid| format!("in use by process {pid}"))
+}
+
+/// Delete a copy `aside_copies` listed, unless a process uses it (checked
+/// again under its lock).
 pub fn drop_aside_copy(copy: &AsideCopy) -> Result<()> {
     let _lock = match DbLock::acquire(&copy.path) {
-        Ok(l) => Some(l),
-        Err(kstone_core::Error::NotADatabase(_)) => None,
+        Ok(l) => l,
+        Err(kstone_core::Error::Locked { .. }) => {
+            return Err(Error::Refused(format!(
+                "{} is open by another process",
+                copy.path.display()
+            )))
+        }
         Err(e) => return Err(e.into()),
     };
+    if let Some(why) = aside_copy_in_use(copy) {
+        return Err(Error::Refused(format!("{}: {why}", copy.path.display())));
+    }
     fs::remove_dir_all(&copy.path).ctx(&copy.path)?;
     kstone_core::fsio::sync_dir(kstone_core::fsio::parent(&copy.path))?;
     Ok(())
@@ -303,6 +357,15 @@ fn unique(p: PathBuf) -> PathBuf {
 /// Refuse targets that are open, or that are something other than a
 /// database or an empty directory; hold the target's lock while we work.
 fn check_target(target: &Path) -> Result<Option<DbLock>> {
+    if let Ok(to) = fs::read_link(target) {
+        // Swapping would replace the link with a directory on the link's
+        // file system, not restore where it points.
+        return Err(Error::Refused(format!(
+            "{} is a symbolic link (to {}); restore to the directory it points to",
+            target.display(),
+            to.display()
+        )));
+    }
     if !target.exists() {
         return Ok(None);
     }

@@ -294,7 +294,7 @@ kstone create users.keystone --pk-type S --no-sk"
         db: PathBuf,
         /// Delete the copies moved aside longer ago than this (e.g. 30d);
         /// a copy a process has open is kept.
-        #[arg(long, value_name = "AGE", value_parser = parse_duration)]
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
         drop_older_than: Option<std::time::Duration>,
         /// Say what would be deleted, delete nothing.
         #[arg(long, requires = "drop_older_than")]
@@ -678,6 +678,15 @@ pub struct BenchArgs {
     /// point-in-time restore that replays every write.
     #[arg(long, value_name = "REPO")]
     pub archive: Option<String>,
+}
+
+/// An age to delete by: a duration with its unit (`30d`, `12h`); a bare
+/// number is refused, since `30` meant as days would delete everything.
+pub fn parse_age(s: &str) -> Result<std::time::Duration, String> {
+    if s.trim().chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!("give a unit: {s}d for days, {s}h for hours"));
+    }
+    parse_duration(s)
 }
 
 /// `1s`, `250ms`, `2m`, `1h`, `3d`, or plain seconds.

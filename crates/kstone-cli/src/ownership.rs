@@ -135,7 +135,10 @@ fn lookup_group(name: &str) -> CliResult<u32> {
 fn parse_mode(s: &str) -> CliResult<u32> {
     match u32::from_str_radix(s, 8) {
         Ok(m) if m <= 0o777 => Ok(m),
-        _ => Err(CliError(format!(
+        Ok(_) => Err(CliError(format!(
+            "--mode {s:?}: setuid, setgid and sticky bits are not set on a database; give e.g. 700 or 750"
+        ))),
+        Err(_) => Err(CliError(format!(
             "--mode {s:?}: expected an octal mode such as 700 or 750"
         ))),
     }

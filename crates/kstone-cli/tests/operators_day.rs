@@ -110,12 +110,13 @@ fn messages_say_what_happened() {
 }
 
 /// The agent's `on_failure` hook: a failed job runs the command with the
-/// job, the error and the repository in its environment.
+/// job, the error and the repository in its environment. (A database
+/// missing at start is refused before anything runs.)
 #[test]
 fn the_agent_runs_on_failure_for_a_failed_job() {
     use std::time::{Duration, Instant};
     let tmp = tempfile::tempdir().unwrap();
-    let missing = tmp.path().join("no-such.keystone");
+    let db = tmp.path().join("gone.keystone");
     let repo = tmp.path().join("repo");
     let out = tmp.path().join("hook.out");
     let cfg = tmp.path().join("kstone.toml");
@@ -129,17 +130,26 @@ on_failure = "printf '%s\n%s\n%s\n' \"$KSTONE_JOB\" \"$KSTONE_REPOSITORY\" \"$KS
 [schedule]
 full = "* * * * * *"
 "#,
-            p(&missing),
+            p(&db),
             p(&repo),
             p(&out)
         ),
     )
     .unwrap();
+    // Missing at start: refused, no repository initialized.
+    let o = kstone(&["agent", "--config", p(&cfg)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("gone.keystone"));
+    assert!(!repo.exists());
+    // Lost while the agent runs: the next full backup fails and the hook runs.
+    ok(&["create", p(&db)]);
     let mut agent = common::kstone_cmd()
         .args(["agent", "--config", p(&cfg)])
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::remove_dir_all(&db).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline
         && std::fs::read_to_string(&out).map_or(true, |s| s.lines().count() < 3)
@@ -152,7 +162,7 @@ full = "* * * * * *"
     let lines: Vec<&str> = got.lines().collect();
     assert_eq!(lines[0], "full", "{got}");
     assert_eq!(lines[1], p(&repo), "{got}");
-    assert!(lines[2].contains("no-such.keystone"), "{got}");
+    assert!(lines[2].contains("gone.keystone"), "{got}");
 }
 
 /// Before the first backup the "last success" series exist (0), so a
@@ -308,6 +318,20 @@ fn restore_an_archive_from_standard_input() {
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(ok(&["get", p(&t), "k"]).trim(), r#"{"v":1}"#);
+    // Nothing on standard input: said so.
+    let o = common::kstone_cmd()
+        .args([
+            "restore",
+            "--archive",
+            "-",
+            "--target",
+            p(&t.with_extension("empty")),
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no archive on standard input"));
     // A truncated stream is refused and leaves no target behind.
     let cut = tmp.path().join("cut.keystone");
     let mut child = common::kstone_cmd()
@@ -325,6 +349,11 @@ fn restore_an_archive_from_standard_input() {
         .unwrap();
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("(standard input)") && !err.contains("/proc/self"),
+        "{err}"
+    );
     assert!(!cut.exists());
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
@@ -464,7 +493,7 @@ fn the_next_restore_cleans_a_killed_restores_staging() {
 /// and old ones can be dropped (never by a restore itself).
 #[test]
 fn copies_moved_aside_are_listed_and_dropped() {
-    let (_tmp, db, repo) = backed_up();
+    let (tmp, db, repo) = backed_up();
     assert!(!ok(&["stats", p(&db)]).contains("restore copies"));
     for _ in 0..2 {
         ok(&["restore", "--repo", p(&repo), "--target", p(&db), "-y"]);
@@ -499,12 +528,56 @@ fn copies_moved_aside_are_listed_and_dropped() {
         2
     );
     assert_eq!(ok(&["restore-copies", p(&db)]).lines().count(), 2);
+    // Only real databases named as a restore names them count; the age is
+    // the time in the name; a copy a process uses is kept.
+    let name = |suffix: &str| {
+        tmp.path()
+            .join(format!("db.keystone.before-restore-{suffix}"))
+    };
+    std::fs::create_dir(name("notes")).unwrap();
+    std::fs::create_dir(name("2020-01-02T000000Z")).unwrap();
+    std::fs::write(name("2020-01-02T000000Z").join("notes.txt"), "mine").unwrap();
+    let old = name("2020-01-03T000000Z-1");
+    common::copy_dir(&db, &old);
+    let held = name("2020-01-04T000000Z");
+    common::copy_dir(&db, &held);
+    let mut holder = std::process::Command::new("sleep")
+        .arg("60")
+        .current_dir(&held)
+        .spawn()
+        .unwrap();
+    let list = ok(&["restore-copies", p(&db)]);
+    assert_eq!(list.lines().count(), 4, "{list}");
+    assert!(list.contains("moved aside 2020-01-03T00:00:00Z"), "{list}");
+    let o = kstone(&["restore-copies", p(&db), "--drop-older-than", "30"]);
+    assert_eq!(o.status.code(), Some(2), "a bare number is refused");
+    let dry = ok(&[
+        "restore-copies",
+        p(&db),
+        "--drop-older-than",
+        "30d",
+        "--dry-run",
+    ]);
+    assert!(dry.contains(&format!("would delete {}", p(&old))), "{dry}");
+    let keep = format!("would keep {}: in use by process {}", p(&held), holder.id());
+    assert!(dry.contains(&keep), "{dry}");
+    assert_eq!(
+        dry.lines().count(),
+        2,
+        "the fresh copies are not 30 days old: {dry}"
+    );
+    let o = kstone(&["restore-copies", p(&db), "--drop-older-than", "30d"]);
+    assert_eq!(o.status.code(), Some(1), "a kept copy is reported");
+    assert!(!old.exists() && held.exists());
+    holder.kill().unwrap();
+    holder.wait().unwrap();
     let gone = ok(&["restore-copies", p(&db), "--drop-older-than", "0s"]);
     assert_eq!(
         gone.lines().filter(|l| l.starts_with("deleted")).count(),
-        2,
+        3,
         "{gone}"
     );
+    assert!(name("notes").exists() && name("2020-01-02T000000Z").join("notes.txt").exists());
     assert!(ok(&["restore-copies", p(&db)]).contains("no copies"));
     assert!(!ok(&["stats", p(&db)]).contains("restore copies"));
     assert_eq!(
@@ -613,4 +686,20 @@ fn an_unchanged_incremental_is_skipped() {
     ok(&["put", p(&db), "k2", "{}"]);
     ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
     assert_eq!(count(), 4);
+}
+
+/// A restore target that is a symbolic link is refused (swapping would put
+/// a directory where the link was, on the link's file system).
+#[test]
+fn a_symlink_target_is_refused() {
+    let (tmp, db, repo) = backed_up();
+    let link = tmp.path().join("link.keystone");
+    std::os::unix::fs::symlink(&db, &link).unwrap();
+    let o = kstone(&["restore", "--repo", p(&repo), "--target", p(&link), "-y"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is a symbolic link"));
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }

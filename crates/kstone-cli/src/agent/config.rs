@@ -73,7 +73,14 @@ impl Config {
             super::schedule::parse(expr)
                 .map_err(|e| CliError(format!("{}: schedule.{name}: {e}", path.display())))?;
         }
-        duration(&c.archive_interval, "archive_interval")?;
+        if duration(&c.archive_interval, "archive_interval")?
+            .is_some_and(|d| d < Duration::from_millis(10))
+        {
+            return Err(CliError(format!(
+                "{}: archive_interval must be at least 10ms (a busy loop otherwise)",
+                path.display()
+            )));
+        }
         duration(&c.retention.keep_within, "retention.keep_within")?;
         duration(&c.retention.pitr_window, "retention.pitr_window")?;
         if let Some(addr) = &c.metrics_listen {

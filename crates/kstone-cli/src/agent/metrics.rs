@@ -17,7 +17,7 @@ const FAMILIES: &[(&str, &str, &str, &str)] = &[
         "kstone_backup_last_success_timestamp_seconds",
         "gauge",
         "type",
-        "Unix time of the last successful backup of each type.",
+        "Unix time of the last successful run of each backup type (a backup written, or nothing new to back up); 0 before the first.",
     ),
     (
         "kstone_backup_last_duration_seconds",

@@ -212,6 +212,10 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
         libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
         libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
     }
+    // A database that is not there is a configuration error, found before a
+    // repository is initialized for it.
+    kstone_core::manifest::Manifest::load(&cfg.database)
+        .map_err(|e| CliError(format!("{e} (the agent's `database`)")))?;
     let (repo, created) = crate::access::open_or_init(&cfg.repository)?;
     if created {
         info!(repository = %cfg.repository, "initialized new repository");
@@ -326,6 +330,7 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
     if let Some(t) = archiver {
         let _ = t.join();
     }
+    hook::stop_all();
     info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

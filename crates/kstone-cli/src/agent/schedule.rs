@@ -1,10 +1,10 @@
 //! Job schedules: standard 5-field cron (`0 2 * * *`, what crontabs and the
-//! operations chapter use) or 6 fields with seconds first (the `cron`
-//! crate's syntax, where day-of-week 1 is Sunday).
+//! operations chapter use) or 6 fields with seconds first.
 //!
-//! A 5-field expression gets a `0` seconds field, and its day-of-week field
-//! (standard: 0 or 7 = Sunday … 6 = Saturday, names, lists, ranges, steps) is
-//! rewritten as the list of day names the `cron` crate reads the same way.
+//! Either way the day-of-week field is standard cron's (0 or 7 = Sunday …
+//! 6 = Saturday, names, lists, ranges, steps): it is rewritten as the list of
+//! day names, which the `cron` crate (whose own numbering starts at 1 =
+//! Sunday) reads the same way. A 5-field expression gets a `0` seconds field.
 
 use std::str::FromStr;
 
@@ -31,7 +31,11 @@ pub fn parse(expr: &str) -> Result<cron::Schedule, String> {
                 fields[0], fields[1], fields[2], fields[3]
             )
         }
-        6 | 7 => expr.to_string(),
+        6 => {
+            let dow = standard_days(fields[5])
+                .map_err(|why| format!("{expr:?}: day-of-week {:?}: {why}", fields[5]))?;
+            format!("{} {dow}", fields[..5].join(" "))
+        }
         n => {
             return Err(format!(
                 "{expr:?} has {n} field{}: a schedule has 5 fields ({FIELDS_5}; \
@@ -44,7 +48,7 @@ pub fn parse(expr: &str) -> Result<cron::Schedule, String> {
         let fields = if fields.len() == 5 {
             FIELDS_5.to_string()
         } else {
-            format!("second {FIELDS_5} [year], day-of-week 1 = Sunday")
+            format!("second {FIELDS_5}")
         };
         format!("{expr:?} is not a valid schedule ({fields}): {e}")
     })
@@ -129,15 +133,18 @@ mod tests {
         assert_eq!(next("0 3 * * 6,0").weekday(), Weekday::Sat);
         assert_eq!(next("0 3 * * */3").weekday(), Weekday::Sat); // Sun, Wed, Sat
         assert_eq!(next("30 */4 * * *").minute(), 30);
-        // 6 fields: the cron crate's own syntax (1 = Sunday), unchanged.
+        // 6 fields: the same day-of-week numbering (1 = Monday).
         assert_eq!(next("0 0 5 * * Sun").weekday(), Weekday::Sun);
-        assert_eq!(next("0 0 5 * * 1").weekday(), Weekday::Sun);
+        assert_eq!(next("0 0 5 * * 1").weekday(), Weekday::Mon);
+        assert_eq!(next("0 0 5 * * 0").weekday(), Weekday::Sun);
+        assert_eq!(next("0 0 5 * * 5-7").weekday(), Weekday::Fri);
     }
 
     #[test]
     fn bad_expressions_are_explained() {
         for (expr, says) in [
             ("0 2 * *", "has 4 fields: a schedule has 5 fields"),
+            ("* * * * * * 2030", "has 7 fields"),
             ("", "has 0 fields"),
             ("0 2 * * 8", "\"8\" is not a day"),
             ("0 2 * * 5-1", "runs backwards"),

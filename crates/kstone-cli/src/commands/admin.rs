@@ -183,7 +183,10 @@ pub fn restore_copies(
     let (mut dropped, mut failed) = (0, 0);
     for c in copies.iter().filter(|c| c.moved_at_us < cutoff) {
         if dry_run {
-            println!("would delete {} ({} bytes)", c.path.display(), c.bytes);
+            match kstone_backup::swap::aside_copy_in_use(c) {
+                Some(why) => println!("would keep {}: {why}", c.path.display()),
+                None => println!("would delete {} ({} bytes)", c.path.display(), c.bytes),
+            }
             continue;
         }
         match kstone_backup::swap::drop_aside_copy(c) {

@@ -521,14 +521,28 @@ fn restore_into(a: &RestoreArgs) -> CliResult<ExitCode> {
         }
         (None, Some(archive)) if archive.as_os_str() == "-" => {
             // `gpg -d … | kstone restore --archive -`: spooled beside the
-            // target (gzip and tar need the whole stream; no .sha256 to check).
+            // target into a file without a name (gone however this process
+            // ends), read back through /proc; no .sha256 to check.
+            use std::os::fd::AsRawFd;
             let dir = kstone_core::fsio::parent(&a.target);
-            let mut spool = tempfile::NamedTempFile::new_in(dir)
+            let mut spool = tempfile::tempfile_in(dir)
                 .map_err(|e| CliError(format!("{}: {e}", dir.display())))?;
-            std::io::copy(&mut std::io::stdin().lock(), &mut spool)
+            let n = std::io::copy(&mut std::io::stdin().lock(), &mut spool)
                 .map_err(|e| CliError(format!("reading the archive from standard input: {e}")))?;
+            if n == 0 {
+                return Err(CliError(
+                    "no archive on standard input (nothing was read); nothing restored".into(),
+                ));
+            }
+            let path = std::path::PathBuf::from(format!("/proc/self/fd/{}", spool.as_raw_fd()));
             spin("restoring", || {
-                kstone_backup::restore_archive(spool.path(), &a.target)
+                kstone_backup::restore_archive(&path, &a.target)
+            })
+            .map_err(|e| {
+                CliError(
+                    e.to_string()
+                        .replace(&path.display().to_string(), "(standard input)"),
+                )
             })?
         }
         (None, Some(archive)) => spin("restoring", || {
