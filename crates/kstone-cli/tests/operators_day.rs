@@ -703,3 +703,28 @@ fn a_symlink_target_is_refused() {
         .file_type()
         .is_symlink());
 }
+
+/// The shipped alert rules (`packaging/prometheus/kstone-alerts.yml`) pass
+/// `promtool check rules` and their unit tests: each alert fires on the
+/// agent's metrics when it should, and not otherwise.
+#[test]
+fn alert_rules_pass_promtool() {
+    let promtool = common::promtool();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/prometheus");
+    for args in [
+        ["check", "rules", "kstone-alerts.yml"],
+        ["test", "rules", "kstone-alerts.test.yml"],
+    ] {
+        let o = std::process::Command::new(&promtool)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+}

@@ -182,6 +182,55 @@ pub fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
+/// Prometheus's `promtool`: `KSTONE_PROMTOOL`, or on the PATH, or taken
+/// once from Debian's `prometheus` package into `.tools/` (as the S3 tests
+/// install their server on first use).
+pub fn promtool() -> PathBuf {
+    if let Some(p) = std::env::var_os("KSTONE_PROMTOOL") {
+        return PathBuf::from(p);
+    }
+    let runs = |p: &Path| {
+        Command::new(p)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if runs(Path::new("promtool")) {
+        return PathBuf::from("promtool");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tools = root.join(".tools/prometheus");
+    let bin = tools.join("usr/bin/promtool");
+    if !runs(&bin) {
+        let dl = tempfile::tempdir().unwrap();
+        let ok = Command::new("apt-get")
+            .args(["download", "prometheus"])
+            .current_dir(dl.path())
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(ok, "promtool is needed: install Prometheus's promtool or set KSTONE_PROMTOOL (apt-get download prometheus failed)");
+        let deb = std::fs::read_dir(dl.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "deb"))
+            .unwrap();
+        std::fs::create_dir_all(&tools).unwrap();
+        let x = Command::new("dpkg")
+            .arg("-x")
+            .arg(&deb)
+            .arg(&tools)
+            .status()
+            .unwrap();
+        assert!(
+            x.success() && runs(&bin),
+            "unpacking {} failed",
+            deb.display()
+        );
+    }
+    bin
+}
+
 /// Copy a directory tree (a fixture, a database) file by file.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
