@@ -728,3 +728,20 @@ fn alert_rules_pass_promtool() {
         );
     }
 }
+
+/// `status` says when its backup count is one history's, not the
+/// repository's (after a restore started a new history).
+#[test]
+fn status_counts_backups_of_its_history_and_says_so() {
+    let (_tmp, db, repo) = backed_up();
+    let status = ok(&["backup", "status", "--repo", p(&repo)]);
+    assert!(status.contains("backups          1\n"), "{status}");
+    ok(&["restore", "--repo", p(&repo), "--target", p(&db), "-y"]);
+    ok(&["put", p(&db), "k2", "{}"]);
+    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    let status = ok(&["backup", "status", "--repo", p(&repo)]);
+    assert!(
+        status.contains("backups          1 of this history (2 in the repository"),
+        "{status}"
+    );
+}

@@ -309,10 +309,20 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                 v["newest_backup_age_secs"] = json!(age);
                 v["last_verify"] = serde_json::to_value(&verify)?;
                 v["problems"] = json!(problems);
+                v["backups_in_repository"] = json!(listed.len());
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
                 println!("database         {} (history {})", w.db_id, w.history);
-                println!("backups          {}", w.backups);
+                // The window is one history's; `list` shows every backup.
+                if listed.len() == w.backups {
+                    println!("backups          {}", w.backups);
+                } else {
+                    println!(
+                        "backups          {} of this history ({} in the repository: `backup list`)",
+                        w.backups,
+                        listed.len()
+                    );
+                }
                 println!("archive objects  {}", w.archive_objects);
                 println!(
                     "earliest point   LSN {} at {}",
