@@ -165,18 +165,28 @@ full = "* * * * * *"
     assert!(lines[2].contains("gone.keystone"), "{got}");
 }
 
-/// Before the first backup the "last success" series exist (0), so a
-/// "backup too old" alert fires on a host that never backed up; with a
-/// backup in the repository a fresh agent reports its real time.
+/// First run: an agent started on a host whose repository has no backup of
+/// the database takes a full backup at once (not at the first scheduled
+/// time); the "last success" series of every scheduled type exist from the
+/// start (0 until that type's first backup), so "backup too old" alerts can
+/// fire; a restarted agent reports the repository's real times.
 #[test]
-fn last_success_is_exported_before_the_first_backup() {
+fn first_run_takes_a_full_backup_and_exports_last_success() {
     use std::io::{Read, Write};
     use std::time::{Duration, Instant};
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db.keystone");
     let repo = tmp.path().join("repo");
     ok(&["create", p(&db)]);
-    let scrape = |with_backup: bool| -> String {
+    ok(&["put", p(&db), "k", "{}"]);
+    let metric = |body: &str, t: &str| -> Option<f64> {
+        let head = format!("kstone_backup_last_success_timestamp_seconds{{type=\"{t}\"}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(head.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    // Runs an agent until `done(metrics)`; returns the last metrics.
+    let agent = |done: &dyn Fn(&str) -> bool| -> String {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -193,17 +203,14 @@ fn last_success_is_exported_before_the_first_backup() {
             ),
         )
         .unwrap();
-        if with_backup {
-            ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
-        }
         let mut agent = common::kstone_cmd()
             .args(["agent", "--config", p(&cfg)])
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(30);
         let mut body = String::new();
-        while Instant::now() < deadline && !body.contains("kstone_backup_last_success") {
+        while Instant::now() < deadline && !done(&body) {
             std::thread::sleep(Duration::from_millis(200));
             if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
                 let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
@@ -215,30 +222,32 @@ fn last_success_is_exported_before_the_first_backup() {
         assert!(agent.wait().unwrap().success());
         body
     };
-    let body = scrape(false);
-    for t in ["full", "incremental"] {
-        assert!(
-            body.contains(&format!(
-                "kstone_backup_last_success_timestamp_seconds{{type=\"{t}\"}} 0\n"
-            )),
-            "{body}"
-        );
-    }
+    let backups = || {
+        ok(&["backup", "list", "--repo", p(&repo), "--json"])
+            .matches("\"id\"")
+            .count()
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    // First run: a full backup at once, though the schedule says 02:00.
+    let body = agent(&|b| metric(b, "full").is_some_and(|v| v > 0.0));
+    assert!(now() - metric(&body, "full").unwrap() < 60.0, "{body}");
+    assert_eq!(metric(&body, "incremental"), Some(0.0), "{body}");
     assert!(
         !body.contains("type=\"differential\""),
         "not scheduled: {body}"
     );
-    let body = scrape(true);
-    let line = body
-        .lines()
-        .find(|l| l.starts_with("kstone_backup_last_success_timestamp_seconds{type=\"full\"}"))
-        .unwrap();
-    let t: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    assert!(now - t < 120.0, "{line}");
+    assert_eq!(backups(), 1);
+    let list = ok(&["backup", "list", "--repo", p(&repo)]);
+    assert!(list.contains("full"), "{list}");
+    // A restart: no second first-run backup; the real time, not 0.
+    let body = agent(&|b| metric(b, "full").is_some());
+    assert!(now() - metric(&body, "full").unwrap() < 120.0, "{body}");
+    assert_eq!(backups(), 1);
 }
 
 /// "As late as possible" by time (`--to-time` of now) is refused saying how

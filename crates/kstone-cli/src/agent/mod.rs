@@ -49,6 +49,17 @@ fn policy(c: &Config) -> CliResult<Policy> {
     })
 }
 
+/// Does the repository hold a backup of the database's current history?
+fn has_backup(repo: &Repository, db: &Path) -> bool {
+    let Ok(m) = kstone_core::manifest::Manifest::load(db) else {
+        return false;
+    };
+    repo.list()
+        .unwrap_or_default()
+        .iter()
+        .any(|b| b.db_id == m.db_id && b.history == m.history)
+}
+
 /// Repository-wide gauges; `kinds` are the backup types the agent schedules.
 fn refresh_repository_metrics(repo: &Repository, m: &Mutex<Metrics>, kinds: &[BackupType]) {
     let list = repo.list().unwrap_or_default();
@@ -302,25 +313,38 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
         .collect::<CliResult<_>>()?;
     let db_path = cfg.database.display().to_string();
     info!(database = %db_path, jobs = jobs.len(), "agent started");
+    // One run of a job: counted, logged, the hook on failure, metrics after.
+    let run_and_report = |name: &str| {
+        metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .inc("kstone_job_runs_total", name);
+        if let Err(e) = run_job(name, &cfg, &repo, &metrics) {
+            metrics
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .inc("kstone_job_failures_total", name);
+            error!(job = name, "run failed (next run as scheduled): {}", e.0);
+            if let Some(cmd) = &cfg.on_failure {
+                hook::on_failure(cmd, name, &e.0, &cfg.repository, &db_path);
+            }
+        }
+        refresh_repository_metrics(&repo, &metrics, &kinds);
+    };
+    // First run: a freshly installed host would have no backup until the
+    // first scheduled one (a nightly full); take it now.
+    if !kinds.is_empty() && !has_backup(&repo, &cfg.database) {
+        info!(
+            job = "full",
+            "first run: the repository has no backup of this database's current history; taking a full backup now"
+        );
+        run_and_report("full");
+    }
     while !STOP.load(Ordering::SeqCst) {
         let now = Utc::now();
         for (name, schedule, next) in jobs.iter_mut() {
             if next.is_some_and(|n| n <= now) {
-                metrics
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .inc("kstone_job_runs_total", name);
-                if let Err(e) = run_job(name, &cfg, &repo, &metrics) {
-                    metrics
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .inc("kstone_job_failures_total", name);
-                    error!(job = *name, "run failed (next run as scheduled): {}", e.0);
-                    if let Some(cmd) = &cfg.on_failure {
-                        hook::on_failure(cmd, name, &e.0, &cfg.repository, &db_path);
-                    }
-                }
-                refresh_repository_metrics(&repo, &metrics, &kinds);
+                run_and_report(name);
                 *next = schedule.after(&Utc::now()).next();
             }
         }
