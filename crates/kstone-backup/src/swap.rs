@@ -269,7 +269,7 @@ pub fn aside_copies(target: &Path) -> Result<Vec<AsideCopy>> {
             && path.join(kstone_core::manifest::FILE_NAME).is_file();
         if is_db {
             out.push(AsideCopy {
-                bytes: dir_bytes(&path),
+                bytes: kstone_core::fsio::tree_bytes(&path),
                 path,
                 moved_at_us,
             });
@@ -277,17 +277,6 @@ pub fn aside_copies(target: &Path) -> Result<Vec<AsideCopy>> {
     }
     out.sort_by_key(|c| (c.moved_at_us, c.path.clone()));
     Ok(out)
-}
-
-fn dir_bytes(p: &Path) -> u64 {
-    let Ok(rd) = fs::read_dir(p) else { return 0 };
-    rd.flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
 }
 
 /// A process using `dir`: one with a file below it open, or its working

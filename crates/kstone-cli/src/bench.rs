@@ -111,21 +111,6 @@ fn value(i: u64, size: usize) -> Item {
     item
 }
 
-fn dir_bytes(p: &Path) -> u64 {
-    let mut n = 0;
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            n += if m.is_dir() {
-                dir_bytes(&e.path())
-            } else {
-                m.len()
-            };
-        }
-    }
-    n
-}
-
 struct Run {
     mode: &'static str,
     writes: u64,
@@ -339,7 +324,7 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
             "bench: scan saw {scanned} items, queries {queried}"
         )));
     }
-    let disk_bytes = dir_bytes(dir);
+    let disk_bytes = kstone_core::fsio::tree_bytes(dir);
     db.close()?;
     Ok(Run {
         mode: match mode {

@@ -2,7 +2,7 @@
 //! and an incremental backup, continuous WAL archiving, an accident, and a
 //! point-in-time restore to the moment before it, verified.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,20 +72,6 @@ fn digest(db: &Database) -> CliResult<(String, u64)> {
         Ok::<(), CliError>(())
     })?;
     Ok((kstone_core::fsio::hex(&h.finalize()), n))
-}
-
-fn dir_bytes(p: &Path) -> u64 {
-    std::fs::read_dir(p)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 fn mib(b: u64) -> String {
@@ -242,7 +228,7 @@ pub fn run(dir: Option<PathBuf>, items: u64) -> CliResult<ExitCode> {
     r.close()?;
     let same = restored_digest == good_digest;
 
-    let db_bytes = dir_bytes(&db_path);
+    let db_bytes = kstone_core::fsio::tree_bytes(&db_path);
     println!();
     println!("KeystoneDB demo — {}", dir.display());
     println!(

@@ -122,18 +122,7 @@ impl KeySchema {
             KeyEncoding::Typed => KeyAttr::stored_value_len(s),
             _ => s.len(),
         };
-        if value_len(pk) > MAX_PK_BYTES {
-            return Err(Error::InvalidInput(format!(
-                "partition key is {} bytes; the limit is {MAX_PK_BYTES}",
-                value_len(pk)
-            )));
-        }
-        if let Some(s) = sk.filter(|s| value_len(s) > MAX_SK_BYTES) {
-            return Err(Error::InvalidInput(format!(
-                "sort key is {} bytes; the limit is {MAX_SK_BYTES}",
-                value_len(s)
-            )));
-        }
+        check_lengths(value_len(pk), sk.map(value_len))?;
         let empty = |s: &[u8]| match self.encoding {
             KeyEncoding::Bytes => s.is_empty(),
             KeyEncoding::Typed => KeyAttr::stored_is_empty(s),
@@ -205,19 +194,7 @@ impl KeySchema {
                 "the partition key is empty: key values must be at least 1 byte".into(),
             ));
         }
-        if len(pk) > MAX_PK_BYTES {
-            return Err(Error::InvalidInput(format!(
-                "partition key is {} bytes; the limit is {MAX_PK_BYTES}",
-                len(pk)
-            )));
-        }
-        match sk {
-            Some(s) if len(s) > MAX_SK_BYTES => Err(Error::InvalidInput(format!(
-                "sort key is {} bytes; the limit is {MAX_SK_BYTES}",
-                len(s)
-            ))),
-            _ => Ok(()),
-        }
+        check_lengths(len(pk), sk.map(len))
     }
 
     /// A typed sort-key condition as the engine's byte condition. In a typed
@@ -308,6 +285,22 @@ impl std::fmt::Display for KeySchema {
             SortKeyRule::Absent => f.write_str(", no sk"),
             SortKeyRule::Optional => f.write_str(", sk optional (any type)"),
         }
+    }
+}
+
+/// DynamoDB's limits on key value lengths (2048 and 1024 bytes), one
+/// wording whether the values are typed or stored.
+fn check_lengths(pk: usize, sk: Option<usize>) -> Result<()> {
+    if pk > MAX_PK_BYTES {
+        return Err(Error::InvalidInput(format!(
+            "partition key is {pk} bytes; the limit is {MAX_PK_BYTES}"
+        )));
+    }
+    match sk {
+        Some(s) if s > MAX_SK_BYTES => Err(Error::InvalidInput(format!(
+            "sort key is {s} bytes; the limit is {MAX_SK_BYTES}"
+        ))),
+        _ => Ok(()),
     }
 }
 
