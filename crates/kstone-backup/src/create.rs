@@ -138,134 +138,145 @@ impl Repository {
             serde_json::to_vec(&marker).unwrap_or_default(),
         )?;
 
-        // A file is reused only if the object holding it is still there
-        // whole: a new manifest never claims bytes the repository lacks
-        // (an object deleted or truncated under an older backup is stored
-        // again instead).
-        let mut present: HashMap<String, u64> = HashMap::new();
-        if let Some(r) = reference {
-            let holders: std::collections::BTreeSet<&str> =
-                r.files.iter().map(|f| f.stored_in.as_str()).collect();
-            for h in holders {
-                present.extend(self.storage.list(&format!("data/{h}"))?);
+        let stored = (|| -> Result<BackupManifest> {
+            // A file is reused only if the object holding it is still there
+            // whole: a new manifest never claims bytes the repository lacks
+            // (an object deleted or truncated under an older backup is stored
+            // again instead).
+            let mut present: HashMap<String, u64> = HashMap::new();
+            if let Some(r) = reference {
+                let holders: std::collections::BTreeSet<&str> =
+                    r.files.iter().map(|f| f.stored_in.as_str()).collect();
+                for h in holders {
+                    present.extend(self.storage.list(&format!("data/{h}"))?);
+                }
             }
-        }
-        let known: HashMap<(&str, u64), &FileEntry> = reference
-            .map(|r| {
-                r.files
+            let known: HashMap<(&str, u64), &FileEntry> = reference
+                .map(|r| {
+                    r.files
+                        .iter()
+                        .filter(|f| present.get(&f.object) == Some(&f.stored_size))
+                        .map(|f| ((f.name.as_str(), f.size), f))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut entries: Vec<Option<FileEntry>> = vec![None; snap.files.len()];
+            let mut todo = Vec::new();
+            for (i, f) in snap.files.iter().enumerate() {
+                match known.get(&(f.name.as_str(), f.len)) {
+                    Some(e) => entries[i] = Some((*e).clone()),
+                    None => todo.push(i),
+                }
+            }
+            let total: u64 = todo.iter().map(|&i| snap.files[i].len).sum();
+            let done = Mutex::new(0u64);
+            let queue = Mutex::new(todo.into_iter());
+            let results = Mutex::new(Vec::new());
+            let level = self.config.compression_level;
+            std::thread::scope(|s| {
+                let workers = if opts.parallelism == 0 {
+                    4
+                } else {
+                    opts.parallelism.min(16)
+                };
+                for _ in 0..workers {
+                    s.spawn(|| loop {
+                        let Some(i) = queue.lock().unwrap_or_else(|p| p.into_inner()).next() else {
+                            return;
+                        };
+                        let f = &snap.files[i];
+                        let object = format!("data/{id}/{}", f.name);
+                        let r = self
+                            .storage
+                            .upload_file(&object, &db_dir.join(&f.name), f.len, level)
+                            .map(|u| FileEntry {
+                                name: f.name.clone(),
+                                size: f.len,
+                                sha256: u.sha256,
+                                stored_in: id.clone(),
+                                object,
+                                stored_size: u.stored_size,
+                                codec: u.codec,
+                                stored_sha256: Some(u.stored_sha256),
+                            });
+                        if let Some(p) = progress {
+                            let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
+                            *d += f.len;
+                            p(*d, total);
+                        }
+                        results
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push((i, r));
+                    });
+                }
+            });
+            let mut failure = None;
+            for (i, r) in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                match r {
+                    Ok(e) => entries[i] = Some(e),
+                    Err(e) => failure = failure.or(Some(e)),
+                }
+            }
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            let files: Vec<FileEntry> = entries.into_iter().flatten().collect();
+            if files.len() != snap.files.len() {
+                return Err(Error::Invalid(
+                    "internal: a snapshot file was not backed up".into(),
+                ));
+            }
+            let item_count = snap.count_items(db_dir)?;
+            let m = BackupManifest {
+                format_version: FORMAT_VERSION,
+                id: id.clone(),
+                kind,
+                parent: reference.map(|r| r.id.clone()),
+                base_full: match kind {
+                    BackupType::Full => id.clone(),
+                    _ => last_full.map(|f| f.id.clone()).unwrap_or_default(),
+                },
+                db_id: snap.db_id.clone(),
+                history: snap.manifest.history.clone(),
+                db_path: db_dir.display().to_string(),
+                host: hostname(),
+                snapshot_lsn: snap.lsn,
+                snapshot_commit_us: snap.commit_ts,
+                started_at_us: started,
+                completed_at_us: kstone_core::fsio::now_micros(),
+                item_count,
+                bytes_stored: files
                     .iter()
-                    .filter(|f| present.get(&f.object) == Some(&f.stored_size))
-                    .map(|f| ((f.name.as_str(), f.size), f))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut entries: Vec<Option<FileEntry>> = vec![None; snap.files.len()];
-        let mut todo = Vec::new();
-        for (i, f) in snap.files.iter().enumerate() {
-            match known.get(&(f.name.as_str(), f.len)) {
-                Some(e) => entries[i] = Some((*e).clone()),
-                None => todo.push(i),
-            }
-        }
-        let total: u64 = todo.iter().map(|&i| snap.files[i].len).sum();
-        let done = Mutex::new(0u64);
-        let queue = Mutex::new(todo.into_iter());
-        let results = Mutex::new(Vec::new());
-        let level = self.config.compression_level;
-        std::thread::scope(|s| {
-            let workers = if opts.parallelism == 0 {
-                4
-            } else {
-                opts.parallelism.min(16)
+                    .filter(|f| f.stored_in == id)
+                    .map(|f| f.stored_size)
+                    .sum(),
+                bytes_total: files.iter().map(|f| f.size).sum(),
+                files,
+                db_manifest: snap.manifest.clone(),
+                kstone_version: env!("CARGO_PKG_VERSION").to_string(),
+                repository: Some(self.config.clone()),
             };
-            for _ in 0..workers {
-                s.spawn(|| loop {
-                    let Some(i) = queue.lock().unwrap_or_else(|p| p.into_inner()).next() else {
-                        return;
-                    };
-                    let f = &snap.files[i];
-                    let object = format!("data/{id}/{}", f.name);
-                    let r = self
-                        .storage
-                        .upload_file(&object, &db_dir.join(&f.name), f.len, level)
-                        .map(|u| FileEntry {
-                            name: f.name.clone(),
-                            size: f.len,
-                            sha256: u.sha256,
-                            stored_in: id.clone(),
-                            object,
-                            stored_size: u.stored_size,
-                            codec: u.codec,
-                            stored_sha256: Some(u.stored_sha256),
-                        });
-                    if let Some(p) = progress {
-                        let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
-                        *d += f.len;
-                        p(*d, total);
-                    }
-                    results
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((i, r));
-                });
+            // The manifest is written last: only now does the backup exist.
+            self.storage.put(
+                &manifest::manifest_object(&id),
+                manifest::encode(MANIFEST_MAGIC, &m),
+            )?;
+            Ok(m)
+        })();
+        match stored {
+            Ok(m) => {
+                self.storage.delete(&format!("inprogress/{id}"))?;
+                Ok(m)
             }
-        });
-        let mut failure = None;
-        for (i, r) in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            match r {
-                Ok(e) => entries[i] = Some(e),
-                Err(e) => failure = failure.or(Some(e)),
+            Err(e) => {
+                // Leave nothing behind, whatever failed after the marker:
+                // this backup's objects go, then the marker.
+                let _ = self.storage.delete_prefix(&format!("data/{id}"));
+                let _ = self.storage.delete(&format!("inprogress/{id}"));
+                Err(e)
             }
         }
-        if let Some(e) = failure {
-            // Leave nothing behind: this backup's objects and marker go.
-            let _ = self.storage.delete_prefix(&format!("data/{id}"));
-            let _ = self.storage.delete(&format!("inprogress/{id}"));
-            return Err(e);
-        }
-        let files: Vec<FileEntry> = entries.into_iter().flatten().collect();
-        if files.len() != snap.files.len() {
-            return Err(Error::Invalid(
-                "internal: a snapshot file was not backed up".into(),
-            ));
-        }
-        let item_count = snap.count_items(db_dir)?;
-        let m = BackupManifest {
-            format_version: FORMAT_VERSION,
-            id: id.clone(),
-            kind,
-            parent: reference.map(|r| r.id.clone()),
-            base_full: match kind {
-                BackupType::Full => id.clone(),
-                _ => last_full.map(|f| f.id.clone()).unwrap_or_default(),
-            },
-            db_id: snap.db_id.clone(),
-            history: snap.manifest.history.clone(),
-            db_path: db_dir.display().to_string(),
-            host: hostname(),
-            snapshot_lsn: snap.lsn,
-            snapshot_commit_us: snap.commit_ts,
-            started_at_us: started,
-            completed_at_us: kstone_core::fsio::now_micros(),
-            item_count,
-            bytes_stored: files
-                .iter()
-                .filter(|f| f.stored_in == id)
-                .map(|f| f.stored_size)
-                .sum(),
-            bytes_total: files.iter().map(|f| f.size).sum(),
-            files,
-            db_manifest: snap.manifest.clone(),
-            kstone_version: env!("CARGO_PKG_VERSION").to_string(),
-            repository: Some(self.config.clone()),
-        };
-        // The manifest is written last: only now does the backup exist.
-        self.storage.put(
-            &manifest::manifest_object(&id),
-            manifest::encode(MANIFEST_MAGIC, &m),
-        )?;
-        self.storage.delete(&format!("inprogress/{id}"))?;
-        Ok(m)
     }
 }
 

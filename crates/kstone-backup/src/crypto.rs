@@ -42,18 +42,75 @@ pub struct WrappedKey {
     pub updated_at_us: u64,
 }
 
-/// Parse one `age1…` recipient.
-pub fn parse_recipient(s: &str) -> Result<age::x25519::Recipient> {
+/// An operator's public key, to which the data key is wrapped.
+pub type Recipient = Box<dyn age::Recipient + Send + Sync>;
+
+/// Parse one operator recipient: an age X25519 key (`age1…`) or an SSH
+/// public key (`ssh-ed25519 …` or `ssh-rsa …`, as in `~/.ssh/id_*.pub` or
+/// `authorized_keys`; a trailing comment is allowed).
+pub fn parse_recipient(s: &str) -> Result<Recipient> {
+    let s = s.trim();
+    if is_ssh_key(s) {
+        use age::ssh::ParseRecipientKeyError as E;
+        return match age::ssh::Recipient::from_str(s) {
+            Ok(r) => Ok(Box::new(r)),
+            Err(e) => Err(Error::Invalid(format!(
+                "{:?} is not a usable SSH recipient: {}",
+                short(s),
+                match e {
+                    E::RsaModulusTooSmall => "RSA keys under 2048 bits are too weak".into(),
+                    E::RsaModulusTooLarge => "the RSA key is larger than supported".into(),
+                    E::Unsupported(t) =>
+                        format!("{t} keys are not supported (use ssh-ed25519 or ssh-rsa)"),
+                    E::Ignore | E::Invalid(_) => "not an ssh-ed25519 or ssh-rsa public key".into(),
+                }
+            ))),
+        };
+    }
+    parse_data_recipient(s).map(|r| Box::new(r) as Recipient)
+}
+
+/// A recipient as the repository lists it: an SSH key without its comment,
+/// so that `rekey --remove-recipient` matches however the key was quoted.
+pub fn canonical_recipient(s: &str) -> Result<String> {
+    let s = s.trim();
+    if is_ssh_key(s) {
+        parse_recipient(s)?;
+        if let Ok(r) = age::ssh::Recipient::from_str(s) {
+            return Ok(r.to_string());
+        }
+    }
+    parse_recipient(s)?;
+    Ok(s.to_string())
+}
+
+/// An OpenSSH public key line (any key type, so that unusable ones are
+/// named as such rather than as bad age keys).
+fn is_ssh_key(s: &str) -> bool {
+    ["ssh-", "ecdsa-", "sk-"].iter().any(|p| s.starts_with(p))
+}
+
+/// The data key's public half: always age X25519.
+fn parse_data_recipient(s: &str) -> Result<age::x25519::Recipient> {
     age::x25519::Recipient::from_str(s.trim()).map_err(|e| {
         Error::Invalid(format!(
-            "{:?} is not an age X25519 recipient (age1…): {e}",
-            s.trim()
+            "{:?} is not a recipient: expected age1… (age X25519), ssh-ed25519 … or ssh-rsa …: {e}",
+            short(s.trim())
         ))
     })
 }
 
-/// Recipients from a file: one `age1…` per line; `#` comments and blank
-/// lines ignored (the format of age's `-R` files).
+/// A key quoted in an error, cut short: keys are long and the start names them.
+fn short(s: &str) -> String {
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Recipients from a file: one recipient per line (`age1…`, `ssh-ed25519 …`
+/// or `ssh-rsa …`); `#` comments and blank lines ignored (the format of age's
+/// `-R` files, so an `authorized_keys` file of such keys works too).
 pub fn read_recipients_file(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
         path: path.to_path_buf(),
@@ -71,7 +128,10 @@ pub fn read_recipients_file(path: &Path) -> Result<Vec<String>> {
     Ok(v)
 }
 
-/// The identities of an age identity file (`AGE-SECRET-KEY-1…` lines).
+/// The identities of an identity file: an age identity file
+/// (`AGE-SECRET-KEY-1…` lines) or an OpenSSH private key (ed25519 or RSA).
+/// A passphrase-protected SSH key is unlocked with the passphrase in
+/// `KSTONE_SSH_PASSPHRASE`: kstone often runs unattended and never prompts.
 pub struct Identities {
     ids: Vec<Box<dyn age::Identity>>,
     pub source: String,
@@ -80,6 +140,13 @@ pub struct Identities {
 impl Identities {
     pub fn from_file(path: &Path) -> Result<Identities> {
         let source = path.display().to_string();
+        let head = std::fs::read(path).map_err(|e| Error::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        if head.starts_with(b"-----BEGIN") {
+            return Self::from_ssh(&head, source);
+        }
         let file = age::IdentityFile::from_file(source.clone())
             .map_err(|e| Error::Invalid(format!("cannot read identity file {source}: {e}")))?;
         let ids = file
@@ -91,6 +158,45 @@ impl Identities {
             )));
         }
         Ok(Identities { ids, source })
+    }
+
+    fn from_ssh(pem: &[u8], source: String) -> Result<Identities> {
+        let bad = |d: String| Error::Invalid(format!("SSH identity {source}: {d}"));
+        let id = age::ssh::Identity::from_buffer(pem, Some(source.clone()))
+            .map_err(|e| bad(format!("cannot be read: {e}")))?;
+        let key = match id {
+            age::ssh::Identity::Unencrypted(k) => k,
+            age::ssh::Identity::Unsupported(k) => {
+                use age::ssh::UnsupportedKey as U;
+                return Err(bad(match k {
+                    U::EncryptedPem | U::EncryptedSsh(_) => {
+                        "is encrypted in a way age cannot read; re-save it with `ssh-keygen -p -o`"
+                            .into()
+                    }
+                    U::Hardware(t) => {
+                        format!("{t} lives on a hardware key and cannot decrypt files")
+                    }
+                    U::Type(t) => format!(
+                        "{t} keys are not supported (use ed25519 or RSA, or an age identity)"
+                    ),
+                }));
+            }
+            age::ssh::Identity::Encrypted(k) => {
+                let pass = std::env::var("KSTONE_SSH_PASSPHRASE").map_err(|_| {
+                    bad(
+                        "is passphrase-protected: set KSTONE_SSH_PASSPHRASE to its passphrase \
+                         (kstone does not prompt)"
+                            .into(),
+                    )
+                })?;
+                k.decrypt(pass.into())
+                    .map_err(|_| bad("KSTONE_SSH_PASSPHRASE does not unlock it".into()))?
+            }
+        };
+        Ok(Identities {
+            ids: vec![Box::new(age::ssh::Identity::from(key))],
+            source,
+        })
     }
 }
 
@@ -106,8 +212,11 @@ pub fn generate_identity() -> (String, String) {
     (text, public)
 }
 
-fn encrypt_to(recipients: &[age::x25519::Recipient], plain: &[u8]) -> Result<Vec<u8>> {
-    let enc = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+fn encrypt_to<'r>(
+    recipients: impl Iterator<Item = &'r dyn age::Recipient>,
+    plain: &[u8],
+) -> Result<Vec<u8>> {
+    let enc = age::Encryptor::with_recipients(recipients)
         .map_err(|e| Error::Invalid(format!("age: {e}")))?;
     let mut out = Vec::with_capacity(plain.len() + 256);
     let io = |e: std::io::Error| Error::Invalid(format!("age: {e}"));
@@ -161,7 +270,7 @@ impl Keys {
                 cfg.scheme
             )));
         }
-        let seal = parse_recipient(&cfg.data_recipient)?;
+        let seal = parse_data_recipient(&cfg.data_recipient)?;
         let open = match identities {
             None => None,
             Some(ids) => {
@@ -208,7 +317,7 @@ impl Keys {
     }
 
     pub fn seal(&self, plain: &[u8]) -> Result<Vec<u8>> {
-        encrypt_to(std::slice::from_ref(&self.seal), plain)
+        encrypt_to(std::iter::once(&self.seal as &dyn age::Recipient), plain)
     }
 
     /// A reader of the plaintext of an encrypted object.
@@ -251,11 +360,18 @@ fn wrap(data: &age::x25519::Identity, recipients: &[String]) -> Result<WrappedKe
         .iter()
         .map(|r| parse_recipient(r))
         .collect::<Result<Vec<_>>>()?;
+    let listed = recipients
+        .iter()
+        .map(|r| canonical_recipient(r))
+        .collect::<Result<Vec<_>>>()?;
     let secret = data.to_string();
-    let ct = encrypt_to(&parsed, secret.expose_secret().as_bytes())?;
+    let ct = encrypt_to(
+        parsed.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+        secret.expose_secret().as_bytes(),
+    )?;
     use base64::Engine;
     Ok(WrappedKey {
-        recipients: recipients.to_vec(),
+        recipients: listed,
         wrapped: base64::engine::general_purpose::STANDARD.encode(ct),
         updated_at_us: kstone_core::fsio::now_micros(),
     })

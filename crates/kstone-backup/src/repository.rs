@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::crypto::{self, EncryptionConfig, Identities, Keys, WrappedKey, KEY_MAGIC, KEY_OBJECT};
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::manifest::{
     self, BackupManifest, RepoConfig, CONFIG_MAGIC, CONFIG_OBJECT, FORMAT_VERSION, MANIFEST_MAGIC,
 };
@@ -51,8 +51,29 @@ impl OpenOptions {
 pub struct InitOptions {
     /// zstd level for data objects; `None` = no compression.
     pub compression_level: Option<i32>,
-    /// age recipients (`age1…`): non-empty makes an encrypted repository.
+    /// Recipients (`age1…`, `ssh-ed25519 …`, `ssh-rsa …`): non-empty makes
+    /// an encrypted repository.
     pub recipients: Vec<String>,
+}
+
+/// `data` of `data/ID/file`; an object at the top level names itself.
+fn top_level(key: &str) -> &str {
+    key.split('/').next().unwrap_or(key)
+}
+
+impl InitOptions {
+    /// Refuse bad options before anything is created at the location.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(l) = self.compression_level {
+            if !(1..=19).contains(&l) {
+                return Err(Error::Invalid(format!("zstd level {l} is not in 1..=19")));
+            }
+        }
+        for r in &self.recipients {
+            crypto::parse_recipient(r)?;
+        }
+        Ok(())
+    }
 }
 
 impl Repository {
@@ -84,11 +105,7 @@ impl Repository {
         if !held.is_empty() {
             return Err(config_missing(&storage, held.len()));
         }
-        if let Some(l) = opts.compression_level {
-            if !(1..=19).contains(&l) {
-                return Err(Error::Invalid(format!("zstd level {l} is not in 1..=19")));
-            }
-        }
+        opts.validate()?;
         let mut encryption = None;
         if !opts.recipients.is_empty() {
             let (keys, cfg, wrapped) = Keys::create(&opts.recipients)?;
@@ -191,6 +208,44 @@ impl Repository {
         }
     }
 
+    /// Undo [`Repository::open_or_init_with`] for a command that then failed:
+    /// if the repository still holds nothing anyone needs (no backup, no
+    /// archive: only its config, key and locks, and the pieces of an upload
+    /// that never completed), delete it, so that the next run starts clean
+    /// instead of finding an empty repository. `remove_root` also removes a
+    /// local directory the init created. Returns whether it was removed.
+    pub fn discard_unused(&self, remove_root: bool) -> Result<bool> {
+        let lock = self.lock(true, "discard an unused new repository")?;
+        let held = self.storage.list("")?;
+        if held
+            .iter()
+            .any(|(k, _)| k.starts_with("backups/") || k.starts_with(crate::wal_archive::ROOT))
+        {
+            return Ok(false);
+        }
+        drop(lock);
+        // The config first: from then on this is no repository at all.
+        self.storage.delete(CONFIG_OBJECT)?;
+        // Each top-level prefix, so that a local directory's staging files
+        // of an upload that never finished go too.
+        let mut tops: Vec<&str> = held.iter().map(|(k, _)| top_level(k)).collect();
+        tops.extend(["data", "inprogress"]);
+        tops.sort_unstable();
+        tops.dedup();
+        for t in tops {
+            self.storage.delete_prefix(t)?;
+        }
+        if let (true, Some(root)) = (remove_root, self.storage.local_root()) {
+            match std::fs::remove_dir(root) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).ctx(root);
+                }
+                _ => {}
+            }
+        }
+        Ok(true)
+    }
+
     /// Rewrite a lost `config` object from the copy that every backup
     /// manifest carries (the newest readable one). Refuses when the config
     /// exists or no manifest holds a copy; an encrypted repository's key
@@ -267,6 +322,10 @@ impl Repository {
             ));
         }
         let current = self.recipients()?;
+        let canon = |v: &[String]| -> Result<Vec<String>> {
+            v.iter().map(|r| crypto::canonical_recipient(r)).collect()
+        };
+        let (add, remove) = (&canon(add)?, &canon(remove)?);
         for r in remove {
             if !current.contains(r) {
                 return Err(Error::Invalid(format!(
@@ -280,7 +339,6 @@ impl Repository {
             .cloned()
             .collect();
         for a in add {
-            crypto::parse_recipient(a)?;
             if !next.contains(a) {
                 next.push(a.clone());
             }

@@ -514,6 +514,11 @@ impl Storage {
         })
     }
 
+    /// The directory of a local repository.
+    pub fn local_root(&self) -> Option<&Path> {
+        self.local_root.as_deref()
+    }
+
     pub fn delete(&self, path: &str) -> Result<()> {
         let p = ObjPath::from(path);
         match self.rt.block_on(self.store.delete(&p)) {

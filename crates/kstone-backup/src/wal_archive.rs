@@ -47,8 +47,11 @@ struct Header {
     records: u64,
 }
 
+/// Where every archive object lives.
+pub const ROOT: &str = "wal/";
+
 pub fn prefix(db_id: &str, history: &str) -> String {
-    format!("wal/{db_id}/{history}")
+    format!("{ROOT}{db_id}/{history}")
 }
 
 fn object_key(db_id: &str, history: &str, r: &ArchiveRange) -> String {

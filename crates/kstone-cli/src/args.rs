@@ -22,8 +22,10 @@ pub struct Cli {
 /// How repositories are reached and unlocked (every command that uses one).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct AccessArgs {
-    /// age identity file that unlocks an encrypted repository (needed to
-    /// restore, verify --deep, export and PITR; not to back up).
+    /// Identity file that unlocks an encrypted repository: an age identity
+    /// file or an OpenSSH private key (ed25519/RSA; a protected one is
+    /// unlocked with KSTONE_SSH_PASSPHRASE). Needed to restore, verify
+    /// --deep, export and PITR; not to back up.
     #[arg(long, global = true, env = "KSTONE_IDENTITY_FILE", value_name = "FILE")]
     pub identity: Option<PathBuf>,
     /// S3 storage class of new objects, e.g. STANDARD_IA (s3:// repositories).
@@ -332,10 +334,13 @@ pub enum BackupCmd {
         /// Store files uncompressed.
         #[arg(long)]
         no_compression: bool,
-        /// Encrypt to this age recipient (age1…); repeat for several.
-        #[arg(long, value_name = "AGE_PUBLIC_KEY")]
+        /// Encrypt to this recipient: an age key (age1…) or an SSH public key
+        /// ("ssh-ed25519 AAAA…" or "ssh-rsa AAAA…", quoted); repeat for
+        /// several.
+        #[arg(long, value_name = "PUBLIC_KEY")]
         recipient: Vec<String>,
-        /// Encrypt to every recipient in this file (one age1… per line).
+        /// Encrypt to every recipient in this file (one per line: age1…,
+        /// ssh-ed25519 … or ssh-rsa …; an authorized_keys file works).
         #[arg(long, value_name = "FILE")]
         recipients_file: Option<PathBuf>,
         /// Rewrite the lost `config` object of an existing repository from
@@ -351,9 +356,10 @@ pub enum BackupCmd {
     Rekey {
         #[arg(long)]
         repo: String,
-        #[arg(long, value_name = "AGE_PUBLIC_KEY")]
+        /// age1…, ssh-ed25519 … or ssh-rsa …; repeat for several.
+        #[arg(long, value_name = "PUBLIC_KEY")]
         add_recipient: Vec<String>,
-        #[arg(long, value_name = "AGE_PUBLIC_KEY")]
+        #[arg(long, value_name = "PUBLIC_KEY")]
         remove_recipient: Vec<String>,
     },
     /// Write a new age identity file (mode 0600) and print its public key,

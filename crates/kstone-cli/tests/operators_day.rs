@@ -754,3 +754,184 @@ fn status_counts_backups_of_its_history_and_says_so() {
         "{status}"
     );
 }
+
+/// A key pair made by `ssh-keygen` in `dir`: (private key path, public key
+/// line with its comment).
+fn ssh_key(dir: &std::path::Path, kind: &str, passphrase: &str) -> (String, String) {
+    let key = dir.join(format!("id_{kind}"));
+    let mut args = vec!["-q", "-t", kind, "-N", passphrase, "-C", "ops@host", "-f"];
+    args.push(p(&key));
+    if kind == "rsa" {
+        args.extend(["-b", "2048"]);
+    }
+    let o = std::process::Command::new("ssh-keygen")
+        .args(&args)
+        .output()
+        .expect("ssh-keygen (openssh-client) is installed by .ci/run");
+    assert!(o.status.success(), "{o:?}");
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    (p(&key).to_string(), public.trim().to_string())
+}
+
+/// Operators' SSH keys encrypt a repository and unlock it: an ed25519 key
+/// given on the command line (with its comment), an RSA key from a
+/// recipients file, its passphrase-protected private half unlocked through
+/// KSTONE_SSH_PASSPHRASE; rekey removes a key however it is quoted.
+#[test]
+fn ssh_keys_encrypt_and_unlock_a_repository() {
+    let (tmp, db, _) = backed_up();
+    ok(&["put", p(&db), "secret", r#"{"v":"MARKER-SSH-PLAINTEXT"}"#]);
+    let (ed_key, ed_pub) = ssh_key(tmp.path(), "ed25519", "");
+    let (rsa_key, rsa_pub) = ssh_key(tmp.path(), "rsa", "correct horse");
+    assert!(ed_pub.starts_with("ssh-ed25519 ") && ed_pub.ends_with(" ops@host"));
+    let recipients = tmp.path().join("authorized_keys");
+    std::fs::write(&recipients, format!("# the ops team\n{rsa_pub}\n")).unwrap();
+    let repo = tmp.path().join("enc");
+    let out = ok(&[
+        "backup",
+        "init",
+        "--repo",
+        p(&repo),
+        "--no-compression",
+        "--recipient",
+        &ed_pub,
+        "--recipients-file",
+        p(&recipients),
+    ]);
+    assert!(out.contains("encrypted"), "{out}");
+    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    for f in common::walk(&repo) {
+        let b = std::fs::read(&f).unwrap();
+        assert!(
+            !b.windows(8).any(|w| w == b"MARKER-S"),
+            "plaintext in {}",
+            f.display()
+        );
+    }
+
+    // The ed25519 private key restores.
+    let restore = |target: &str, identity: &str, pass: Option<&str>| {
+        let mut c = common::kstone_cmd();
+        c.args(["restore", "--repo", p(&repo), "--target", target, "-y"])
+            .args(["--identity", identity])
+            .env_remove("KSTONE_SSH_PASSPHRASE");
+        if let Some(pass) = pass {
+            c.env("KSTONE_SSH_PASSPHRASE", pass);
+        }
+        c.output().unwrap()
+    };
+    let t1 = tmp.path().join("t1.keystone");
+    let o = restore(p(&t1), &ed_key, None);
+    assert!(o.status.success(), "{o:?}");
+    let item = ok(&["get", p(&t1), "secret"]);
+    assert!(item.contains("MARKER-SSH-PLAINTEXT"), "{item}");
+
+    // The protected RSA key: refused without its passphrase, and with a
+    // wrong one, in one line that says what to do; restores with it.
+    let t2 = tmp.path().join("t2.keystone");
+    let o = restore(p(&t2), &rsa_key, None);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("passphrase-protected") && err.contains("KSTONE_SSH_PASSPHRASE"));
+    let o = restore(p(&t2), &rsa_key, Some("wrong"));
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("does not unlock it"));
+    assert!(!t2.exists(), "a refused restore leaves no target");
+    let o = restore(p(&t2), &rsa_key, Some("correct horse"));
+    assert!(o.status.success(), "{o:?}");
+    assert!(ok(&["get", p(&t2), "secret"]).contains("MARKER-SSH-PLAINTEXT"));
+
+    // Rekey: removed by the key alone (no comment), it unlocks no more.
+    let bare: String = ed_pub.split(' ').take(2).collect::<Vec<_>>().join(" ");
+    let mut c = common::kstone_cmd();
+    let o = c
+        .args(["backup", "rekey", "--repo", p(&repo)])
+        .args(["--remove-recipient", &bare, "--identity", &rsa_key])
+        .env("KSTONE_SSH_PASSPHRASE", "correct horse")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let t3 = tmp.path().join("t3.keystone");
+    let o = restore(p(&t3), &ed_key, None);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no identity"));
+
+    // Keys age cannot use are refused when given, in words.
+    let (_, ecdsa_pub) = ssh_key(tmp.path(), "ecdsa", "");
+    let bad = tmp.path().join("bad");
+    let o = kstone(&[
+        "backup",
+        "init",
+        "--repo",
+        p(&bad),
+        "--recipient",
+        &ecdsa_pub,
+    ]);
+    assert_ne!(o.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not supported"), "{err}");
+    assert!(!bad.exists(), "a refused init leaves nothing behind");
+}
+
+/// A backup that fails part-way does not leave behind the repository it
+/// initialized (the next run would find an empty repository and no backup);
+/// a directory the operator made stays, and an existing repository is kept.
+#[test]
+fn a_backup_failing_part_way_leaves_no_new_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db.keystone");
+    ok(&["create", p(&db)]);
+    let lines: String = (0..3000)
+        .map(|i| {
+            format!(
+                "{{\"item\":{{\"v\":{{\"S\":\"value-{i:040}\"}}}},\"pk\":{{\"S\":\"k{i}\"}}}}\n"
+            )
+        })
+        .collect();
+    let input = tmp.path().join("items.jsonl");
+    std::fs::write(&input, lines).unwrap();
+    ok(&["import", p(&db), p(&input)]);
+    ok(&["compact", p(&db)]);
+    let good = tmp.path().join("good");
+    ok(&["backup", "create", p(&db), "--repo", p(&good)]);
+    // Damage one SST: the backup refuses to store it.
+    let sst = common::walk(&db)
+        .into_iter()
+        .find(|f| f.extension().is_some_and(|e| e == "sst"))
+        .unwrap();
+    let mut b = std::fs::read(&sst).unwrap();
+    b[30] ^= 0xff;
+    std::fs::write(&sst, b).unwrap();
+
+    let fresh = tmp.path().join("fresh");
+    let o = kstone(&["backup", "create", p(&db), "--repo", p(&fresh)]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("checksum") && err.contains("removed again"),
+        "{err}"
+    );
+    assert!(!fresh.exists());
+
+    let made = tmp.path().join("made-by-operator");
+    std::fs::create_dir(&made).unwrap();
+    let o = kstone(&["backup", "create", p(&db), "--repo", p(&made)]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(made.is_dir());
+    assert_eq!(std::fs::read_dir(&made).unwrap().count(), 0);
+
+    let before = common::walk(&good).len();
+    let o = kstone(&[
+        "backup",
+        "create",
+        p(&db),
+        "--repo",
+        p(&good),
+        "--type",
+        "full",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("removed"));
+    assert_eq!(common::walk(&good).len(), before);
+    ok(&["backup", "verify", "--repo", p(&good), "--all"]);
+}

@@ -65,15 +65,15 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                 }
                 recipients.extend(from_file);
             }
+            let init = kstone_backup::InitOptions {
+                compression_level: (!no_compression).then_some(compression_level),
+                recipients,
+            };
+            // Before the location is created: a refused init leaves nothing.
+            init.validate()?;
             let opts = crate::access::options();
             let storage = kstone_backup::storage::Storage::open_with(&repo, true, &opts.s3)?;
-            let r = Repository::init_with(
-                storage,
-                &kstone_backup::InitOptions {
-                    compression_level: (!no_compression).then_some(compression_level),
-                    recipients,
-                },
-            )?;
+            let r = Repository::init_with(storage, &init)?;
             println!(
                 "initialized repository {} (id {})",
                 repo, r.config.repository_id
@@ -122,6 +122,7 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
             // A database that is not there fails before a new repository is
             // initialized for it (no empty repository left behind).
             kstone_core::manifest::Manifest::load(&db)?;
+            let new_dir = !repo.contains("://") && !std::path::Path::new(&repo).exists();
             let (r, created) = crate::access::open_or_init(&repo)?;
             if created {
                 eprintln!("initialized new repository at {repo}");
@@ -143,6 +144,18 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                 Err(e @ kstone_backup::Error::Unchanged { .. }) => {
                     eprintln!("{e}");
                     return Ok(ExitCode::SUCCESS);
+                }
+                // A repository made for this backup is not left behind empty.
+                Err(e) if created => {
+                    return Err(match r.discard_unused(new_dir) {
+                        Ok(true) => CliError(format!(
+                            "{e} (the repository initialized for this backup was removed again)"
+                        )),
+                        Ok(false) => e.into(),
+                        Err(d) => CliError(format!(
+                            "{e}; the repository initialized for it could not be removed: {d}"
+                        )),
+                    });
                 }
                 m => m?,
             };
