@@ -6,7 +6,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-use flate2::read::GzDecoder;
+use flate2::bufread::GzDecoder;
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};
 
@@ -108,19 +108,33 @@ impl Repository {
 pub fn restore_archive(archive: &Path, target: &Path) -> Result<RestoreReport> {
     let sum = PathBuf::from(format!("{}.sha256", archive.display()));
     if sum.exists() {
-        let want = fs::read_to_string(&sum).ctx(&sum)?;
-        // `sha256sum` writes lowercase; other tools write uppercase.
-        let want = want
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let text = fs::read_to_string(&sum).ctx(&sum)?;
+        // `HASH  name` or `HASH *name` (sha256sum), or a bare hash;
+        // `sha256sum` writes lowercase, other tools uppercase.
+        let mut words = text.split_whitespace();
+        let want = words.next().unwrap_or_default().to_ascii_lowercase();
+        if want.len() != 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::Refused(format!(
+                "{} is not a SHA-256 checksum file (`sha256sum` output: 64 hex digits, then the file name)",
+                sum.display()
+            )));
+        }
         let got = sha256_file(archive)?;
         if want != got {
+            let named = words.next().map(|n| n.trim_start_matches('*'));
+            let own = archive
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned());
             return Err(Error::Refused(format!(
-                "{} does not match its checksum file {}",
+                "{} does not match its checksum file {}{}",
                 archive.display(),
-                sum.display()
+                sum.display(),
+                match (named, own) {
+                    (Some(n), Some(o)) if !n.ends_with(o.as_str()) => {
+                        format!(" (which is the checksum of {n})")
+                    }
+                    _ => String::new(),
+                }
             )));
         }
     }
@@ -133,7 +147,7 @@ pub fn restore_archive(archive: &Path, target: &Path) -> Result<RestoreReport> {
 fn unpack(archive: &Path, dest: &Path) -> Result<()> {
     fs::create_dir(dest).ctx(dest)?;
     let f = fs::File::open(archive).ctx(archive)?;
-    let mut ar = tar::Archive::new(GzDecoder::new(f));
+    let mut ar = tar::Archive::new(GzDecoder::new(std::io::BufReader::new(f)));
     let bad = |what: String| Error::Refused(format!("archive {}: {what}", archive.display()));
     // What reading the archive fails with is damage to the archive, not an
     // I/O error of the file being written.
@@ -181,7 +195,16 @@ fn unpack(archive: &Path, dest: &Path) -> Result<()> {
     }
     // tar stops at its end-of-archive blocks; reading gzip to its end checks
     // its CRC, so damage anywhere in the stream is found here.
-    std::io::copy(&mut ar.into_inner(), &mut std::io::sink()).map_err(damaged)?;
+    let mut gz = ar.into_inner();
+    std::io::copy(&mut gz, &mut std::io::sink()).map_err(damaged)?;
+    // Bytes after the gzip stream are not ours: a file glued to another, or
+    // a transfer that appended garbage.
+    let rest = std::io::BufRead::fill_buf(gz.get_mut()).map_err(damaged)?;
+    if !rest.is_empty() {
+        return Err(damaged(std::io::Error::other(
+            "bytes follow the end of the gzip stream",
+        )));
+    }
     for sub in ["wal", "sst"] {
         let d = dest.join(sub);
         if d.is_dir() {

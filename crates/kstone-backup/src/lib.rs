@@ -5,6 +5,7 @@
 //! Layout and commands: `docs/backup.md`.
 
 pub mod archive;
+pub mod archive_health;
 pub mod create;
 pub mod crypto;
 pub mod error;

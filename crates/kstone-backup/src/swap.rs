@@ -41,17 +41,25 @@ pub struct Recovered {
 }
 
 /// `db1/`, `./db1` and `db1` are the same target: normalize, so the
-/// aside and staging names land beside it, never inside it.
+/// aside and staging names land beside it, never inside it. A path with no
+/// name of its own (`.`, `..`, `db1/..`) is resolved to the directory's real
+/// path when it exists.
 pub fn normalize(target: &Path) -> PathBuf {
     let p: PathBuf = target
         .components()
         .filter(|c| !matches!(c, Component::CurDir))
         .collect();
-    if p.as_os_str().is_empty() {
+    let p = if p.as_os_str().is_empty() {
         PathBuf::from(".")
     } else {
         p
+    };
+    if p.file_name().is_none() {
+        if let Ok(real) = std::fs::canonicalize(&p) {
+            return real;
+        }
     }
+    p
 }
 
 fn name_of(target: &Path) -> Result<String> {

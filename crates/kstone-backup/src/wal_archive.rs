@@ -16,6 +16,7 @@ use kstone_core::wal::{archive_mark, segment};
 use kstone_core::Snapshot;
 use serde::{Deserialize, Serialize};
 
+use crate::archive_health::{lag_us, Heartbeat, Position};
 use crate::error::{Error, IoContext, Result};
 use crate::repository::Repository;
 
@@ -46,6 +47,11 @@ struct Header {
     range: ArchiveRange,
     records: u64,
 }
+
+/// How often an archiver reports that it is alive, unless told otherwise.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(60);
+/// How often, at most, a busy archiver reports its progress.
+pub const ACTIVE_HEARTBEAT: Duration = Duration::from_secs(10);
 
 /// Where every archive object lives.
 pub const ROOT: &str = "wal/";
@@ -192,11 +198,25 @@ pub struct Archiver<'a> {
     idle_signature: Option<WalSignature>,
     /// Held from the first round on: one archiver per database and repository.
     lock: Option<archive_mark::ArchiverLock>,
+    /// The database's last commit as last seen, and the newest archived
+    /// write: what the lag is measured from.
+    seen: Option<Position>,
+    archived_at: Option<Position>,
+    ident: Option<(String, String)>,
+    /// Lag measured at the last snapshot, before its writes were shipped.
+    lag: u64,
+    heartbeat_every: Duration,
+    last_heartbeat: Option<Instant>,
+    failing: bool,
 }
 
 /// What one archiving round did.
 #[derive(Debug, Clone, Default)]
 pub struct Round {
+    /// The archive lag when the round's snapshot was taken, before it
+    /// shipped anything (`archive_health::lag_us`): at a steady write rate,
+    /// about the interval plus the round's time; 0 when nothing was new.
+    pub lag_us: u64,
     pub records: usize,
     pub range: Option<ArchiveRange>,
     /// Commit time of the newest archived write.
@@ -236,6 +256,67 @@ impl<'a> Archiver<'a> {
             offsets: HashMap::new(),
             idle_signature: None,
             lock: None,
+            seen: None,
+            archived_at: None,
+            ident: None,
+            lag: 0,
+            heartbeat_every: DEFAULT_HEARTBEAT,
+            last_heartbeat: None,
+            failing: false,
+        }
+    }
+
+    /// Promise a heartbeat at least this often (`Duration::ZERO`: only this
+    /// one round's, for a one-off run). Default: a minute.
+    pub fn heartbeat_every(mut self, every: Duration) -> Self {
+        self.heartbeat_every = every;
+        self
+    }
+
+    /// The archive lag as last measured (µs); see [`Round::lag_us`].
+    pub fn lag_us(&self) -> u64 {
+        self.lag
+    }
+
+    /// After a round: write the heartbeat when it is due — the first round,
+    /// a change between failing and working, a period gone by, or a round
+    /// that shipped writes (then at most every [`ACTIVE_HEARTBEAT`], so that
+    /// `status` is never far behind a busy archive). A heartbeat that cannot
+    /// be written fails a round that otherwise worked.
+    fn report(&mut self, r: Result<Round>) -> Result<Round> {
+        let failing = r.is_err();
+        let shipped = r.as_ref().is_ok_and(|r| r.records > 0);
+        let due = match self.last_heartbeat {
+            None => true,
+            Some(t) => {
+                failing != self.failing
+                    || t.elapsed() >= self.heartbeat_every
+                    || (shipped && t.elapsed() >= self.heartbeat_every.min(ACTIVE_HEARTBEAT))
+            }
+        };
+        self.failing = failing;
+        let (Some((db_id, history)), Some(db), true) = (self.ident.clone(), self.seen, due) else {
+            return r;
+        };
+        let hb = Heartbeat {
+            at_us: kstone_core::fsio::now_micros(),
+            every_us: self.heartbeat_every.as_micros() as u64,
+            db_id,
+            history,
+            db,
+            archived: self.archived_at.unwrap_or(db),
+            lag_us: self.lag,
+            error: r.as_ref().err().map(|e| e.to_string()),
+            host: crate::create::hostname(),
+            pid: std::process::id(),
+        };
+        match (self.repo.write_heartbeat(&hb), r) {
+            (Ok(()), r) => {
+                self.last_heartbeat = Some(Instant::now());
+                r
+            }
+            (Err(e), Ok(_)) => Err(e),
+            (Err(_), r) => r,
         }
     }
 
@@ -267,6 +348,11 @@ impl<'a> Archiver<'a> {
 
     /// Archive everything written since the last round.
     pub fn round(&mut self) -> Result<Round> {
+        let r = self.round_dir();
+        self.report(r)
+    }
+
+    fn round_dir(&mut self) -> Result<Round> {
         if !self.db_dir.join(kstone_core::manifest::FILE_NAME).exists() {
             return Err(kstone_core::Error::NotADatabase(self.db_dir.clone()).into());
         }
@@ -281,6 +367,7 @@ impl<'a> Archiver<'a> {
             return self.round_with(snap, &lens);
         }
         if self.idle_signature.as_ref() == Some(&sig) {
+            self.lag = 0;
             return Ok(Round {
                 archived_lsn: self.archived.unwrap_or(0),
                 ..Round::default()
@@ -337,13 +424,22 @@ impl<'a> Archiver<'a> {
 
     /// One round for a database open in this process.
     pub fn round_db(&mut self, db: &kstone_core::Database) -> Result<Round> {
-        self.claim()?;
-        let pin = db.pin()?;
-        let lens = self.owner_lens(pin.snapshot())?;
-        self.round_with(pin.snapshot(), &lens)
+        let r = (|| {
+            self.claim()?;
+            let pin = db.pin()?;
+            let lens = self.owner_lens(pin.snapshot())?;
+            self.round_with(pin.snapshot(), &lens)
+        })();
+        self.report(r)
     }
 
     fn round_with(&mut self, snap: &Snapshot, lens: &HashMap<String, u64>) -> Result<Round> {
+        let db = Position {
+            lsn: snap.lsn,
+            commit_us: snap.commit_ts,
+        };
+        self.seen = Some(db);
+        self.ident = Some((snap.db_id.clone(), snap.manifest.history.clone()));
         let a = match self.archived {
             Some(a) => a,
             None => {
@@ -359,6 +455,10 @@ impl<'a> Archiver<'a> {
         };
         if snap.lsn <= a {
             self.archived = Some(a);
+            if self.archived_at.is_none_or(|p| p.lsn < a) {
+                self.archived_at = Some(Position { lsn: a, ..db });
+            }
+            self.lag = 0;
             archive_mark::write(&self.db_dir, self.repo_id(), a)?;
             return Ok(Round {
                 archived_lsn: a,
@@ -367,6 +467,10 @@ impl<'a> Archiver<'a> {
         }
         let mut records = Vec::new();
         let mut seen = Vec::new();
+        // Where each segment was read to. Kept only once the round's objects
+        // are stored: a failed upload must be retried with the same writes,
+        // or the next object would claim LSNs whose writes it never held.
+        let mut read_to = Vec::new();
         for (rel, &len) in lens {
             let from = self.offsets.get(rel).copied().unwrap_or(0);
             seen.push(rel.clone());
@@ -381,12 +485,16 @@ impl<'a> Archiver<'a> {
                 frames_from(&bytes[from as usize..], &path, from)?
             };
             records.extend(recs.into_iter().filter(|r| r.lsn > a && r.lsn <= snap.lsn));
-            self.offsets.insert(rel.clone(), len);
+            read_to.push((rel.clone(), len));
         }
-        // Forget segments that are gone; keep those not read this round.
-        self.offsets
-            .retain(|k, _| seen.contains(k) || self.db_dir.join(k).exists());
         records.sort_by_key(|r| r.lsn);
+        // Not known on a first round: the first pending write's commit time
+        // is a close upper bound of the newest archived one's.
+        let archived_at = *self.archived_at.get_or_insert(Position {
+            lsn: a,
+            commit_us: records.first().map_or(db.commit_us, |r| r.ts),
+        });
+        self.lag = lag_us(db, archived_at);
         // Objects stay below MAX_OBJECT_RECORD_BYTES: a long backlog goes up
         // as several contiguous objects.
         let mut chunks: Vec<&[Record]> = Vec::new();
@@ -432,8 +540,17 @@ impl<'a> Archiver<'a> {
             last_range.ok_or_else(|| Error::Invalid("internal: no archive object".into()))?;
         // Only now may the database drop the segments.
         archive_mark::write(&self.db_dir, self.repo_id(), snap.lsn)?;
+        self.offsets.extend(read_to);
+        // Forget segments that are gone; keep those not read this round.
+        self.offsets
+            .retain(|k, _| seen.contains(k) || self.db_dir.join(k).exists());
         self.archived = Some(snap.lsn);
+        self.archived_at = Some(Position {
+            lsn: snap.lsn,
+            commit_us: range.last_ts,
+        });
         Ok(Round {
+            lag_us: self.lag,
             records: records.len(),
             archived_ts: range.last_ts,
             archived_lsn: snap.lsn,

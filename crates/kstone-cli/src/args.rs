@@ -271,6 +271,12 @@ kstone create users.keystone --pk-type S --no-sk"
         /// Run one round and exit.
         #[arg(long)]
         once: bool,
+        /// Report to the repository at least this often that archiving is
+        /// alive (`backup status` calls an archiver silent for three of
+        /// these periods and 10 s stalled). Default: a minute, or the
+        /// interval if longer.
+        #[arg(long, value_parser = parse_interval, conflicts_with = "once")]
+        heartbeat: Option<std::time::Duration>,
         /// Stop archiving the database to this repository: the database no
         /// longer keeps WAL for it (its archive ends here; archiving to it
         /// again needs a new backup first). `kstone stats` lists every
@@ -418,16 +424,25 @@ pub enum BackupCmd {
         #[arg(long)]
         deep: bool,
     },
-    /// Backups, the recoverable window (earliest and latest reachable point)
-    /// and how far the WAL archive trails now. With --max-age, exits 1 (and
-    /// says why) when the newest backup is older than that or the last
-    /// verification failed — for cron and monitoring.
+    /// Backups, the recoverable window (earliest and latest reachable point),
+    /// how far the WAL archive trails the database's last write (0 when
+    /// caught up, also while the database is idle) and the archiver's last
+    /// report. Exits 1, saying why, when something needs an operator: a
+    /// damaged backup, a hole in the archive, a failed verification, an
+    /// archiver that reports failure or stopped reporting, or a limit given
+    /// by --max-age / --max-archive-lag — for cron and monitoring.
     Status {
         #[arg(long)]
         repo: String,
         /// e.g. 26h: the newest backup must be younger than this.
         #[arg(long, value_parser = parse_duration)]
         max_age: Option<std::time::Duration>,
+        /// e.g. 60s: the archive must trail the database's last write by no
+        /// more than this at the archiver's last report, and an archiver must
+        /// be reporting (a continuous one at least every few periods, a
+        /// one-off `wal-archive --once` within this time).
+        #[arg(long, value_parser = parse_duration)]
+        max_archive_lag: Option<std::time::Duration>,
         #[arg(long)]
         json: bool,
     },
@@ -532,12 +547,12 @@ pub struct RestoreArgs {
     pub yes: bool,
     /// Owner of the restored database: USER, USER:GROUP or :GROUP (names or
     /// ids). Default: the owner of the database it replaces, if any.
-    #[arg(long, value_name = "USER[:GROUP]")]
+    #[arg(long, value_name = "USER[:GROUP]", value_parser = crate::ownership::owner_arg)]
     pub owner: Option<String>,
     /// Mode of the restored database's directories (octal, e.g. 700); files
     /// get it without execute bits. Default: the mode of the database it
     /// replaces, if any.
-    #[arg(long, value_name = "OCTAL")]
+    #[arg(long, value_name = "OCTAL", value_parser = crate::ownership::mode_arg)]
     pub mode: Option<String>,
 }
 

@@ -27,9 +27,15 @@ impl Ownership {
         target: &Path,
     ) -> CliResult<Ownership> {
         let old = std::fs::metadata(target).ok().filter(|m| m.is_dir());
+        let (old_uid, old_gid) = (old.as_ref().map(|m| m.uid()), old.as_ref().map(|m| m.gid()));
+        // As with chown, the part not given is kept: `--owner alice` keeps
+        // the replaced database's group.
         let (uid, gid) = match owner {
-            Some(o) => parse_owner(o)?,
-            None => (old.as_ref().map(|m| m.uid()), old.as_ref().map(|m| m.gid())),
+            Some(o) => {
+                let (u, g) = parse_owner(o)?;
+                (u.or(old_uid), g.or(old_gid))
+            }
+            None => (old_uid, old_gid),
         };
         let mode = match mode {
             Some(m) => Some(parse_mode(m)?),
@@ -78,6 +84,17 @@ impl Ownership {
 
 fn io(path: &Path, e: std::io::Error) -> CliError {
     CliError(format!("{}: {e}", path.display()))
+}
+
+/// `--owner` checked when the command line is read: a bad one is a usage
+/// error (exit 2) before anything happens.
+pub fn owner_arg(s: &str) -> Result<String, String> {
+    parse_owner(s).map(|_| s.to_string()).map_err(|e| e.0)
+}
+
+/// `--mode`, checked like `--owner`.
+pub fn mode_arg(s: &str) -> Result<String, String> {
+    parse_mode(s).map(|_| s.to_string()).map_err(|e| e.0)
 }
 
 /// `USER`, `USER:GROUP`, `:GROUP`, names or numeric ids.

@@ -94,11 +94,19 @@ struct Lines {
 }
 
 fn interval() -> Duration {
-    std::env::var("KSTONE_PROGRESS_INTERVAL")
-        .ok()
-        .and_then(|s| crate::args::parse_duration(&s).ok())
-        .filter(|d| !d.is_zero())
-        .unwrap_or(Duration::from_secs(10))
+    let default = Duration::from_secs(10);
+    let Ok(s) = std::env::var("KSTONE_PROGRESS_INTERVAL") else {
+        return default;
+    };
+    match crate::args::parse_duration(&s) {
+        Ok(d) if !d.is_zero() => d,
+        _ => {
+            eprintln!(
+                "warning: KSTONE_PROGRESS_INTERVAL={s:?} is not a duration above zero (e.g. 500ms, 30s); using 10s"
+            );
+            default
+        }
+    }
 }
 
 impl Lines {

@@ -98,6 +98,42 @@ fn messages_say_what_happened() {
         err.contains("damaged or not a tar.gz") && err.contains("no .sha256 file beside it"),
         "{err}"
     );
+    // Bytes glued after the gzip stream are damage too.
+    let mut glued = std::fs::read(&archive).unwrap();
+    glued.extend_from_slice(b"garbage after the stream");
+    std::fs::write(&bad, &glued).unwrap();
+    let o = kstone(&[
+        "restore",
+        "--archive",
+        p(&bad),
+        "--target",
+        p(&tmp.path().join("g.keystone")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("bytes follow the end of the gzip stream"));
+    // A checksum file that is not one, and one of another archive, say so.
+    let bad_sum = tmp.path().join("bad.tar.gz.sha256");
+    std::fs::write(&bad_sum, "not-a-checksum  bad.tar.gz\n").unwrap();
+    let o = kstone(&[
+        "restore",
+        "--archive",
+        p(&bad),
+        "--target",
+        p(&tmp.path().join("g.keystone")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not a SHA-256 checksum file"));
+    std::fs::copy(&sum, &bad_sum).unwrap();
+    let o = kstone(&[
+        "restore",
+        "--archive",
+        p(&bad),
+        "--target",
+        p(&tmp.path().join("g.keystone")),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("which is the checksum of b.tar.gz"), "{err}");
     // The archive's entries are dated at the backup, not in 2006.
     let listing = std::process::Command::new("tar")
         .args(["tvzf", p(&archive), "--full-time"])
@@ -426,7 +462,7 @@ fn restore_sets_owner_and_mode() {
     let me = (unsafe { libc::geteuid() }, unsafe { libc::getegid() });
     check(&t, me.0, me.1, 0o700);
     assert_eq!(ok(&["get", p(&t), "k"]).trim(), "{}");
-    // Bad values are refused before anything is restored.
+    // Bad values are usage errors, refused before anything is restored.
     let u = tmp.path().join("u.keystone");
     let o = kstone(&[
         "restore",
@@ -437,7 +473,7 @@ fn restore_sets_owner_and_mode() {
         "--mode",
         "99",
     ]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(2));
     let o = kstone(&[
         "restore",
         "--repo",
@@ -447,6 +483,7 @@ fn restore_sets_owner_and_mode() {
         "--owner",
         "no-such-user-kstone",
     ]);
+    assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no user"));
     assert!(!u.exists());
     if me.0 != 0 {
@@ -469,6 +506,18 @@ fn restore_sets_owner_and_mode() {
     ok(&["restore", "--repo", p(&repo), "--target", p(&u), "-y"]);
     check(&u, 65534, 65534, 0o750);
     assert_eq!(ok(&["get", p(&u), "k"]).trim(), "{}");
+    // As with chown, a user alone keeps the replaced database's group.
+    ok(&[
+        "restore",
+        "--repo",
+        p(&repo),
+        "--target",
+        p(&u),
+        "-y",
+        "--owner",
+        "65533",
+    ]);
+    check(&u, 65533, 65534, 0o750);
 }
 
 /// A restore killed (SIGKILL) after building its hidden staging directory
@@ -513,6 +562,17 @@ fn copies_moved_aside_are_listed_and_dropped() {
         "{stats}"
     );
     let list = ok(&["restore-copies", p(&db)]);
+    // From inside the database's directory, `.` names it.
+    let here = common::kstone_cmd()
+        .args(["restore-copies", "."])
+        .current_dir(&db)
+        .output()
+        .unwrap();
+    assert!(here.status.success(), "{here:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&here.stdout).lines().count(),
+        list.lines().count()
+    );
     assert_eq!(
         list.lines()
             .filter(|l| l.contains(".before-restore-"))
@@ -639,6 +699,23 @@ fn progress_lines_without_a_terminal() {
     // The default interval (10 s): a short backup prints no progress.
     let err = run(&["backup", "create", p(&db), "--repo", p(&repo)], "10s");
     assert!(!err.contains("backing up:"), "{err}");
+    // A setting that is not a duration is named, not silently ignored.
+    let err = run(
+        &[
+            "backup",
+            "create",
+            p(&db),
+            "--repo",
+            p(&repo),
+            "--type",
+            "full",
+        ],
+        "fast",
+    );
+    assert!(
+        err.contains("KSTONE_PROGRESS_INTERVAL=\"fast\" is not a duration"),
+        "{err}"
+    );
 }
 
 /// An incremental with nothing to hold is skipped, saying so (exit 0);
@@ -670,6 +747,10 @@ fn an_unchanged_incremental_is_skipped() {
         );
         assert!(o.stdout.is_empty(), "no backup id printed");
     }
+    // Scripts reading --json learn that it was skipped, and why.
+    let v = common::json(&["backup", "create", p(&db), "--repo", p(&repo), "--json"]);
+    assert_eq!(v["skipped"], true, "{v}");
+    assert_eq!(v["type"], "incremental", "{v}");
     assert_eq!(count(), 1);
     ok(&[
         "backup",
@@ -934,4 +1015,154 @@ fn a_backup_failing_part_way_leaves_no_new_repository() {
     assert!(!String::from_utf8_lossy(&o.stderr).contains("removed"));
     assert_eq!(common::walk(&good).len(), before);
     ok(&["backup", "verify", "--repo", p(&good), "--all"]);
+}
+
+/// One archive-lag definition: 0 while the database is idle and fully
+/// archived, however long; growing while archiving fails; back to 0 once it
+/// recovers, with every write archived. `backup status` reads the archiver's
+/// heartbeat: it names a failing archiver and one that stopped reporting.
+#[test]
+fn archive_lag_tells_an_idle_database_from_a_stalled_archiver() {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let (tmp, db, repo) = backed_up();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = tmp.path().join("kstone.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "database = \"{}\"\nrepository = \"{}\"\nmetrics_listen = \"127.0.0.1:{port}\"\n\
+             archive_interval = \"100ms\"\narchive_heartbeat = \"1s\"\n",
+            p(&db),
+            p(&repo)
+        ),
+    )
+    .unwrap();
+    let mut agent = common::Reaped(
+        common::kstone_cmd()
+            .args(["agent", "--config", p(&cfg)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let gauge = |name: &str| -> Option<f64> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        let head = format!("{name} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(head.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let status = |extra: &[&str]| {
+        let mut args = vec!["backup", "status", "--repo", p(&repo)];
+        args.extend_from_slice(extra);
+        kstone(&args)
+    };
+    let put = |k: &str| ok(&["put", p(&db), k, "{}"]);
+
+    // Idle after a few writes: lag 0, heartbeat fresh, status content.
+    for i in 0..5 {
+        put(&format!("a{i}"));
+    }
+    wait_for("LSN 6 archived", &|| {
+        gauge("kstone_archive_last_lsn") == Some(6.0)
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(gauge("kstone_archive_lag_seconds"), Some(0.0));
+    let beat = gauge("kstone_archive_last_success_timestamp_seconds").unwrap();
+    assert!(now() - beat < 1.5, "heartbeat {beat}");
+    let o = status(&["--max-archive-lag", "5s"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{o:?}");
+    assert!(out.contains("archive lag      0.0 s"), "{out}");
+    assert!(out.contains("through LSN 6 of the database's 6"), "{out}");
+
+    // The repository's archive cannot be written: rounds fail, lag grows
+    // with the writes the archive lacks, the heartbeat metric stands still.
+    let wal = repo.join("wal");
+    std::fs::rename(&wal, repo.join("wal.away")).unwrap();
+    std::fs::write(&wal, b"").unwrap();
+    for i in 0..4 {
+        put(&format!("b{i}"));
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    wait_for("the lag to show", &|| {
+        gauge("kstone_archive_lag_seconds").is_some_and(|l| l >= 2.5)
+    });
+    assert!(now() - gauge("kstone_archive_last_success_timestamp_seconds").unwrap() >= 1.0);
+    assert_eq!(gauge("kstone_archive_last_lsn"), Some(6.0));
+
+    // Healed: every write reaches the archive (none skipped by the failed
+    // rounds), lag back to 0.
+    std::fs::remove_file(&wal).unwrap();
+    std::fs::rename(repo.join("wal.away"), &wal).unwrap();
+    wait_for("catching up", &|| {
+        gauge("kstone_archive_last_lsn") == Some(10.0)
+            && gauge("kstone_archive_lag_seconds") == Some(0.0)
+    });
+    let t = tmp.path().join("latest.keystone");
+    let o = ok(&[
+        "restore",
+        "--repo",
+        p(&repo),
+        "--target",
+        p(&t),
+        "--to-latest",
+        "-y",
+    ]);
+    assert!(o.contains("to LSN 10 ") && o.contains("(10 items;"), "{o}");
+    let scanned = ok(&["scan", p(&t)]);
+    assert_eq!(scanned.lines().count(), 10, "{scanned}");
+    for k in ["k", "a0", "a4", "b0", "b1", "b2", "b3"] {
+        assert!(
+            scanned.contains(&format!("\"{k}\"")),
+            "{k} missing: {scanned}"
+        );
+    }
+
+    // The database side fails (moved away): the archiver says so at once.
+    let away = tmp.path().join("moved.keystone");
+    std::fs::rename(&db, &away).unwrap();
+    wait_for("status to name the failure", &|| {
+        let o = status(&[]);
+        o.status.code() == Some(1)
+            && String::from_utf8_lossy(&o.stderr).contains("archiving is failing")
+    });
+    std::fs::rename(&away, &db).unwrap();
+    wait_for("status to recover", &|| status(&[]).status.success());
+
+    // The archiver dies: once it misses three heartbeats and 10 s, status
+    // says it stopped reporting.
+    unsafe { libc::kill(agent.0.id() as i32, libc::SIGKILL) };
+    let _ = agent.0.wait();
+    let o = status(&[]);
+    assert!(o.status.success(), "{o:?}");
+    std::thread::sleep(Duration::from_secs(14));
+    let o = status(&[]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("has not reported") && err.contains("is it running"),
+        "{err}"
+    );
 }

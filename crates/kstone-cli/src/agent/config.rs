@@ -44,6 +44,9 @@ pub struct Config {
     pub repository: String,
     /// Continuous WAL archiving interval (e.g. "1s"); absent = off.
     pub archive_interval: Option<String>,
+    /// How often the archiver reports that it is alive to the repository
+    /// (`backup status`); default a minute, or the interval if longer.
+    pub archive_heartbeat: Option<String>,
     /// Where to serve Prometheus metrics (loopback only), e.g. "127.0.0.1:9187".
     pub metrics_listen: Option<String>,
     /// A shell command run when a job fails (archiving: when it starts

@@ -53,7 +53,13 @@ const FAMILIES: &[(&str, &str, &str, &str)] = &[
         "kstone_archive_lag_seconds",
         "gauge",
         "",
-        "Newest commit not yet archived trails by this much (the current RPO); 0 when caught up.",
+        "How far the archive is behind the database's last committed write (commit time of the newest write minus that of the newest archived one), measured at each archiving round; 0 when caught up, however long the database is idle.",
+    ),
+    (
+        "kstone_archive_last_success_timestamp_seconds",
+        "gauge",
+        "",
+        "Unix time of the last archiving round that worked (with or without new writes): the archiver's heartbeat.",
     ),
     (
         "kstone_archive_last_lsn",

@@ -251,6 +251,7 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
     }
     refresh_repository_metrics(&repo, &metrics, &kinds);
 
+    let heartbeat = duration(&cfg.archive_heartbeat, "archive_heartbeat")?;
     let archiver = duration(&cfg.archive_interval, "archive_interval")?.map(|interval| {
         let (repo, m, db) = (
             Arc::clone(&repo),
@@ -260,26 +261,34 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
         let (hook_cmd, repo_loc) = (cfg.on_failure.clone(), cfg.repository.clone());
         info!(?interval, "continuous WAL archiving on");
         std::thread::spawn(move || {
-            let mut a = Archiver::new(&repo, &db);
+            let mut a = Archiver::new(&repo, &db).heartbeat_every(
+                heartbeat.unwrap_or(interval.max(kstone_backup::wal_archive::DEFAULT_HEARTBEAT)),
+            );
             // The hook runs when archiving starts failing, not every round.
             let mut failing = false;
+            m.lock().unwrap_or_else(|p| p.into_inner()).set(
+                "kstone_archive_last_success_timestamp_seconds",
+                "",
+                0.0,
+            );
             loop {
                 let stopping = STOP.load(Ordering::SeqCst);
                 let start = Instant::now();
                 let r = a.round();
                 let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
                 g.inc("kstone_job_runs_total", "archive");
+                // The shared definition (`archive_health`): measured at each
+                // round's snapshot, so it keeps growing while rounds fail.
+                g.set("kstone_archive_lag_seconds", "", secs(a.lag_us()));
                 match r {
                     Ok(round) => {
                         failing = false;
-                        let now = kstone_core::fsio::now_micros();
-                        let lag = if round.records > 0 {
-                            now.saturating_sub(round.archived_ts)
-                        } else {
-                            0
-                        };
-                        g.set("kstone_archive_lag_seconds", "", secs(lag));
                         g.set("kstone_archive_last_lsn", "", round.archived_lsn as f64);
+                        g.set(
+                            "kstone_archive_last_success_timestamp_seconds",
+                            "",
+                            secs(kstone_core::fsio::now_micros()),
+                        );
                     }
                     Err(e) => {
                         g.inc("kstone_job_failures_total", "archive");

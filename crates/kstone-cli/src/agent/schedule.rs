@@ -22,6 +22,23 @@ const FIELDS_5: &str = "minute hour day-of-month month day-of-week";
 /// ```
 pub fn parse(expr: &str) -> Result<cron::Schedule, String> {
     let fields: Vec<&str> = expr.split_whitespace().collect();
+    // Ranges are checked here, in the expression's own terms: the cron
+    // crate's message quotes its internal 6-field form.
+    const RANGES: [(&str, u32, u32); 5] = [
+        ("second", 0, 59),
+        ("minute", 0, 59),
+        ("hour", 0, 23),
+        ("day-of-month", 1, 31),
+        ("month", 1, 12),
+    ];
+    let ranged: &[(&str, u32, u32)] = match fields.len() {
+        5 => &RANGES[1..],
+        6 => &RANGES,
+        _ => &[],
+    };
+    for (f, &(name, lo, hi)) in fields.iter().zip(ranged) {
+        check_range(f, lo, hi).map_err(|why| format!("{expr:?}: {name} {f:?}: {why}"))?;
+    }
     let six = match fields.len() {
         5 => {
             let dow = standard_days(fields[4])
@@ -50,8 +67,38 @@ pub fn parse(expr: &str) -> Result<cron::Schedule, String> {
         } else {
             format!("second {FIELDS_5}")
         };
-        format!("{expr:?} is not a valid schedule ({fields}): {e}")
+        // Its last line says why; the lines before echo its own form.
+        let e = e.to_string();
+        let why = e.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(&e);
+        format!(
+            "{expr:?} is not a valid schedule ({fields}): {}",
+            why.trim()
+        )
     })
+}
+
+/// Each number of a field (`5`, `1-5`, `*/15`, `0,30`) within `lo..=hi`;
+/// names (`JAN`, `MON`) are left to the parser.
+fn check_range(field: &str, lo: u32, hi: u32) -> Result<(), String> {
+    for part in field.split(',') {
+        let (span, step) = match part.split_once('/') {
+            Some((s, st)) => (s, Some(st)),
+            None => (part, None),
+        };
+        if let Some(st) = step {
+            if st.parse::<u32>().map_or(true, |n| n == 0) {
+                return Err(format!("step {st:?} must be a whole number above 0"));
+            }
+        }
+        for v in span.split('-') {
+            if let Ok(n) = v.parse::<u32>() {
+                if !(lo..=hi).contains(&n) {
+                    return Err(format!("{n} is out of range {lo}-{hi}"));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A standard day-of-week field as a list of day names (or `*`).
@@ -149,8 +196,13 @@ mod tests {
             ("0 2 * * 8", "\"8\" is not a day"),
             ("0 2 * * 5-1", "runs backwards"),
             ("0 2 * * */0", "step"),
-            ("0 25 * * *", "is not a valid schedule (minute hour"),
-            ("0 0 25 * * *", "is not a valid schedule (second minute"),
+            ("0 25 * * *", "hour \"25\": 25 is out of range 0-23"),
+            ("0 0 25 * * *", "hour \"25\": 25 is out of range 0-23"),
+            ("61 * * * *", "minute \"61\": 61 is out of range 0-59"),
+            ("0 2 0 * *", "day-of-month \"0\": 0 is out of range 1-31"),
+            ("0 2 * 1-13 *", "month \"1-13\": 13 is out of range 1-12"),
+            ("*/0 * * * *", "step \"0\" must be"),
+            ("0 2 * FOO *", "is not a valid schedule (minute hour"),
         ] {
             let e = parse(expr).unwrap_err();
             assert!(e.contains(says), "{expr:?}: {e}");

@@ -143,6 +143,12 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
             let m = match m {
                 Err(e @ kstone_backup::Error::Unchanged { .. }) => {
                     eprintln!("{e}");
+                    if json {
+                        if let kstone_backup::Error::Unchanged { kind, since, lsn } = &e {
+                            let v = json!({"skipped": true, "type": kind, "unchanged_since": since, "lsn": lsn});
+                            println!("{}", serde_json::to_string_pretty(&v)?);
+                        }
+                    }
                     return Ok(ExitCode::SUCCESS);
                 }
                 // A repository made for this backup is not left behind empty.
@@ -280,13 +286,18 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
         BackupCmd::Status {
             repo,
             max_age,
+            max_archive_lag,
             json: as_json,
         } => {
             let r = crate::access::open(&repo)?;
             let w = r.window(None)?;
             let (listed, damaged) = r.list_readable()?;
             let now = kstone_core::fsio::now_micros();
-            let lag = now.saturating_sub(w.latest_ts) as f64 / 1e6;
+            // The archiver's own measure (`archive_health`), as of its last
+            // heartbeat: the repository alone cannot know the database's
+            // newest write.
+            let hb = r.heartbeat(&w.db_id)?;
+            let lag = hb.as_ref().map(|h| h.lag_us as f64 / 1e6);
             let newest = listed.iter().max_by_key(|m| m.completed_at_us);
             let age = newest
                 .as_ref()
@@ -297,6 +308,42 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                 .map(|(id, e)| format!("backup {id} is damaged: {e}"))
                 .collect();
             problems.extend(r.archive_holes()?.iter().map(|p| p.to_string()));
+            if let Some(h) = &hb {
+                if let Some(e) = &h.error {
+                    problems.push(format!(
+                        "archiving is failing (as of {}): {e}",
+                        rfc3339(h.at_us)
+                    ));
+                }
+                if h.overdue(now) {
+                    problems.push(format!(
+                        "the archiver has not reported for {:.0} s (it reports every {} s): is it running?",
+                        h.age_secs(now),
+                        h.every_us / 1_000_000
+                    ));
+                }
+            }
+            if let Some(max) = max_archive_lag {
+                match (&hb, lag) {
+                    (Some(h), Some(l)) if l > max.as_secs_f64() => problems.push(format!(
+                        "the archive was {l:.1} s behind the database's last write when the archiver's last round began ({}), more than --max-archive-lag {} s",
+                        rfc3339(h.at_us),
+                        max.as_secs_f64()
+                    )),
+                    (Some(h), _) if h.every_us == 0 && h.age_secs(now) > max.as_secs_f64() => {
+                        problems.push(format!(
+                            "the last archiving run was {:.1} s ago, longer than --max-archive-lag {} s",
+                            h.age_secs(now),
+                            max.as_secs_f64()
+                        ))
+                    }
+                    (None, _) => problems.push(
+                        "no archiver has reported to this repository (run `kstone wal-archive` or the agent's archive_interval)"
+                            .into(),
+                    ),
+                    _ => {}
+                }
+            }
             if let (Some(max), Some(age)) = (max_age, age) {
                 if age > max.as_secs_f64() {
                     problems.push(format!(
@@ -319,6 +366,15 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                 v["earliest_time"] = json!(rfc3339(w.earliest_ts));
                 v["latest_time"] = json!(rfc3339(w.latest_ts));
                 v["archive_lag_secs"] = json!(lag);
+                v["archiver"] = json!(hb.as_ref().map(|h| json!({
+                    "heartbeat_time": rfc3339(h.at_us),
+                    "heartbeat_age_secs": h.age_secs(now),
+                    "every_secs": h.every_us as f64 / 1e6,
+                    "database_lsn": h.db.lsn,
+                    "archived_lsn": h.archived.lsn,
+                    "error": h.error,
+                    "host": h.host,
+                })));
                 v["newest_backup_age_secs"] = json!(age);
                 v["last_verify"] = serde_json::to_value(&verify)?;
                 v["problems"] = json!(problems);
@@ -353,7 +409,31 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                     let parts: Vec<String> = w.reachable.iter().map(|r| r.to_string()).collect();
                     println!("reachable        {}", parts.join(", "));
                 }
-                println!("archive lag      {lag:.1} s (now − latest reachable commit)");
+                match &hb {
+                    Some(h) => {
+                        println!(
+                            "archive lag      {:.1} s behind the database's last write, when the archiver's last round began (0 = caught up)",
+                            h.lag_us as f64 / 1e6,
+                        );
+                        println!(
+                            "archiver         {} on {} (pid {}): through LSN {} of the database's {}, last report {:.0} s ago{}",
+                            if h.error.is_some() { "FAILING" } else { "ok" },
+                            h.host,
+                            h.pid,
+                            h.archived.lsn,
+                            h.db.lsn,
+                            h.age_secs(now),
+                            if h.every_us > 0 {
+                                format!(", reports every {} s", h.every_us / 1_000_000)
+                            } else {
+                                " (a one-off run)".into()
+                            }
+                        );
+                    }
+                    None => println!(
+                        "archive lag      unknown: no archiver has reported here (`kstone wal-archive`, or the agent's archive_interval)"
+                    ),
+                }
                 if let Some(age) = age {
                     println!("newest backup    {age:.0} s old");
                 }
@@ -606,6 +686,7 @@ pub fn wal_archive(
     repo: &str,
     interval: std::time::Duration,
     once: bool,
+    heartbeat: Option<std::time::Duration>,
 ) -> CliResult<ExitCode> {
     let (r, created) = crate::access::open_or_init(repo)?;
     if created {
@@ -613,7 +694,8 @@ pub fn wal_archive(
     }
     // Archived WAL is replayed on top of a backup of the same history; say
     // so when there is none (e.g. right after a restore started a new one).
-    if let Ok(m) = kstone_core::manifest::Manifest::load(db) {
+    let manifest = kstone_core::manifest::Manifest::load(db).ok();
+    if let Some(m) = &manifest {
         let has_base = r
             .list()?
             .iter()
@@ -632,15 +714,40 @@ pub fn wal_archive(
             );
         }
     }
-    let mut a = Archiver::new(&r, db);
     if once {
+        let mut a = Archiver::new(&r, db).heartbeat_every(std::time::Duration::ZERO);
         let round = a.round()?;
-        println!(
-            "archived through LSN {} ({} records this round)",
-            round.archived_lsn, round.records
-        );
+        match &round.range {
+            Some(range) => println!(
+                "archived LSN {}..={} ({} records) to {repo}",
+                range.first_lsn, range.last_lsn, round.records
+            ),
+            None => {
+                // Nothing shipped: say what this repository holds, not the
+                // database's own position.
+                let held = match &manifest {
+                    Some(m) => r
+                        .archive_ranges(&m.db_id, &m.history)?
+                        .last()
+                        .map(|(_, x)| x.last_lsn),
+                    None => None,
+                };
+                match held {
+                    Some(l) => println!(
+                        "nothing new to archive: {repo} holds this database's writes through LSN {l}"
+                    ),
+                    None => println!(
+                        "nothing to archive yet: {repo} will hold this database's writes after LSN {}",
+                        round.archived_lsn
+                    ),
+                }
+            }
+        }
         return Ok(ExitCode::SUCCESS);
     }
+    let mut a = Archiver::new(&r, db).heartbeat_every(
+        heartbeat.unwrap_or(interval.max(kstone_backup::wal_archive::DEFAULT_HEARTBEAT)),
+    );
     eprintln!(
         "archiving {} into {repo} every {interval:?}; Ctrl-C to stop",
         db.display()

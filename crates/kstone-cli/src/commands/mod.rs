@@ -68,12 +68,13 @@ pub fn run(cmd: Command) -> CliResult<ExitCode> {
             repo,
             interval,
             once,
+            heartbeat,
             unregister,
         } => {
             if unregister {
                 backup::wal_unregister(&db, &repo)
             } else {
-                backup::wal_archive(&db, &repo, interval, once)
+                backup::wal_archive(&db, &repo, interval, once, heartbeat)
             }
         }
         Command::RestorePoint { db, name } => backup::restore_point(&db, &name),

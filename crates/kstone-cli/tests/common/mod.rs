@@ -258,3 +258,14 @@ pub fn walk(d: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A child process killed when dropped, so that a failing test does not
+/// leave it running (and holding the test runner's output open).
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
