@@ -58,18 +58,26 @@ pub struct Heartbeat {
     pub history: String,
     /// The database's last committed write, as the archiver last saw it.
     pub db: Position,
-    /// The newest archived write.
-    pub archived: Position,
-    /// [`lag_us`] when the last round began (before it shipped anything).
-    pub lag_us: u64,
+    /// The newest write this archiver has stored in the repository (`None`
+    /// before its first round found where the archive continues).
+    pub archived: Option<Position>,
+    /// [`lag_us`] when the last round began (before it shipped anything);
+    /// `None` while `archived` is unknown.
+    pub lag_us: Option<u64>,
+    /// The archiver stopped cleanly (SIGTERM, end of a run); no more reports
+    /// are due.
+    #[serde(default)]
+    pub stopped: bool,
     /// Why the last round failed, if it did.
     pub error: Option<String>,
     pub host: String,
     pub pid: u32,
 }
 
+const PREFIX: &str = "status/archiver/";
+
 fn object(db_id: &str) -> String {
-    format!("status/archiver/{db_id}")
+    format!("{PREFIX}{db_id}")
 }
 
 impl Heartbeat {
@@ -81,11 +89,100 @@ impl Heartbeat {
     /// Whether the archiver has missed its promise: no heartbeat for three
     /// periods and ten seconds (slack for a slow round or a busy host).
     pub fn overdue(&self, now_us: u64) -> bool {
-        self.every_us > 0 && now_us.saturating_sub(self.at_us) > 3 * self.every_us + 10_000_000
+        !self.stopped
+            && self.every_us > 0
+            && now_us.saturating_sub(self.at_us) > 3 * self.every_us + 10_000_000
+    }
+
+    /// One word for the archiver's state.
+    pub fn state(&self, now_us: u64) -> &'static str {
+        if self.error.is_some() {
+            "FAILING"
+        } else if self.stopped {
+            "stopped"
+        } else if self.overdue(now_us) {
+            "SILENT"
+        } else {
+            "ok"
+        }
+    }
+}
+
+impl Heartbeat {
+    /// What needs an operator in this report. `reachable`: the newest point
+    /// the repository can restore of this heartbeat's history, if known;
+    /// `max_lag`: the most lag the operator accepts.
+    pub fn problems(
+        &self,
+        now_us: u64,
+        reachable: Option<u64>,
+        max_lag: Option<std::time::Duration>,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        let at = crate::manifest::rfc3339(self.at_us);
+        if let Some(e) = &self.error {
+            out.push(format!("archiving is failing (as of {at}): {e}"));
+        }
+        if self.overdue(now_us) {
+            out.push(format!(
+                "the archiver has not reported for {:.0} s (it reports every {} s): is it running?",
+                self.age_secs(now_us),
+                self.every_us / 1_000_000
+            ));
+        }
+        if let (Some(a), Some(r)) = (self.archived, reachable) {
+            if a.lsn > r {
+                out.push(format!(
+                    "the archiver stored writes through LSN {}, but the repository reaches only LSN {r}: \
+                     archive objects are missing (`backup verify --all`)",
+                    a.lsn
+                ));
+            }
+        }
+        if let Some(max) = max_lag {
+            let max_s = max.as_secs_f64();
+            match self.lag_us {
+                Some(l) if l as f64 / 1e6 > max_s => out.push(format!(
+                    "the archive was {:.1} s behind the database's last write when the archiver's last round began ({at}), more than the limit of {max_s} s",
+                    l as f64 / 1e6
+                )),
+                None => out.push(format!(
+                    "the archiver has not yet found where its archive continues (as of {at})"
+                )),
+                _ => {}
+            }
+            if self.every_us == 0 && self.age_secs(now_us) > max_s {
+                out.push(format!(
+                    "the last archiving run was {:.1} s ago, longer than the limit of {max_s} s",
+                    self.age_secs(now_us)
+                ));
+            }
+        }
+        out
     }
 }
 
 impl Repository {
+    /// Every archiver heartbeat in the repository, by database id; a damaged
+    /// one is reported as its error (the next round rewrites it).
+    pub fn heartbeats(&self) -> Result<Vec<(String, Result<Heartbeat>)>> {
+        Ok(self
+            .storage
+            .list(PREFIX)?
+            .into_iter()
+            .filter_map(|(k, _)| {
+                let id = k.strip_prefix(PREFIX)?.to_string();
+                let hb = self.heartbeat(&id).and_then(|h| {
+                    h.ok_or_else(|| crate::error::Error::Corrupt {
+                        object: k.clone(),
+                        detail: "vanished while being read".into(),
+                    })
+                });
+                Some((id, hb))
+            })
+            .collect())
+    }
+
     /// Store an archiver's heartbeat (metadata only, readable without an
     /// identity, like the manifests).
     pub fn write_heartbeat(&self, hb: &Heartbeat) -> Result<()> {
@@ -135,18 +232,32 @@ mod tests {
                 lsn: 1,
                 commit_us: 1,
             },
-            archived: Position {
+            archived: Some(Position {
                 lsn: 1,
                 commit_us: 1,
-            },
-            lag_us: 0,
+            }),
+            lag_us: Some(0),
+            stopped: false,
             error: None,
             host: "h".into(),
             pid: 1,
         };
         assert!(!hb.overdue(hb.at_us + 39_000_000));
         assert!(hb.overdue(hb.at_us + 41_000_000));
-        let once = Heartbeat { every_us: 0, ..hb };
+        let once = Heartbeat {
+            every_us: 0,
+            ..hb.clone()
+        };
         assert!(!once.overdue(once.at_us + 1_000_000_000_000));
+        let stopped = Heartbeat {
+            stopped: true,
+            ..hb.clone()
+        };
+        assert!(!stopped.overdue(stopped.at_us + 1_000_000_000_000));
+        assert_eq!(stopped.state(stopped.at_us + 1_000_000_000_000), "stopped");
+        assert_eq!(hb.state(hb.at_us + 41_000_000), "SILENT");
+        // What it stored beyond what the repository reaches is a problem.
+        assert!(hb.problems(hb.at_us, Some(1), None).is_empty());
+        assert!(hb.problems(hb.at_us, Some(0), None)[0].contains("archive objects are missing"));
     }
 }

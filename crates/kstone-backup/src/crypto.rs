@@ -49,10 +49,15 @@ pub type Recipient = Box<dyn age::Recipient + Send + Sync>;
 /// public key (`ssh-ed25519 …` or `ssh-rsa …`, as in `~/.ssh/id_*.pub` or
 /// `authorized_keys`; a trailing comment is allowed).
 pub fn parse_recipient(s: &str) -> Result<Recipient> {
-    let s = s.trim();
+    let s = key_of_line(s);
     if is_ssh_key(s) {
         use age::ssh::ParseRecipientKeyError as E;
         return match age::ssh::Recipient::from_str(s) {
+            Ok(age::ssh::Recipient::SshEd25519(_, point))
+                if point.is_small_order() || weak(point.to_montgomery()) =>
+            {
+                Err(weak_key(s))
+            }
             Ok(r) => Ok(Box::new(r)),
             Err(e) => Err(Error::Invalid(format!(
                 "{:?} is not a usable SSH recipient: {}",
@@ -60,6 +65,9 @@ pub fn parse_recipient(s: &str) -> Result<Recipient> {
                 match e {
                     E::RsaModulusTooSmall => "RSA keys under 2048 bits are too weak".into(),
                     E::RsaModulusTooLarge => "the RSA key is larger than supported".into(),
+                    E::Unsupported(t) if t == "ssh-rsa" => {
+                        "this RSA key cannot be used (an unusable exponent?)".into()
+                    }
                     E::Unsupported(t) =>
                         format!("{t} keys are not supported (use ssh-ed25519 or ssh-rsa)"),
                     E::Ignore | E::Invalid(_) => "not an ssh-ed25519 or ssh-rsa public key".into(),
@@ -67,13 +75,55 @@ pub fn parse_recipient(s: &str) -> Result<Recipient> {
             ))),
         };
     }
-    parse_data_recipient(s).map(|r| Box::new(r) as Recipient)
+    let r = parse_data_recipient(s)?;
+    match x25519_point(s) {
+        Some(p) if !weak(p) => Ok(Box::new(r)),
+        _ => Err(weak_key(s)),
+    }
+}
+
+/// The key of an `authorized_keys`-style line: options before the key type
+/// (`command="…",no-pty ssh-ed25519 AAAA… comment`) and a byte-order mark
+/// are skipped.
+fn key_of_line(s: &str) -> &str {
+    let s = s.trim().trim_start_matches('\u{feff}');
+    if s.starts_with("age1") || is_ssh_key(s) {
+        return s;
+    }
+    ["ssh-ed25519 ", "ssh-rsa ", "ecdsa-", "sk-", "ssh-"]
+        .iter()
+        .filter_map(|t| s.find(&format!(" {t}")))
+        .min()
+        .map_or(s, |i| s[i + 1..].trim())
+}
+
+/// The Montgomery u-coordinate of an `age1…` key.
+fn x25519_point(s: &str) -> Option<curve25519_dalek::MontgomeryPoint> {
+    let (_, data, _) = bech32::decode(s).ok()?;
+    let bytes: Vec<u8> = bech32::FromBase32::from_base32(&data).ok()?;
+    Some(curve25519_dalek::MontgomeryPoint(bytes.try_into().ok()?))
+}
+
+/// A point whose Diffie-Hellman result is the same whatever the secret
+/// (small order): wrapping a key to it hides nothing.
+fn weak(p: curve25519_dalek::MontgomeryPoint) -> bool {
+    // Clamped scalars are multiples of 8: a point of order dividing 8 goes
+    // to the identity (u = 0) under any of them.
+    p.mul_clamped([0x5a; 32]).to_bytes() == [0u8; 32]
+}
+
+fn weak_key(s: &str) -> Error {
+    Error::Invalid(format!(
+        "{:?} is not a usable public key: it is a point of small order, to which \
+         anything encrypted can be read without any private key",
+        short(s)
+    ))
 }
 
 /// A recipient as the repository lists it: an SSH key without its comment,
 /// so that `rekey --remove-recipient` matches however the key was quoted.
 pub fn canonical_recipient(s: &str) -> Result<String> {
-    let s = s.trim();
+    let s = key_of_line(s);
     if is_ssh_key(s) {
         parse_recipient(s)?;
         if let Ok(r) = age::ssh::Recipient::from_str(s) {
@@ -116,14 +166,15 @@ pub fn read_recipients_file(path: &Path) -> Result<Vec<String>> {
         path: path.to_path_buf(),
         source: e,
     })?;
-    let v: Vec<String> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect();
-    for r in &v {
-        parse_recipient(r)?;
+    let mut v = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim().trim_start_matches('\u{feff}');
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        parse_recipient(l)
+            .map_err(|e| Error::Invalid(format!("{} line {}: {e}", path.display(), i + 1)))?;
+        v.push(key_of_line(l).to_string());
     }
     Ok(v)
 }
@@ -162,6 +213,13 @@ impl Identities {
 
     fn from_ssh(pem: &[u8], source: String) -> Result<Identities> {
         let bad = |d: String| Error::Invalid(format!("SSH identity {source}: {d}"));
+        if pem.starts_with(b"-----BEGIN PRIVATE KEY-----")
+            || pem.starts_with(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        {
+            return Err(bad(
+                "is a PKCS#8 key; age reads OpenSSH keys: convert a copy with `ssh-keygen -p -f COPY`".into(),
+            ));
+        }
         let id = age::ssh::Identity::from_buffer(pem, Some(source.clone()))
             .map_err(|e| bad(format!("cannot be read: {e}")))?;
         let key = match id {
@@ -413,6 +471,59 @@ mod tests {
         let f = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(f.path(), text).unwrap();
         Identities::from_file(f.path()).unwrap()
+    }
+
+    /// Keys of small order would let anyone unwrap the data key: refused.
+    #[test]
+    fn weak_recipient_keys_are_refused() {
+        use base64::Engine;
+        use bech32::ToBase32;
+        let framed = |point: [u8; 32]| {
+            let mut blob = Vec::new();
+            for part in [&b"ssh-ed25519"[..], &point[..]] {
+                blob.extend_from_slice(&(part.len() as u32).to_be_bytes());
+                blob.extend_from_slice(part);
+            }
+            format!(
+                "ssh-ed25519 {}",
+                base64::engine::general_purpose::STANDARD.encode(blob)
+            )
+        };
+        let mut neutral = [0u8; 32];
+        neutral[0] = 1;
+        for weak in [framed([0; 32]), framed(neutral)] {
+            let e = parse_recipient(&weak).err().unwrap();
+            assert!(e.to_string().contains("small order"), "{e}");
+        }
+        let zero_age =
+            bech32::encode("age", [0u8; 32].to_base32(), bech32::Variant::Bech32).unwrap();
+        let e = parse_recipient(&zero_age).err().unwrap();
+        assert!(e.to_string().contains("small order"), "{e}");
+        // Real keys pass.
+        let (_, good) = generate_identity();
+        assert!(parse_recipient(&good).is_ok());
+    }
+
+    /// `authorized_keys` lines: options before the key, a BOM, comments.
+    #[test]
+    fn recipients_files_read_authorized_keys_lines() {
+        let (_, a) = generate_identity();
+        // A public key made by ssh-keygen for this test.
+        let ssh =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGllbE/s5o4k6TB0tdixiWG+MonqAQPuzaBlenDZEvFT";
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            f.path(),
+            format!("\u{feff}# ops\n{a}\n\ncommand=\"x y\",no-pty {ssh} someone@host\n"),
+        )
+        .unwrap();
+        let got = read_recipients_file(f.path()).unwrap();
+        assert_eq!(got[0], a);
+        assert!(got[1].starts_with(ssh), "{got:?}");
+        assert_eq!(canonical_recipient(&got[1]).unwrap(), ssh);
+        std::fs::write(f.path(), "age1notakey\n").unwrap();
+        let e = read_recipients_file(f.path()).err().unwrap();
+        assert!(e.to_string().contains("line 1"), "{e}");
     }
 
     #[test]

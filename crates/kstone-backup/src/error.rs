@@ -64,10 +64,6 @@ pub enum Error {
     Guard(String),
     #[error("refusing to restore: {0}")]
     Refused(String),
-    /// A closed database that a crash left unrecovered (its WAL may lack
-    /// acknowledged writes until it is opened).
-    #[error("{0}: a crash left a commit log; open the database once (any kstone command that opens it, e.g. `kstone stats`) so it recovers, then try again")]
-    NeedsRecovery(String),
     /// Another process archives this database to this repository.
     #[error("another archiver (the agent, or another `kstone wal-archive`) is archiving {db} to {repo}; only one may run per database and repository")]
     ArchiverBusy { db: String, repo: String },

@@ -223,9 +223,10 @@ impl Repository {
         {
             return Ok(false);
         }
-        drop(lock);
-        // The config first: from then on this is no repository at all.
+        // The config first, under the lock: from then on this is no
+        // repository, and nothing can start using it.
         self.storage.delete(CONFIG_OBJECT)?;
+        drop(lock);
         // Each top-level prefix, so that a local directory's staging files
         // of an upload that never finished go too.
         let mut tops: Vec<&str> = held.iter().map(|(k, _)| top_level(k)).collect();
@@ -321,11 +322,13 @@ impl Repository {
                     .into(),
             ));
         }
-        let current = self.recipients()?;
         let canon = |v: &[String]| -> Result<Vec<String>> {
             v.iter().map(|r| crypto::canonical_recipient(r)).collect()
         };
         let (add, remove) = (&canon(add)?, &canon(remove)?);
+        // Read under the lock: two rekeys at once must not lose a change.
+        let _lock = self.lock(true, "rekey")?;
+        let current = self.recipients()?;
         for r in remove {
             if !current.contains(r) {
                 return Err(Error::Invalid(format!(
@@ -343,7 +346,6 @@ impl Repository {
                 next.push(a.clone());
             }
         }
-        let _lock = self.lock(true, "rekey")?;
         let wrapped = keys.rewrap(&next)?;
         self.storage
             .put(KEY_OBJECT, manifest::encode(KEY_MAGIC, &wrapped))?;

@@ -7,17 +7,17 @@
 //! framing with magic `KSTNWARC` around
 //! `header_len u32 | header JSON | zstd(WAL record frames in LSN order)`.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use kstone_core::wal::archive_mark;
 use kstone_core::wal::record::{read_frame, Frame, Record};
-use kstone_core::wal::{archive_mark, segment};
+use kstone_core::wal::tail::{Batch, Pinned, Pinning, Tail};
 use kstone_core::Snapshot;
 use serde::{Deserialize, Serialize};
 
 use crate::archive_health::{lag_us, Heartbeat, Position};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::repository::Repository;
 
 const MAGIC: &[u8; 8] = b"KSTNWARC";
@@ -50,6 +50,13 @@ struct Header {
 
 /// How often an archiver reports that it is alive, unless told otherwise.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(60);
+/// The heartbeat period of an archiver running every `interval`: as asked
+/// (a minute by default), but never shorter than a round's period — an
+/// archiver cannot report more often than it runs.
+pub fn heartbeat_period(asked: Option<Duration>, interval: Duration) -> Duration {
+    asked.unwrap_or(DEFAULT_HEARTBEAT).max(interval)
+}
+
 /// How often, at most, a busy archiver reports its progress.
 pub const ACTIVE_HEARTBEAT: Duration = Duration::from_secs(10);
 
@@ -126,6 +133,19 @@ pub fn decode(bytes: &[u8], key: &str) -> Result<(ArchiveRange, Vec<Record>)> {
     let hlen = r.u32_le().map_err(|e| corrupt(e.to_string()))? as usize;
     let header: Header = serde_json::from_slice(r.bytes(hlen).map_err(|e| corrupt(e.to_string()))?)
         .map_err(|e| corrupt(format!("bad header: {e}")))?;
+    // The object must be the one its name says: another history's object,
+    // or one copied over another range, would replay the wrong writes.
+    if let Some(named) = parse_key(key) {
+        let parts: Vec<&str> = key.split('/').collect();
+        let n = parts.len();
+        let (db, history) = (parts[n.saturating_sub(3)], parts[n.saturating_sub(2)]);
+        if named != header.range || db != header.db_id || history != header.history {
+            return Err(corrupt(format!(
+                "holds LSNs {}..={} of database {} history {}, not what its name says",
+                header.range.first_lsn, header.range.last_lsn, header.db_id, header.history
+            )));
+        }
+    }
     let raw_len = r.u64_le().map_err(|e| corrupt(e.to_string()))?;
     if raw_len > MAX_OBJECT_RECORD_BYTES {
         return Err(corrupt("record block too large".into()));
@@ -192,10 +212,8 @@ pub struct Archiver<'a> {
     db_dir: PathBuf,
     /// Every write with LSN ≤ this is archived.
     archived: Option<u64>,
-    /// Bytes of each segment already read.
-    offsets: HashMap<String, u64>,
-    /// Signature of the WAL directory at the last tick without an owner.
-    idle_signature: Option<WalSignature>,
+    /// The database's WAL, read on from what was archived.
+    tail: Tail,
     /// Held from the first round on: one archiver per database and repository.
     lock: Option<archive_mark::ArchiverLock>,
     /// The database's last commit as last seen, and the newest archived
@@ -207,6 +225,7 @@ pub struct Archiver<'a> {
     lag: u64,
     heartbeat_every: Duration,
     last_heartbeat: Option<Instant>,
+    reported_lag: Option<u64>,
     failing: bool,
 }
 
@@ -224,37 +243,13 @@ pub struct Round {
     pub archived_lsn: u64,
 }
 
-/// Names, lengths and modification times of the WAL files: a mapped
-/// segment (`Buffered` mode) takes new records without growing.
-type WalSignature = Vec<(String, u64, Option<std::time::SystemTime>)>;
-
-fn wal_signature(db_dir: &Path) -> WalSignature {
-    let mut v: WalSignature = std::fs::read_dir(db_dir.join("wal"))
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    let m = e.metadata().ok()?;
-                    Some((
-                        e.file_name().to_string_lossy().into_owned(),
-                        m.len(),
-                        m.modified().ok(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
 impl<'a> Archiver<'a> {
     pub fn new(repo: &'a Repository, db_dir: &Path) -> Archiver<'a> {
         Archiver {
             repo,
             db_dir: db_dir.to_path_buf(),
             archived: None,
-            offsets: HashMap::new(),
-            idle_signature: None,
+            tail: Tail::new(db_dir),
             lock: None,
             seen: None,
             archived_at: None,
@@ -262,6 +257,7 @@ impl<'a> Archiver<'a> {
             lag: 0,
             heartbeat_every: DEFAULT_HEARTBEAT,
             last_heartbeat: None,
+            reported_lag: None,
             failing: false,
         }
     }
@@ -286,38 +282,57 @@ impl<'a> Archiver<'a> {
     fn report(&mut self, r: Result<Round>) -> Result<Round> {
         let failing = r.is_err();
         let shipped = r.as_ref().is_ok_and(|r| r.records > 0);
+        // Caught up after a report that showed lag: say so at once.
+        let caught_up = self.lag == 0 && self.reported_lag.is_some_and(|l| l > 0);
         let due = match self.last_heartbeat {
             None => true,
             Some(t) => {
                 failing != self.failing
+                    || caught_up
                     || t.elapsed() >= self.heartbeat_every
                     || (shipped && t.elapsed() >= self.heartbeat_every.min(ACTIVE_HEARTBEAT))
             }
         };
         self.failing = failing;
-        let (Some((db_id, history)), Some(db), true) = (self.ident.clone(), self.seen, due) else {
+        if !due {
             return r;
+        }
+        let error = r.as_ref().err().map(|e| e.to_string());
+        match (self.write_heartbeat(error, false), r) {
+            (Ok(_), r) => r,
+            (Err(e), Ok(_)) => Err(e),
+            (Err(_), r) => r,
+        }
+    }
+
+    /// Tell the repository this archiver stopped cleanly (not stalled).
+    pub fn stop(&mut self) -> Result<()> {
+        self.write_heartbeat(None, true).map(|_| ())
+    }
+
+    /// Write a heartbeat if the database is known; returns whether it did.
+    fn write_heartbeat(&mut self, error: Option<String>, stopped: bool) -> Result<bool> {
+        let (Some((db_id, history)), Some(db)) = (self.ident.clone(), self.seen) else {
+            return Ok(false);
         };
+        let lag = self.archived_at.map(|_| self.lag);
         let hb = Heartbeat {
             at_us: kstone_core::fsio::now_micros(),
             every_us: self.heartbeat_every.as_micros() as u64,
             db_id,
             history,
             db,
-            archived: self.archived_at.unwrap_or(db),
-            lag_us: self.lag,
-            error: r.as_ref().err().map(|e| e.to_string()),
+            archived: self.archived_at,
+            lag_us: lag,
+            stopped,
+            error,
             host: crate::create::hostname(),
             pid: std::process::id(),
         };
-        match (self.repo.write_heartbeat(&hb), r) {
-            (Ok(()), r) => {
-                self.last_heartbeat = Some(Instant::now());
-                r
-            }
-            (Err(e), Ok(_)) => Err(e),
-            (Err(_), r) => r,
-        }
+        self.repo.write_heartbeat(&hb)?;
+        self.last_heartbeat = Some(Instant::now());
+        self.reported_lag = lag;
+        Ok(true)
     }
 
     fn repo_id(&self) -> &str {
@@ -353,87 +368,35 @@ impl<'a> Archiver<'a> {
     }
 
     fn round_dir(&mut self) -> Result<Round> {
-        if !self.db_dir.join(kstone_core::manifest::FILE_NAME).exists() {
-            return Err(kstone_core::Error::NotADatabase(self.db_dir.clone()).into());
-        }
+        // Before `claim`, which writes into the database's directory.
+        self.tail.check_database()?;
         self.claim()?;
-        let sig = wal_signature(&self.db_dir);
-        if kstone_core::lock::holder(&self.db_dir).is_some() {
-            // The application has it open: it pins a snapshot for us.
-            self.idle_signature = None;
-            let remote = kstone_core::RemotePin::request(&self.db_dir, Duration::from_secs(10))?;
-            let snap = remote.snapshot();
-            let lens = self.owner_lens(snap)?;
-            return self.round_with(snap, &lens);
-        }
-        if self.idle_signature.as_ref() == Some(&sig) {
-            self.lag = 0;
-            return Ok(Round {
-                archived_lsn: self.archived.unwrap_or(0),
-                ..Round::default()
-            });
-        }
-        // Nobody has the database open, so nobody writes: read the WAL as it
-        // is, without taking the lock (the application must always be able to
-        // open its database). If a writer appears meanwhile, skip the round.
-        let round = match offline_snapshot(&self.db_dir) {
-            Ok((snap, lens)) if kstone_core::lock::holder(&self.db_dir).is_none() => {
-                self.round_with(&snap, &lens)
-            }
-            Ok(_) => return Ok(Round::default()),
-            Err(e) => Err(e),
-        };
-        // After a power cut, a crashed `Sync` database's segments may be torn
-        // or have holes that only its next open fills from the commit log.
-        let round = match round {
-            Err(_) if !kstone_core::wal::commit_log::list(&self.db_dir)?.is_empty() => {
-                return Err(Error::NeedsRecovery(self.db_dir.display().to_string()))
-            }
-            r => r?,
-        };
-        if kstone_core::lock::holder(&self.db_dir).is_none() && wal_signature(&self.db_dir) == sig {
-            self.idle_signature = Some(sig);
-        }
-        Ok(round)
-    }
-
-    /// Segments to read for an owner's snapshot: pinned ones up to their
-    /// pinned length, sealed ones (kept only for us) whole; segments created
-    /// after the snapshot wait for the next round.
-    fn owner_lens(&self, snap: &Snapshot) -> Result<HashMap<String, u64>> {
-        let mut lens: HashMap<String, u64> = snap
-            .files
-            .iter()
-            .filter(|f| f.name.starts_with("wal/"))
-            .map(|f| (f.name.clone(), f.len))
-            .collect();
-        let wal_dir = self.db_dir.join("wal");
-        for e in std::fs::read_dir(&wal_dir).ctx(&wal_dir)? {
-            let e = e.ctx(&wal_dir)?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some((_, id)) = segment::parse_name(&name) else {
-                continue;
-            };
-            let rel = format!("wal/{name}");
-            if !lens.contains_key(&rel) && id < snap.manifest.next_file_id {
-                lens.insert(rel, e.metadata().ctx(&e.path())?.len());
+        match self.tail.pin()? {
+            Pinning::Pinned(p) => self.round_with(*p),
+            unchanged_or_raced => {
+                if matches!(unchanged_or_raced, Pinning::Unchanged) {
+                    self.lag = 0;
+                }
+                Ok(Round {
+                    archived_lsn: self.archived.unwrap_or(0),
+                    ..Round::default()
+                })
             }
         }
-        Ok(lens)
     }
 
     /// One round for a database open in this process.
     pub fn round_db(&mut self, db: &kstone_core::Database) -> Result<Round> {
         let r = (|| {
             self.claim()?;
-            let pin = db.pin()?;
-            let lens = self.owner_lens(pin.snapshot())?;
-            self.round_with(pin.snapshot(), &lens)
+            let pinned = self.tail.pin_open(db)?;
+            self.round_with(pinned)
         })();
         self.report(r)
     }
 
-    fn round_with(&mut self, snap: &Snapshot, lens: &HashMap<String, u64>) -> Result<Round> {
+    fn round_with(&mut self, pinned: Pinned) -> Result<Round> {
+        let snap = pinned.snapshot();
         let db = Position {
             lsn: snap.lsn,
             commit_us: snap.commit_ts,
@@ -460,34 +423,17 @@ impl<'a> Archiver<'a> {
             }
             self.lag = 0;
             archive_mark::write(&self.db_dir, self.repo_id(), a)?;
+            self.tail.consumed(pinned, Batch::empty());
             return Ok(Round {
                 archived_lsn: a,
                 ..Round::default()
             });
         }
-        let mut records = Vec::new();
-        let mut seen = Vec::new();
-        // Where each segment was read to. Kept only once the round's objects
-        // are stored: a failed upload must be retried with the same writes,
-        // or the next object would claim LSNs whose writes it never held.
-        let mut read_to = Vec::new();
-        for (rel, &len) in lens {
-            let from = self.offsets.get(rel).copied().unwrap_or(0);
-            seen.push(rel.clone());
-            if len <= from {
-                continue;
-            }
-            let path = self.db_dir.join(rel);
-            let bytes = read_range(&path, len)?;
-            let recs = if from == 0 {
-                segment::scan_bytes(&bytes, &path)?.records
-            } else {
-                frames_from(&bytes[from as usize..], &path, from)?
-            };
-            records.extend(recs.into_iter().filter(|r| r.lsn > a && r.lsn <= snap.lsn));
-            read_to.push((rel.clone(), len));
-        }
-        records.sort_by_key(|r| r.lsn);
+        // Kept by the tail only once the round's objects are stored: a
+        // failed upload is retried with the same writes, or the next object
+        // would claim LSNs whose writes it never held.
+        let batch = self.tail.records_after(&pinned, a)?;
+        let records = &batch.records;
         // Not known on a first round: the first pending write's commit time
         // is a close upper bound of the newest archived one's.
         let archived_at = *self.archived_at.get_or_insert(Position {
@@ -540,20 +486,18 @@ impl<'a> Archiver<'a> {
             last_range.ok_or_else(|| Error::Invalid("internal: no archive object".into()))?;
         // Only now may the database drop the segments.
         archive_mark::write(&self.db_dir, self.repo_id(), snap.lsn)?;
-        self.offsets.extend(read_to);
-        // Forget segments that are gone; keep those not read this round.
-        self.offsets
-            .retain(|k, _| seen.contains(k) || self.db_dir.join(k).exists());
-        self.archived = Some(snap.lsn);
+        let (lsn, count) = (snap.lsn, records.len());
+        self.tail.consumed(pinned, batch);
+        self.archived = Some(lsn);
         self.archived_at = Some(Position {
-            lsn: snap.lsn,
+            lsn,
             commit_us: range.last_ts,
         });
         Ok(Round {
             lag_us: self.lag,
-            records: records.len(),
+            records: count,
             archived_ts: range.last_ts,
-            archived_lsn: snap.lsn,
+            archived_lsn: lsn,
             range: Some(range),
         })
     }
@@ -708,53 +652,19 @@ impl Drop for BackgroundArchiver {
     }
 }
 
-/// A snapshot of a database nobody has open: the manifest and every WAL
-/// segment up to its last whole record.
-fn offline_snapshot(db_dir: &Path) -> Result<(Snapshot, HashMap<String, u64>)> {
-    let c = kstone_core::snapshot::closed::read(db_dir, true)?;
-    Ok((c.snapshot, c.wal_lens))
-}
-
-fn read_range(path: &Path, len: u64) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let mut buf = Vec::with_capacity(len as usize);
-    std::fs::File::open(path)
-        .ctx(path)?
-        .take(len)
-        .read_to_end(&mut buf)
-        .ctx(path)?;
-    Ok(buf)
-}
-
-/// Parse whole frames (we only ever stop at record boundaries; zeros after
-/// the last record, allocated ahead by a mapped segment, end the log).
-fn frames_from(b: &[u8], path: &Path, base: u64) -> Result<Vec<Record>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < b.len() && !b[at..].iter().all(|&x| x == 0) {
-        match read_frame(&b[at..]) {
-            Frame::Ok(p, n) => {
-                out.push(Record::decode_payload(p)?);
-                at += n;
-            }
-            _ => {
-                return Err(kstone_core::Error::Corruption {
-                    path: path.to_path_buf(),
-                    offset: base + at as u64,
-                    detail: "damaged WAL record while archiving".into(),
-                }
-                .into())
-            }
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use kstone_core::wal::record::Op;
     use kstone_core::Key;
+
+    #[test]
+    fn an_archiver_never_promises_reports_faster_than_it_runs() {
+        let s = Duration::from_secs;
+        assert_eq!(heartbeat_period(None, s(1)), DEFAULT_HEARTBEAT);
+        assert_eq!(heartbeat_period(Some(s(1)), s(20)), s(20));
+        assert_eq!(heartbeat_period(Some(s(5)), s(1)), s(5));
+    }
 
     #[test]
     fn object_round_trip_and_damage() {
@@ -782,6 +692,16 @@ mod tests {
             c[i] ^= 1;
             assert!(decode(&c, "x").is_err(), "flip at {i}");
         }
-        assert_eq!(parse_key(&object_key("d", "h", &r)), Some(r));
+        assert_eq!(parse_key(&object_key("d", "h", &r)), Some(r.clone()));
+        // Stored under its own name it decodes; under another history's or
+        // another range's name it is refused.
+        assert!(decode(&b, &object_key("d", "h", &r)).is_ok());
+        assert!(decode(&b, &object_key("d", "other", &r)).is_err());
+        assert!(decode(&b, &object_key("e", "h", &r)).is_err());
+        let wider = ArchiveRange {
+            last_lsn: 10,
+            ..r.clone()
+        };
+        assert!(decode(&b, &object_key("d", "h", &wider)).is_err());
     }
 }

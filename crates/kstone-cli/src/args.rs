@@ -268,13 +268,15 @@ kstone create users.keystone --pk-type S --no-sk"
         /// Time between rounds, e.g. 1s, 500ms, 2m (at least 10ms).
         #[arg(long, default_value = "1s", value_parser = parse_interval)]
         interval: std::time::Duration,
-        /// Run one round and exit.
+        /// Run one round and exit. (A location with nothing in it is made a
+        /// new, unencrypted repository: run `backup init --recipient` first
+        /// for an encrypted one.)
         #[arg(long)]
         once: bool,
         /// Report to the repository at least this often that archiving is
         /// alive (`backup status` calls an archiver silent for three of
-        /// these periods and 10 s stalled). Default: a minute, or the
-        /// interval if longer.
+        /// these periods and 10 s stalled). Default: a minute; never shorter
+        /// than --interval.
         #[arg(long, value_parser = parse_interval, conflicts_with = "once")]
         heartbeat: Option<std::time::Duration>,
         /// Stop archiving the database to this repository: the database no
@@ -335,7 +337,7 @@ pub enum BackupCmd {
         repo: String,
         /// zstd level for stored files (1-19); data that does not compress
         /// is stored as is.
-        #[arg(long, default_value_t = 3)]
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
         compression_level: i32,
         /// Store files uncompressed.
         #[arg(long)]
@@ -343,7 +345,7 @@ pub enum BackupCmd {
         /// Encrypt to this recipient: an age key (age1…) or an SSH public key
         /// ("ssh-ed25519 AAAA…" or "ssh-rsa AAAA…", quoted); repeat for
         /// several.
-        #[arg(long, value_name = "PUBLIC_KEY")]
+        #[arg(long, value_name = "PUBLIC_KEY", value_parser = recipient_arg)]
         recipient: Vec<String>,
         /// Encrypt to every recipient in this file (one per line: age1…,
         /// ssh-ed25519 … or ssh-rsa …; an authorized_keys file works).
@@ -363,7 +365,7 @@ pub enum BackupCmd {
         #[arg(long)]
         repo: String,
         /// age1…, ssh-ed25519 … or ssh-rsa …; repeat for several.
-        #[arg(long, value_name = "PUBLIC_KEY")]
+        #[arg(long, value_name = "PUBLIC_KEY", value_parser = recipient_arg)]
         add_recipient: Vec<String>,
         #[arg(long, value_name = "PUBLIC_KEY")]
         remove_recipient: Vec<String>,
@@ -826,6 +828,14 @@ pub fn parse_time(s: &str) -> Result<u64, String> {
         return Err(bad());
     }
     Ok(t as u64 * 1_000_000 + frac_us as u64)
+}
+
+/// A recipient given on the command line, checked as it is read (a bad key
+/// is a usage error).
+fn recipient_arg(s: &str) -> Result<String, String> {
+    kstone_backup::crypto::parse_recipient(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -151,7 +151,11 @@ fn lookup_group(name: &str) -> CliResult<u32> {
 /// An octal mode such as `700` or `0750` (no setuid/setgid/sticky bits).
 fn parse_mode(s: &str) -> CliResult<u32> {
     match u32::from_str_radix(s, 8) {
-        Ok(m) if m <= 0o777 => Ok(m),
+        Ok(m) if m <= 0o777 && m & 0o700 == 0o700 => Ok(m),
+        Ok(m) if m <= 0o777 => Err(CliError(format!(
+            "--mode {s:?}: the owner needs read, write and search on the database ({:o} lacks them); give e.g. 700 or 750",
+            m
+        ))),
         Ok(_) => Err(CliError(format!(
             "--mode {s:?}: setuid, setgid and sticky bits are not set on a database; give e.g. 700 or 750"
         ))),
@@ -175,6 +179,9 @@ mod tests {
         assert!(parse_owner("no-such-user-kstone").is_err());
         assert_eq!(parse_mode("700").unwrap(), 0o700);
         assert_eq!(parse_mode("0750").unwrap(), 0o750);
+        // Directories the owner cannot enter are no database.
+        assert!(parse_mode("600").is_err());
+        assert!(parse_mode("0").is_err());
         assert!(parse_mode("800").is_err());
         assert!(parse_mode("4755").is_err());
     }

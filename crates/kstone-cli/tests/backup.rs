@@ -192,7 +192,7 @@ fn hot_backup_beside_a_writing_process_is_exact(backend: Backend) {
     drop(restored);
     assert_eq!(export(&target).lines().count(), model.len());
     assert_eq!(b["items"].as_u64().unwrap(), model.len() as u64);
-    assert!(ok(&["stats", p(&target)]).contains("restored from  backup"));
+    assert!(ok(&["stats", p(&target)]).contains("restored       to lsn "));
 }
 
 fn chain_sizes_and_exact_restores(backend: Backend) {

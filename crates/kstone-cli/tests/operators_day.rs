@@ -937,21 +937,32 @@ fn ssh_keys_encrypt_and_unlock_a_repository() {
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("no identity"));
 
-    // Keys age cannot use are refused when given, in words.
+    // Keys age cannot use are refused when given, in words, as usage
+    // errors: an ECDSA key, and an all-zero age key (a point of small order,
+    // which would let anyone read the repository).
     let (_, ecdsa_pub) = ssh_key(tmp.path(), "ecdsa", "");
     let bad = tmp.path().join("bad");
-    let o = kstone(&[
-        "backup",
-        "init",
-        "--repo",
-        p(&bad),
-        "--recipient",
-        &ecdsa_pub,
-    ]);
-    assert_ne!(o.status.code(), Some(0));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("not supported"), "{err}");
-    assert!(!bad.exists(), "a refused init leaves nothing behind");
+    let zero = "age1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq5cu47z";
+    for (key, says) in [(ecdsa_pub.as_str(), "not supported"), (zero, "small order")] {
+        let o = kstone(&["backup", "init", "--repo", p(&bad), "--recipient", key]);
+        assert_eq!(o.status.code(), Some(2), "{o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(says), "{err}");
+        assert!(!bad.exists(), "a refused init leaves nothing behind");
+    }
+    // A PKCS#8 private key is named as such, with the way out.
+    let pkcs8 = tmp.path().join("pkcs8");
+    let made = std::process::Command::new("ssh-keygen")
+        .args([
+            "-q", "-t", "rsa", "-b", "2048", "-m", "PKCS8", "-N", "", "-f",
+        ])
+        .arg(&pkcs8)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let o = restore(p(&tmp.path().join("t4.keystone")), p(&pkcs8), None);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("PKCS#8"));
 }
 
 /// A backup that fails part-way does not leave behind the repository it
@@ -993,6 +1004,11 @@ fn a_backup_failing_part_way_leaves_no_new_repository() {
         "{err}"
     );
     assert!(!fresh.exists());
+    // Directories made on the way to a nested new repository go too.
+    let nested = tmp.path().join("nest").join("a").join("b");
+    let o = kstone(&["backup", "create", p(&db), "--repo", p(&nested)]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(!tmp.path().join("nest").exists());
 
     let made = tmp.path().join("made-by-operator");
     std::fs::create_dir(&made).unwrap();
@@ -1163,6 +1179,122 @@ fn archive_lag_tells_an_idle_database_from_a_stalled_archiver() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("has not reported") && err.contains("is it running"),
+        "{err}"
+    );
+}
+
+/// `wal-archive --once` says what went to *this* repository: what it
+/// shipped, what the repository already holds, or that its archive has not
+/// started — never another repository's or the database's own position.
+#[test]
+fn wal_archive_says_what_this_repository_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, r1, r2) = (
+        tmp.path().join("db.keystone"),
+        tmp.path().join("repo"),
+        tmp.path().join("second"),
+    );
+    ok(&["create", p(&db)]);
+    ok(&["backup", "create", p(&db), "--repo", p(&r1)]);
+    let once = |r: &std::path::Path| ok(&["wal-archive", p(&db), "--repo", p(r), "--once"]);
+    let first = once(&r1);
+    assert!(
+        first.contains("nothing to archive yet") && first.contains("after LSN 0"),
+        "{first}"
+    );
+    ok(&["put", p(&db), "a", "{}"]);
+    let shipped = once(&r1);
+    assert!(
+        shipped.contains("archived LSN 1..=1 (1 records) to"),
+        "{shipped}"
+    );
+    let again = once(&r1);
+    assert!(
+        again.contains("nothing new to archive") && again.contains("through LSN 1"),
+        "{again}"
+    );
+    // A second repository, backed up now: what it says is its own.
+    ok(&["backup", "create", p(&db), "--repo", p(&r2)]);
+    let second = once(&r2);
+    assert!(second.contains(p(&r2)), "{second}");
+    assert!(!second.contains(p(&r1)), "{second}");
+    ok(&["put", p(&db), "b", "{}"]);
+    assert!(once(&r2).contains("archived LSN 2..=2"));
+    assert!(once(&r1).contains("archived LSN 2..=2"));
+    let held = once(&r2);
+    assert!(
+        held.contains("nothing new to archive") && held.contains("through LSN 2"),
+        "{held}"
+    );
+}
+
+/// `status` watches every database's archiver in the repository, tells when
+/// an archiver claims writes the repository no longer reaches, and reports
+/// a damaged heartbeat as a problem instead of failing.
+#[test]
+fn status_checks_every_archiver_and_what_they_claim() {
+    let (tmp, db, repo) = backed_up();
+    ok(&["wal-archive", p(&db), "--repo", p(&repo), "--once"]);
+    ok(&["put", p(&db), "a", "{}"]);
+    ok(&["wal-archive", p(&db), "--repo", p(&repo), "--once"]);
+    ok(&["backup", "status", "--repo", p(&repo)]);
+    let status = |args: &[&str]| {
+        let mut all = vec!["backup", "status", "--repo", p(&repo)];
+        all.extend_from_slice(args);
+        kstone(&all)
+    };
+    // The newest archive object deleted: the archiver says it stored more
+    // than the repository reaches.
+    let mut objs: Vec<PathBuf> = common::walk(&repo.join("wal"))
+        .into_iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "walarc"))
+        .collect();
+    objs.sort();
+    let newest = objs.pop().unwrap();
+    let kept = std::fs::read(&newest).unwrap();
+    std::fs::remove_file(&newest).unwrap();
+    let o = status(&[]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("archive objects are missing"));
+    std::fs::write(&newest, kept).unwrap();
+    assert!(status(&[]).status.success());
+
+    // A second database in the same repository whose heartbeat is damaged:
+    // its problem is named; the first database's status still prints.
+    let db2 = tmp.path().join("db2.keystone");
+    ok(&["create", p(&db2)]);
+    ok(&["put", p(&db2), "x", "{}"]);
+    ok(&["wal-archive", p(&db2), "--repo", p(&repo), "--once"]);
+    ok(&[
+        "backup",
+        "create",
+        p(&db),
+        "--repo",
+        p(&repo),
+        "--type",
+        "full",
+    ]);
+    let beats: Vec<PathBuf> = common::walk(&repo.join("status").join("archiver"));
+    assert_eq!(beats.len(), 2, "{beats:?}");
+    let db_id = |d: &std::path::Path| {
+        let v = common::json(&["stats", p(d), "--json"]);
+        v["db_id"].as_str().map(String::from).unwrap_or_default()
+    };
+    let other = repo.join("status").join("archiver").join(db_id(&db2));
+    let mut b = std::fs::read(&other).unwrap();
+    let n = b.len();
+    b[n - 2] ^= 0xff;
+    std::fs::write(&other, b).unwrap();
+    let o = status(&[]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("latest point"), "{out}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!(
+            "database {}: its archiver heartbeat is unreadable",
+            db_id(&db2)
+        )),
         "{err}"
     );
 }

@@ -24,6 +24,8 @@ struct Queue {
     queued: Vec<bool>,
     /// The last background failure, cleared by the next success.
     error: Option<String>,
+    /// A worker that panicked: a broken invariant, never cleared.
+    fatal: Option<String>,
 }
 
 /// The job queue, and the condition variables workers and held writers wait on.
@@ -32,6 +34,9 @@ pub(crate) struct Background {
     queue: Mutex<Queue>,
     work: Condvar,
     progress: Condvar,
+    /// Set by unit tests: this database's next job panics.
+    #[cfg(test)]
+    pub(crate) panic_next_job: AtomicBool,
 }
 
 impl Background {
@@ -82,20 +87,53 @@ impl Background {
         self.progress.notify_all();
     }
 
-    /// The last background failure, if the work has not succeeded since.
+    /// The last background failure, if the work has not succeeded since
+    /// (or the panic of a worker, for good).
     pub fn error(&self) -> Option<String> {
-        lock(&self.queue).error.clone()
+        let q = lock(&self.queue);
+        q.fatal.clone().or_else(|| q.error.clone())
+    }
+
+    fn set_fatal(&self, why: String) {
+        let mut q = lock(&self.queue);
+        q.fatal.get_or_insert(why);
+        self.progress.notify_all();
     }
 }
 
 /// A worker thread: flush, then compact if needed, each scheduled stripe.
 /// A failure (a full disk, say) is kept for writers to see and the stripe is
 /// tried again later; its data is safe in the WAL meanwhile.
+///
+/// A panic is a broken invariant: the worker records it, the database stops
+/// acknowledging writes (they fail with the reason, held writers included),
+/// and the worker goes on, so that `close` and reads still work.
 pub(crate) fn worker(sh: &Shared) {
     while let Some(s) = sh.bg.next(&sh.closing) {
-        let result = {
+        let job = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _job = lock(&sh.jobs[s]);
+            #[cfg(test)]
+            if sh.bg.panic_next_job.swap(false, Ordering::SeqCst) {
+                panic!("injected by a test");
+            }
             sh.flush_sealed(s).and_then(|()| sh.compact_if_needed(s))
+        }));
+        let result = match job {
+            Ok(r) => r,
+            Err(p) => {
+                let what = p
+                    .downcast_ref::<&str>()
+                    .map(|m| m.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "no message".into());
+                let why = format!(
+                    "a background worker panicked on stripe {s} ({what}); reopen the database"
+                );
+                sh.commit.poison(why.clone());
+                sh.bg.set_fatal(why);
+                sh.bg.note_progress();
+                continue;
+            }
         };
         match result {
             Ok(()) => {
@@ -137,7 +175,7 @@ impl Shared {
             {
                 return Ok(());
             }
-            if let Some(e) = &q.error {
+            if let Some(e) = q.fatal.as_ref().or(q.error.as_ref()) {
                 return Err(Error::Background(e.clone()));
             }
             if self.closing.load(Ordering::SeqCst) {
@@ -150,5 +188,50 @@ impl Shared {
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{item_from_plain_json, Database, Options};
+    use std::sync::atomic::Ordering;
+
+    /// A worker that panics does not leave writers held for memory waiting
+    /// for ever: they, and every later write, fail with the reason; reads
+    /// and close still work.
+    #[test]
+    fn a_panicked_worker_surfaces_as_an_error_to_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = Options {
+            memtable_budget: 64 << 10,
+            ..Options::default()
+        };
+        let db = Database::create(dir.path().join("db"), opts).unwrap();
+        db.put(b"before", None, &item_from_plain_json("{}").unwrap())
+            .unwrap();
+        db.shared().bg.panic_next_job.store(true, Ordering::SeqCst);
+        let item = item_from_plain_json(&format!(r#"{{"v":"{}"}}"#, "x".repeat(900))).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut i = 0u64;
+        let err = loop {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "writers never saw the panic"
+            );
+            i += 1;
+            let k = format!("k{i}");
+            if let Err(e) = db.put(k.as_bytes(), None, &item) {
+                break e;
+            }
+        };
+        assert!(err.to_string().contains("panicked"), "{err}");
+        assert!(db.put(b"after", None, &item).is_err());
+        assert!(db.get(b"before", None).unwrap().is_some());
+        // Close returns (with the reason); the writes are in the WAL.
+        let closed = db.close();
+        assert!(closed.is_err_and(|e| e.to_string().contains("panicked")));
+        let db = Database::open(dir.path().join("db"), Options::default()).unwrap();
+        assert!(db.get(b"before", None).unwrap().is_some());
+        db.close().unwrap();
     }
 }

@@ -49,6 +49,10 @@ pub enum Error {
     /// acknowledging data whose durability is unknown.
     #[error("database is read-only after a failed write: {0}")]
     Poisoned(String),
+    /// A closed database that a crash left with a commit log: its WAL is
+    /// whole only after its next open (recovery) replays the log.
+    #[error("{0}: a crash left a commit log; open the database once (any kstone command that opens it, e.g. `kstone stats`) so it recovers, then try again")]
+    NeedsRecovery(PathBuf),
     /// Background flushes are failing and memtables are full: writes wait
     /// for space (the data already written is safe in the WAL).
     #[error("writes are held: background flush failed: {0}")]

@@ -84,6 +84,24 @@ impl Config {
                 path.display()
             )));
         }
+        match (
+            &c.archive_interval,
+            duration(&c.archive_heartbeat, "archive_heartbeat")?,
+        ) {
+            (_, Some(d)) if d < Duration::from_secs(1) => {
+                return Err(CliError(format!(
+                    "{}: archive_heartbeat must be at least 1s",
+                    path.display()
+                )))
+            }
+            (None, Some(_)) => {
+                return Err(CliError(format!(
+                "{}: archive_heartbeat needs archive_interval (it is how often archiving reports)",
+                path.display()
+            )))
+            }
+            _ => {}
+        }
         duration(&c.retention.keep_within, "retention.keep_within")?;
         duration(&c.retention.pitr_window, "retention.pitr_window")?;
         if let Some(addr) = &c.metrics_listen {

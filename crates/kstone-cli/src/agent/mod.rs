@@ -61,9 +61,26 @@ fn has_backup(repo: &Repository, db: &Path) -> bool {
 }
 
 /// Repository-wide gauges; `kinds` are the backup types the agent schedules.
+/// The recoverable window's gauges, from the repository.
+fn refresh_window_metrics(repo: &Repository, m: &Mutex<Metrics>) {
+    if let Ok(w) = repo.window(None) {
+        let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+        m.set(
+            "kstone_recoverable_window_start_seconds",
+            "",
+            secs(w.earliest_ts),
+        );
+        m.set(
+            "kstone_recoverable_window_end_seconds",
+            "",
+            secs(w.latest_ts),
+        );
+    }
+}
+
 fn refresh_repository_metrics(repo: &Repository, m: &Mutex<Metrics>, kinds: &[BackupType]) {
+    refresh_window_metrics(repo, m);
     let list = repo.list().unwrap_or_default();
-    let window = repo.window(None).ok();
     let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
     m.set(
         "kstone_repository_bytes_stored",
@@ -85,19 +102,11 @@ fn refresh_repository_metrics(repo: &Repository, m: &Mutex<Metrics>, kinds: &[Ba
         let known = m.get(name, &label).unwrap_or(0.0);
         m.set(name, &label, known.max(secs(last)));
     }
-    if let Some(w) = window {
-        m.set(
-            "kstone_recoverable_window_start_seconds",
-            "",
-            secs(w.earliest_ts),
-        );
-        m.set(
-            "kstone_recoverable_window_end_seconds",
-            "",
-            secs(w.latest_ts),
-        );
-    }
 }
+
+/// How often, at most, archiving refreshes the window gauges (each refresh
+/// reads the repository's manifests).
+const WINDOW_REFRESH: Duration = Duration::from_secs(30);
 
 fn run_job(name: &str, c: &Config, repo: &Repository, m: &Mutex<Metrics>) -> CliResult<()> {
     let start = Instant::now();
@@ -262,8 +271,9 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
         info!(?interval, "continuous WAL archiving on");
         std::thread::spawn(move || {
             let mut a = Archiver::new(&repo, &db).heartbeat_every(
-                heartbeat.unwrap_or(interval.max(kstone_backup::wal_archive::DEFAULT_HEARTBEAT)),
+                kstone_backup::wal_archive::heartbeat_period(heartbeat, interval),
             );
+            let mut window_refreshed = Instant::now();
             // The hook runs when archiving starts failing, not every round.
             let mut failing = false;
             m.lock().unwrap_or_else(|p| p.into_inner()).set(
@@ -282,8 +292,17 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
                 g.set("kstone_archive_lag_seconds", "", secs(a.lag_us()));
                 match r {
                     Ok(round) => {
+                        if failing {
+                            info!(job = "archive", "archiving works again");
+                        }
                         failing = false;
                         g.set("kstone_archive_last_lsn", "", round.archived_lsn as f64);
+                        if round.records > 0 && window_refreshed.elapsed() >= WINDOW_REFRESH {
+                            drop(g);
+                            refresh_window_metrics(&repo, &m);
+                            window_refreshed = Instant::now();
+                            g = m.lock().unwrap_or_else(|p| p.into_inner());
+                        }
                         g.set(
                             "kstone_archive_last_success_timestamp_seconds",
                             "",
@@ -302,6 +321,10 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
                 }
                 drop(g);
                 if stopping {
+                    if let Err(e) = a.stop() {
+                        warn!(job = "archive", "could not record the archiver's stop: {e}");
+                    }
+                    refresh_window_metrics(&repo, &m);
                     return;
                 }
                 while start.elapsed() < interval && !STOP.load(Ordering::SeqCst) {

@@ -61,7 +61,7 @@ pub fn parse(expr: &str) -> Result<cron::Schedule, String> {
             ))
         }
     };
-    cron::Schedule::from_str(&six).map_err(|e| {
+    let s = cron::Schedule::from_str(&six).map_err(|e| {
         let fields = if fields.len() == 5 {
             FIELDS_5.to_string()
         } else {
@@ -74,7 +74,12 @@ pub fn parse(expr: &str) -> Result<cron::Schedule, String> {
             "{expr:?} is not a valid schedule ({fields}): {}",
             why.trim()
         )
-    })
+    })?;
+    // A day that no month has (31 February) is valid syntax and never runs.
+    if s.upcoming(chrono::Utc).next().is_none() {
+        return Err(format!("{expr:?} never runs: no month has that day"));
+    }
+    Ok(s)
 }
 
 /// Each number of a field (`5`, `1-5`, `*/15`, `0,30`) within `lo..=hi`;
@@ -86,15 +91,25 @@ fn check_range(field: &str, lo: u32, hi: u32) -> Result<(), String> {
             None => (part, None),
         };
         if let Some(st) = step {
-            if st.parse::<u32>().map_or(true, |n| n == 0) {
-                return Err(format!("step {st:?} must be a whole number above 0"));
+            match st.parse::<u32>() {
+                Ok(n) if n > 0 && n <= hi => {}
+                Ok(n) if n > hi => {
+                    return Err(format!(
+                        "step {n} is larger than the field's range {lo}-{hi}"
+                    ))
+                }
+                _ => return Err(format!("step {st:?} must be a whole number above 0")),
             }
         }
-        for v in span.split('-') {
-            if let Ok(n) = v.parse::<u32>() {
-                if !(lo..=hi).contains(&n) {
-                    return Err(format!("{n} is out of range {lo}-{hi}"));
-                }
+        let ends: Vec<u32> = span.split('-').filter_map(|v| v.parse().ok()).collect();
+        for &n in &ends {
+            if !(lo..=hi).contains(&n) {
+                return Err(format!("{n} is out of range {lo}-{hi}"));
+            }
+        }
+        if let [a, b] = ends[..] {
+            if a > b {
+                return Err(format!("the range {a}-{b} runs backwards"));
             }
         }
     }
@@ -203,6 +218,12 @@ mod tests {
             ("0 2 * 1-13 *", "month \"1-13\": 13 is out of range 1-12"),
             ("*/0 * * * *", "step \"0\" must be"),
             ("0 2 * FOO *", "is not a valid schedule (minute hour"),
+            (
+                "*/99 * * * *",
+                "step 99 is larger than the field's range 0-59",
+            ),
+            ("5-2 * * * *", "the range 5-2 runs backwards"),
+            ("0 0 31 2 *", "never runs"),
         ] {
             let e = parse(expr).unwrap_err();
             assert!(e.contains(says), "{expr:?}: {e}");

@@ -61,9 +61,20 @@ pub fn stats(db: &Path, json: bool) -> CliResult<ExitCode> {
         println!("last commit    {} µs since epoch", s.last_commit_us);
         println!("items (approx) {}", s.approximate_items);
         if let Some(o) = &s.restored_from {
+            let point = match o.recovered_to_lsn {
+                Some(l) => format!(
+                    "to lsn {l}: backup {} (lsn {}) + archived WAL",
+                    o.backup_id, o.snapshot_lsn
+                ),
+                None => format!("to lsn {}: backup {}", o.snapshot_lsn, o.backup_id),
+            };
             println!(
-                "restored from  backup {} (lsn {}) of repository {}",
-                o.backup_id, o.snapshot_lsn, o.repository
+                "restored       {point}, from repository {}{}",
+                o.repository,
+                o.parent_history
+                    .as_ref()
+                    .map(|h| format!(" (history {h})"))
+                    .unwrap_or_default()
             );
         }
         for (id, r) in kstone_core::wal::archive_mark::registrations(db)? {

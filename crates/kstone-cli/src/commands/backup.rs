@@ -122,7 +122,11 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
             // A database that is not there fails before a new repository is
             // initialized for it (no empty repository left behind).
             kstone_core::manifest::Manifest::load(&db)?;
-            let new_dir = !repo.contains("://") && !std::path::Path::new(&repo).exists();
+            // Directories this command creates for a new local repository.
+            let made = (!repo.contains("://"))
+                .then(|| first_missing(std::path::Path::new(&repo)))
+                .flatten();
+            let new_dir = made.is_some();
             let (r, created) = crate::access::open_or_init(&repo)?;
             if created {
                 eprintln!("initialized new repository at {repo}");
@@ -154,9 +158,20 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                 // A repository made for this backup is not left behind empty.
                 Err(e) if created => {
                     return Err(match r.discard_unused(new_dir) {
-                        Ok(true) => CliError(format!(
-                            "{e} (the repository initialized for this backup was removed again)"
-                        )),
+                        Ok(true) => {
+                            let parents = made.as_deref().map_or(Ok(()), |top| {
+                                remove_empty_parents(std::path::Path::new(&repo), top)
+                            });
+                            CliError(match parents {
+                                Ok(()) => format!(
+                                    "{e} (the repository initialized for this backup was removed again)"
+                                ),
+                                Err(x) => format!(
+                                    "{e} (the repository initialized for this backup was removed again; \
+                                     the directories made for it could not be: {x})"
+                                ),
+                            })
+                        }
                         Ok(false) => e.into(),
                         Err(d) => CliError(format!(
                             "{e}; the repository initialized for it could not be removed: {d}"
@@ -290,14 +305,20 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
             json: as_json,
         } => {
             let r = crate::access::open(&repo)?;
+            // Heartbeats before the window, so that what an archiver says it
+            // stored is never newer than what the window sees.
+            let beats = r.heartbeats()?;
             let w = r.window(None)?;
             let (listed, damaged) = r.list_readable()?;
             let now = kstone_core::fsio::now_micros();
             // The archiver's own measure (`archive_health`), as of its last
             // heartbeat: the repository alone cannot know the database's
             // newest write.
-            let hb = r.heartbeat(&w.db_id)?;
-            let lag = hb.as_ref().map(|h| h.lag_us as f64 / 1e6);
+            let hb = beats
+                .iter()
+                .find(|(id, _)| *id == w.db_id)
+                .and_then(|(_, h)| h.as_ref().ok());
+            let lag = hb.and_then(|h| h.lag_us).map(|l| l as f64 / 1e6);
             let newest = listed.iter().max_by_key(|m| m.completed_at_us);
             let age = newest
                 .as_ref()
@@ -308,41 +329,31 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                 .map(|(id, e)| format!("backup {id} is damaged: {e}"))
                 .collect();
             problems.extend(r.archive_holes()?.iter().map(|p| p.to_string()));
-            if let Some(h) = &hb {
-                if let Some(e) = &h.error {
-                    problems.push(format!(
-                        "archiving is failing (as of {}): {e}",
-                        rfc3339(h.at_us)
-                    ));
-                }
-                if h.overdue(now) {
-                    problems.push(format!(
-                        "the archiver has not reported for {:.0} s (it reports every {} s): is it running?",
-                        h.age_secs(now),
-                        h.every_us / 1_000_000
-                    ));
-                }
-            }
-            if let Some(max) = max_archive_lag {
-                match (&hb, lag) {
-                    (Some(h), Some(l)) if l > max.as_secs_f64() => problems.push(format!(
-                        "the archive was {l:.1} s behind the database's last write when the archiver's last round began ({}), more than --max-archive-lag {} s",
-                        rfc3339(h.at_us),
-                        max.as_secs_f64()
-                    )),
-                    (Some(h), _) if h.every_us == 0 && h.age_secs(now) > max.as_secs_f64() => {
-                        problems.push(format!(
-                            "the last archiving run was {:.1} s ago, longer than --max-archive-lag {} s",
-                            h.age_secs(now),
-                            max.as_secs_f64()
-                        ))
+            // Every database that archives here, not only the one shown.
+            for (id, h) in &beats {
+                let mine = *id == w.db_id;
+                let found = match h {
+                    Ok(h) => {
+                        let reach = (mine && h.history == w.history).then_some(w.latest_lsn);
+                        h.problems(now, reach, max_archive_lag.filter(|_| mine))
                     }
-                    (None, _) => problems.push(
-                        "no archiver has reported to this repository (run `kstone wal-archive` or the agent's archive_interval)"
-                            .into(),
-                    ),
-                    _ => {}
-                }
+                    Err(e) => vec![format!(
+                        "its archiver heartbeat is unreadable ({e}); the next archiving round rewrites it"
+                    )],
+                };
+                problems.extend(found.into_iter().map(|p| {
+                    if mine {
+                        p
+                    } else {
+                        format!("database {id}: {p}")
+                    }
+                }));
+            }
+            if max_archive_lag.is_some() && hb.is_none() {
+                problems.push(
+                    "no archiver has reported to this repository for this database (run `kstone wal-archive` or the agent's archive_interval)"
+                        .into(),
+                );
             }
             if let (Some(max), Some(age)) = (max_age, age) {
                 if age > max.as_secs_f64() {
@@ -366,14 +377,16 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                 v["earliest_time"] = json!(rfc3339(w.earliest_ts));
                 v["latest_time"] = json!(rfc3339(w.latest_ts));
                 v["archive_lag_secs"] = json!(lag);
-                v["archiver"] = json!(hb.as_ref().map(|h| json!({
+                v["archiver"] = json!(hb.map(|h| json!({
+                    "state": h.state(now),
                     "heartbeat_time": rfc3339(h.at_us),
                     "heartbeat_age_secs": h.age_secs(now),
                     "every_secs": h.every_us as f64 / 1e6,
                     "database_lsn": h.db.lsn,
-                    "archived_lsn": h.archived.lsn,
+                    "archived_lsn": h.archived.map(|a| a.lsn),
                     "error": h.error,
                     "host": h.host,
+                    "pid": h.pid,
                 })));
                 v["newest_backup_age_secs"] = json!(age);
                 v["last_verify"] = serde_json::to_value(&verify)?;
@@ -409,21 +422,33 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                     let parts: Vec<String> = w.reachable.iter().map(|r| r.to_string()).collect();
                     println!("reachable        {}", parts.join(", "));
                 }
-                match &hb {
+                match hb {
                     Some(h) => {
+                        match h.lag_us {
+                            Some(l) => println!(
+                                "archive lag      {:.1} s behind the database's last write, when the archiver's last round began (0 = caught up)",
+                                l as f64 / 1e6
+                            ),
+                            None => println!(
+                                "archive lag      unknown: the archiver has not yet found where its archive continues"
+                            ),
+                        }
                         println!(
-                            "archive lag      {:.1} s behind the database's last write, when the archiver's last round began (0 = caught up)",
-                            h.lag_us as f64 / 1e6,
-                        );
-                        println!(
-                            "archiver         {} on {} (pid {}): through LSN {} of the database's {}, last report {:.0} s ago{}",
-                            if h.error.is_some() { "FAILING" } else { "ok" },
+                            "archiver         {} on {} (pid {}): {}, last report {:.0} s ago{}",
+                            h.state(now),
                             h.host,
                             h.pid,
-                            h.archived.lsn,
-                            h.db.lsn,
+                            match h.archived {
+                                Some(a) => format!(
+                                    "through LSN {} of the database's {}",
+                                    a.lsn, h.db.lsn
+                                ),
+                                None => format!("nothing stored yet (database at LSN {})", h.db.lsn),
+                            },
                             h.age_secs(now),
-                            if h.every_us > 0 {
+                            if h.stopped {
+                                " (stopped cleanly)".to_string()
+                            } else if h.every_us > 0 {
                                 format!(", reports every {} s", h.every_us / 1_000_000)
                             } else {
                                 " (a one-off run)".into()
@@ -644,7 +669,11 @@ fn restore_into(a: &RestoreArgs) -> CliResult<ExitCode> {
             .map_err(|e| {
                 CliError(
                     e.to_string()
-                        .replace(&path.display().to_string(), "(standard input)"),
+                        .replace(&path.display().to_string(), "(standard input)")
+                        .replace(
+                            "there is no .sha256 file beside it to check it against",
+                            "check it against its checksum before piping it in",
+                        ),
                 )
             })?
         }
@@ -746,7 +775,7 @@ pub fn wal_archive(
         return Ok(ExitCode::SUCCESS);
     }
     let mut a = Archiver::new(&r, db).heartbeat_every(
-        heartbeat.unwrap_or(interval.max(kstone_backup::wal_archive::DEFAULT_HEARTBEAT)),
+        kstone_backup::wal_archive::heartbeat_period(heartbeat, interval),
     );
     eprintln!(
         "archiving {} into {repo} every {interval:?}; Ctrl-C to stop",
@@ -756,6 +785,9 @@ pub fn wal_archive(
     a.run(interval, |r| {
         match r {
             Ok(round) if round.records > 0 => {
+                if failures > 0 {
+                    eprintln!("archiving works again");
+                }
                 failures = 0;
                 eprintln!(
                     "archived {} records through LSN {} ({})",
@@ -764,7 +796,12 @@ pub fn wal_archive(
                     rfc3339_us(round.archived_ts)
                 );
             }
-            Ok(_) => failures = 0,
+            Ok(_) => {
+                if failures > 0 {
+                    eprintln!("archiving works again");
+                }
+                failures = 0
+            }
             Err(e) => {
                 failures += 1;
                 eprintln!("archiving round failed (will retry): {e}");
@@ -825,4 +862,25 @@ pub fn restore_point(db: &std::path::Path, name: &str) -> CliResult<ExitCode> {
     };
     println!("restore point {name:?} at LSN {lsn} ({})", rfc3339_us(ts));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The outermost not-yet-existing directory on the way to `path`: what
+/// creating `path` makes.
+fn first_missing(path: &std::path::Path) -> Option<std::path::PathBuf> {
+    path.ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .last()
+        .map(|a| a.to_path_buf())
+}
+
+/// Remove the empty directories between `path` (already gone) and `top`,
+/// which this command created.
+fn remove_empty_parents(path: &std::path::Path, top: &std::path::Path) -> std::io::Result<()> {
+    for dir in path.ancestors().skip(1) {
+        if !dir.starts_with(top) || dir.as_os_str().is_empty() {
+            break;
+        }
+        std::fs::remove_dir(dir)?;
+    }
+    Ok(())
 }

@@ -7,3 +7,4 @@ pub mod commit_log;
 pub mod record;
 pub mod segment;
 pub mod sync;
+pub mod tail;
