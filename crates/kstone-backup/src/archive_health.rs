@@ -2,12 +2,12 @@
 //! archiver is alive: the one definition of archive lag that `backup status`,
 //! the agent's `kstone_archive_lag_seconds` and the alerts share.
 //!
-//! *Lag* is how far the archive is behind the database's last committed
-//! write: the commit time of the newest write minus the commit time of the
-//! newest archived write, 0 when every committed write is archived. An
-//! archiver measures it when each round takes its snapshot, before shipping
-//! (the top of the sawtooth: at a steady write rate, about the interval plus
-//! a round's time), so it keeps growing while rounds fail. An idle,
+//! *Lag* is how long the oldest committed write that the archive lacks has
+//! been waiting: 0 when every committed write is archived — the writes a
+//! disaster now would lose go back this far (the RPO as it stands). An
+//! archiver measures it when each round reads the WAL, before shipping (the
+//! top of the sawtooth: at a steady write rate, about the interval plus a
+//! round's time), and it keeps growing while rounds fail. An idle,
 //! caught-up database has lag 0 however long it sits. A stalled archiver is
 //! told apart by its *heartbeat*: every archiver writes
 //! `status/archiver/<db_id>` (framed JSON, magic `KSTNHRTB`; `docs/formats.md`)
@@ -29,21 +29,17 @@ pub struct Position {
     pub commit_us: u64,
 }
 
-/// The archive lag, in microseconds: how far `archived` trails the database's
-/// last committed write `db`.
+/// The archive lag at `now_us`, in microseconds: how long the oldest write
+/// the archive lacks (committed at `oldest_pending_us`) has waited; 0 when
+/// it lacks none.
 ///
 /// ```
-/// use kstone_backup::archive_health::{lag_us, Position};
-/// let db = Position { lsn: 10, commit_us: 5_000_000 };
-/// assert_eq!(lag_us(db, Position { lsn: 10, commit_us: 5_000_000 }), 0);
-/// assert_eq!(lag_us(db, Position { lsn: 7, commit_us: 3_000_000 }), 2_000_000);
+/// use kstone_backup::archive_health::lag_us;
+/// assert_eq!(lag_us(None, 9_000_000), 0);
+/// assert_eq!(lag_us(Some(7_000_000), 9_000_000), 2_000_000);
 /// ```
-pub fn lag_us(db: Position, archived: Position) -> u64 {
-    if archived.lsn >= db.lsn {
-        0
-    } else {
-        db.commit_us.saturating_sub(archived.commit_us)
-    }
+pub fn lag_us(oldest_pending_us: Option<u64>, now_us: u64) -> u64 {
+    oldest_pending_us.map_or(0, |t| now_us.saturating_sub(t))
 }
 
 /// What an archiver last reported to a repository about one database.
@@ -61,8 +57,8 @@ pub struct Heartbeat {
     /// The newest write this archiver has stored in the repository (`None`
     /// before its first round found where the archive continues).
     pub archived: Option<Position>,
-    /// [`lag_us`] when the last round began (before it shipped anything);
-    /// `None` while `archived` is unknown.
+    /// [`lag_us`] as the archiver last measured it (when its last round
+    /// read the WAL, before shipping; growing while rounds fail).
     pub lag_us: Option<u64>,
     /// The archiver stopped cleanly (SIGTERM, end of a run); no more reports
     /// are due.
@@ -130,26 +126,23 @@ impl Heartbeat {
                 self.every_us / 1_000_000
             ));
         }
-        if let (Some(a), Some(r)) = (self.archived, reachable) {
-            if a.lsn > r {
-                out.push(format!(
-                    "the archiver stored writes through LSN {}, but the repository reaches only LSN {r}: \
-                     archive objects are missing (`backup verify --all`)",
-                    a.lsn
-                ));
-            }
-        }
+        out.extend(self.claims_beyond(reachable));
         if let Some(max) = max_lag {
             let max_s = max.as_secs_f64();
             match self.lag_us {
                 Some(l) if l as f64 / 1e6 > max_s => out.push(format!(
-                    "the archive was {:.1} s behind the database's last write when the archiver's last round began ({at}), more than the limit of {max_s} s",
+                    "the oldest write the archive lacked had waited {:.1} s at the archiver's last report ({at}), more than the limit of {max_s} s",
                     l as f64 / 1e6
                 )),
                 None => out.push(format!(
-                    "the archiver has not yet found where its archive continues (as of {at})"
+                    "the archiver has not yet read the database's WAL (as of {at})"
                 )),
                 _ => {}
+            }
+            if self.stopped {
+                out.push(format!(
+                    "the archiver stopped at {at}: nothing is archiving this database"
+                ));
             }
             if self.every_us == 0 && self.age_secs(now_us) > max_s {
                 out.push(format!(
@@ -162,7 +155,27 @@ impl Heartbeat {
     }
 }
 
+impl Heartbeat {
+    /// The archiver says it stored writes the repository no longer reaches:
+    /// archive objects were deleted or lost after it wrote them.
+    pub fn claims_beyond(&self, reachable: Option<u64>) -> Option<String> {
+        let (a, r) = (self.archived?, reachable?);
+        (a.lsn > r).then(|| {
+            format!(
+                "the archiver stored writes through LSN {}, but the repository reaches only LSN {r}: \
+                 archive objects are missing",
+                a.lsn
+            )
+        })
+    }
+}
+
 impl Repository {
+    /// The newest point of `history` this repository can restore, if any.
+    pub fn reachable_lsn(&self, history: &str) -> Option<u64> {
+        self.window(Some(history)).ok().map(|w| w.latest_lsn)
+    }
+
     /// Every archiver heartbeat in the repository, by database id; a damaged
     /// one is reported as its error (the next round rewrites it).
     pub fn heartbeats(&self) -> Result<Vec<(String, Result<Heartbeat>)>> {
@@ -205,20 +218,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lag_is_zero_when_caught_up_and_grows_with_unarchived_commits() {
-        let at = |lsn, s: u64| Position {
-            lsn,
-            commit_us: s * 1_000_000,
-        };
-        assert_eq!(lag_us(at(5, 100), at(5, 100)), 0);
-        // Idle: nothing newer than the archive, however old it is.
-        assert_eq!(
-            lag_us(at(5, 100), at(5, 100)),
-            lag_us(at(5, 100), at(9, 200))
-        );
-        assert_eq!(lag_us(at(8, 130), at(5, 100)), 30_000_000);
+    fn lag_is_zero_when_caught_up_and_the_age_of_the_oldest_missing_write() {
+        let s = |x: u64| x * 1_000_000;
+        // Caught up: 0, however long the database has been idle.
+        assert_eq!(lag_us(None, s(1_000)), 0);
+        // One write 5 s old after a long idle time: 5 s, not the idle time.
+        assert_eq!(lag_us(Some(s(995)), s(1_000)), s(5));
         // A clock step backwards never makes lag negative.
-        assert_eq!(lag_us(at(8, 90), at(5, 100)), 0);
+        assert_eq!(lag_us(Some(s(1_001)), s(1_000)), 0);
     }
 
     #[test]

@@ -58,6 +58,12 @@ pub fn parse_recipient(s: &str) -> Result<Recipient> {
             {
                 Err(weak_key(s))
             }
+            Ok(age::ssh::Recipient::SshRsa(_, key)) if weak_rsa(&key) => Err(Error::Invalid(
+                format!(
+                    "{:?} is not a usable RSA key: its modulus is prime, so its private key follows from the public one",
+                    short(s)
+                ),
+            )),
             Ok(r) => Ok(Box::new(r)),
             Err(e) => Err(Error::Invalid(format!(
                 "{:?} is not a usable SSH recipient: {}",
@@ -90,11 +96,23 @@ fn key_of_line(s: &str) -> &str {
     if s.starts_with("age1") || is_ssh_key(s) {
         return s;
     }
-    ["ssh-ed25519 ", "ssh-rsa ", "ecdsa-", "sk-", "ssh-"]
-        .iter()
-        .filter_map(|t| s.find(&format!(" {t}")))
-        .min()
-        .map_or(s, |i| s[i + 1..].trim())
+    // Options end at the first blank outside double quotes (which may hold
+    // blanks and `\"`); the key follows. An unterminated quote leaves the
+    // line as it is, which then fails as no key.
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ' ' | '\t' if !quoted => {
+                let rest = s[i..].trim_start();
+                return if is_ssh_key(rest) { rest } else { s };
+            }
+            _ => {}
+        }
+    }
+    s
 }
 
 /// The Montgomery u-coordinate of an `age1…` key.
@@ -110,6 +128,12 @@ fn weak(p: curve25519_dalek::MontgomeryPoint) -> bool {
     // Clamped scalars are multiples of 8: a point of order dividing 8 goes
     // to the identity (u = 0) under any of them.
     p.mul_clamped([0x5a; 32]).to_bytes() == [0u8; 32]
+}
+
+/// An RSA key whose modulus is prime: d = e⁻¹ mod (n − 1) is public.
+fn weak_rsa(key: &rsa::RsaPublicKey) -> bool {
+    use rsa::traits::PublicKeyParts;
+    num_bigint_dig::prime::probably_prime(key.n(), 20)
 }
 
 fn weak_key(s: &str) -> Error {
@@ -172,8 +196,13 @@ pub fn read_recipients_file(path: &Path) -> Result<Vec<String>> {
         if l.is_empty() || l.starts_with('#') {
             continue;
         }
-        parse_recipient(l)
-            .map_err(|e| Error::Invalid(format!("{} line {}: {e}", path.display(), i + 1)))?;
+        parse_recipient(l).map_err(|e| {
+            let why = match e {
+                Error::Invalid(m) => m,
+                other => other.to_string(),
+            };
+            Error::Invalid(format!("{} line {}: {why}", path.display(), i + 1))
+        })?;
         v.push(key_of_line(l).to_string());
     }
     Ok(v)
@@ -217,7 +246,9 @@ impl Identities {
             || pem.starts_with(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
         {
             return Err(bad(
-                "is a PKCS#8 key; age reads OpenSSH keys: convert a copy with `ssh-keygen -p -f COPY`".into(),
+                "is a PKCS#8 key; age reads keys in OpenSSH format (`-----BEGIN OPENSSH PRIVATE KEY-----`): \
+                 export it in that format (for RSA, `ssh-keygen -p -f COPY` converts a copy)"
+                    .into(),
             ));
         }
         let id = age::ssh::Identity::from_buffer(pem, Some(source.clone()))
@@ -499,6 +530,10 @@ mod tests {
             bech32::encode("age", [0u8; 32].to_base32(), bech32::Variant::Bech32).unwrap();
         let e = parse_recipient(&zero_age).err().unwrap();
         assert!(e.to_string().contains("small order"), "{e}");
+        // An RSA key whose 2048-bit modulus is prime (made for this test).
+        let prime_rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC3yUUnhH63P3cM5MXfTD2L4+EAmTuBsjOJQu72D03y1W5gLgr+gchR8N9pp+qh752HbK+hO1F1a/j0tU3GrKElwYj2xR6jgLs6hJKqf80vWcjZdFD+01ckUQ5SHCa1ktrafSntQEZeuun0XbboNI3dyKE5lSvg3/HN3+dkoP5Hy3O10bPH9w1g/496B8Lr+3O4rDzP3WkdmL/V7nHyMFz+gXGXa/TW+l7bIkoKyxF+Q3BFm0fz+E/ZX+T/6R0r+HY3CijI2W1MarrJY6/LrzZP9Ye7knHwSEgcqcsSXDmyesbqv1v5hcWY28uHISNErHK0a0DdNBf6jjrtPDrZ1GVV";
+        let e = parse_recipient(prime_rsa).err().unwrap();
+        assert!(e.to_string().contains("modulus is prime"), "{e}");
         // Real keys pass.
         let (_, good) = generate_identity();
         assert!(parse_recipient(&good).is_ok());
@@ -521,9 +556,25 @@ mod tests {
         assert_eq!(got[0], a);
         assert!(got[1].starts_with(ssh), "{got:?}");
         assert_eq!(canonical_recipient(&got[1]).unwrap(), ssh);
-        std::fs::write(f.path(), "age1notakey\n").unwrap();
-        let e = read_recipients_file(f.path()).err().unwrap();
-        assert!(e.to_string().contains("line 1"), "{e}");
+        // A key inside a quoted option is an option, not the line's key.
+        std::fs::write(
+            f.path(),
+            format!("command=\"echo ssh-rsa AAAA \\\" x\",no-pty {ssh} bob\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            read_recipients_file(f.path()).unwrap(),
+            vec![format!("{ssh} bob")]
+        );
+        for bad in [
+            format!("command=\"echo {ssh}\" ecdsa-sha2-nistp256 AAAAE2Vj\n"),
+            format!("command=\"unterminated {ssh}\n"),
+            "age1notakey\n".to_string(),
+        ] {
+            std::fs::write(f.path(), &bad).unwrap();
+            let e = read_recipients_file(f.path()).err().unwrap();
+            assert!(e.to_string().contains("line 1"), "{bad}: {e}");
+        }
     }
 
     #[test]

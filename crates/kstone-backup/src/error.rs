@@ -19,6 +19,9 @@ pub enum Error {
     },
     #[error("{0} is not a KeystoneDB backup repository (no config); create one with `kstone backup init --repo {0}`")]
     NotARepository(String),
+    /// The repository a long-running command was using is no longer there.
+    #[error("the repository at {location} is gone: {why}; nothing was written (writes wait in the database's WAL)")]
+    RepositoryGone { location: String, why: String },
     /// A location that holds objects but no `config`: never re-initialized
     /// implicitly (it may be an encrypted repository whose config expired).
     #[error("{location} holds {objects} object(s) but no repository config{}: nothing was written. \

@@ -208,6 +208,29 @@ impl Repository {
         }
     }
 
+    /// The repository is still there and still this one: its `config` exists
+    /// with this id. A long-running writer (an archiver) checks before each
+    /// round, so that an unmounted disk or a deleted prefix is an error, not
+    /// a new unconfigured location that silently takes the writes.
+    pub fn check_still_here(&self) -> Result<()> {
+        let gone = |why: &str| {
+            Err(Error::RepositoryGone {
+                location: self.location().to_string(),
+                why: why.to_string(),
+            })
+        };
+        let Some(bytes) = self.storage.get(CONFIG_OBJECT)? else {
+            return gone(
+                "its config is missing (an unmounted disk, a moved directory, a deleted prefix?)",
+            );
+        };
+        match manifest::decode::<RepoConfig>(CONFIG_MAGIC, &bytes, CONFIG_OBJECT) {
+            Ok(c) if c.repository_id == self.config.repository_id => Ok(()),
+            Ok(_) => gone("another repository is there now"),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Undo [`Repository::open_or_init_with`] for a command that then failed:
     /// if the repository still holds nothing anyone needs (no backup, no
     /// archive: only its config, key and locks, and the pieces of an upload

@@ -448,6 +448,7 @@ impl Storage {
 
     /// Store a metadata object (never encrypted: config, manifests, locks).
     pub fn put(&self, path: &str, bytes: Vec<u8>) -> Result<()> {
+        self.check_root()?;
         let p = ObjPath::from(path);
         self.rt
             .block_on(
@@ -514,6 +515,19 @@ impl Storage {
         })
     }
 
+    /// A local repository's directory must still be there: the file store
+    /// would create it again (with only the new object in it) under a
+    /// writer that has not noticed the repository is gone.
+    fn check_root(&self) -> Result<()> {
+        match &self.local_root {
+            Some(root) if !root.is_dir() => Err(Error::RepositoryGone {
+                location: self.location.clone(),
+                why: "its directory is gone (an unmounted disk, a moved directory?)".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// The directory of a local repository.
     pub fn local_root(&self) -> Option<&Path> {
         self.local_root.as_deref()
@@ -555,6 +569,7 @@ impl Storage {
         len: u64,
         level: Option<i32>,
     ) -> Result<Uploaded> {
+        self.check_root()?;
         let mut f = std::fs::File::open(file).ctx(file)?.take(len);
         let mut first = vec![0u8; (len as usize).min(1 << 20)];
         f.read_exact(&mut first).ctx(file)?;

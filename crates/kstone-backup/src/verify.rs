@@ -121,6 +121,17 @@ impl Repository {
     pub fn verify_archive(&self, deep: bool) -> Result<Vec<Problem>> {
         let _lock = self.lock_for_read("a verify")?;
         let mut problems = self.archive_holes()?;
+        // A deleted tail leaves no hole: only the archiver knows it wrote it.
+        for (id, hb) in self.heartbeats()? {
+            if let Ok(h) = hb {
+                if let Some(what) = h.claims_beyond(self.reachable_lsn(&h.history)) {
+                    problems.push(Problem {
+                        backup: format!("{ARCHIVE_LABEL}{id}/{}", h.history),
+                        what,
+                    });
+                }
+            }
+        }
         // Reading needs the identity in an encrypted repository.
         if deep || self.storage.keys().is_none_or(|k| k.can_open()) {
             for (db, history, oldest) in archived_histories(&self.list()?) {

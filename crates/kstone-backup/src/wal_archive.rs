@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::archive_health::{lag_us, Heartbeat, Position};
 use crate::error::{Error, Result};
 use crate::repository::Repository;
+use kstone_core::fsio::now_micros;
 
 const MAGIC: &[u8; 8] = b"KSTNWARC";
 const VERSION: u32 = 1;
@@ -226,6 +227,8 @@ pub struct Archiver<'a> {
     heartbeat_every: Duration,
     last_heartbeat: Option<Instant>,
     reported_lag: Option<u64>,
+    /// Commit time of the oldest write read from the WAL but not yet stored.
+    pending_since: Option<u64>,
     failing: bool,
 }
 
@@ -258,6 +261,7 @@ impl<'a> Archiver<'a> {
             heartbeat_every: DEFAULT_HEARTBEAT,
             last_heartbeat: None,
             reported_lag: None,
+            pending_since: None,
             failing: false,
         }
     }
@@ -269,9 +273,14 @@ impl<'a> Archiver<'a> {
         self
     }
 
-    /// The archive lag as last measured (µs); see [`Round::lag_us`].
+    /// The archive lag now (µs): while writes read from the WAL are not yet
+    /// stored (rounds failing), how long the oldest has waited; otherwise
+    /// the lag the last round measured ([`Round::lag_us`]).
     pub fn lag_us(&self) -> u64 {
-        self.lag
+        match self.pending_since {
+            Some(p) => lag_us(Some(p), now_micros()),
+            None => self.lag,
+        }
     }
 
     /// After a round: write the heartbeat when it is due — the first round,
@@ -280,10 +289,15 @@ impl<'a> Archiver<'a> {
     /// `status` is never far behind a busy archive). A heartbeat that cannot
     /// be written fails a round that otherwise worked.
     fn report(&mut self, r: Result<Round>) -> Result<Round> {
+        // Nothing goes to a location that is no longer the repository.
+        if matches!(r, Err(Error::RepositoryGone { .. })) {
+            self.failing = true;
+            return r;
+        }
         let failing = r.is_err();
         let shipped = r.as_ref().is_ok_and(|r| r.records > 0);
         // Caught up after a report that showed lag: say so at once.
-        let caught_up = self.lag == 0 && self.reported_lag.is_some_and(|l| l > 0);
+        let caught_up = self.lag_us() == 0 && self.reported_lag.is_some_and(|l| l > 0);
         let due = match self.last_heartbeat {
             None => true,
             Some(t) => {
@@ -315,7 +329,7 @@ impl<'a> Archiver<'a> {
         let (Some((db_id, history)), Some(db)) = (self.ident.clone(), self.seen) else {
             return Ok(false);
         };
-        let lag = self.archived_at.map(|_| self.lag);
+        let lag = Some(self.lag_us());
         let hb = Heartbeat {
             at_us: kstone_core::fsio::now_micros(),
             every_us: self.heartbeat_every.as_micros() as u64,
@@ -368,6 +382,7 @@ impl<'a> Archiver<'a> {
     }
 
     fn round_dir(&mut self) -> Result<Round> {
+        self.repo.check_still_here()?;
         // Before `claim`, which writes into the database's directory.
         self.tail.check_database()?;
         self.claim()?;
@@ -376,6 +391,7 @@ impl<'a> Archiver<'a> {
             unchanged_or_raced => {
                 if matches!(unchanged_or_raced, Pinning::Unchanged) {
                     self.lag = 0;
+                    self.pending_since = None;
                 }
                 Ok(Round {
                     archived_lsn: self.archived.unwrap_or(0),
@@ -388,6 +404,7 @@ impl<'a> Archiver<'a> {
     /// One round for a database open in this process.
     pub fn round_db(&mut self, db: &kstone_core::Database) -> Result<Round> {
         let r = (|| {
+            self.repo.check_still_here()?;
             self.claim()?;
             let pinned = self.tail.pin_open(db)?;
             self.round_with(pinned)
@@ -422,6 +439,7 @@ impl<'a> Archiver<'a> {
                 self.archived_at = Some(Position { lsn: a, ..db });
             }
             self.lag = 0;
+            self.pending_since = None;
             archive_mark::write(&self.db_dir, self.repo_id(), a)?;
             self.tail.consumed(pinned, Batch::empty());
             return Ok(Round {
@@ -436,11 +454,12 @@ impl<'a> Archiver<'a> {
         let records = &batch.records;
         // Not known on a first round: the first pending write's commit time
         // is a close upper bound of the newest archived one's.
-        let archived_at = *self.archived_at.get_or_insert(Position {
+        self.archived_at.get_or_insert(Position {
             lsn: a,
             commit_us: records.first().map_or(db.commit_us, |r| r.ts),
         });
-        self.lag = lag_us(db, archived_at);
+        self.pending_since = records.first().map(|r| r.ts);
+        self.lag = lag_us(self.pending_since, now_micros());
         // Objects stay below MAX_OBJECT_RECORD_BYTES: a long backlog goes up
         // as several contiguous objects.
         let mut chunks: Vec<&[Record]> = Vec::new();
@@ -493,6 +512,7 @@ impl<'a> Archiver<'a> {
             lsn,
             commit_us: range.last_ts,
         });
+        self.pending_since = None;
         Ok(Round {
             lag_us: self.lag,
             records: count,
@@ -552,20 +572,6 @@ impl<'a> Archiver<'a> {
                 from: e + 1,
                 to: on_disk,
             }),
-        }
-    }
-
-    /// Run rounds every `interval` until `stop` returns true.
-    pub fn run(&mut self, interval: Duration, mut on_round: impl FnMut(&Result<Round>) -> bool) {
-        loop {
-            let start = Instant::now();
-            let r = self.round();
-            if !on_round(&r) {
-                return;
-            }
-            if let Some(rest) = interval.checked_sub(start.elapsed()) {
-                std::thread::sleep(rest);
-            }
         }
     }
 }

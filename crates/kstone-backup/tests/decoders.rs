@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! The repository's decoders (config, backup manifest, archived-WAL objects,
 //! the wrapped key, age-sealed data objects)
 //! and archive import get arbitrary and mutated bytes: errors, never panics,

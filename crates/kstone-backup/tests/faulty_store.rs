@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! An object store that fails, delays and cuts off requests (wrapping a local
 //! directory): every backup operation fails with a clear error, leaves the
 //! repository consistent and its partial objects removed, and succeeds once

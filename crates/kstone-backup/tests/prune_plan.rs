@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! Property test of the retention planner on random backup chains with
 //! random ages and random policies: nothing a kept backup needs is deleted,
 //! every point of the PITR window stays reachable, no rule means no deletion.

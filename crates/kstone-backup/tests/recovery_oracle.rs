@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! The model-based recovery oracle: seeded random sequences of writes and
 //! deletes, flushes, compactions, reopens, backups of all three types,
 //! restores in place and elsewhere, archive rounds to one or two repositories

@@ -277,7 +277,7 @@ kstone create users.keystone --pk-type S --no-sk"
         /// alive (`backup status` calls an archiver silent for three of
         /// these periods and 10 s stalled). Default: a minute; never shorter
         /// than --interval.
-        #[arg(long, value_parser = parse_interval, conflicts_with = "once")]
+        #[arg(long, value_parser = parse_heartbeat, conflicts_with = "once")]
         heartbeat: Option<std::time::Duration>,
         /// Stop archiving the database to this repository: the database no
         /// longer keeps WAL for it (its archive ends here; archiving to it
@@ -340,7 +340,7 @@ pub enum BackupCmd {
         #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
         compression_level: i32,
         /// Store files uncompressed.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "compression_level")]
         no_compression: bool,
         /// Encrypt to this recipient: an age key (age1…) or an SSH public key
         /// ("ssh-ed25519 AAAA…" or "ssh-rsa AAAA…", quoted); repeat for
@@ -741,6 +741,16 @@ pub fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
         return Err(format!(
             "interval {s:?} is too short: rounds would spin a CPU (use at least 10ms, e.g. 1s)"
         ));
+    }
+    Ok(d)
+}
+
+/// An archiver's heartbeat period: at least a second (each report is a
+/// write to the repository).
+pub fn parse_heartbeat(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s)?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!("heartbeat {s:?} is too short: use at least 1s"));
     }
     Ok(d)
 }

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod demo;
 pub mod ownership;
 pub mod progress;
+pub mod stop;
 
 use std::process::ExitCode;
 

@@ -39,7 +39,8 @@ impl Ownership {
         };
         let mode = match mode {
             Some(m) => Some(parse_mode(m)?),
-            None => old.as_ref().map(|m| m.mode() & 0o7777),
+            // The old database's mode, but never one its owner cannot use.
+            None => old.as_ref().map(|m| (m.mode() & 0o777) | 0o700),
         };
         Ok(Ownership { uid, gid, mode })
     }

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! `kstone agent` with second-level schedules beside an application process
 //! that writes: scheduled backups, WAL archiving, scraped metrics, a failing
 //! run survived, and a clean exit on SIGTERM.

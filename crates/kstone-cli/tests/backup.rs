@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! Backup, verify and restore through the `kstone` binary: hot backups beside
 //! a writing process, chains, damage detection, SIGKILL during backup and
 //! restore, and portable archives.

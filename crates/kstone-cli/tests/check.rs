@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! `kstone check` finds damage in every file kind, and passes a sound database.
 
 use std::path::{Path, PathBuf};

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! Drive the built `kstone` and `kstone-cli` binaries like a user would.
 
 use std::path::Path;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! `kstone demo` end to end with a small dataset.
 
 use std::process::Command;

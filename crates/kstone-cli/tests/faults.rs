@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! Fault injection with a real full disk: the database directory and the
 //! backup repository on small tmpfs mounts (the tests run as root, as CI
 //! does). Every operation fails with a clear error, nothing acknowledged is

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! Operators beside a live application: a backup of a closed database takes
 //! `LOCK` only while it pins its snapshot, read-only commands work on a
 //! database another process has open, and writes from the CLI to it are

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! Off-site copies: encrypted repositories (on a local directory and on the
 //! S3 server), and S3 under faults — the server killed mid-backup, cut
 //! connections, 503s — with clean failures, consistent repositories and

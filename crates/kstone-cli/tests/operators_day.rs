@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! The operator's day (issue 22), driven through `kstone` as an operator
 //! would: what the chapter's monitoring and cron jobs rely on.
 
@@ -85,15 +86,15 @@ fn messages_say_what_happened() {
     bytes[mid] ^= 0xff;
     let bad = tmp.path().join("bad.tar.gz");
     std::fs::write(&bad, &bytes).unwrap();
-    let o = kstone(&[
-        "restore",
-        "--archive",
-        p(&bad),
-        "--target",
-        p(&tmp.path().join("b.keystone")),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&o.stderr);
+    // Restoring `bad` is refused (exit 1, nothing restored): its stderr.
+    let refused = || {
+        let t = tmp.path().join("refused.keystone");
+        let o = kstone(&["restore", "--archive", p(&bad), "--target", p(&t)]);
+        assert_eq!(o.status.code(), Some(1), "{o:?}");
+        assert!(!t.exists());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = refused();
     assert!(
         err.contains("damaged or not a tar.gz") && err.contains("no .sha256 file beside it"),
         "{err}"
@@ -102,37 +103,13 @@ fn messages_say_what_happened() {
     let mut glued = std::fs::read(&archive).unwrap();
     glued.extend_from_slice(b"garbage after the stream");
     std::fs::write(&bad, &glued).unwrap();
-    let o = kstone(&[
-        "restore",
-        "--archive",
-        p(&bad),
-        "--target",
-        p(&tmp.path().join("g.keystone")),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("bytes follow the end of the gzip stream"));
+    assert!(refused().contains("bytes follow the end of the gzip stream"));
     // A checksum file that is not one, and one of another archive, say so.
     let bad_sum = tmp.path().join("bad.tar.gz.sha256");
     std::fs::write(&bad_sum, "not-a-checksum  bad.tar.gz\n").unwrap();
-    let o = kstone(&[
-        "restore",
-        "--archive",
-        p(&bad),
-        "--target",
-        p(&tmp.path().join("g.keystone")),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("is not a SHA-256 checksum file"));
+    assert!(refused().contains("is not a SHA-256 checksum file"));
     std::fs::copy(&sum, &bad_sum).unwrap();
-    let o = kstone(&[
-        "restore",
-        "--archive",
-        p(&bad),
-        "--target",
-        p(&tmp.path().join("g.keystone")),
-    ]);
-    assert_eq!(o.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = refused();
     assert!(err.contains("which is the checksum of b.tar.gz"), "{err}");
     // The archive's entries are dated at the backup, not in 2006.
     let listing = std::process::Command::new("tar")
@@ -425,6 +402,11 @@ fn a_failed_first_backup_leaves_no_repository() {
     assert!(!repo.exists(), "an empty repository was left behind");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("missing.keystone"), "{err}");
+    // The same for archiving a database that is not there.
+    let missing = tmp.path().join("missing.keystone");
+    let o = kstone(&["wal-archive", p(&missing), "--repo", p(&repo), "--once"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!repo.exists(), "an empty repository was left behind");
 }
 
 /// The chapter's `chown -R keystonedb:keystonedb` and `chmod 700`, done by
@@ -518,6 +500,10 @@ fn restore_sets_owner_and_mode() {
         "65533",
     ]);
     check(&u, 65533, 65534, 0o750);
+    // A mode its owner cannot use is not inherited as is.
+    std::fs::set_permissions(&u, std::fs::Permissions::from_mode(0o000)).unwrap();
+    ok(&["restore", "--repo", p(&repo), "--target", p(&u), "-y"]);
+    check(&u, 65533, 65534, 0o700);
 }
 
 /// A restore killed (SIGKILL) after building its hidden staging directory
@@ -1112,6 +1098,14 @@ fn archive_lag_tells_an_idle_database_from_a_stalled_archiver() {
     assert!(o.status.success(), "{o:?}");
     assert!(out.contains("archive lag      0.0 s"), "{out}");
     assert!(out.contains("through LSN 6 of the database's 6"), "{out}");
+    // One write after the quiet time: the lag counts from that write, not
+    // from the last archived one 2.5 s before.
+    put("quiet");
+    wait_for("LSN 7 archived", &|| {
+        gauge("kstone_archive_last_lsn") == Some(7.0)
+    });
+    let lag = gauge("kstone_archive_lag_seconds").unwrap();
+    assert!(lag < 2.0, "lag {lag} counted the idle time");
 
     // The repository's archive cannot be written: rounds fail, lag grows
     // with the writes the archive lacks, the heartbeat metric stands still.
@@ -1126,14 +1120,14 @@ fn archive_lag_tells_an_idle_database_from_a_stalled_archiver() {
         gauge("kstone_archive_lag_seconds").is_some_and(|l| l >= 2.5)
     });
     assert!(now() - gauge("kstone_archive_last_success_timestamp_seconds").unwrap() >= 1.0);
-    assert_eq!(gauge("kstone_archive_last_lsn"), Some(6.0));
+    assert_eq!(gauge("kstone_archive_last_lsn"), Some(7.0));
 
     // Healed: every write reaches the archive (none skipped by the failed
     // rounds), lag back to 0.
     std::fs::remove_file(&wal).unwrap();
     std::fs::rename(repo.join("wal.away"), &wal).unwrap();
     wait_for("catching up", &|| {
-        gauge("kstone_archive_last_lsn") == Some(10.0)
+        gauge("kstone_archive_last_lsn") == Some(11.0)
             && gauge("kstone_archive_lag_seconds") == Some(0.0)
     });
     let t = tmp.path().join("latest.keystone");
@@ -1146,9 +1140,9 @@ fn archive_lag_tells_an_idle_database_from_a_stalled_archiver() {
         "--to-latest",
         "-y",
     ]);
-    assert!(o.contains("to LSN 10 ") && o.contains("(10 items;"), "{o}");
+    assert!(o.contains("to LSN 11 ") && o.contains("(11 items;"), "{o}");
     let scanned = ok(&["scan", p(&t)]);
-    assert_eq!(scanned.lines().count(), 10, "{scanned}");
+    assert_eq!(scanned.lines().count(), 11, "{scanned}");
     for k in ["k", "a0", "a4", "b0", "b1", "b2", "b3"] {
         assert!(
             scanned.contains(&format!("\"{k}\"")),
@@ -1237,7 +1231,23 @@ fn status_checks_every_archiver_and_what_they_claim() {
     ok(&["wal-archive", p(&db), "--repo", p(&repo), "--once"]);
     ok(&["put", p(&db), "a", "{}"]);
     ok(&["wal-archive", p(&db), "--repo", p(&repo), "--once"]);
-    ok(&["backup", "status", "--repo", p(&repo)]);
+    // The latest point, as shown, restores exactly.
+    let v = common::json(&["backup", "status", "--repo", p(&repo), "--json"]);
+    let (lsn, time) = (
+        v["latest_lsn"].as_u64().unwrap(),
+        v["latest_time"].as_str().unwrap(),
+    );
+    let t = tmp.path().join("at-time.keystone");
+    let o = ok(&[
+        "restore",
+        "--repo",
+        p(&repo),
+        "--target",
+        p(&t),
+        "--to-time",
+        time,
+    ]);
+    assert!(o.contains(&format!("to LSN {lsn} ")), "{time}: {o}");
     let status = |args: &[&str]| {
         let mut all = vec!["backup", "status", "--repo", p(&repo)];
         all.extend_from_slice(args);
@@ -1297,4 +1307,79 @@ fn status_checks_every_archiver_and_what_they_claim() {
         )),
         "{err}"
     );
+}
+
+/// An archiver whose repository disappears (an unmounted disk, a moved
+/// directory) writes nothing anywhere — it does not make a new location that
+/// takes the writes while the database retires its WAL — and catches up
+/// when the repository is back. Stopped with SIGTERM, it says so to the
+/// repository: `status` tells a clean stop from a stall.
+#[test]
+fn an_archiver_writes_nothing_where_its_repository_was_and_stops_cleanly() {
+    use std::time::{Duration, Instant};
+    let (tmp, db, repo) = backed_up();
+    let log = tmp.path().join("archiver.log");
+    let mut archiver = common::Reaped(
+        common::kstone_cmd()
+            .args(["wal-archive", p(&db), "--repo", p(&repo)])
+            .args(["--interval", "100ms", "--heartbeat", "1s"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let archived = || -> Option<u64> {
+        let v = common::json(&["backup", "status", "--repo", p(&repo), "--json"]);
+        v["archiver"]["archived_lsn"].as_u64()
+    };
+    let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    ok(&["put", p(&db), "a", "{}"]);
+    wait_for("LSN 2 archived", &|| archived() == Some(2));
+
+    let away = tmp.path().join("repo.away");
+    std::fs::rename(&repo, &away).unwrap();
+    ok(&["put", p(&db), "b", "{}"]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!repo.exists(), "the archiver made a new location");
+    std::fs::rename(&away, &repo).unwrap();
+    wait_for("LSN 3 archived", &|| archived() == Some(3));
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("is gone") && said.contains("archiving works again"),
+        "{said}"
+    );
+
+    unsafe { libc::kill(archiver.0.id() as i32, libc::SIGTERM) };
+    assert!(archiver.0.wait().unwrap().success());
+    let o = kstone(&["backup", "status", "--repo", p(&repo)]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("(stopped cleanly)"));
+    // Asked for a bounded lag, a stopped archiver is a problem: nobody is
+    // archiving.
+    let o = kstone(&[
+        "backup",
+        "status",
+        "--repo",
+        p(&repo),
+        "--max-archive-lag",
+        "60s",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing is archiving"));
+    let t = tmp.path().join("t.keystone");
+    let o = ok(&[
+        "restore",
+        "--repo",
+        p(&repo),
+        "--target",
+        p(&t),
+        "--to-latest",
+    ]);
+    assert!(o.contains("to LSN 3 "), "{o}");
 }

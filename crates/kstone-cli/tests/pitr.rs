@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! Point-in-time recovery through the `kstone` binary: a writer process with
 //! WAL archiving on, backups taken beside it, and restores to many random
 //! LSNs and times compared with a model; gap detection; SIGKILL of the

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! Recovery that never lies: each reproduction of the recovery-truth issue,
 //! driven through the `kstone` binary like an operator would. The common
 //! check ([`assert_exact`]) is the recovery contract itself: every LSN that

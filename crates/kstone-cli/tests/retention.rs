@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! `kstone backup prune` and `backup status --max-age` on a real repository.
 
 mod common;

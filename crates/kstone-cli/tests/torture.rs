@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! Torture test: a child process runs a seeded random mix of writes,
 //! flushes, compactions, backups of every type, WAL archiving rounds,
 //! restores, point-in-time restores and prunes; the parent SIGKILLs it at a

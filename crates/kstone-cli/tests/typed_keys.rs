@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! Keys as DynamoDB types them, driven through `kstone` as a migrating user
 //! would: each finding of the conformance pass, then typed keys through
 //! export/import, backup, restore and point-in-time restore.

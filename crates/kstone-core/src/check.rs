@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::Manifest;
-use crate::snapshot::remote::RemotePin;
+use crate::snapshot::remote::Access;
 use crate::sst::reader::TableReader;
 use crate::wal::{commit_log, segment};
 
@@ -41,36 +41,17 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
         return Err(Error::NotADatabase(dir.to_path_buf()));
     }
     let mut r = CheckReport::default();
-    // Another process may hold LOCK a moment without serving pins (a
-    // reader pinning or recovering): when it lets go, try LOCK again.
-    let mut tries = 0;
-    let lock = loop {
-        tries += 1;
-        let attempt = if crate::lock::holder(dir).is_some() && tries < 6 {
-            Err(Error::Locked {
-                path: dir.to_path_buf(),
-                pid: String::new(),
-                program: String::new(),
-            })
-        } else {
-            crate::lock::DbLock::acquire(dir)
-        };
-        match attempt {
-            Ok(l) => break l,
-            Err(Error::Locked { .. }) if tries < 6 => {
-                let timeout = std::time::Duration::from_secs(10);
-                if let Some(pin) = RemotePin::try_request(dir, timeout)? {
-                    r.notes.push(format!(
-                        "read from a live snapshot at lsn {} (process {} has the database open)",
-                        pin.snapshot().lsn,
-                        crate::lock::holder(dir).map_or("?".into(), |p| p.to_string())
-                    ));
-                    // The owner's commit log is live; its pin's WAL lengths are durable.
-                    check_snapshot(dir, pin.snapshot(), &mut r)?;
-                    return Ok(r);
-                }
-            }
-            Err(e) => return Err(e),
+    let lock = match crate::snapshot::remote::pin_or_lock(dir)? {
+        Access::Locked(l) => l,
+        Access::Pinned(pin) => {
+            r.notes.push(format!(
+                "read from a live snapshot at lsn {} (process {} has the database open)",
+                pin.snapshot().lsn,
+                crate::lock::holder(dir).map_or("?".into(), |p| p.to_string())
+            ));
+            // The owner's commit log is live; its pin's WAL lengths are durable.
+            check_snapshot(dir, pin.snapshot(), &mut r)?;
+            return Ok(r);
         }
     };
     if commit_log::list(dir)?.is_empty() {

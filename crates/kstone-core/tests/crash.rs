@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! Crash tests with real processes: a child writes in `sync` mode and reports
 //! each acknowledged write; the parent SIGKILLs it at random moments (many
 //! during flushes), reopens, and checks that every acknowledged write is there

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! Every decoder of untrusted bytes gets arbitrary bytes and mutations of
 //! valid encodings: it may return an error, never panic, never allocate from
 //! an unchecked length field, never loop forever. Cases per decoder: 2000

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! Engine behaviour through the public API: persistence across flushes and
 //! reopen, torn-tail recovery, and refusal of every kind of corruption.
 

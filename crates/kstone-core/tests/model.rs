@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! Model-based property test: random sequences of put / delete / batch write /
 //! flush / compaction / close-and-reopen, checked after every step against a
 //! `BTreeMap` model through `get`, `query` (every condition, both directions,

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! Snapshots (pins): a pinned view survives flushes and compactions, copies
 //! into a database holding exactly the writes up to its LSN, and works across
 //! processes (the pin is taken by the process that has the database open).

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
 //! Typed keys: a database written before them (the checked-in format-1
 //! fixture) keeps working; a typed database orders N sort keys numerically,
 //! checked against a decimal model through get and every query condition.

@@ -53,7 +53,7 @@ const FAMILIES: &[(&str, &str, &str, &str)] = &[
         "kstone_archive_lag_seconds",
         "gauge",
         "",
-        "How far the archive is behind the database's last committed write (commit time of the newest write minus that of the newest archived one), measured at each archiving round; 0 when caught up, however long the database is idle.",
+        "How long the oldest committed write the archive lacks has waited, measured when each archiving round reads the WAL (growing while rounds fail); 0 when caught up, however long the database is idle.",
     ),
     (
         "kstone_archive_last_success_timestamp_seconds",

@@ -9,7 +9,7 @@ pub mod schedule;
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,13 +20,6 @@ use tracing::{error, info, warn};
 use self::config::{duration, Config};
 use self::metrics::Metrics;
 use crate::{CliError, CliResult};
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    // Only an atomic store: async-signal-safe.
-    STOP.store(true, Ordering::SeqCst);
-}
 
 fn secs(us: u64) -> f64 {
     us as f64 / 1e6
@@ -227,11 +220,7 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
         .with_ansi(false)
         .try_init();
     let cfg = Config::load(config_path)?;
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-    }
+    crate::stop::install();
     // A database that is not there is a configuration error, found before a
     // repository is initialized for it.
     kstone_core::manifest::Manifest::load(&cfg.database)
@@ -282,7 +271,7 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
                 0.0,
             );
             loop {
-                let stopping = STOP.load(Ordering::SeqCst);
+                let stopping = crate::stop::requested();
                 let start = Instant::now();
                 let r = a.round();
                 let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
@@ -327,19 +316,19 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
                     refresh_window_metrics(&repo, &m);
                     return;
                 }
-                while start.elapsed() < interval && !STOP.load(Ordering::SeqCst) {
+                while start.elapsed() < interval && !crate::stop::requested() {
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
         })
     });
 
-    let mut jobs: Vec<(&str, cron::Schedule, Option<chrono::DateTime<Utc>>)> = cfg
+    let mut jobs: Vec<(&str, schedule::Schedule, Option<chrono::DateTime<Utc>>)> = cfg
         .schedules()
         .into_iter()
         .map(|(n, e)| {
             let s = schedule::parse(e).map_err(CliError)?;
-            let next = s.after(&Utc::now()).next();
+            let next = s.next_after(&Utc::now());
             Ok((n, s, next))
         })
         .collect::<CliResult<_>>()?;
@@ -372,12 +361,12 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
         );
         run_and_report("full");
     }
-    while !STOP.load(Ordering::SeqCst) {
+    while !crate::stop::requested() {
         let now = Utc::now();
         for (name, schedule, next) in jobs.iter_mut() {
             if next.is_some_and(|n| n <= now) {
                 run_and_report(name);
-                *next = schedule.after(&Utc::now()).next();
+                *next = schedule.next_after(&Utc::now());
             }
         }
         std::thread::sleep(Duration::from_millis(100));

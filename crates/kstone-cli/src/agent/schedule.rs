@@ -5,12 +5,34 @@
 //! 6 = Saturday, names, lists, ranges, steps): it is rewritten as the list of
 //! day names, which the `cron` crate (whose own numbering starts at 1 =
 //! Sunday) reads the same way. A 5-field expression gets a `0` seconds field.
+//! As in standard cron, when both day-of-month and day-of-week are
+//! restricted a day matches if *either* does (`0 0 1 * 1`: the 1st and every
+//! Monday); the `cron` crate alone would ask for both.
 
 use std::str::FromStr;
 
 const DAYS: [&str; 7] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
 
 const FIELDS_5: &str = "minute hour day-of-month month day-of-week";
+
+/// A parsed schedule: one `cron` schedule, or two whose union is the
+/// standard-cron meaning of a day-of-month *or* day-of-week restriction.
+#[derive(Debug)]
+pub struct Schedule(Vec<cron::Schedule>);
+
+impl Schedule {
+    /// The first time after `t` that the schedule fires.
+    pub fn next_after(
+        &self,
+        t: &chrono::DateTime<chrono::Utc>,
+    ) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.0.iter().filter_map(|s| s.after(t).next()).min()
+    }
+}
+
+fn restricted(field: &str) -> bool {
+    field != "*" && field != "?"
+}
 
 /// Parse a schedule; the error explains the expression in words.
 ///
@@ -20,7 +42,7 @@ const FIELDS_5: &str = "minute hour day-of-month month day-of-week";
 /// assert!(parse("0 0 2 * * *").is_ok()); // the same, with seconds
 /// assert!(parse("0 2 * *").unwrap_err().contains("5 fields"));
 /// ```
-pub fn parse(expr: &str) -> Result<cron::Schedule, String> {
+pub fn parse(expr: &str) -> Result<Schedule, String> {
     let fields: Vec<&str> = expr.split_whitespace().collect();
     // Ranges are checked here, in the expression's own terms: the cron
     // crate's message quotes its internal 6-field form.
@@ -61,22 +83,33 @@ pub fn parse(expr: &str) -> Result<cron::Schedule, String> {
             ))
         }
     };
-    let s = cron::Schedule::from_str(&six).map_err(|e| {
-        let fields = if fields.len() == 5 {
-            FIELDS_5.to_string()
-        } else {
-            format!("second {FIELDS_5}")
-        };
-        // Its last line says why; the lines before echo its own form.
-        let e = e.to_string();
-        let why = e.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(&e);
-        format!(
-            "{expr:?} is not a valid schedule ({fields}): {}",
-            why.trim()
-        )
-    })?;
+    let one = |six: &str| {
+        cron::Schedule::from_str(six).map_err(|e| {
+            let fields = if fields.len() == 5 {
+                FIELDS_5.to_string()
+            } else {
+                format!("second {FIELDS_5}")
+            };
+            // Its last line says why; the lines before echo its own form.
+            let e = e.to_string();
+            let why = e.lines().rfind(|l| !l.trim().is_empty()).unwrap_or(&e);
+            format!(
+                "{expr:?} is not a valid schedule ({fields}): {}",
+                why.trim()
+            )
+        })
+    };
+    let parts: Vec<&str> = six.split(' ').collect();
+    let s = if restricted(parts[3]) && restricted(parts[5]) {
+        // Standard cron: either day field matches.
+        let by_date = format!("{} {} *", parts[..4].join(" "), parts[4]);
+        let by_weekday = format!("{} * {} {}", parts[..3].join(" "), parts[4], parts[5]);
+        Schedule(vec![one(&by_date)?, one(&by_weekday)?])
+    } else {
+        Schedule(vec![one(&six)?])
+    };
     // A day that no month has (31 February) is valid syntax and never runs.
-    if s.upcoming(chrono::Utc).next().is_none() {
+    if s.next_after(&chrono::Utc::now()).is_none() {
         return Err(format!("{expr:?} never runs: no month has that day"));
     }
     Ok(s)
@@ -86,6 +119,9 @@ pub fn parse(expr: &str) -> Result<cron::Schedule, String> {
 /// names (`JAN`, `MON`) are left to the parser.
 fn check_range(field: &str, lo: u32, hi: u32) -> Result<(), String> {
     for part in field.split(',') {
+        if part.is_empty() {
+            return Err("a list has an empty item".into());
+        }
         let (span, step) = match part.split_once('/') {
             Some((s, st)) => (s, Some(st)),
             None => (part, None),
@@ -180,7 +216,19 @@ mod tests {
     fn next(expr: &str) -> chrono::DateTime<Utc> {
         // A Wednesday.
         let from = Utc.with_ymd_and_hms(2026, 12, 2, 12, 0, 0).unwrap();
-        parse(expr).unwrap().after(&from).next().unwrap()
+        parse(expr).unwrap().next_after(&from).unwrap()
+    }
+
+    /// Day-of-month and day-of-week restricted together: either matches.
+    #[test]
+    fn either_day_field_matches_as_in_standard_cron() {
+        // From Wednesday 2 December 2026: Monday the 7th comes before the 15th.
+        assert_eq!(next("0 0 15 * 1").day(), 7);
+        // The 3rd (a Thursday) comes before the next Monday.
+        assert_eq!(next("0 0 3 * 1").day(), 3);
+        // 31 February never exists, but Sundays in February do.
+        let t = next("0 0 31 2 0");
+        assert_eq!((t.month(), t.weekday()), (2, Weekday::Sun));
     }
 
     #[test]
@@ -224,6 +272,7 @@ mod tests {
             ),
             ("5-2 * * * *", "the range 5-2 runs backwards"),
             ("0 0 31 2 *", "never runs"),
+            ("1,2,,3 * * * *", "a list has an empty item"),
         ] {
             let e = parse(expr).unwrap_err();
             assert!(e.contains(says), "{expr:?}: {e}");

@@ -334,7 +334,11 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                 let mine = *id == w.db_id;
                 let found = match h {
                     Ok(h) => {
-                        let reach = (mine && h.history == w.history).then_some(w.latest_lsn);
+                        let reach = if h.history == w.history {
+                            Some(w.latest_lsn)
+                        } else {
+                            r.reachable_lsn(&h.history)
+                        };
                         h.problems(now, reach, max_archive_lag.filter(|_| mine))
                     }
                     Err(e) => vec![format!(
@@ -374,8 +378,9 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
             }
             if as_json {
                 let mut v = serde_json::to_value(&w)?;
-                v["earliest_time"] = json!(rfc3339(w.earliest_ts));
-                v["latest_time"] = json!(rfc3339(w.latest_ts));
+                // To the microsecond: a time shown must restore as shown.
+                v["earliest_time"] = json!(rfc3339_us(w.earliest_ts));
+                v["latest_time"] = json!(rfc3339_us(w.latest_ts));
                 v["archive_lag_secs"] = json!(lag);
                 v["archiver"] = json!(hb.map(|h| json!({
                     "state": h.state(now),
@@ -406,15 +411,16 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                     );
                 }
                 println!("archive objects  {}", w.archive_objects);
+                // To the microsecond: a time shown must restore as shown.
                 println!(
                     "earliest point   LSN {} at {}",
                     w.earliest_lsn,
-                    rfc3339(w.earliest_ts)
+                    rfc3339_us(w.earliest_ts)
                 );
                 println!(
                     "latest point     LSN {} at {}",
                     w.latest_lsn,
-                    rfc3339(w.latest_ts)
+                    rfc3339_us(w.latest_ts)
                 );
                 if w.reachable.len() > 1 {
                     // Older backups whose archive does not continue them are
@@ -426,11 +432,11 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                     Some(h) => {
                         match h.lag_us {
                             Some(l) => println!(
-                                "archive lag      {:.1} s behind the database's last write, when the archiver's last round began (0 = caught up)",
+                                "archive lag      {:.1} s: the oldest write the archive lacked had waited this long at the archiver's last report (0 = caught up)",
                                 l as f64 / 1e6
                             ),
                             None => println!(
-                                "archive lag      unknown: the archiver has not yet found where its archive continues"
+                                "archive lag      unknown: the archiver has not yet read the database's WAL"
                             ),
                         }
                         println!(
@@ -455,6 +461,9 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                             }
                         );
                     }
+                    None if beats.iter().any(|(id, h)| *id == w.db_id && h.is_err()) => println!(
+                        "archive lag      unknown: the archiver's heartbeat is unreadable (see the problem below)"
+                    ),
                     None => println!(
                         "archive lag      unknown: no archiver has reported here (`kstone wal-archive`, or the agent's archive_interval)"
                     ),
@@ -717,6 +726,8 @@ pub fn wal_archive(
     once: bool,
     heartbeat: Option<std::time::Duration>,
 ) -> CliResult<ExitCode> {
+    // A database that is not there fails before a repository is made for it.
+    kstone_core::manifest::Manifest::load(db)?;
     let (r, created) = crate::access::open_or_init(repo)?;
     if created {
         eprintln!("initialized new repository at {repo}");
@@ -781,14 +792,18 @@ pub fn wal_archive(
         "archiving {} into {repo} every {interval:?}; Ctrl-C to stop",
         db.display()
     );
+    crate::stop::install();
     let mut failures = 0u32;
-    a.run(interval, |r| {
-        match r {
+    let mut last_error = String::new();
+    while !crate::stop::requested() {
+        let start = std::time::Instant::now();
+        match &a.round() {
             Ok(round) if round.records > 0 => {
                 if failures > 0 {
                     eprintln!("archiving works again");
                 }
                 failures = 0;
+                last_error.clear();
                 eprintln!(
                     "archived {} records through LSN {} ({})",
                     round.records,
@@ -800,15 +815,29 @@ pub fn wal_archive(
                 if failures > 0 {
                     eprintln!("archiving works again");
                 }
-                failures = 0
+                failures = 0;
+                last_error.clear();
             }
             Err(e) => {
                 failures += 1;
-                eprintln!("archiving round failed (will retry): {e}");
+                // The same error every round says nothing new: once, then
+                // once a minute or so.
+                let msg = e.to_string();
+                if msg != last_error || failures.is_multiple_of(60) {
+                    eprintln!("archiving round failed (will retry): {msg}");
+                    last_error = msg;
+                }
             }
         }
-        true
-    });
+        while start.elapsed() < interval && !crate::stop::requested() {
+            std::thread::sleep(std::time::Duration::from_millis(50).min(interval));
+        }
+    }
+    // Said to the repository, so that `status` tells a stop from a stall.
+    if let Err(e) = a.stop() {
+        eprintln!("warning: could not record the archiver's stop in {repo}: {e}");
+    }
+    eprintln!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -334,6 +334,38 @@ pub fn request_restore_point(db_dir: &Path, name: &str, timeout: Duration) -> Re
     result
 }
 
+/// How a reader got at a database that another process may have open.
+pub(crate) enum Access {
+    /// Nobody had it open: this process holds `LOCK`.
+    Locked(crate::lock::DbLock),
+    /// Its owner pinned a snapshot for us.
+    Pinned(Box<RemotePin>),
+}
+
+/// How often an owner that closes the database before answering (e.g. a
+/// reader that only recovered it) is asked again before giving up.
+const OWNER_GONE_TRIES: u32 = 5;
+
+/// Ask a live owner for a pin first (taking `LOCK` would retry 250 ms before
+/// saying it is held); when nobody has the database open, take `LOCK`. The
+/// one place readers decide between the two.
+pub(crate) fn pin_or_lock(dir: &Path) -> Result<Access> {
+    let mut gone = 0;
+    loop {
+        if crate::lock::holder(dir).is_none() || gone >= OWNER_GONE_TRIES {
+            match crate::lock::DbLock::acquire(dir) {
+                Ok(l) => return Ok(Access::Locked(l)),
+                Err(Error::Locked { .. }) if gone < OWNER_GONE_TRIES => {}
+                Err(e) => return Err(e),
+            }
+        }
+        match RemotePin::try_request(dir, Duration::from_secs(10))? {
+            Some(p) => return Ok(Access::Pinned(Box::new(p))),
+            None => gone += 1,
+        }
+    }
+}
+
 /// A snapshot of a database directory, however it was obtained: held on
 /// disk (nobody had the database open: `LOCK` was taken only while the
 /// snapshot was read) or pinned by the process that has it open.
@@ -351,39 +383,10 @@ impl HeldSnapshot {
             return Err(Error::NotADatabase(dir.to_path_buf()));
         }
         let mut opened = false;
-        let mut owner_gone = 0;
         loop {
-            // Ask a live owner first: `DbLock::acquire` would retry 250 ms
-            // before saying the database is locked.
-            let attempt = if crate::lock::holder(dir).is_some() && owner_gone < 5 {
-                Err(Error::Locked {
-                    path: dir.to_path_buf(),
-                    pid: String::new(),
-                    program: String::new(),
-                })
-            } else {
-                crate::lock::DbLock::acquire(dir)
-            };
-            let lock = match attempt {
-                Ok(l) => l,
-                Err(Error::Locked { .. }) if owner_gone < 5 => {
-                    match RemotePin::try_request(dir, Duration::from_secs(10))? {
-                        Some(r) => return Ok(HeldSnapshot::Remote(r)),
-                        // Closed meanwhile (e.g. another reader that only
-                        // recovered it): take `LOCK` ourselves.
-                        None => {
-                            owner_gone += 1;
-                            continue;
-                        }
-                    }
-                }
-                Err(Error::Locked { .. }) => {
-                    return Ok(HeldSnapshot::Remote(RemotePin::request(
-                        dir,
-                        Duration::from_secs(10),
-                    )?))
-                }
-                Err(e) => return Err(e),
+            let lock = match pin_or_lock(dir)? {
+                Access::Pinned(r) => return Ok(HeldSnapshot::Remote(*r)),
+                Access::Locked(l) => l,
             };
             // A crashed `Sync` database's commit log, or damage that `open`
             // repairs, needs one real open first (it holds `LOCK` as long as
