@@ -70,11 +70,7 @@ pub struct Heartbeat {
     pub pid: u32,
 }
 
-const PREFIX: &str = "status/archiver/";
-
-fn object(db_id: &str) -> String {
-    format!("{PREFIX}{db_id}")
-}
+use crate::layout;
 
 impl Heartbeat {
     /// Seconds since it was written.
@@ -181,10 +177,10 @@ impl Repository {
     pub fn heartbeats(&self) -> Result<Vec<(String, Result<Heartbeat>)>> {
         Ok(self
             .storage
-            .list(PREFIX)?
+            .list(layout::HEARTBEATS)?
             .into_iter()
             .filter_map(|(k, _)| {
-                let id = k.strip_prefix(PREFIX)?.to_string();
+                let id = layout::heartbeat_db(&k)?.to_string();
                 let hb = self.heartbeat(&id).and_then(|h| {
                     h.ok_or_else(|| crate::error::Error::Corrupt {
                         object: k.clone(),
@@ -199,13 +195,15 @@ impl Repository {
     /// Store an archiver's heartbeat (metadata only, readable without an
     /// identity, like the manifests).
     pub fn write_heartbeat(&self, hb: &Heartbeat) -> Result<()> {
-        self.storage
-            .put(&object(&hb.db_id), manifest::encode(HEARTBEAT_MAGIC, hb))
+        self.storage.put(
+            &layout::heartbeat(&hb.db_id),
+            manifest::encode(HEARTBEAT_MAGIC, hb),
+        )
     }
 
     /// The last heartbeat of the archiver of `db_id`, if any reported here.
     pub fn heartbeat(&self, db_id: &str) -> Result<Option<Heartbeat>> {
-        let key = object(db_id);
+        let key = layout::heartbeat(db_id);
         match self.storage.get(&key)? {
             None => Ok(None),
             Some(b) => manifest::decode(HEARTBEAT_MAGIC, &b, &key).map(Some),

@@ -9,6 +9,7 @@ use kstone_core::{Database, HeldSnapshot, Options, Snapshot};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::layout;
 use crate::manifest::{
     self, BackupManifest, BackupType, FileEntry, FORMAT_VERSION, MANIFEST_MAGIC,
 };
@@ -56,7 +57,7 @@ impl Repository {
         let done: std::collections::HashSet<String> = self.backup_ids()?.into_iter().collect();
         let mut cleaned = 0;
         for (key, _) in self.storage.list("inprogress")? {
-            let Some(id) = key.strip_prefix("inprogress/") else {
+            let Some(id) = layout::in_progress_id(&key) else {
                 continue;
             };
             let Some(bytes) = self.storage.get(&key)? else {
@@ -69,7 +70,7 @@ impl Repository {
                 continue;
             }
             if !done.contains(id) {
-                self.storage.delete_prefix(&format!("data/{id}"))?;
+                self.storage.delete_prefix(&layout::data_of(id))?;
                 cleaned += 1;
             }
             self.storage.delete(&key)?;
@@ -134,7 +135,7 @@ impl Repository {
             started_at_us: started,
         };
         self.storage.put(
-            &format!("inprogress/{id}"),
+            &layout::in_progress(&id),
             serde_json::to_vec(&marker).unwrap_or_default(),
         )?;
 
@@ -148,7 +149,7 @@ impl Repository {
                 let holders: std::collections::BTreeSet<&str> =
                     r.files.iter().map(|f| f.stored_in.as_str()).collect();
                 for h in holders {
-                    present.extend(self.storage.list(&format!("data/{h}"))?);
+                    present.extend(self.storage.list(&layout::data_of(h))?);
                 }
             }
             let known: HashMap<(&str, u64), &FileEntry> = reference
@@ -185,7 +186,7 @@ impl Repository {
                             return;
                         };
                         let f = &snap.files[i];
-                        let object = format!("data/{id}/{}", f.name);
+                        let object = layout::data_file(&id, &f.name);
                         let r = self
                             .storage
                             .upload_file(&object, &db_dir.join(&f.name), f.len, level)
@@ -266,14 +267,14 @@ impl Repository {
         })();
         match stored {
             Ok(m) => {
-                self.storage.delete(&format!("inprogress/{id}"))?;
+                self.storage.delete(&layout::in_progress(&id))?;
                 Ok(m)
             }
             Err(e) => {
                 // Leave nothing behind, whatever failed after the marker:
                 // this backup's objects go, then the marker.
-                let _ = self.storage.delete_prefix(&format!("data/{id}"));
-                let _ = self.storage.delete(&format!("inprogress/{id}"));
+                let _ = self.storage.delete_prefix(&layout::data_of(&id));
+                let _ = self.storage.delete(&layout::in_progress(&id));
                 Err(e)
             }
         }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// Where the wrapped data key lives.
-pub const KEY_OBJECT: &str = "keys/data-key";
+pub const KEY_OBJECT: &str = crate::layout::DATA_KEY;
 pub const KEY_MAGIC: &[u8; 8] = b"KSTNBKKY";
 /// The only scheme so far: age, X25519 recipients, STREAM payload.
 pub const SCHEME: &str = "age-x25519";
@@ -60,7 +60,7 @@ pub fn parse_recipient(s: &str) -> Result<Recipient> {
             }
             Ok(age::ssh::Recipient::SshRsa(_, key)) if weak_rsa(&key) => Err(Error::Invalid(
                 format!(
-                    "{:?} is not a usable RSA key: its modulus is prime, so its private key follows from the public one",
+                    "{:?} is not a usable RSA key: its modulus is prime, a power or has a small factor, so its private key follows from the public one",
                     short(s)
                 ),
             )),
@@ -130,10 +130,37 @@ fn weak(p: curve25519_dalek::MontgomeryPoint) -> bool {
     p.mul_clamped([0x5a; 32]).to_bytes() == [0u8; 32]
 }
 
-/// An RSA key whose modulus is prime: d = e⁻¹ mod (n − 1) is public.
+/// An RSA key whose private key follows from its modulus: a prime (d is
+/// e⁻¹ mod n − 1), a perfect power (p², p³…), or one with a small factor.
 fn weak_rsa(key: &rsa::RsaPublicKey) -> bool {
+    use num_bigint_dig::BigUint;
     use rsa::traits::PublicKeyParts;
-    num_bigint_dig::prime::probably_prime(key.n(), 20)
+    let n = key.n();
+    if num_bigint_dig::prime::probably_prime(n, 20) {
+        return true;
+    }
+    let zero = BigUint::from(0u32);
+    // Trial division by the primes below 2^16 (a sieve: 6,542 of them).
+    let mut composite = vec![false; 1 << 16];
+    for p in 2..composite.len() {
+        if composite[p] {
+            continue;
+        }
+        if n % BigUint::from(p as u32) == zero {
+            return true;
+        }
+        for m in (p * p..composite.len()).step_by(p) {
+            composite[m] = true;
+        }
+    }
+    (2..=16u32).any(|k| {
+        let r = n.nth_root(k);
+        let mut x = BigUint::from(1u32);
+        for _ in 0..k {
+            x = &x * &r;
+        }
+        x == *n
+    })
 }
 
 fn weak_key(s: &str) -> Error {
@@ -532,8 +559,13 @@ mod tests {
         assert!(e.to_string().contains("small order"), "{e}");
         // An RSA key whose 2048-bit modulus is prime (made for this test).
         let prime_rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQC3yUUnhH63P3cM5MXfTD2L4+EAmTuBsjOJQu72D03y1W5gLgr+gchR8N9pp+qh752HbK+hO1F1a/j0tU3GrKElwYj2xR6jgLs6hJKqf80vWcjZdFD+01ckUQ5SHCa1ktrafSntQEZeuun0XbboNI3dyKE5lSvg3/HN3+dkoP5Hy3O10bPH9w1g/496B8Lr+3O4rDzP3WkdmL/V7nHyMFz+gXGXa/TW+l7bIkoKyxF+Q3BFm0fz+E/ZX+T/6R0r+HY3CijI2W1MarrJY6/LrzZP9Ye7knHwSEgcqcsSXDmyesbqv1v5hcWY28uHISNErHK0a0DdNBf6jjrtPDrZ1GVV";
-        let e = parse_recipient(prime_rsa).err().unwrap();
-        assert!(e.to_string().contains("modulus is prime"), "{e}");
+        // And moduli p² and 3·q (made for this test).
+        let square_rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAgUovOrDf3e5ZZd1nxMyClyBkJ3QNfvW05B9q293qcNSIonbqOZQ+FN6guphOaXa+pCKU9WPuFE+KedPwgHhkGIqKGTZwFM9RXYFn+FzQie2P1P6sXkGWa1+YVeSFbxyq8SAKa/U023YoRY7GFxkRflgOmpK1Th/xPirmgLuwnhnFEmmWIvbmvSpYH+737nhintuUlzL+CWdeLNrQkn7uWJs059BK1uDd7Xom4GkvyVa6naU5Ys9CmGpBIXTaDzipSFljPMczLZrNsIMRHUf5zYsL9ZnnNhe1zEmtIaoQZSOtoQVy0uqrz7jJ6+BSp1r+1kUjYBdnJjjWT22PM5SEKz9QQ==";
+        let small_factor_rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQE3kNPb83BQhL0yoiXBUNGv/n9IqQ3Z+rY/WYH4U9EHBOFKJ6/G/UifD+7YbJa378mfNrw+1u7dySP48eK++f2uF9QHAJ1DcpjREkZADY6zJN2F354TTWHE+DyK02a4yAKCW7t3Lu4ZVHsnM3OXWe/MYDWb8yWakBqFltJbb7FLhTZXsP4tV6mwpCqFkbLsD12H8FwYq5kn39TPQhgZIrTixW6nwfSgTlI6sMmcwxrKLuFZSm6E+k2vEXeku3aSwt4TS66uipXsoCAI6oihozAkGiFmpntVq+E03hXCzoMRBHVmEaNY6/ziVGU0xKFq5bKY+2d1BVaM76oIRhEZZsT1";
+        for weak in [prime_rsa, square_rsa, small_factor_rsa] {
+            let e = parse_recipient(weak).err().unwrap();
+            assert!(e.to_string().contains("private key follows"), "{e}");
+        }
         // Real keys pass.
         let (_, good) = generate_identity();
         assert!(parse_recipient(&good).is_ok());

@@ -9,6 +9,7 @@ pub mod archive_health;
 pub mod create;
 pub mod crypto;
 pub mod error;
+pub mod layout;
 pub mod lineage;
 pub mod lock;
 pub mod manifest;

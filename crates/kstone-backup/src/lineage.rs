@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::manifest::BackupManifest;
 use crate::repository::Repository;
-use crate::wal_archive::{prefix, ArchiveRange};
+use crate::wal_archive::ArchiveRange;
 
 const MAGIC: &[u8; 8] = b"KSTNLNAG";
 const VERSION: u32 = 1;
@@ -36,7 +36,7 @@ pub struct Lineage {
 }
 
 fn key(db_id: &str, history: &str) -> String {
-    format!("{}/lineage", prefix(db_id, history))
+    crate::layout::lineage(db_id, history)
 }
 
 /// What a restore of one history can build on: backups (its own, and its
@@ -124,7 +124,7 @@ impl Repository {
     /// Every recorded lineage of database `db_id` (damaged ones are left out).
     fn lineages(&self, db_id: &str) -> Result<Vec<Lineage>> {
         let mut out = Vec::new();
-        for (k, _) in self.storage.list(&format!("wal/{db_id}"))? {
+        for (k, _) in self.storage.list(&crate::layout::archive_of_db(db_id))? {
             if let Some(h) = k
                 .strip_suffix("/lineage")
                 .and_then(|p| p.rsplit('/').next())
@@ -233,7 +233,7 @@ impl Repository {
 
     /// The database a history without backups belongs to (from its archive).
     fn db_of_history(&self, history: &str) -> Result<String> {
-        for (k, _) in self.storage.list("wal")? {
+        for (k, _) in self.storage.list(crate::layout::ARCHIVE)? {
             let parts: Vec<&str> = k.split('/').collect();
             if parts.len() == 4 && parts[2] == history {
                 return Ok(parts[1].to_string());

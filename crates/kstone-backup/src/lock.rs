@@ -79,11 +79,7 @@ impl Repository {
 
     /// Take a lock: shared (backup, restore, verify) or exclusive (prune).
     pub fn lock(&self, exclusive: bool, purpose: &str) -> Result<RepoLock<'_>> {
-        let key = format!(
-            "locks/{}-{}",
-            std::process::id(),
-            kstone_core::fsio::random_hex(8)?
-        );
+        let key = crate::layout::lock(std::process::id(), &kstone_core::fsio::random_hex(8)?);
         let info = LockInfo {
             pid: std::process::id(),
             host: crate::create::hostname(),

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::storage::Codec;
 
-pub const CONFIG_OBJECT: &str = "config";
+pub const CONFIG_OBJECT: &str = crate::layout::CONFIG;
 pub const CONFIG_MAGIC: &[u8; 8] = b"KSTNBKCF";
 pub const MANIFEST_MAGIC: &[u8; 8] = b"KSTNBKMF";
 pub const FORMAT_VERSION: u32 = 1;
@@ -128,7 +128,7 @@ pub fn decode<T: for<'de> Deserialize<'de>>(
 }
 
 pub fn manifest_object(id: &str) -> String {
-    format!("backups/{id}.manifest")
+    crate::layout::manifest(id)
 }
 
 /// Backup ids sort by start time (µs): `20261127T194512.123456Z-1a2b`.

@@ -353,7 +353,7 @@ impl Repository {
         };
         let (backups, damaged) = self.list_readable()?;
         let mut archives = HashMap::new();
-        for (key, _) in self.storage.list("wal")? {
+        for (key, _) in self.storage.list(crate::layout::ARCHIVE)? {
             let parts: Vec<&str> = key.split('/').collect();
             if parts.len() == 4 {
                 archives
@@ -411,7 +411,7 @@ impl Repository {
             self.storage.delete(&manifest_object(&d.id))?;
         }
         for d in plan.decisions.iter().filter(|d| !d.keep) {
-            self.storage.delete_prefix(&format!("data/{}", d.id))?;
+            self.storage.delete_prefix(&crate::layout::data_of(&d.id))?;
         }
         for (key, _) in &plan.wal_delete {
             self.storage.delete(key)?;
@@ -423,7 +423,7 @@ impl Repository {
             .storage
             .list("inprogress")?
             .into_iter()
-            .filter_map(|(k, _)| k.strip_prefix("inprogress/").map(String::from))
+            .filter_map(|(k, _)| crate::layout::in_progress_id(&k).map(String::from))
             .collect();
         let mut orphans = BTreeSet::new();
         for (key, _) in self.storage.list("data")? {
@@ -434,7 +434,7 @@ impl Repository {
             }
         }
         for id in orphans {
-            self.storage.delete_prefix(&format!("data/{id}"))?;
+            self.storage.delete_prefix(&crate::layout::data_of(&id))?;
         }
         Ok(plan)
     }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::crypto::{self, EncryptionConfig, Identities, Keys, WrappedKey, KEY_MAGIC, KEY_OBJECT};
 use crate::error::{Error, IoContext, Result};
+use crate::layout;
 use crate::manifest::{
     self, BackupManifest, RepoConfig, CONFIG_MAGIC, CONFIG_OBJECT, FORMAT_VERSION, MANIFEST_MAGIC,
 };
@@ -240,10 +241,9 @@ impl Repository {
     pub fn discard_unused(&self, remove_root: bool) -> Result<bool> {
         let lock = self.lock(true, "discard an unused new repository")?;
         let held = self.storage.list("")?;
-        if held
-            .iter()
-            .any(|(k, _)| k.starts_with("backups/") || k.starts_with(crate::wal_archive::ROOT))
-        {
+        if held.iter().any(|(k, _)| {
+            layout::manifest_id(k).is_some() || k.starts_with(&format!("{}/", layout::ARCHIVE))
+        }) {
             return Ok(false);
         }
         // The config first, under the lock: from then on this is no
@@ -479,13 +479,9 @@ fn check_config_belongs(storage: &Storage, config: &RepoConfig) -> Result<()> {
 
 fn manifest_ids(storage: &Storage) -> Result<Vec<String>> {
     Ok(storage
-        .list("backups")?
+        .list(layout::MANIFESTS)?
         .into_iter()
-        .filter_map(|(k, _)| {
-            k.strip_prefix("backups/")
-                .and_then(|n| n.strip_suffix(".manifest"))
-                .map(String::from)
-        })
+        .filter_map(|(k, _)| layout::manifest_id(&k).map(String::from))
         .collect())
 }
 

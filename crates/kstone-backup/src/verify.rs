@@ -191,7 +191,7 @@ impl Repository {
         let mut problems = Vec::new();
         let label = |db: &str, h: &str| format!("{ARCHIVE_LABEL}{db}/{h}");
         let mut seen = std::collections::BTreeSet::new();
-        for (k, _) in self.storage.list("wal")? {
+        for (k, _) in self.storage.list(crate::layout::ARCHIVE)? {
             let parts: Vec<&str> = k.split('/').collect();
             if parts.len() != 4 {
                 continue;
@@ -220,7 +220,7 @@ impl Repository {
                 && seen.remove(&(m.db_id.clone(), m.history.clone()))
                 && self
                     .storage
-                    .head(&format!("wal/{}/{}/lineage", m.db_id, m.history))?
+                    .head(&crate::layout::lineage(&m.db_id, &m.history))?
                     .is_none()
             {
                 problems.push(Problem {
@@ -270,7 +270,7 @@ impl Repository {
             problems: problems.iter().map(|p| p.to_string()).collect(),
         };
         self.storage.put(
-            "status/last-verify",
+            crate::layout::LAST_VERIFY,
             serde_json::to_vec(&rec).unwrap_or_default(),
         )
     }
@@ -279,7 +279,7 @@ impl Repository {
     pub fn last_verify(&self) -> Result<Option<VerifyRecord>> {
         Ok(self
             .storage
-            .get("status/last-verify")?
+            .get(crate::layout::LAST_VERIFY)?
             .and_then(|b| serde_json::from_slice(&b).ok()))
     }
 }

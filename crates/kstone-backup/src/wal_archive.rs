@@ -61,11 +61,8 @@ pub fn heartbeat_period(asked: Option<Duration>, interval: Duration) -> Duration
 /// How often, at most, a busy archiver reports its progress.
 pub const ACTIVE_HEARTBEAT: Duration = Duration::from_secs(10);
 
-/// Where every archive object lives.
-pub const ROOT: &str = "wal/";
-
 pub fn prefix(db_id: &str, history: &str) -> String {
-    format!("{ROOT}{db_id}/{history}")
+    crate::layout::archive_of(db_id, history)
 }
 
 fn object_key(db_id: &str, history: &str, r: &ArchiveRange) -> String {
@@ -319,6 +316,19 @@ impl<'a> Archiver<'a> {
         }
     }
 
+    /// While nothing can be stored (the repository is gone), still learn
+    /// the oldest write waiting, so that the lag keeps growing.
+    fn note_pending(&mut self, pinned: &Pinned) {
+        let Some(a) = self.archived else {
+            return;
+        };
+        if let Ok(b) = self.tail.records_after(pinned, a) {
+            if let Some(first) = b.records.first() {
+                self.pending_since = Some(self.pending_since.map_or(first.ts, |p| p.min(first.ts)));
+            }
+        }
+    }
+
     /// Tell the repository this archiver stopped cleanly (not stalled).
     pub fn stop(&mut self) -> Result<()> {
         self.write_heartbeat(None, true).map(|_| ())
@@ -382,7 +392,12 @@ impl<'a> Archiver<'a> {
     }
 
     fn round_dir(&mut self) -> Result<Round> {
-        self.repo.check_still_here()?;
+        if let Err(e) = self.repo.check_still_here() {
+            if let Ok(Pinning::Pinned(p)) = self.tail.pin() {
+                self.note_pending(&p);
+            }
+            return Err(e);
+        }
         // Before `claim`, which writes into the database's directory.
         self.tail.check_database()?;
         self.claim()?;
@@ -404,7 +419,12 @@ impl<'a> Archiver<'a> {
     /// One round for a database open in this process.
     pub fn round_db(&mut self, db: &kstone_core::Database) -> Result<Round> {
         let r = (|| {
-            self.repo.check_still_here()?;
+            if let Err(e) = self.repo.check_still_here() {
+                if let Ok(p) = self.tail.pin_open(db) {
+                    self.note_pending(&p);
+                }
+                return Err(e);
+            }
             self.claim()?;
             let pinned = self.tail.pin_open(db)?;
             self.round_with(pinned)

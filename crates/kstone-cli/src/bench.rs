@@ -152,7 +152,7 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
     let db = std::sync::Arc::new(Database::create_with_keys(dir, opts.clone(), schema)?);
     let archiving = match (&args.archive, mode) {
         (Some(repo), DurabilityArg::Buffered) => {
-            let (r, _) = crate::access::open_or_init(repo)?;
+            let (r, _) = crate::access::open_or_init(repo, db.path())?;
             use kstone_backup::DatabaseBackupExt;
             db.backup(&r, &kstone_backup::BackupOptions::default())?;
             Some(kstone_backup::wal_archive::BackgroundArchiver::start(

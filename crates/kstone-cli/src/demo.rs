@@ -136,7 +136,7 @@ pub fn run(dir: Option<PathBuf>, items: u64) -> CliResult<ExitCode> {
         "starting continuous WAL archiving into {}",
         repo_path.display()
     ));
-    let (repo, _) = crate::access::open_or_init(&repo_loc)?;
+    let (repo, _) = crate::access::open_or_init(&repo_loc, db.path())?;
     let archiver =
         BackgroundArchiver::start(Arc::clone(&db), &repo_loc, Duration::from_millis(500))?;
 

@@ -8,6 +8,19 @@ use std::path::PathBuf;
 
 use common::{kstone, ok, p, Backend, Repo};
 
+/// `restore --to-latest` of a local repository into a new `target`: what it
+/// says.
+fn restore_latest(repo: &std::path::Path, target: &std::path::Path) -> String {
+    ok(&[
+        "restore",
+        "--repo",
+        p(repo),
+        "--target",
+        p(target),
+        "--to-latest",
+    ])
+}
+
 /// A database with one item (`k`: `{}`) and a full backup of it in a local
 /// repository, in a fresh temporary directory.
 fn backed_up() -> (tempfile::TempDir, PathBuf, PathBuf) {
@@ -185,26 +198,21 @@ full = "* * * * * *"
 /// fire; a restarted agent reports the repository's real times.
 #[test]
 fn first_run_takes_a_full_backup_and_exports_last_success() {
-    use std::io::{Read, Write};
     use std::time::{Duration, Instant};
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db.keystone");
     let repo = tmp.path().join("repo");
     ok(&["create", p(&db)]);
     ok(&["put", p(&db), "k", "{}"]);
-    let metric = |body: &str, t: &str| -> Option<f64> {
-        let head = format!("kstone_backup_last_success_timestamp_seconds{{type=\"{t}\"}} ");
-        body.lines()
-            .find_map(|l| l.strip_prefix(head.as_str()))
-            .and_then(|v| v.trim().parse().ok())
+    let metric = |body: &str, t: &str| {
+        common::series(
+            body,
+            &format!("kstone_backup_last_success_timestamp_seconds{{type=\"{t}\"}}"),
+        )
     };
     // Runs an agent until `done(metrics)`; returns the last metrics.
     let agent = |done: &dyn Fn(&str) -> bool| -> String {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = common::free_port();
         let cfg = tmp.path().join("kstone.toml");
         std::fs::write(
             &cfg,
@@ -225,10 +233,8 @@ fn first_run_takes_a_full_backup_and_exports_last_success() {
         let mut body = String::new();
         while Instant::now() < deadline && !done(&body) {
             std::thread::sleep(Duration::from_millis(200));
-            if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-                let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
-                body.clear();
-                let _ = s.read_to_string(&mut body);
+            if let Some(b) = common::scrape(port) {
+                body = b;
             }
         }
         unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
@@ -809,7 +815,7 @@ fn alert_rules_pass_promtool() {
 /// repository's (after a restore started a new history).
 #[test]
 fn status_counts_backups_of_its_history_and_says_so() {
-    let (_tmp, db, repo) = backed_up();
+    let (tmp, db, repo) = backed_up();
     let status = ok(&["backup", "status", "--repo", p(&repo)]);
     assert!(status.contains("backups          1\n"), "{status}");
     ok(&["restore", "--repo", p(&repo), "--target", p(&db), "-y"]);
@@ -820,6 +826,35 @@ fn status_counts_backups_of_its_history_and_says_so() {
         status.contains("backups          1 of this history (2 in the repository"),
         "{status}"
     );
+    // `restore --history H` restores H's newest backup, never another's.
+    let list = common::json(&["backup", "list", "--repo", p(&repo), "--json"]);
+    let old = list[0]["history"].as_str().unwrap().to_string();
+    let t = tmp.path().join("old.keystone");
+    ok(&[
+        "restore",
+        "--repo",
+        p(&repo),
+        "--history",
+        &old,
+        "--target",
+        p(&t),
+    ]);
+    let newer = kstone(&["get", p(&t), "k2"]);
+    assert!(newer.stdout.is_empty(), "{newer:?}");
+    assert_eq!(ok(&["get", p(&t), "k"]).trim(), "{}");
+    let t2 = tmp.path().join("none.keystone");
+    let o = kstone(&[
+        "restore",
+        "--repo",
+        p(&repo),
+        "--history",
+        "deadbeefdeadbeef",
+        "--target",
+        p(&t2),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no backup"));
+    assert!(!t2.exists());
 }
 
 /// A key pair made by `ssh-keygen` in `dir`: (private key path, public key
@@ -1025,14 +1060,9 @@ fn a_backup_failing_part_way_leaves_no_new_repository() {
 /// heartbeat: it names a failing archiver and one that stopped reporting.
 #[test]
 fn archive_lag_tells_an_idle_database_from_a_stalled_archiver() {
-    use std::io::{Read, Write};
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let (tmp, db, repo) = backed_up();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let cfg = tmp.path().join("kstone.toml");
     std::fs::write(
         &cfg,
@@ -1052,23 +1082,8 @@ fn archive_lag_tells_an_idle_database_from_a_stalled_archiver() {
             .spawn()
             .unwrap(),
     );
-    let gauge = |name: &str| -> Option<f64> {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").ok()?;
-        let mut body = String::new();
-        s.read_to_string(&mut body).ok()?;
-        let head = format!("{name} ");
-        body.lines()
-            .find_map(|l| l.strip_prefix(head.as_str()))
-            .and_then(|v| v.trim().parse().ok())
-    };
-    let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !cond() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let gauge = |name: &str| common::scrape(port).and_then(|b| common::series(&b, name));
+    let wait_for = common::wait_for;
     let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -1131,17 +1146,12 @@ fn archive_lag_tells_an_idle_database_from_a_stalled_archiver() {
             && gauge("kstone_archive_lag_seconds") == Some(0.0)
     });
     let t = tmp.path().join("latest.keystone");
-    let o = ok(&[
-        "restore",
-        "--repo",
-        p(&repo),
-        "--target",
-        p(&t),
-        "--to-latest",
-        "-y",
-    ]);
-    assert!(o.contains("to LSN 11 ") && o.contains("(11 items;"), "{o}");
+    let o = restore_latest(&repo, &t);
     let scanned = ok(&["scan", p(&t)]);
+    assert!(
+        o.contains("to LSN 11 ") && o.contains("(11 items;"),
+        "{o}\n{scanned}"
+    );
     assert_eq!(scanned.lines().count(), 11, "{scanned}");
     for k in ["k", "a0", "a4", "b0", "b1", "b2", "b3"] {
         assert!(
@@ -1160,6 +1170,21 @@ fn archive_lag_tells_an_idle_database_from_a_stalled_archiver() {
     });
     std::fs::rename(&away, &db).unwrap();
     wait_for("status to recover", &|| status(&[]).status.success());
+
+    // The repository is gone (an unmounted disk): the lag still grows with
+    // the write waiting, and nothing is written where it was.
+    let gone = tmp.path().join("repo.away");
+    std::fs::rename(&repo, &gone).unwrap();
+    put("c");
+    wait_for("the lag to grow while the repository is gone", &|| {
+        gauge("kstone_archive_lag_seconds").is_some_and(|l| l >= 1.5)
+    });
+    assert!(!repo.exists());
+    std::fs::rename(&gone, &repo).unwrap();
+    wait_for("catching up again", &|| {
+        gauge("kstone_archive_last_lsn") == Some(12.0)
+            && gauge("kstone_archive_lag_seconds") == Some(0.0)
+    });
 
     // The archiver dies: once it misses three heartbeats and 10 s, status
     // says it stopped reporting.
@@ -1316,7 +1341,7 @@ fn status_checks_every_archiver_and_what_they_claim() {
 /// repository: `status` tells a clean stop from a stall.
 #[test]
 fn an_archiver_writes_nothing_where_its_repository_was_and_stops_cleanly() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let (tmp, db, repo) = backed_up();
     let log = tmp.path().join("archiver.log");
     let mut archiver = common::Reaped(
@@ -1332,13 +1357,7 @@ fn an_archiver_writes_nothing_where_its_repository_was_and_stops_cleanly() {
         let v = common::json(&["backup", "status", "--repo", p(&repo), "--json"]);
         v["archiver"]["archived_lsn"].as_u64()
     };
-    let wait_for = |what: &str, cond: &dyn Fn() -> bool| {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !cond() {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let wait_for = common::wait_for;
     ok(&["put", p(&db), "a", "{}"]);
     wait_for("LSN 2 archived", &|| archived() == Some(2));
 
@@ -1373,13 +1392,19 @@ fn an_archiver_writes_nothing_where_its_repository_was_and_stops_cleanly() {
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("nothing is archiving"));
     let t = tmp.path().join("t.keystone");
-    let o = ok(&[
-        "restore",
-        "--repo",
-        p(&repo),
-        "--target",
-        p(&t),
-        "--to-latest",
-    ]);
+    let o = restore_latest(&repo, &t);
     assert!(o.contains("to LSN 3 "), "{o}");
+    // Restarted on an empty directory where the repository was, nothing
+    // makes a new (unencrypted) repository there: the database remembers it.
+    std::fs::rename(&repo, tmp.path().join("repo.gone")).unwrap();
+    std::fs::create_dir(&repo).unwrap();
+    for args in [
+        vec!["wal-archive", p(&db), "--repo", p(&repo), "--once"],
+        vec!["backup", "create", p(&db), "--repo", p(&repo)],
+    ] {
+        let o = kstone(&args);
+        assert_eq!(o.status.code(), Some(1), "{o:?}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("not there any more"));
+    }
+    assert_eq!(std::fs::read_dir(&repo).unwrap().count(), 0);
 }

@@ -225,7 +225,7 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
     // repository is initialized for it.
     kstone_core::manifest::Manifest::load(&cfg.database)
         .map_err(|e| CliError(format!("{e} (the agent's `database`)")))?;
-    let (repo, created) = crate::access::open_or_init(&cfg.repository)?;
+    let (repo, created) = crate::access::open_or_init(&cfg.repository, &cfg.database)?;
     if created {
         info!(repository = %cfg.repository, "initialized new repository");
     }

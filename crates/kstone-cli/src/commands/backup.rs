@@ -15,7 +15,7 @@ use crate::{CliError, CliResult};
 fn summary(m: &BackupManifest) -> serde_json::Value {
     json!({
         "id": m.id, "type": m.kind, "parent": m.parent, "base_full": m.base_full,
-        "db_id": m.db_id, "snapshot_lsn": m.snapshot_lsn,
+        "db_id": m.db_id, "history": m.history, "snapshot_lsn": m.snapshot_lsn,
         "snapshot_time": rfc3339(m.snapshot_commit_us), "completed": rfc3339(m.completed_at_us),
         "duration_secs": (m.completed_at_us.saturating_sub(m.started_at_us)) as f64 / 1e6,
         "items": m.item_count, "files": m.files.len(),
@@ -127,7 +127,7 @@ pub fn run(cmd: BackupCmd) -> CliResult<ExitCode> {
                 .then(|| first_missing(std::path::Path::new(&repo)))
                 .flatten();
             let new_dir = made.is_some();
-            let (r, created) = crate::access::open_or_init(&repo)?;
+            let (r, created) = crate::access::open_or_init(&repo, &db)?;
             if created {
                 eprintln!("initialized new repository at {repo}");
             }
@@ -652,9 +652,30 @@ fn restore_into(a: &RestoreArgs) -> CliResult<ExitCode> {
     let report = match (&a.repo, &a.archive) {
         (Some(repo), None) => {
             let r = crate::access::open(repo)?;
-            spin("restoring", || {
-                r.restore(a.id.as_deref().unwrap_or("latest"), &a.target)
-            })?
+            let id = a.id.as_deref().unwrap_or("latest");
+            // `--history H`: that history's newest backup, or the named one
+            // if it belongs to H — never another history's.
+            let id = match &a.history {
+                None => id.to_string(),
+                Some(h) => {
+                    let of_h: Vec<_> = r.list()?.into_iter().filter(|m| &m.history == h).collect();
+                    let pick = if id == "latest" {
+                        of_h.iter().max_by_key(|m| m.completed_at_us)
+                    } else {
+                        of_h.iter().find(|m| m.id == id)
+                    };
+                    match pick {
+                        Some(m) => m.id.clone(),
+                        None => {
+                            return Err(CliError(format!(
+                                "no backup {} of history {h} in {repo} (`backup list --json` shows each backup's history)",
+                                if id == "latest" { "at all" } else { id }
+                            )))
+                        }
+                    }
+                }
+            };
+            spin("restoring", || r.restore(&id, &a.target))?
         }
         (None, Some(archive)) if archive.as_os_str() == "-" => {
             // `gpg -d … | kstone restore --archive -`: spooled beside the
@@ -728,7 +749,7 @@ pub fn wal_archive(
 ) -> CliResult<ExitCode> {
     // A database that is not there fails before a repository is made for it.
     kstone_core::manifest::Manifest::load(db)?;
-    let (r, created) = crate::access::open_or_init(repo)?;
+    let (r, created) = crate::access::open_or_init(repo, db)?;
     if created {
         eprintln!("initialized new repository at {repo}");
     }

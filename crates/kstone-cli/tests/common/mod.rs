@@ -269,3 +269,42 @@ impl Drop for Reaped {
         let _ = self.0.wait();
     }
 }
+
+/// A TCP port free on loopback (for an agent's `metrics_listen`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The agent's metrics page on `port`, if it answers.
+pub fn scrape(port: u16) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// The value of the series `name` (with its labels, if any) in a metrics page.
+pub fn series(body: &str, name: &str) -> Option<f64> {
+    let head = format!("{name} ");
+    body.lines()
+        .find_map(|l| l.strip_prefix(head.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Poll `cond` every 100 ms; fail the test after 30 s.
+pub fn wait_for(what: &str, cond: &dyn Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

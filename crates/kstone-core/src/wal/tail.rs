@@ -223,16 +223,32 @@ impl Tail {
                 continue;
             }
             let path = self.dir.join(rel);
-            let bytes = read_prefix(&path, len)?;
-            let recs = if from == 0 {
-                segment::scan_bytes(&bytes, &path)?.records
+            let mut bytes = read_prefix(&path, len)?;
+            let start = if from == 0 {
+                // The header checked, and only whole records.
+                let scan = segment::scan_bytes(&bytes, &path)?;
+                if scan.header.is_none() {
+                    continue;
+                }
+                bytes.truncate(scan.valid_len as usize);
+                segment::HEADER_LEN as u64
             } else {
-                frames_from(&bytes[from as usize..], &path, from)?
+                from
             };
-            batch
-                .records
-                .extend(recs.into_iter().filter(|r| r.lsn > after && r.lsn <= last));
-            batch.read_to.push((rel.clone(), len));
+            // Consumed only up to the last record the snapshot covers: a
+            // record past it (an owner writing on after it pinned, or into a
+            // segment preallocated by mapping) is read by a later round.
+            let mut upto = from.max(start.min(len));
+            for (r, end) in frames_from(&bytes, &path, start)? {
+                if r.lsn > last {
+                    break;
+                }
+                upto = end;
+                if r.lsn > after {
+                    batch.records.push(r);
+                }
+            }
+            batch.read_to.push((rel.clone(), upto));
         }
         batch.records.sort_by_key(|r| r.lsn);
         Ok(batch)
@@ -285,21 +301,22 @@ fn read_prefix(path: &Path, len: u64) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// Whole frames from a record boundary on; zeros after the last record
-/// (allocated ahead by a mapped segment) end the log.
-fn frames_from(b: &[u8], path: &Path, base: u64) -> Result<Vec<Record>> {
+/// The whole frames of `b` from byte `start` (a record boundary) on, each
+/// with the offset just past it; zeros after the last record (allocated
+/// ahead by a mapped segment) end the log.
+fn frames_from(b: &[u8], path: &Path, start: u64) -> Result<Vec<(Record, u64)>> {
     let mut out = Vec::new();
-    let mut at = 0;
+    let mut at = start as usize;
     while at < b.len() && !b[at..].iter().all(|&x| x == 0) {
         match read_frame(&b[at..]) {
             Frame::Ok(p, n) => {
-                out.push(Record::decode_payload(p)?);
                 at += n;
+                out.push((Record::decode_payload(p)?, at as u64));
             }
             _ => {
                 return Err(Error::Corruption {
                     path: path.to_path_buf(),
-                    offset: base + at as u64,
+                    offset: at as u64,
                     detail: "damaged WAL record while reading the log's tail".into(),
                 })
             }
@@ -361,5 +378,41 @@ mod tests {
             Tail::new(dir.path().join("nothing")).pin(),
             Err(Error::NotADatabase(_))
         ));
+    }
+
+    /// Bytes past the snapshot's LSN in a segment read whole (a sealed one,
+    /// or one a mapping allocated ahead) are not consumed: the record the
+    /// owner wrote after pinning is read by the next round, not skipped.
+    #[test]
+    fn records_past_the_snapshot_are_read_later_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let db = Database::create(&path, Options::default()).unwrap();
+        let mut tail = Tail::new(&path);
+        put(&db, "a");
+        put(&db, "a");
+        let pin = db.pin().unwrap();
+        put(&db, "a"); // LSN 3, same stripe and segment, after the pin
+                       // Read the segments whole, as for a sealed one.
+        let lens = pin
+            .snapshot()
+            .files
+            .iter()
+            .filter(|f| f.name.starts_with("wal/"))
+            .map(|f| {
+                let len = std::fs::metadata(path.join(&f.name)).unwrap().len();
+                (f.name.clone(), len)
+            })
+            .collect();
+        let p = Pinned {
+            guard: Guard::Local(pin),
+            lens,
+        };
+        let b = tail.records_after(&p, 0).unwrap();
+        assert_eq!(b.records.iter().map(|r| r.lsn).collect::<Vec<_>>(), [1, 2]);
+        tail.consumed(p, b);
+        let p = tail.pin_open(&db).unwrap();
+        let b = tail.records_after(&p, 2).unwrap();
+        assert_eq!(b.records.iter().map(|r| r.lsn).collect::<Vec<_>>(), [3]);
     }
 }
