@@ -253,7 +253,7 @@ impl Repository {
         // Each top-level prefix, so that a local directory's staging files
         // of an upload that never finished go too.
         let mut tops: Vec<&str> = held.iter().map(|(k, _)| top_level(k)).collect();
-        tops.extend(["data", "inprogress"]);
+        tops.extend([layout::DATA, layout::IN_PROGRESS]);
         tops.sort_unstable();
         tops.dedup();
         for t in tops {
@@ -418,6 +418,35 @@ impl Repository {
     }
 
     /// Turn `latest` into an id.
+    /// [`Repository::resolve`] within one history: its newest backup for
+    /// `latest`, a named one only if it belongs to it — never another
+    /// history's. `None`: any history.
+    pub fn resolve_in(&self, id: &str, history: Option<&str>) -> Result<String> {
+        let Some(h) = history else {
+            return self.resolve(id);
+        };
+        let of_h: Vec<BackupManifest> = self
+            .list()?
+            .into_iter()
+            .filter(|m| m.history == h)
+            .collect();
+        let pick = if id == "latest" {
+            of_h.iter().max_by_key(|m| m.completed_at_us)
+        } else {
+            of_h.iter().find(|m| m.id == id)
+        };
+        pick.map(|m| m.id.clone()).ok_or_else(|| {
+            let which = if id == "latest" {
+                String::new()
+            } else {
+                format!("{id} ")
+            };
+            Error::NoSuchBackup(format!(
+                "{which}of history {h} (`backup list --json` shows each backup's history)"
+            ))
+        })
+    }
+
     pub fn resolve(&self, id: &str) -> Result<String> {
         if id == "latest" {
             return self.backup_ids()?.pop().ok_or(Error::NoBackups);

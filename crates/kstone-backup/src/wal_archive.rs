@@ -61,14 +61,10 @@ pub fn heartbeat_period(asked: Option<Duration>, interval: Duration) -> Duration
 /// How often, at most, a busy archiver reports its progress.
 pub const ACTIVE_HEARTBEAT: Duration = Duration::from_secs(10);
 
-pub fn prefix(db_id: &str, history: &str) -> String {
-    crate::layout::archive_of(db_id, history)
-}
-
 fn object_key(db_id: &str, history: &str, r: &ArchiveRange) -> String {
     format!(
         "{}/{:020}-{:020}-{:016}-{:016}.walarc",
-        prefix(db_id, history),
+        crate::layout::archive_of(db_id, history),
         r.first_lsn,
         r.last_lsn,
         r.first_ts,
@@ -186,7 +182,7 @@ impl Repository {
     ) -> Result<Vec<(String, ArchiveRange)>> {
         let mut v: Vec<(String, ArchiveRange)> = self
             .storage
-            .list(&prefix(db_id, history))?
+            .list(&crate::layout::archive_of(db_id, history))?
             .into_iter()
             .filter_map(|(k, _)| parse_key(&k).map(|r| (k, r)))
             .collect();

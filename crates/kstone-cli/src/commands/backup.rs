@@ -652,29 +652,7 @@ fn restore_into(a: &RestoreArgs) -> CliResult<ExitCode> {
     let report = match (&a.repo, &a.archive) {
         (Some(repo), None) => {
             let r = crate::access::open(repo)?;
-            let id = a.id.as_deref().unwrap_or("latest");
-            // `--history H`: that history's newest backup, or the named one
-            // if it belongs to H — never another history's.
-            let id = match &a.history {
-                None => id.to_string(),
-                Some(h) => {
-                    let of_h: Vec<_> = r.list()?.into_iter().filter(|m| &m.history == h).collect();
-                    let pick = if id == "latest" {
-                        of_h.iter().max_by_key(|m| m.completed_at_us)
-                    } else {
-                        of_h.iter().find(|m| m.id == id)
-                    };
-                    match pick {
-                        Some(m) => m.id.clone(),
-                        None => {
-                            return Err(CliError(format!(
-                                "no backup {} of history {h} in {repo} (`backup list --json` shows each backup's history)",
-                                if id == "latest" { "at all" } else { id }
-                            )))
-                        }
-                    }
-                }
-            };
+            let id = r.resolve_in(a.id.as_deref().unwrap_or("latest"), a.history.as_deref())?;
             spin("restoring", || r.restore(&id, &a.target))?
         }
         (None, Some(archive)) if archive.as_os_str() == "-" => {
