@@ -417,7 +417,7 @@ impl Keys {
 
     fn opener(&self) -> Result<&age::x25519::Identity> {
         self.open.as_ref().ok_or_else(|| {
-            Error::Locked(
+            Error::CannotDecrypt(
                 "the repository is encrypted: pass --identity FILE (or set KSTONE_IDENTITY_FILE) to read its data"
                     .into(),
             )
@@ -506,7 +506,7 @@ fn unwrap(w: &WrappedKey, ids: &Identities) -> Result<age::x25519::Identity> {
     let mut r = match d.decrypt(ids.ids.iter().map(|i| i.as_ref())) {
         Ok(r) => r,
         Err(age::DecryptError::NoMatchingKeys) => {
-            return Err(Error::Locked(format!(
+            return Err(Error::CannotDecrypt(format!(
                 "no identity in {} can unlock this repository (it is encrypted to {})",
                 ids.source,
                 w.recipients.join(", ")

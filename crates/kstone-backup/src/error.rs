@@ -78,9 +78,10 @@ pub enum Error {
         from: u64,
         to: u64,
     },
-    /// An encrypted repository's data cannot be unlocked.
+    /// An encrypted repository's data cannot be decrypted (no identity
+    /// given, or none of them is a recipient).
     #[error("{0}")]
-    Locked(String),
+    CannotDecrypt(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -47,7 +47,7 @@ impl Repository {
         // read; its stored bytes still can, against their own digest.
         let contents = self.storage.keys().is_none_or(|k| k.can_open());
         if deep && !contents {
-            return Err(Error::Locked(
+            return Err(Error::CannotDecrypt(
                 "verify --deep restores the backup: the repository is encrypted, pass --identity FILE (or set KSTONE_IDENTITY_FILE)".into(),
             ));
         }

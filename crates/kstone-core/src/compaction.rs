@@ -117,7 +117,7 @@ fn merge(
     };
 
     let mut st = lock(stripe);
-    let changed = || Error::Poisoned("a stripe's tables changed under its compaction".into());
+    let changed = || Error::Internal("a stripe's tables changed under its compaction".into());
     let at = st
         .tables
         .iter()

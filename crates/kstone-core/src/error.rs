@@ -53,6 +53,10 @@ pub enum Error {
     /// whole only after its next open (recovery) replays the log.
     #[error("{0}: a crash left a commit log; open the database once (any kstone command that opens it, e.g. `kstone stats`) so it recovers, then try again")]
     NeedsRecovery(PathBuf),
+    /// A broken internal invariant (a bug, not bad input or a failed
+    /// device): the operation is refused and nothing it did is committed.
+    #[error("internal error (please report it): {0}")]
+    Internal(String),
     /// Background flushes are failing and memtables are full: writes wait
     /// for space (the data already written is safe in the WAL).
     #[error("writes are held: background flush failed: {0}")]

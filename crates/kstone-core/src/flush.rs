@@ -49,7 +49,7 @@ fn flush_one(cx: &FlushCtx<'_>, stripe: &Mutex<StripeState>, sealed: &Arc<Sealed
 
     let mut st = lock(stripe);
     if !st.sealed.last().is_some_and(|x| Arc::ptr_eq(x, sealed)) {
-        return Err(Error::Poisoned(
+        return Err(Error::Internal(
             "a sealed memtable changed while it was flushed".into(),
         ));
     }

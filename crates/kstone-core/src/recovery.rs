@@ -185,7 +185,7 @@ pub(crate) fn recover(
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(Error::Poisoned("WAL replay thread panicked".into())))
+                    .unwrap_or_else(|_| Err(Error::Internal("WAL replay thread panicked".into())))
             })
             .collect()
     });

@@ -323,7 +323,7 @@ impl Shared {
         let seg = st
             .wal
             .as_mut()
-            .ok_or_else(|| Error::Poisoned("no active WAL segment".into()))?;
+            .ok_or_else(|| Error::Internal("no active WAL segment".into()))?;
         let before = seg.len;
         let logged = seg.append(&buf).and_then(|()| match &self.commit_log {
             None => Ok((self.commit.note_written(seg.id, &seg.file), None)),

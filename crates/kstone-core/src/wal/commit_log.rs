@@ -374,7 +374,7 @@ impl CommitLog {
         let log = a
             .log
             .as_mut()
-            .ok_or_else(|| Error::Poisoned("no commit log".into()))?;
+            .ok_or_else(|| Error::Internal("no commit log".into()))?;
         a.scratch.clear();
         encode_entries(stripe, seg.id, offset, bytes, &mut a.scratch);
         let before = log.len;

@@ -204,10 +204,10 @@ impl ActiveSegment {
         let map = self
             .map
             .as_mut()
-            .ok_or_else(|| Error::Poisoned("WAL segment map missing".into()))?;
+            .ok_or_else(|| Error::Internal("WAL segment map missing".into()))?;
         let range = self.len as usize..end as usize;
         map.get_mut(range)
-            .ok_or_else(|| Error::Poisoned("WAL segment map too short".into()))?
+            .ok_or_else(|| Error::Internal("WAL segment map too short".into()))?
             .copy_from_slice(bytes);
         self.len = end;
         Ok(())
