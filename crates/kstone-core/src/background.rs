@@ -1,20 +1,18 @@
 //! Background work: a small pool of threads flushes sealed memtables and
-//! compacts stripes, one job per stripe at a time. Writers never wait for a
-//! flush directly; when memory runs ahead of the flushes they are slowed in
-//! proportion, and held only at twice the memtable budget.
+//! compacts stripes, one job per stripe at a time. The queue knows nothing
+//! of what a job does: the database hands each worker the job to run.
 
 use std::collections::VecDeque;
+#[cfg(test)]
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use crate::db::{lock, Shared};
+use crate::closing::Closing;
 use crate::error::{Error, Result};
 use crate::model::key::STRIPES;
+use crate::mutex::lock;
 
-/// The longest pause a single write takes while memory is between the soft
-/// and the hard limit (scaled by how far past the soft limit it is).
-const MAX_DELAY: Duration = Duration::from_millis(1);
 /// How long a failed job waits before it is tried again.
 const RETRY_AFTER: Duration = Duration::from_millis(200);
 
@@ -54,10 +52,10 @@ impl Background {
     }
 
     /// The next stripe to work on; `None` once the database is closing.
-    fn next(&self, closing: &AtomicBool) -> Option<usize> {
+    fn next(&self, closing: &Closing) -> Option<usize> {
         let mut q = lock(&self.queue);
         loop {
-            if closing.load(Ordering::SeqCst) {
+            if closing.is_closing() {
                 return None;
             }
             if let Some(s) = q.pending.pop_front() {
@@ -99,6 +97,29 @@ impl Background {
         q.fatal.get_or_insert(why);
         self.progress.notify_all();
     }
+
+    /// Wait until `done()` (checked whenever a job makes progress, and every
+    /// 100 ms); an error if the background is failing or the database closing
+    /// first, so a held writer never waits for work that will not come.
+    pub fn wait_for(&self, done: impl Fn() -> bool, closing: &Closing) -> Result<()> {
+        let mut q = lock(&self.queue);
+        loop {
+            if done() {
+                return Ok(());
+            }
+            if let Some(e) = q.fatal.as_ref().or(q.error.as_ref()) {
+                return Err(Error::Background(e.clone()));
+            }
+            if closing.is_closing() {
+                return Err(Error::Background("the database is closing".into()));
+            }
+            q = self
+                .progress
+                .wait_timeout(q, Duration::from_millis(100))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
 }
 
 /// A worker thread: flush, then compact if needed, each scheduled stripe.
@@ -108,15 +129,21 @@ impl Background {
 /// A panic is a broken invariant: the worker records it, the database stops
 /// acknowledging writes (they fail with the reason, held writers included),
 /// and the worker goes on, so that `close` and reads still work.
-pub(crate) fn worker(sh: &Shared) {
-    while let Some(s) = sh.bg.next(&sh.closing) {
+/// `job(s)` does the stripe's work; `poison(why)` stops the database
+/// acknowledging writes.
+pub(crate) fn worker(
+    bg: &Background,
+    closing: &Closing,
+    job: impl Fn(usize) -> Result<()>,
+    poison: impl Fn(String),
+) {
+    while let Some(s) = bg.next(closing) {
         let job = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _job = lock(&sh.jobs[s]);
             #[cfg(test)]
-            if sh.bg.panic_next_job.swap(false, Ordering::SeqCst) {
+            if bg.panic_next_job.swap(false, Ordering::SeqCst) {
                 panic!("injected by a test");
             }
-            sh.flush_sealed(s).and_then(|()| sh.compact_if_needed(s))
+            job(s)
         }));
         let result = match job {
             Ok(r) => r,
@@ -129,65 +156,25 @@ pub(crate) fn worker(sh: &Shared) {
                 let why = format!(
                     "a background worker panicked on stripe {s} ({what}); reopen the database"
                 );
-                sh.commit.poison(why.clone());
-                sh.bg.set_fatal(why);
-                sh.bg.note_progress();
+                poison(why.clone());
+                bg.set_fatal(why);
+                bg.note_progress();
                 continue;
             }
         };
         match result {
             Ok(()) => {
-                if sh.bg.error().is_some() {
-                    sh.bg.set_error(None);
+                if bg.error().is_some() {
+                    bg.set_error(None);
                 }
             }
             Err(e) => {
-                sh.bg.set_error(Some(e.to_string()));
+                bg.set_error(Some(e.to_string()));
                 std::thread::sleep(RETRY_AFTER);
-                sh.bg.schedule(s);
+                bg.schedule(s);
             }
         }
-        sh.bg.note_progress();
-    }
-}
-
-impl Shared {
-    /// Pace a writer by the memory held in memtables: free below 1.25× the
-    /// budget, a pause growing to `MAX_DELAY` up to 2×, held above while
-    /// flushes are pending, until one frees memory — or refused if the
-    /// background is failing.
-    pub(crate) fn throttle(&self) -> Result<()> {
-        let budget = self.opts.memtable_budget.max(1);
-        let (soft, hard) = (budget + budget / 4, budget.saturating_mul(2));
-        let total = self.mem_total.load(Ordering::Relaxed);
-        if total < soft {
-            return Ok(());
-        }
-        if total < hard {
-            let f = (total - soft) as f64 / (hard - soft).max(1) as f64;
-            std::thread::sleep(MAX_DELAY.mul_f64(f));
-            return Ok(());
-        }
-        let mut q = lock(&self.bg.queue);
-        loop {
-            if self.mem_total.load(Ordering::Relaxed) < hard
-                || self.sealed_bytes.load(Ordering::Relaxed) == 0
-            {
-                return Ok(());
-            }
-            if let Some(e) = q.fatal.as_ref().or(q.error.as_ref()) {
-                return Err(Error::Background(e.clone()));
-            }
-            if self.closing.load(Ordering::SeqCst) {
-                return Err(Error::Background("the database is closing".into()));
-            }
-            q = self
-                .bg
-                .progress
-                .wait_timeout(q, Duration::from_millis(100))
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
-        }
+        bg.note_progress();
     }
 }
 
@@ -209,7 +196,7 @@ mod tests {
         let db = Database::create(dir.path().join("db"), opts).unwrap();
         db.put(b"before", None, &item_from_plain_json("{}").unwrap())
             .unwrap();
-        db.shared().bg.panic_next_job.store(true, Ordering::SeqCst);
+        db.background().panic_next_job.store(true, Ordering::SeqCst);
         let item = item_from_plain_json(&format!(r#"{{"v":"{}"}}"#, "x".repeat(900))).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         let mut i = 0u64;

@@ -17,10 +17,10 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use crate::db::{lock, Shared};
 use crate::entry::Entry;
 use crate::error::{Error, IoContext, Result};
 use crate::manifest::SstMeta;
+use crate::mutex::lock;
 use crate::read::range::{KeyRange, Merge};
 use crate::sst::reader::TableReader;
 use crate::stripe::{FlushCtx, StripeState};
@@ -40,29 +40,29 @@ fn tiered_count(tables: &[Arc<TableReader>]) -> usize {
     }
 }
 
-impl Shared {
-    /// The automatic compaction after a flush, once the stripe has more than
-    /// `compaction_trigger` tables. The caller holds the stripe's job lock.
-    pub(crate) fn compact_if_needed(&self, s: usize) -> Result<()> {
-        let tables = lock(&self.stripes[s]).tables.clone();
-        if tables.len() <= self.opts.compaction_trigger.max(1) {
-            return Ok(());
-        }
-        let count = tiered_count(&tables);
-        self.flush_ctx(s, |cx| {
-            merge(cx, &self.stripes[s], &tables[..count], &tables)
-        })
+/// The automatic compaction after a flush, once the stripe has more than
+/// `trigger` tables. The caller holds the stripe's job lock.
+pub(crate) fn compact_if_needed(
+    cx: &FlushCtx<'_>,
+    stripe: &Mutex<StripeState>,
+    trigger: usize,
+) -> Result<()> {
+    let tables = lock(stripe).tables.clone();
+    if tables.len() <= trigger.max(1) {
+        return Ok(());
     }
+    let count = tiered_count(&tables);
+    merge(cx, stripe, &tables[..count], &tables)
+}
 
-    /// Merge every table of the stripe into at most one. The caller holds
-    /// the stripe's job lock.
-    pub(crate) fn compact_full(&self, s: usize) -> Result<()> {
-        let tables = lock(&self.stripes[s]).tables.clone();
-        if tables.len() < 2 && tables.iter().all(|t| t.props().tombstones == 0) {
-            return Ok(());
-        }
-        self.flush_ctx(s, |cx| merge(cx, &self.stripes[s], &tables, &tables))
+/// Merge every table of the stripe into at most one. The caller holds the
+/// stripe's job lock.
+pub(crate) fn compact_full(cx: &FlushCtx<'_>, stripe: &Mutex<StripeState>) -> Result<()> {
+    let tables = lock(stripe).tables.clone();
+    if tables.len() < 2 && tables.iter().all(|t| t.props().tombstones == 0) {
+        return Ok(());
     }
+    merge(cx, stripe, &tables, &tables)
 }
 
 fn file_id(t: &TableReader) -> Option<u64> {
@@ -132,10 +132,7 @@ fn merge(
         return Err(changed());
     }
     let first_id = file_id(&inputs[0]).ok_or_else(changed)?;
-    {
-        let mut m = lock(cx.manifest);
-        let mut next = m.clone();
-        next.next_file_id = next.next_file_id.max((cx.peek_next_id)());
+    cx.versions.commit(|next| {
         let sm = next.stripes.entry(cx.stripe as u16).or_default();
         let mat = sm
             .ssts
@@ -151,11 +148,10 @@ fn merge(
             max_lsn: built.props.max_lsn,
         });
         sm.ssts.splice(mat..mat + inputs.len(), meta);
-        next.store(cx.dir)?;
-        *m = next;
-    }
+        Ok(())
+    })?;
     st.tables.splice(at..at + inputs.len(), output);
-    (cx.retire)(
+    cx.pins.retire(
         inputs
             .iter()
             .map(|t| {

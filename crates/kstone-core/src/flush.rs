@@ -7,27 +7,29 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use crate::db::{lock, Shared};
+use crate::background::Background;
 use crate::error::{Error, Result};
 use crate::manifest::SstMeta;
+use crate::memory::MemoryBudget;
+use crate::mutex::lock;
 use crate::sst::reader::TableReader;
 use crate::stripe::{FlushCtx, Sealed, StripeState};
 
-impl Shared {
-    /// Flush stripe `s`'s sealed memtables, oldest first. The caller holds
-    /// the stripe's job lock, so only one flush or compaction runs per stripe.
-    pub(crate) fn flush_sealed(&self, s: usize) -> Result<()> {
-        loop {
-            let Some(sealed) = lock(&self.stripes[s]).sealed.last().cloned() else {
-                return Ok(());
-            };
-            self.flush_ctx(s, |cx| flush_one(cx, &self.stripes[s], &sealed))?;
-            self.mem_total
-                .fetch_sub(sealed.mem.bytes(), Ordering::Relaxed);
-            self.sealed_bytes
-                .fetch_sub(sealed.mem.bytes(), Ordering::Relaxed);
-            self.bg.note_progress();
-        }
+/// Flush the stripe's sealed memtables, oldest first. The caller holds the
+/// stripe's job lock, so only one flush or compaction runs per stripe.
+pub(crate) fn flush_sealed(
+    cx: &FlushCtx<'_>,
+    stripe: &Mutex<StripeState>,
+    budget: &MemoryBudget,
+    bg: &Background,
+) -> Result<()> {
+    loop {
+        let Some(sealed) = lock(stripe).sealed.last().cloned() else {
+            return Ok(());
+        };
+        flush_one(cx, stripe, &sealed)?;
+        budget.flushed(sealed.mem.bytes());
+        bg.note_progress();
     }
 }
 
@@ -53,10 +55,8 @@ fn flush_one(cx: &FlushCtx<'_>, stripe: &Mutex<StripeState>, sealed: &Arc<Sealed
             "a sealed memtable changed while it was flushed".into(),
         ));
     }
-    {
-        let mut m = lock(cx.manifest);
-        let mut next = m.clone();
-        next.next_file_id = next.next_file_id.max((cx.peek_next_id)());
+    cx.versions.commit(|next| {
+        let next_id = next.next_file_id;
         let sm = next.stripes.entry(cx.stripe as u16).or_default();
         sm.ssts.insert(
             0,
@@ -78,10 +78,9 @@ fn flush_one(cx: &FlushCtx<'_>, stripe: &Mutex<StripeState>, sealed: &Arc<Sealed
             .flat_map(|s| s.wal_ids.iter().copied())
             .chain(st.wal_ids.iter().copied())
             .min()
-            .unwrap_or_else(|| (cx.peek_next_id)());
-        next.store(cx.dir)?;
-        *m = next;
-    }
+            .unwrap_or(next_id);
+        Ok(())
+    })?;
     // The new manifest is durable: the memtable's segments are obsolete.
     st.sealed.pop();
     st.tables.insert(0, table);
@@ -96,5 +95,5 @@ fn flush_one(cx: &FlushCtx<'_>, stripe: &Mutex<StripeState>, sealed: &Arc<Sealed
             )
         })
         .collect();
-    (cx.retire)(retired)
+    cx.pins.retire(retired)
 }

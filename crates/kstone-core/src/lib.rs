@@ -21,11 +21,15 @@ pub mod wal;
 
 mod background;
 pub mod check;
+mod closing;
 mod compaction;
 mod db;
 mod flush;
+mod memory;
+mod mutex;
 mod recovery;
 mod stripe;
+mod versions;
 mod write;
 
 pub use db::Database;

@@ -1,10 +1,8 @@
 //! One stripe: its memtable, the sealed memtables waiting for a background
 //! flush, its active WAL segment and its live SSTs.
 
-use std::path::Path;
 use std::sync::Arc;
 
-use crate::manifest::Manifest;
 use crate::memtable::Memtable;
 use crate::model::key::KeyRef;
 use crate::options::Compression;
@@ -43,18 +41,17 @@ pub struct StripeState {
     pub tables: Vec<Arc<TableReader>>,
 }
 
-/// Paths and counters a flush or compaction needs from the database.
-pub struct FlushCtx<'a> {
-    pub dir: &'a Path,
+/// What a flush or compaction of one stripe works with: the version set it
+/// commits to, the pins that decide when obsolete files go, and where its
+/// tables are built and cached.
+pub(crate) struct FlushCtx<'a> {
     pub stripe: usize,
     pub compression: Compression,
     pub cache: Option<&'a Arc<crate::sst::cache::BlockCache>>,
     pub written: &'a crate::stats::WriteCounters,
-    pub alloc_id: &'a dyn Fn() -> u64,
-    pub peek_next_id: &'a dyn Fn() -> u64,
-    pub manifest: &'a std::sync::Mutex<Manifest>,
-    /// Delete obsolete files (paths relative to `dir`), deferring those a pin holds.
-    pub retire: &'a dyn Fn(Vec<(std::path::PathBuf, Option<u64>)>) -> crate::error::Result<()>,
+    pub versions: &'a crate::versions::VersionSet,
+    /// Obsolete files go through [`Pins::retire`](crate::snapshot::registry::Pins::retire).
+    pub pins: &'a crate::snapshot::registry::Pins,
 }
 
 impl FlushCtx<'_> {
@@ -62,9 +59,10 @@ impl FlushCtx<'_> {
     pub fn new_table(
         &self,
     ) -> crate::error::Result<(u64, std::path::PathBuf, crate::sst::builder::TableBuilder)> {
-        let id = (self.alloc_id)();
+        let id = self.versions.new_file_id();
         let path = self
-            .dir
+            .versions
+            .dir()
             .join("sst")
             .join(crate::sst::file_name(self.stripe, id));
         let b = crate::sst::builder::TableBuilder::create(&path, self.stripe, self.compression)?;

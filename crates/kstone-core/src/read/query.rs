@@ -4,11 +4,11 @@
 use std::ops::Bound;
 
 use super::range::{partition_end, partition_start, KeyRange, Merge};
-use crate::db::Database;
 use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::model::key::{stripe_of, Key, KeyRef, STRIPES};
 use crate::model::value::{decode_item, Item};
+use crate::Database;
 
 /// A condition on the sort key of a query. Items without a sort key match
 /// only a query without a condition.

@@ -6,10 +6,10 @@
 
 use std::cmp::Ordering;
 
-use crate::db::Database;
 use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::sst::cursor::{EntryRef, TableCursor};
+use crate::Database;
 
 /// One sorted source of a stripe.
 enum Source {

@@ -13,13 +13,17 @@ pub mod view;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::db::{Database, Shared};
 use crate::error::Result;
 use crate::manifest::Manifest;
+use crate::mutex::lock;
+use crate::stripe::StripeState;
+use crate::versions::VersionSet;
+use crate::wal::log::Wal;
+use registry::Pins;
 
 /// What a file of a snapshot is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,7 +106,7 @@ impl Snapshot {
 
 /// A held snapshot; its files stay on disk until it is dropped.
 pub struct Pin {
-    shared: Arc<Shared>,
+    pins: Arc<Pins>,
     id: u64,
     snapshot: Snapshot,
 }
@@ -114,55 +118,31 @@ impl Pin {
 
     /// The database directory the snapshot's file names are relative to.
     pub fn dir(&self) -> &Path {
-        &self.shared.dir
+        self.pins.dir()
     }
 }
 
 impl Drop for Pin {
     fn drop(&mut self) {
-        let mut reg = self.shared.pins.lock().unwrap_or_else(|p| p.into_inner());
         // A failed deferred delete leaves a file that the next open removes.
-        let _ = reg.release(&self.shared.dir, self.id);
+        let _ = self.pins.release(self.id);
     }
 }
 
-impl Database {
-    /// Pin a consistent snapshot. Writers are paused only while every
-    /// stripe's state is read (no I/O beyond `stat` of sealed WAL segments).
-    ///
-    /// ```
-    /// use kstone_core::{Database, Options, item_from_plain_json};
-    /// let dir = tempfile::tempdir().unwrap();
-    /// let db = Database::create(dir.path().join("p"), Options::default()).unwrap();
-    /// db.put(b"k", None, &item_from_plain_json("{}").unwrap()).unwrap();
-    /// let pin = db.pin().unwrap();
-    /// assert_eq!(pin.snapshot().lsn, 1);
-    /// assert!(pin.snapshot().files.iter().any(|f| f.name.starts_with("wal/")));
-    /// ```
-    pub fn pin(&self) -> Result<Pin> {
-        pin_shared(self.shared())
-    }
-}
-
-pub(crate) fn pin_shared(sh: &Arc<Shared>) -> Result<Pin> {
-    {
-        let guards: Vec<_> = sh
-            .stripes
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()))
-            .collect();
-        let (lsn, commit_ts) = {
-            let c = sh.clock.lock().unwrap_or_else(|p| p.into_inner());
-            (c.lsn, c.ts)
-        };
-        let mut manifest = sh
-            .manifest
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        manifest.next_file_id = manifest
-            .next_file_id
-            .max(sh.next_file_id.load(std::sync::atomic::Ordering::SeqCst));
+/// Pin a consistent snapshot of the open database made of these parts.
+/// Writers are paused only while every stripe's state is read (no I/O
+/// beyond `stat` of sealed WAL segments).
+pub(crate) fn take(
+    stripes: &[Mutex<StripeState>],
+    wal: &Wal,
+    versions: &VersionSet,
+    pins: &Arc<Pins>,
+) -> Result<Pin> {
+    let dir = versions.dir();
+    let (lsn, commit_ts, manifest, files, approximate_items, id) = {
+        let guards: Vec<_> = stripes.iter().map(lock).collect();
+        let (lsn, commit_ts) = wal.last_stamp();
+        let manifest = versions.current();
         let mut files = Vec::new();
         let mut approximate_items = 0;
         for (s, st) in guards.iter().enumerate() {
@@ -181,7 +161,7 @@ pub(crate) fn pin_shared(sh: &Arc<Shared>) -> Result<Pin> {
                 let len = match &st.wal {
                     Some(seg) if seg.id == id => seg.len,
                     _ => {
-                        let p = sh.dir.join(&name);
+                        let p = dir.join(&name);
                         std::fs::metadata(&p)
                             .map_err(|e| crate::error::Error::Io { path: p, source: e })?
                             .len()
@@ -195,25 +175,26 @@ pub(crate) fn pin_shared(sh: &Arc<Shared>) -> Result<Pin> {
             }
         }
         let set: HashSet<PathBuf> = files.iter().map(|f| PathBuf::from(&f.name)).collect();
-        let id = sh.pins.lock().unwrap_or_else(|p| p.into_inner()).add(set);
-        drop(guards);
-        // Everything in the snapshot must be on stable storage: a backup or
-        // archive must never hold a write that a power cut could still undo.
-        sh.commit.sync_all_written()?;
-        Ok(Pin {
-            shared: Arc::clone(sh),
-            id,
-            snapshot: Snapshot {
-                db_id: manifest.db_id.clone(),
-                lsn,
-                commit_ts,
-                taken_at_us: crate::fsio::now_micros(),
-                manifest,
-                files,
-                approximate_items,
-            },
-        })
-    }
+        let id = pins.add(set);
+        (lsn, commit_ts, manifest, files, approximate_items, id)
+    };
+    let pin = Pin {
+        pins: Arc::clone(pins),
+        id,
+        snapshot: Snapshot {
+            db_id: manifest.db_id.clone(),
+            lsn,
+            commit_ts,
+            taken_at_us: crate::fsio::now_micros(),
+            manifest,
+            files,
+            approximate_items,
+        },
+    };
+    // Everything in the snapshot must be on stable storage: a backup or
+    // archive must never hold a write that a power cut could still undo.
+    wal.sync_all_written()?;
+    Ok(pin)
 }
 
 fn file_name_of(p: &Path) -> String {

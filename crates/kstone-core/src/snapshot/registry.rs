@@ -8,6 +8,63 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, Result};
 use crate::fsio::sync_dir;
+use crate::mutex::lock;
+
+/// The open database's registry behind its one lock, with the directory
+/// its paths are relative to: what flushes, compactions, pins and the
+/// snapshot server share.
+pub(crate) struct Pins {
+    dir: PathBuf,
+    reg: std::sync::Mutex<PinRegistry>,
+}
+
+impl Pins {
+    pub(crate) fn new(dir: PathBuf, reg: PinRegistry) -> Pins {
+        Pins {
+            dir,
+            reg: std::sync::Mutex::new(reg),
+        }
+    }
+
+    /// The database directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Pin `files`; returns the pin's id.
+    pub(crate) fn add(&self, files: HashSet<PathBuf>) -> u64 {
+        lock(&self.reg).add(files)
+    }
+
+    /// Release pin `id`, deleting the obsolete files only it held.
+    pub(crate) fn release(&self, id: u64) -> Result<()> {
+        lock(&self.reg).release(&self.dir, id)
+    }
+
+    /// Delete obsolete files now, or once no pin, hold or archiver needs them.
+    pub(crate) fn retire(&self, files: Vec<(PathBuf, Option<u64>)>) -> Result<()> {
+        lock(&self.reg).retire(&self.dir, files)
+    }
+
+    /// Whether the on-disk hold `name` is known (answered by a previous owner).
+    pub(crate) fn holds(&self, name: &str) -> bool {
+        lock(&self.reg).holds(name)
+    }
+
+    /// Keep `files` for the on-disk hold `name` until it goes.
+    pub(crate) fn add_hold(&self, name: String, files: HashSet<PathBuf>) {
+        lock(&self.reg).add_hold(name, files)
+    }
+
+    /// Let go of what nobody needs any more: WAL segments the archivers
+    /// have, files whose on-disk holder is done. Failures are retried on the
+    /// next call (a file left behind is removed at the latest by the next open).
+    pub(crate) fn tidy(&self) {
+        let mut reg = lock(&self.reg);
+        let _ = reg.release_archived(&self.dir);
+        let _ = reg.refresh_holds(&self.dir);
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct PinRegistry {

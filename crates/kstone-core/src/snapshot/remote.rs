@@ -9,17 +9,17 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use super::registry::Pins;
 use super::{Pin, Snapshot};
-use crate::db::{lock, Database, Shared};
+use crate::closing::Closing;
 use crate::error::{Error, IoContext, Result};
 use crate::fsio::write_atomic;
 use crate::options::Options;
+use crate::Database;
 
 pub const DIR: &str = "pins";
 /// How often the owner looks for requests.
@@ -118,30 +118,31 @@ pub(crate) fn answered(db_dir: &Path, holds: &mut super::hold::LiveHolds) {
     }
 }
 
-/// The owner's side: answer requests, release pins whose requester is gone.
-pub(crate) fn serve(sh: &Arc<Shared>) {
-    let dir = sh.dir.join(DIR);
+/// The owner's side: answer requests (with `pin` and `restore_point`),
+/// release pins whose requester is gone, and tidy the pins' files, until
+/// the database closes.
+pub(crate) fn serve(
+    pins: &Pins,
+    closing: &Closing,
+    pin: impl Fn() -> Result<Pin>,
+    restore_point: impl Fn(&str) -> Result<(u64, u64)>,
+) {
+    let db_dir = pins.dir();
+    let dir = db_dir.join(DIR);
     let mut held: HashMap<String, Pin> = HashMap::new();
     let mut answered: std::collections::HashSet<String> = Default::default();
-    let (m, cv) = &sh.ticker;
-    let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
-    while !sh.closing.load(Ordering::SeqCst) {
-        drop(g);
-        {
-            let mut reg = sh.pins.lock().unwrap_or_else(|p| p.into_inner());
-            // Segments kept for the archive go once the archiver has them,
-            // and files held on disk once their holder is done.
-            let _ = reg.release_archived(&sh.dir);
-            let _ = reg.refresh_holds(&sh.dir);
-        }
-        let all = requests(&sh.dir);
+    loop {
+        // Segments kept for the archive go once the archiver has them,
+        // and files held on disk once their holder is done.
+        pins.tidy();
+        let all = requests(db_dir);
         answered.retain(|n| all.contains_key(n));
         for (name, r) in &all {
             let Some(rp) = &r.restore_point else { continue };
             if !answered.insert(name.clone()) {
                 continue;
             }
-            let done = match sh.restore_point(rp) {
+            let done = match restore_point(rp) {
                 Ok((lsn, ts)) => Done {
                     lsn,
                     ts,
@@ -169,32 +170,27 @@ pub(crate) fn serve(sh: &Arc<Shared>) {
             keep
         });
         for name in live.keys() {
-            if held.contains_key(name) || lock(&sh.pins).holds(name) {
+            if held.contains_key(name) || pins.holds(name) {
                 // Ours, or answered by a previous owner (held since open).
                 continue;
             }
-            if let Ok(pin) = super::pin_shared(sh) {
+            if let Ok(pin) = pin() {
                 let body = serde_json::to_vec(pin.snapshot()).unwrap_or_default();
                 if write_atomic(&dir.join(format!("{name}.snap")), &body).is_ok() {
                     held.insert(name.clone(), pin);
                 }
             }
         }
-        g = m.lock().unwrap_or_else(|p| p.into_inner());
-        if sh.closing.load(Ordering::SeqCst) {
+        if !closing.sleep(POLL) {
             break;
         }
-        g = cv
-            .wait_timeout(g, POLL)
-            .map(|(g, _)| g)
-            .unwrap_or_else(|p| p.into_inner().0);
     }
     // Requesters may still be reading: the answers stay, and the files
     // they name stay held through this close (its last compaction) and by
     // the next owner, until each request goes.
     for (name, pin) in &held {
         let files = pin.snapshot().files.iter().map(|f| PathBuf::from(&f.name));
-        lock(&sh.pins).add_hold(name.clone(), files.collect());
+        pins.add_hold(name.clone(), files.collect());
     }
     drop(held);
 }

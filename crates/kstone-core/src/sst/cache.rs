@@ -15,7 +15,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::db::lock;
+use crate::mutex::lock;
 
 /// A block's payload (checksum already verified) and what it costs to keep.
 pub struct CachedBlock {

@@ -351,7 +351,7 @@ impl CommitLog {
         new_id: impl FnOnce() -> u64,
         commit: &GroupCommit,
     ) -> Result<(u64, Option<Retired>)> {
-        let mut a = crate::db::lock(&self.active);
+        let mut a = crate::mutex::lock(&self.active);
         if a.log.is_none() {
             let created = !self.dir.exists();
             if created {
@@ -411,7 +411,7 @@ impl CommitLog {
 
     /// Take the current log out of use (at close); `None` if there is none.
     pub fn retire(&self) -> Option<Retired> {
-        let mut a = crate::db::lock(&self.active);
+        let mut a = crate::mutex::lock(&self.active);
         let log = a.log.take()?;
         a.prev = log.id;
         Some(Retired {

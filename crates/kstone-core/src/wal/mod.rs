@@ -4,6 +4,7 @@
 
 pub mod archive_mark;
 pub mod commit_log;
+pub(crate) mod log;
 pub mod record;
 pub mod segment;
 pub mod sync;

@@ -1,69 +1,57 @@
 //! `Database`: create, open (with recovery), put / get / delete, stats, close.
+//!
+//! The façade, and the only module that names the whole engine: it builds
+//! the components — the [version set](crate::versions) (manifest and file
+//! ids), the [memory budget](crate::memory), the [WAL](crate::wal::log), the
+//! [pins](crate::snapshot::registry::Pins), the [background](crate::background)
+//! queue — and hands each flush, compaction and snapshot the ones it needs.
+
+mod write_path;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use crate::background::Background;
+use crate::closing::Closing;
 use crate::error::{Error, IoContext, Result};
 use crate::fsio::{now_micros, sync_dir};
 use crate::lock::DbLock;
 use crate::manifest::Manifest;
+use crate::memory::MemoryBudget;
 use crate::memtable::MemEntry;
 use crate::model::key::{Key, KeyRef, STRIPES};
 use crate::model::key_attr::KeyAttr;
 use crate::model::key_schema::KeySchema;
 use crate::model::value::{decode_item, Item};
+use crate::mutex::lock;
 use crate::options::{Durability, Options};
-use crate::snapshot::registry::PinRegistry;
+use crate::snapshot::registry::Pins;
+use crate::snapshot::Pin;
 use crate::stats::Stats;
 use crate::stripe::{FlushCtx, StripeState};
+use crate::versions::VersionSet;
+use crate::wal::log::{Clock, Wal};
 use crate::wal::record::{Op, Record};
-use crate::wal::sync::GroupCommit;
 use crate::write::{prepare, Pending, WriteBatch, WriteOp};
 
-/// Assigns each write its global LSN and commit timestamp; the timestamp never
-/// decreases as the LSN grows, even if the wall clock steps back.
-#[derive(Debug, Default)]
-pub(crate) struct Clock {
-    pub lsn: u64,
-    pub ts: u64,
-}
-
-impl Clock {
-    pub(crate) fn next(&mut self) -> (u64, u64) {
-        self.lsn += 1;
-        self.ts = self.ts.max(now_micros());
-        (self.lsn, self.ts)
-    }
-}
-
+/// The engine's parts, private to this module: other modules get the
+/// component they need, never the whole.
 pub(crate) struct Shared {
-    pub dir: PathBuf,
-    pub opts: Options,
-    pub stripes: Vec<Mutex<StripeState>>,
-    pub clock: Mutex<Clock>,
-    pub commit: GroupCommit,
-    /// The WAL directory, fsynced by the group commit after a segment is created.
-    pub wal_dir: Arc<fs::File>,
-    /// `Sync` mode's commit log (`None` in `Buffered` mode).
-    pub commit_log: Option<crate::wal::commit_log::CommitLog>,
-    pub manifest: Mutex<Manifest>,
-    pub next_file_id: AtomicU64,
-    pub mem_total: AtomicUsize,
-    pub closing: AtomicBool,
-    pub ticker: (Mutex<()>, Condvar),
-    pub pins: Mutex<PinRegistry>,
+    dir: PathBuf,
+    opts: Options,
+    stripes: Vec<Mutex<StripeState>>,
+    wal: Wal,
+    versions: VersionSet,
+    memory: MemoryBudget,
+    pins: Arc<Pins>,
+    closing: Closing,
     /// Per-stripe job lock: one flush or compaction per stripe at a time.
-    pub jobs: Vec<Mutex<()>>,
-    pub bg: crate::background::Background,
-    /// Bytes of sealed memtables waiting for a flush (part of `mem_total`).
-    pub sealed_bytes: AtomicUsize,
-    pub cache: Option<Arc<crate::sst::cache::BlockCache>>,
-    pub written: crate::stats::WriteCounters,
-    /// The key schema from the `MANIFEST` (fixed at creation).
-    key_schema: KeySchema,
+    jobs: Vec<Mutex<()>>,
+    bg: Background,
+    cache: Option<Arc<crate::sst::cache::BlockCache>>,
+    written: crate::stats::WriteCounters,
     access: Access,
 }
 
@@ -88,10 +76,6 @@ pub(crate) enum Access {
 pub struct Database {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Database {
@@ -182,11 +166,23 @@ impl Database {
         }
         let s = Arc::clone(&shared);
         threads.push(std::thread::spawn(move || {
-            crate::snapshot::remote::serve(&s)
+            crate::snapshot::remote::serve(
+                &s.pins,
+                &s.closing,
+                || s.pin(),
+                |name| s.restore_point(name),
+            )
         }));
         for _ in 0..shared.opts.background_threads.max(1) {
             let s = Arc::clone(&shared);
-            threads.push(std::thread::spawn(move || crate::background::worker(&s)));
+            threads.push(std::thread::spawn(move || {
+                crate::background::worker(
+                    &s.bg,
+                    &s.closing,
+                    |stripe| s.background_job(stripe),
+                    |why| s.wal.poison(why),
+                )
+            }));
         }
         let db = Database { shared, threads };
         // Replayed memtables that are over the limit are flushed, and
@@ -195,9 +191,7 @@ impl Database {
         // background: open does not wait for either.
         for s in 0..STRIPES {
             let mut st = lock(&db.shared.stripes[s]);
-            if st.mem.bytes() >= db.shared.opts.memtable_stripe_bytes
-                || st.wal_bytes >= db.shared.opts.wal_stripe_bytes
-            {
+            if db.shared.memory.stripe_over(st.mem.bytes(), st.wal_bytes) {
                 db.shared.seal(s, &mut st)?;
             } else if st.tables.len() > db.shared.opts.compaction_trigger.max(1) {
                 db.shared.bg.schedule(s);
@@ -256,8 +250,25 @@ impl Database {
         }
     }
 
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    /// Pin a consistent snapshot. Writers are paused only while every
+    /// stripe's state is read (no I/O beyond `stat` of sealed WAL segments).
+    ///
+    /// ```
+    /// use kstone_core::{Database, Options, item_from_plain_json};
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let db = Database::create(dir.path().join("p"), Options::default()).unwrap();
+    /// db.put(b"k", None, &item_from_plain_json("{}").unwrap()).unwrap();
+    /// let pin = db.pin().unwrap();
+    /// assert_eq!(pin.snapshot().lsn, 1);
+    /// assert!(pin.snapshot().files.iter().any(|f| f.name.starts_with("wal/")));
+    /// ```
+    pub fn pin(&self) -> Result<Pin> {
+        self.shared.pin()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn background(&self) -> &Background {
+        &self.shared.bg
     }
 
     pub(crate) fn stripe_state(&self, s: usize) -> MutexGuard<'_, StripeState> {
@@ -277,14 +288,14 @@ impl Database {
 
     /// The database's key schema (how key bytes read, what writes must meet).
     pub fn key_schema(&self) -> &KeySchema {
-        &self.shared.key_schema
+        self.shared.versions.key_schema()
     }
 
     /// The stored key of typed key parts, checked against the schema (types,
     /// sizes; an empty sort key is left to `put` to refuse, so that an item
     /// a format-1 database holds under one can still be read and deleted).
     pub fn key(&self, pk: &KeyAttr, sk: Option<&KeyAttr>) -> Result<Key> {
-        let s = &self.shared.key_schema;
+        let s = self.shared.versions.key_schema();
         s.check_values(pk, sk)?;
         let key = Key::new(
             &s.encode(pk)?,
@@ -318,7 +329,7 @@ impl Database {
     /// all of them are durable, but a crash during the call can leave any
     /// subset of the batch applied. Later operations on the same key win.
     pub fn write(&self, batch: WriteBatch) -> Result<Vec<u64>> {
-        let schema = &self.shared.key_schema;
+        let schema = self.shared.versions.key_schema();
         for (op, _) in &batch.ops {
             if let Pending::Data(e) = op {
                 let k = e.key_ref();
@@ -358,7 +369,7 @@ impl Database {
     /// by point-in-time restore to roll a restored backup forward). Records
     /// must be in increasing LSN order, all above the database's last LSN.
     pub fn apply_logged(&self, records: Vec<Record>) -> Result<()> {
-        let last = lock(&self.shared.clock).lsn;
+        let (last, _) = self.shared.wal.last_stamp();
         let mut prev = last;
         for r in &records {
             if r.lsn <= prev {
@@ -399,8 +410,11 @@ impl Database {
         for s in 0..STRIPES {
             let _job = lock(&self.shared.jobs[s]);
             self.shared.seal_now(s)?;
-            self.shared.flush_sealed(s)?;
-            self.shared.compact_full(s)?;
+            self.shared.flush_ctx(s, |cx| {
+                let stripe = &self.shared.stripes[s];
+                crate::flush::flush_sealed(cx, stripe, &self.shared.memory, &self.shared.bg)?;
+                crate::compaction::compact_full(cx, stripe)
+            })?;
         }
         Ok(())
     }
@@ -420,10 +434,18 @@ impl Database {
         for s in 0..STRIPES {
             let _job = lock(&self.shared.jobs[s]);
             self.shared.seal_now(s)?;
-            self.shared.flush_sealed(s)?;
-            if compact {
-                self.shared.compact_if_needed(s)?;
-            }
+            self.shared.flush_ctx(s, |cx| {
+                let stripe = &self.shared.stripes[s];
+                crate::flush::flush_sealed(cx, stripe, &self.shared.memory, &self.shared.bg)?;
+                if compact {
+                    crate::compaction::compact_if_needed(
+                        cx,
+                        stripe,
+                        self.shared.opts.compaction_trigger,
+                    )?;
+                }
+                Ok(())
+            })?;
         }
         Ok(())
     }
@@ -472,7 +494,7 @@ impl Database {
 
     /// Make every acknowledged write durable now (useful in `Buffered` mode).
     pub fn sync(&self) -> Result<()> {
-        self.shared.commit.sync_all_written()
+        self.shared.wal.sync_all_written()
     }
 
     /// Sizes, counts and position of the database.
@@ -480,20 +502,14 @@ impl Database {
         let sh = &*self.shared;
         let mut st = Stats {
             stripes: STRIPES,
-            key_schema: sh.key_schema,
+            key_schema: *sh.versions.key_schema(),
             ..Stats::default()
         };
-        {
-            let c = lock(&sh.clock);
-            st.last_lsn = c.lsn;
-            st.last_commit_us = c.ts;
-        }
-        {
-            let m = lock(&sh.manifest);
-            st.db_id = m.db_id.clone();
-            st.history = m.history.clone();
-            st.restored_from = m.origin.clone();
-        }
+        (st.last_lsn, st.last_commit_us) = sh.wal.last_stamp();
+        let id = sh.versions.identity();
+        st.db_id = id.db_id;
+        st.history = id.history;
+        st.restored_from = id.origin;
         st.written_since_open = sh.written.snapshot();
         st.background_error = sh.bg.error();
         for s in &sh.stripes {
@@ -560,38 +576,28 @@ impl Database {
         // The WAL holds every write, so a failed flush loses nothing: it is
         // reported, and the next open replays the log instead.
         let sh = &self.shared;
-        let held = sh.mem_total.load(Ordering::Relaxed);
         let flushed = if sh.opts.flush_on_close
-            && held > sh.opts.memtable_budget / 16
-            && sh.commit.check().is_ok()
+            && sh.memory.held() > sh.opts.memtable_budget / 16
+            && sh.wal.check().is_ok()
         {
             self.flush_stripes(false)
         } else {
             Ok(())
         };
-        self.shared.closing.store(true, Ordering::SeqCst);
+        self.shared.closing.close();
         self.shared.bg.wake_all();
-        {
-            let _g = lock(&self.shared.ticker.0);
-            self.shared.ticker.1.notify_all();
-        }
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
         // A short-lived writer's compactions never get their turn in the
         // background: pay that debt here, so no stripe is left with more
         // tables than the bound reads rely on, however short the process.
-        let compacted = if flushed.is_ok() && sh.commit.check().is_ok() {
+        let compacted = if flushed.is_ok() && sh.wal.check().is_ok() {
             self.compact_over_trigger()
         } else {
             Ok(())
         };
-        self.shared.commit.sync_all_written()?;
-        // The stripes' segments become durable by themselves, so the next
-        // open has no commit log to read.
-        if let Some(r) = self.shared.commit_log.as_ref().and_then(|l| l.retire()) {
-            r.finish()?;
-        }
+        self.shared.wal.close()?;
         flushed.and(compacted)
     }
 
@@ -601,7 +607,9 @@ impl Database {
         for s in 0..STRIPES {
             if lock(&self.shared.stripes[s]).tables.len() > trigger {
                 let _job = lock(&self.shared.jobs[s]);
-                self.shared.compact_if_needed(s)?;
+                self.shared.flush_ctx(s, |cx| {
+                    crate::compaction::compact_if_needed(cx, &self.shared.stripes[s], trigger)
+                })?;
             }
         }
         Ok(())
@@ -623,46 +631,28 @@ impl Shared {
         cache: Option<Arc<crate::sst::cache::BlockCache>>,
         access: Access,
     ) -> Result<Arc<Shared>> {
-        let wal_path = dir.join("wal");
-        let wal_dir = Arc::new(fs::File::open(&wal_path).ctx(&wal_path)?);
-        // `Sync` mode's commit log, for an owner only.
-        let commit_log = (opts.durability == Durability::Sync
-            && matches!(access, Access::Owner(_)))
-        .then(|| {
-            crate::wal::commit_log::CommitLog::new(
-                &dir,
-                opts.commit_log_bytes,
-                Arc::clone(&wal_dir),
-            )
-        });
-        let shared = Arc::new(Shared {
-            dir,
-            opts,
+        let owner = matches!(access, Access::Owner(_));
+        let last = Clock {
+            lsn: rec.last_lsn,
+            ts: rec.last_ts,
+        };
+        let wal = Wal::open(&dir, &opts, owner, last)?;
+        let held = rec.stripes.iter().map(|s| s.mem.bytes()).sum();
+        Ok(Arc::new(Shared {
             stripes: rec.stripes.into_iter().map(Mutex::new).collect(),
-            clock: Mutex::new(Clock {
-                lsn: rec.last_lsn,
-                ts: rec.last_ts,
-            }),
-            commit: GroupCommit::default(),
-            commit_log,
-            wal_dir,
-            key_schema: rec.manifest.key_schema,
-            manifest: Mutex::new(rec.manifest),
-            next_file_id: AtomicU64::new(rec.next_file_id),
-            mem_total: AtomicUsize::new(0),
-            closing: AtomicBool::new(false),
-            ticker: (Mutex::new(()), Condvar::new()),
-            pins: Mutex::new(rec.registry),
+            wal,
+            versions: VersionSet::new(dir.clone(), rec.manifest, rec.next_file_id),
+            memory: MemoryBudget::new(&opts, held),
+            pins: Arc::new(Pins::new(dir.clone(), rec.registry)),
+            closing: Closing::default(),
             jobs: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-            bg: Default::default(),
-            sealed_bytes: AtomicUsize::new(0),
+            bg: Background::default(),
             cache,
             written: Default::default(),
             access,
-        });
-        let total: usize = shared.stripes.iter().map(|s| lock(s).mem.bytes()).sum();
-        shared.mem_total.store(total, Ordering::Relaxed);
-        Ok(shared)
+            dir,
+            opts,
+        }))
     }
 
     /// Refuse anything that would change the database through a snapshot.
@@ -676,77 +666,73 @@ impl Shared {
         }
     }
 
-    pub(crate) fn flush_ctx<R>(&self, s: usize, f: impl FnOnce(&FlushCtx<'_>) -> R) -> R {
-        let sh = self;
-        let alloc = || sh.next_file_id.fetch_add(1, Ordering::SeqCst);
-        let peek = || sh.next_file_id.load(Ordering::SeqCst);
-        let retire = |files: Vec<(PathBuf, Option<u64>)>| lock(&sh.pins).retire(&sh.dir, files);
+    fn pin(&self) -> Result<Pin> {
+        crate::snapshot::take(&self.stripes, &self.wal, &self.versions, &self.pins)
+    }
+
+    /// The components a flush or compaction of stripe `s` works with.
+    fn flush_ctx<R>(&self, s: usize, f: impl FnOnce(&FlushCtx<'_>) -> R) -> R {
         f(&FlushCtx {
-            dir: &sh.dir,
             stripe: s,
-            compression: sh.opts.compression,
-            cache: sh.cache.as_ref(),
-            written: &sh.written,
-            alloc_id: &alloc,
-            peek_next_id: &peek,
-            manifest: &sh.manifest,
-            retire: &retire,
+            compression: self.opts.compression,
+            cache: self.cache.as_ref(),
+            written: &self.written,
+            versions: &self.versions,
+            pins: &self.pins,
+        })
+    }
+
+    /// A background worker's job for stripe `s`: flush its sealed
+    /// memtables, then compact it if it has too many tables.
+    fn background_job(&self, s: usize) -> Result<()> {
+        let _job = lock(&self.jobs[s]);
+        let stripe = &self.stripes[s];
+        self.flush_ctx(s, |cx| {
+            crate::flush::flush_sealed(cx, stripe, &self.memory, &self.bg)?;
+            crate::compaction::compact_if_needed(cx, stripe, self.opts.compaction_trigger)
         })
     }
 
     /// Seal the stripe's memtable (caller holds the stripe lock) and hand it
     /// to the background.
-    pub(crate) fn seal(&self, s: usize, st: &mut StripeState) -> Result<()> {
-        let bytes = st.mem.bytes();
-        self.sync_before_seal(st)?;
-        if st.seal() {
-            self.sealed_bytes.fetch_add(bytes, Ordering::Relaxed);
+    fn seal(&self, s: usize, st: &mut StripeState) -> Result<()> {
+        if self.seal_locked(st)? {
             self.bg.schedule(s);
-        }
-        Ok(())
-    }
-
-    /// Make the active segment and its directory entry durable before the
-    /// stripe moves on to a new segment: without an fsync the kernel may
-    /// write the newer segment first, and a power cut would then leave a
-    /// torn or missing segment in the middle of the chain, which recovery
-    /// rightly refuses to skip.
-    /// Zeros allocated ahead are cut off first, so only a stripe's last
-    /// segment can end in zeros.
-    fn sync_before_seal(&self, st: &mut StripeState) -> Result<()> {
-        if st.mem.is_empty() {
-            return Ok(());
-        }
-        if let Some(seg) = st.wal.as_mut() {
-            seg.trim()?;
-            seg.file.sync_data().ctx(&seg.path)?;
-            self.wal_dir.sync_all().ctx(&self.dir.join("wal"))?;
         }
         Ok(())
     }
 
     /// Seal the stripe's memtable now, without scheduling (an explicit
     /// flush does the work itself).
-    pub(crate) fn seal_now(&self, s: usize) -> Result<()> {
-        let mut st = lock(&self.stripes[s]);
-        let bytes = st.mem.bytes();
-        self.sync_before_seal(&mut st)?;
-        if st.seal() {
-            self.sealed_bytes.fetch_add(bytes, Ordering::Relaxed);
+    fn seal_now(&self, s: usize) -> Result<()> {
+        self.seal_locked(&mut lock(&self.stripes[s])).map(|_| ())
+    }
+
+    /// Make the active segment durable and seal the memtable; false if it
+    /// was empty.
+    fn seal_locked(&self, st: &mut StripeState) -> Result<bool> {
+        if st.mem.is_empty() {
+            return Ok(false);
         }
-        Ok(())
+        if let Some(seg) = st.wal.as_mut() {
+            self.wal.seal_segment(seg)?;
+        }
+        let bytes = st.mem.bytes();
+        let sealed = st.seal();
+        if sealed {
+            self.memory.sealed(bytes);
+        }
+        Ok(sealed)
     }
 }
 
 fn buffered_sync_loop(sh: &Shared) {
-    let (m, cv) = &sh.ticker;
-    let mut g = lock(m);
-    while !sh.closing.load(Ordering::SeqCst) {
-        g = cv
-            .wait_timeout(g, sh.opts.sync_interval)
-            .map(|(g, _)| g)
-            .unwrap_or_else(|p| p.into_inner().0);
+    loop {
+        let open = sh.closing.sleep(sh.opts.sync_interval);
         // An fsync failure poisons the group commit; writers then see it.
-        let _ = sh.commit.sync_all_written();
+        let _ = sh.wal.sync_all_written();
+        if !open {
+            break;
+        }
     }
 }
