@@ -86,7 +86,7 @@ impl Repository {
         &self,
         db_id: &str,
         history: &str,
-        origin: &kstone_core::manifest::Origin,
+        origin: &kstone_core::Origin,
     ) -> Result<()> {
         if origin.repository_id != self.config.repository_id
             || self.storage.head(&key(db_id, history))?.is_some()

@@ -94,7 +94,7 @@ pub struct BackupManifest {
     pub bytes_total: u64,
     pub files: Vec<FileEntry>,
     /// The database MANIFEST describing exactly these files.
-    pub db_manifest: kstone_core::manifest::Manifest,
+    pub db_manifest: kstone_core::Manifest,
     pub kstone_version: String,
     /// A copy of the repository's config (id, compression, encryption), so
     /// that losing the one `config` object neither hides that the repository

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use kstone_core::wal::record::{Op, Record};
 use kstone_core::{Database, Durability, Options};
+use kstone_core::{Op, Record};
 
 use crate::error::{Error, Result};
 use crate::manifest::{rfc3339_us, BackupManifest};

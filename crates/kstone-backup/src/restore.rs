@@ -6,7 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use kstone_core::manifest::Origin;
+use kstone_core::Origin;
 use kstone_core::{Database, Options};
 
 use crate::error::{Error, IoContext, Result};
@@ -87,11 +87,7 @@ impl Repository {
             }
             out.sync_all().ctx(&path)?;
         }
-        let mut dbm = m.db_manifest.clone();
-        // A restored database starts a new history: its backups and WAL
-        // archive never mix with those of the database it came from.
-        dbm.history = kstone_core::manifest::new_history_id();
-        dbm.origin = Some(Origin {
+        let dbm = m.db_manifest.restored(Origin {
             repository: self.location().to_string(),
             repository_id: self.config.repository_id.clone(),
             backup_id: m.id.clone(),

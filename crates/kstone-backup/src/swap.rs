@@ -17,7 +17,7 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use kstone_core::lock::DbLock;
+use kstone_core::DbLock;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
@@ -89,9 +89,7 @@ fn alive(pid: u32) -> bool {
 }
 
 fn history_of(dir: &Path) -> Option<String> {
-    kstone_core::manifest::Manifest::load(dir)
-        .ok()
-        .map(|m| m.history)
+    kstone_core::Manifest::load(dir).ok().map(|m| m.history)
 }
 
 /// Finish or clean up what killed restores of `target` left beside it.
@@ -274,7 +272,7 @@ pub fn aside_copies(target: &Path) -> Result<Vec<AsideCopy>> {
         };
         let path = e.path();
         let is_db = fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir())
-            && path.join(kstone_core::manifest::FILE_NAME).is_file();
+            && kstone_core::Manifest::present(&path);
         if is_db {
             out.push(AsideCopy {
                 bytes: kstone_core::fsio::tree_bytes(&path),
@@ -372,7 +370,7 @@ fn check_target(target: &Path) -> Result<Option<DbLock>> {
             target.display()
         )));
     }
-    let is_db = target.join(kstone_core::manifest::FILE_NAME).exists();
+    let is_db = kstone_core::Manifest::present(target);
     let empty = fs::read_dir(target).ctx(target)?.next().is_none();
     if !is_db && !empty {
         return Err(Error::Refused(format!(

@@ -10,9 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kstone_core::wal::archive_mark;
-use kstone_core::wal::record::{read_frame, Frame, Record};
-use kstone_core::wal::tail::{Batch, Pinned, Pinning, Tail};
+use kstone_core::archiving::{self, Batch, Pinned, Pinning, Tail};
+use kstone_core::Record;
 use kstone_core::Snapshot;
 use serde::{Deserialize, Serialize};
 
@@ -101,7 +100,7 @@ pub fn encode(
     })
     .unwrap_or_default();
     let mut frames = Vec::new();
-    records.iter().for_each(|r| r.encode_framed(&mut frames));
+    archiving::encode_records(records, &mut frames);
     let packed = zstd::bulk::compress(&frames, 3).map_err(|e| Error::Invalid(e.to_string()))?;
     let mut body = Vec::with_capacity(4 + header.len() + packed.len());
     body.extend_from_slice(&(header.len() as u32).to_le_bytes());
@@ -147,25 +146,17 @@ pub fn decode(bytes: &[u8], key: &str) -> Result<(ArchiveRange, Vec<Record>)> {
     let packed = r.bytes(r.remaining()).map_err(|e| corrupt(e.to_string()))?;
     let frames = zstd::bulk::decompress(packed, raw_len as usize)
         .map_err(|e| corrupt(format!("zstd: {e}")))?;
-    let mut records = Vec::new();
-    let mut at = 0;
+    let records = archiving::decode_records(&frames)
+        .map_err(|(at, what)| corrupt(format!("{what} at {at}")))?;
     let mut prev = header.range.first_lsn.saturating_sub(1);
-    while at < frames.len() {
-        match read_frame(&frames[at..]) {
-            Frame::Ok(p, n) => {
-                let rec = Record::decode_payload(p).map_err(|e| corrupt(e.to_string()))?;
-                if rec.lsn <= prev || rec.lsn > header.range.last_lsn {
-                    return Err(corrupt(format!(
-                        "record LSN {} out of order or range",
-                        rec.lsn
-                    )));
-                }
-                prev = rec.lsn;
-                records.push(rec);
-                at += n;
-            }
-            _ => return Err(corrupt(format!("damaged record at {at}"))),
+    for rec in &records {
+        if rec.lsn <= prev || rec.lsn > header.range.last_lsn {
+            return Err(corrupt(format!(
+                "record LSN {} out of order or range",
+                rec.lsn
+            )));
         }
+        prev = rec.lsn;
     }
     if records.len() as u64 != header.records {
         return Err(corrupt("record count mismatch".into()));
@@ -209,7 +200,7 @@ pub struct Archiver<'a> {
     /// The database's WAL, read on from what was archived.
     tail: Tail,
     /// Held from the first round on: one archiver per database and repository.
-    lock: Option<archive_mark::ArchiverLock>,
+    lock: Option<archiving::ArchiverLock>,
     /// The database's last commit as last seen, and the newest archived
     /// write: what the lag is measured from.
     seen: Option<Position>,
@@ -364,7 +355,7 @@ impl<'a> Archiver<'a> {
     /// archived (whatever other repositories have).
     fn claim(&mut self) -> Result<()> {
         if self.lock.is_none() {
-            let lock = archive_mark::ArchiverLock::try_acquire(&self.db_dir, self.repo_id())?
+            let lock = archiving::ArchiverLock::try_acquire(&self.db_dir, self.repo_id())?
                 .ok_or_else(|| Error::ArchiverBusy {
                     db: self.db_dir.display().to_string(),
                     repo: self.repo.location().to_string(),
@@ -372,11 +363,11 @@ impl<'a> Archiver<'a> {
             self.lock = Some(lock);
         }
         if self.archived.is_none()
-            && archive_mark::registration(&self.db_dir, self.repo_id())?.is_none()
+            && archiving::registration(&self.db_dir, self.repo_id())?.is_none()
         {
             // Before the first snapshot, so that no segment with writes this
             // repository lacks can be deleted in between.
-            archive_mark::enable(&self.db_dir, self.repo_id(), self.repo.location())?;
+            archiving::enable(&self.db_dir, self.repo_id(), self.repo.location())?;
         }
         Ok(())
     }
@@ -456,7 +447,7 @@ impl<'a> Archiver<'a> {
             }
             self.lag = 0;
             self.pending_since = None;
-            archive_mark::write(&self.db_dir, self.repo_id(), a)?;
+            archiving::mark_archived(&self.db_dir, self.repo_id(), a)?;
             self.tail.consumed(pinned, Batch::empty());
             return Ok(Round {
                 archived_lsn: a,
@@ -484,7 +475,7 @@ impl<'a> Archiver<'a> {
         for (i, r) in records.iter().enumerate() {
             let n = 64
                 + match &r.op {
-                    kstone_core::wal::record::Op::Put { value, .. } => value.len() + 2100,
+                    kstone_core::Op::Put { value, .. } => value.len() + 2100,
                     _ => 2100,
                 };
             if bytes + n > SPLIT_AT && i > start {
@@ -520,7 +511,7 @@ impl<'a> Archiver<'a> {
         let range =
             last_range.ok_or_else(|| Error::Invalid("internal: no archive object".into()))?;
         // Only now may the database drop the segments.
-        archive_mark::write(&self.db_dir, self.repo_id(), snap.lsn)?;
+        archiving::mark_archived(&self.db_dir, self.repo_id(), snap.lsn)?;
         let (lsn, count) = (snap.lsn, records.len());
         self.tail.consumed(pinned, batch);
         self.archived = Some(lsn);
@@ -545,7 +536,7 @@ impl<'a> Archiver<'a> {
     /// backup taken after the hole exists, archiving continues from there.
     fn start_point(&self, snap: &Snapshot) -> Result<u64> {
         let history = &snap.manifest.history;
-        let reg = archive_mark::registration(&self.db_dir, self.repo_id())?;
+        let reg = archiving::registration(&self.db_dir, self.repo_id())?;
         // Every write after this LSN is on disk (kept for this repository).
         let on_disk = match &reg {
             Some(r) if r.started => r.archived_lsn,
@@ -677,8 +668,7 @@ impl Drop for BackgroundArchiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kstone_core::wal::record::Op;
-    use kstone_core::Key;
+    use kstone_core::{Key, Op};
 
     #[test]
     fn an_archiver_never_promises_reports_faster_than_it_runs() {

@@ -13,8 +13,8 @@ use std::sync::OnceLock;
 
 use kstone_backup::crypto::{generate_identity, EncryptionConfig, Keys, WrappedKey, KEY_MAGIC};
 use kstone_backup::wal_archive::{self, ArchiveRange};
-use kstone_core::wal::record::{Op, Record};
 use kstone_core::Key;
+use kstone_core::{Op, Record};
 use proptest::prelude::*;
 
 fn cases() -> u32 {

@@ -77,7 +77,7 @@ fn chain(steps: &[(u8, u64)]) -> (Vec<BackupManifest>, Vec<(String, ArchiveRange
             bytes_stored: 0,
             bytes_total: 0,
             files,
-            db_manifest: kstone_core::manifest::Manifest::new(
+            db_manifest: kstone_core::Manifest::new(
                 "db".into(),
                 0,
                 kstone_core::KeySchema::bytes(),

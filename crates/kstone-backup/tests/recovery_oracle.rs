@@ -342,9 +342,7 @@ impl Case {
                     "in-place restore of {}",
                     m.id
                 );
-                let id = kstone_core::manifest::Manifest::load(&self.db_path)
-                    .unwrap()
-                    .history;
+                let id = kstone_core::Manifest::load(&self.db_path).unwrap().history;
                 // The new history shares its parent's writes up to the fork
                 // (reachable through its lineage).
                 self.histories.push(History {

@@ -4,19 +4,30 @@
 //!
 //! On-disk formats are documented in `docs/formats.md`.
 
-pub mod entry;
+pub mod archiving;
 pub mod error;
 pub mod framed;
 pub mod fsio;
-pub mod lock;
-pub mod manifest;
-pub mod memtable;
 pub mod model;
 pub mod options;
 pub mod read;
 pub mod snapshot;
-pub mod sst;
 pub mod stats;
+
+// The engine's internals: public only for the fuzz targets, the decoder
+// tests and `kstone check`'s file-level reports; not an API. What other
+// crates use is re-exported below or lives in `archiving`.
+#[doc(hidden)]
+pub mod entry;
+#[doc(hidden)]
+pub mod lock;
+#[doc(hidden)]
+pub mod manifest;
+#[doc(hidden)]
+pub mod memtable;
+#[doc(hidden)]
+pub mod sst;
+#[doc(hidden)]
 pub mod wal;
 
 mod background;
@@ -34,6 +45,8 @@ mod write;
 
 pub use db::Database;
 pub use error::{Error, Result};
+pub use lock::DbLock;
+pub use manifest::{Manifest, Origin};
 pub use model::json::{
     item_from_plain_json, item_from_typed_json, item_to_plain_json, item_to_typed_json,
     typed_json_to_item,
@@ -49,4 +62,5 @@ pub use read::query::{Page, Query, Scan, SortKeyCondition};
 pub use snapshot::remote::{HeldSnapshot, RemotePin};
 pub use snapshot::{FileKind, Pin, Snapshot, SnapshotFile};
 pub use stats::Stats;
+pub use wal::record::{Op, Record};
 pub use write::{check_put, WriteBatch, WriteOp};

@@ -95,6 +95,22 @@ pub fn new_history_id() -> String {
 }
 
 impl Manifest {
+    /// Whether `dir` holds a database's `MANIFEST` (without reading it).
+    pub fn present(dir: &Path) -> bool {
+        dir.join(FILE_NAME).is_file()
+    }
+
+    /// The manifest of a database restored from this one: the same files,
+    /// a new history (so its backups and WAL archive never mix with those of
+    /// the database it came from), and where it came from.
+    pub fn restored(&self, origin: Origin) -> Manifest {
+        Manifest {
+            history: new_history_id(),
+            origin: Some(origin),
+            ..self.clone()
+        }
+    }
+
     pub fn new(db_id: String, created_us: u64, key_schema: KeySchema) -> Manifest {
         Manifest {
             db_id,

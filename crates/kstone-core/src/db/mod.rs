@@ -165,14 +165,7 @@ impl Database {
             threads.push(std::thread::spawn(move || buffered_sync_loop(&s)));
         }
         let s = Arc::clone(&shared);
-        threads.push(std::thread::spawn(move || {
-            crate::snapshot::remote::serve(
-                &s.pins,
-                &s.closing,
-                || s.pin(),
-                |name| s.restore_point(name),
-            )
-        }));
+        threads.push(std::thread::spawn(move || housekeeping_loop(&s)));
         for _ in 0..shared.opts.background_threads.max(1) {
             let s = Arc::clone(&shared);
             threads.push(std::thread::spawn(move || {
@@ -724,6 +717,21 @@ impl Shared {
         }
         Ok(sealed)
     }
+}
+
+/// Every `remote::POLL`: let go of files nobody needs any more (WAL
+/// segments the archivers have, files whose on-disk holder is done), and
+/// answer other processes' snapshot and restore-point requests.
+fn housekeeping_loop(sh: &Shared) {
+    let mut server = crate::snapshot::remote::Server::new(&sh.dir);
+    loop {
+        sh.pins.tidy();
+        server.round(&sh.pins, || sh.pin(), |name| sh.restore_point(name));
+        if !sh.closing.sleep(crate::snapshot::remote::POLL) {
+            break;
+        }
+    }
+    server.finish(&sh.pins);
 }
 
 fn buffered_sync_loop(sh: &Shared) {

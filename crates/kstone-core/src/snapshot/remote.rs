@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 
 use super::registry::Pins;
 use super::{Pin, Snapshot};
-use crate::closing::Closing;
 use crate::error::{Error, IoContext, Result};
 use crate::fsio::write_atomic;
 use crate::options::Options;
@@ -118,28 +117,40 @@ pub(crate) fn answered(db_dir: &Path, holds: &mut super::hold::LiveHolds) {
     }
 }
 
-/// The owner's side: answer requests (with `pin` and `restore_point`),
-/// release pins whose requester is gone, and tidy the pins' files, until
-/// the database closes.
-pub(crate) fn serve(
-    pins: &Pins,
-    closing: &Closing,
-    pin: impl Fn() -> Result<Pin>,
-    restore_point: impl Fn(&str) -> Result<(u64, u64)>,
-) {
-    let db_dir = pins.dir();
-    let dir = db_dir.join(DIR);
-    let mut held: HashMap<String, Pin> = HashMap::new();
-    let mut answered: std::collections::HashSet<String> = Default::default();
-    loop {
-        // Segments kept for the archive go once the archiver has them,
-        // and files held on disk once their holder is done.
-        pins.tidy();
-        let all = requests(db_dir);
-        answered.retain(|n| all.contains_key(n));
+/// The owner's side of the protocol: answers other processes' requests
+/// (snapshots, restore points) and releases the pins of requesters that
+/// are gone. The database calls [`Server::round`] on its housekeeping tick.
+pub(crate) struct Server {
+    /// `<db>/` + [`DIR`].
+    dir: PathBuf,
+    held: HashMap<String, Pin>,
+    answered: std::collections::HashSet<String>,
+}
+
+impl Server {
+    pub(crate) fn new(db_dir: &Path) -> Server {
+        Server {
+            dir: db_dir.join(DIR),
+            held: HashMap::new(),
+            answered: Default::default(),
+        }
+    }
+
+    /// Answer new requests with `pin` and `restore_point`; drop the pins of
+    /// requests that went. `pins` tells which requests a previous owner
+    /// answered (their files are held since open).
+    pub(crate) fn round(
+        &mut self,
+        pins: &Pins,
+        pin: impl Fn() -> Result<Pin>,
+        restore_point: impl Fn(&str) -> Result<(u64, u64)>,
+    ) {
+        let dir = &self.dir;
+        let all = requests(pins.dir());
+        self.answered.retain(|n| all.contains_key(n));
         for (name, r) in &all {
             let Some(rp) = &r.restore_point else { continue };
-            if !answered.insert(name.clone()) {
+            if !self.answered.insert(name.clone()) {
                 continue;
             }
             let done = match restore_point(rp) {
@@ -162,7 +173,7 @@ pub(crate) fn serve(
             .filter(|(_, r)| r.restore_point.is_none())
             .map(|(n, r)| (n, r.pid))
             .collect();
-        held.retain(|name, _| {
+        self.held.retain(|name, _| {
             let keep = live.contains_key(name);
             if !keep {
                 let _ = std::fs::remove_file(dir.join(format!("{name}.snap")));
@@ -170,29 +181,28 @@ pub(crate) fn serve(
             keep
         });
         for name in live.keys() {
-            if held.contains_key(name) || pins.holds(name) {
+            if self.held.contains_key(name) || pins.holds(name) {
                 // Ours, or answered by a previous owner (held since open).
                 continue;
             }
             if let Ok(pin) = pin() {
                 let body = serde_json::to_vec(pin.snapshot()).unwrap_or_default();
                 if write_atomic(&dir.join(format!("{name}.snap")), &body).is_ok() {
-                    held.insert(name.clone(), pin);
+                    self.held.insert(name.clone(), pin);
                 }
             }
         }
-        if !closing.sleep(POLL) {
-            break;
+    }
+
+    /// At close: requesters may still be reading, so the answers stay, and
+    /// the files they name stay held through this close (its last
+    /// compaction) and by the next owner, until each request goes.
+    pub(crate) fn finish(self, pins: &Pins) {
+        for (name, pin) in &self.held {
+            let files = pin.snapshot().files.iter().map(|f| PathBuf::from(&f.name));
+            pins.add_hold(name.clone(), files.collect());
         }
     }
-    // Requesters may still be reading: the answers stay, and the files
-    // they name stay held through this close (its last compaction) and by
-    // the next owner, until each request goes.
-    for (name, pin) in &held {
-        let files = pin.snapshot().files.iter().map(|f| PathBuf::from(&f.name));
-        pins.add_hold(name.clone(), files.collect());
-    }
-    drop(held);
 }
 
 /// A snapshot pinned by another process on our behalf.
