@@ -4,13 +4,20 @@
 #
 #   scripts/bench-backup.sh [ITEMS] [VALUE_BYTES]     (default: 1000000 × 1000 ≈ 1 GiB)
 #
+# KSTONE_BIN=path/to/kstone measures that binary instead of building this
+# checkout's (to compare two builds in one session: run it once per binary).
+#
 # Everything happens under a fresh temporary directory that is removed at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ITEMS=${1:-1000000}
 VALUE=${2:-1000}
-cargo build --release -q -p kstone-cli
-K=$PWD/target/release/kstone
+if [ -n "${KSTONE_BIN:-}" ]; then
+  K=$(realpath "$KSTONE_BIN")
+else
+  cargo build --release -q -p kstone-cli
+  K=$PWD/target/release/kstone
+fi
 W=$(mktemp -d "${TMPDIR:-/tmp}/kstone-bench-backup.XXXXXX")
 trap 'rm -rf "$W"' EXIT
 
