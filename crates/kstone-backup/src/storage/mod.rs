@@ -1,6 +1,6 @@
 //! The transport every repository operation goes through: raw bytes by key
-//! in an `object_store` (a local directory, [`local`], or an S3-compatible
-//! bucket, [`s3`]), wrapped in a small synchronous API with its own
+//! in an `object_store` (a local directory, `local.rs`, or an S3-compatible
+//! bucket, `s3.rs`), wrapped in a small synchronous API with its own
 //! runtime. It never looks inside an object: compression, encryption and
 //! hashing of object bodies are [`crate::objects`]'s.
 
