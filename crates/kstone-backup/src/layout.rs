@@ -133,10 +133,14 @@ fn lock_name(key: &str) -> Option<&str> {
         .filter(|n| !n.is_empty() && !n.contains('/'))
 }
 
-/// Whether `key` is `wal/<db_id>/<history>/lineage`.
+/// Whether `key` is `wal/<db_id>/<history>/lineage` (without allocating:
+/// every object read and write asks).
 fn is_lineage(key: &str) -> bool {
-    let parts: Vec<&str> = key.split('/').collect();
-    matches!(parts.as_slice(), [a, db, h, "lineage"] if *a == ARCHIVE && !db.is_empty() && !h.is_empty())
+    let mut p = key.split('/');
+    matches!(
+        (p.next(), p.next(), p.next(), p.next(), p.next()),
+        (Some(ARCHIVE), Some(db), Some(h), Some("lineage"), None) if !db.is_empty() && !h.is_empty()
+    )
 }
 
 #[cfg(test)]
