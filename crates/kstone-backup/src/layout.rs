@@ -84,6 +84,65 @@ pub fn heartbeat_db(key: &str) -> Option<&str> {
     key.strip_prefix(HEARTBEATS)?.strip_prefix('/')
 }
 
+/// What an object holds, which decides how it is stored: the one rule
+/// behind "an encrypted repository never receives a plaintext byte of user
+/// data" (`docs/invariants.md`, "Confidentiality").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Repository metadata, never encrypted: the config, the wrapped data
+    /// key, manifests, in-progress markers, locks, lineage, heartbeats and
+    /// the last verify's outcome. They must be readable without an identity
+    /// (listing, locking, `verify` of stored bytes, repairing a config).
+    Metadata,
+    /// User data, sealed (age-encrypted) in an encrypted repository: a
+    /// backup's file bytes and archived WAL.
+    Data,
+}
+
+impl Kind {
+    /// Whether objects of this kind are encrypted in an encrypted repository.
+    pub fn sealed(self) -> bool {
+        self == Kind::Data
+    }
+}
+
+/// The kind of the object at `key`. Metadata is the short list above, each
+/// recognized by the key its own function here builds; every other key is
+/// [`Kind::Data`], so that an object nobody classified is encrypted (and
+/// fails loudly without an identity) rather than leaked in plaintext.
+pub fn kind(key: &str) -> Kind {
+    let meta = key == CONFIG
+        || key == DATA_KEY
+        || key == LAST_VERIFY
+        || manifest_id(key).is_some()
+        || in_progress_id(key).is_some()
+        || lock_name(key).is_some()
+        || heartbeat_db(key).is_some()
+        || is_lineage(key);
+    if meta {
+        Kind::Metadata
+    } else {
+        Kind::Data
+    }
+}
+
+/// The `<pid>-<random>` of a lock's key.
+fn lock_name(key: &str) -> Option<&str> {
+    key.strip_prefix(LOCKS)?
+        .strip_prefix('/')
+        .filter(|n| !n.is_empty() && !n.contains('/'))
+}
+
+/// Whether `key` is `wal/<db_id>/<history>/lineage` (without allocating:
+/// every object read and write asks).
+fn is_lineage(key: &str) -> bool {
+    let mut p = key.split('/');
+    matches!(
+        (p.next(), p.next(), p.next(), p.next(), p.next()),
+        (Some(ARCHIVE), Some(db), Some(h), Some("lineage"), None) if !db.is_empty() && !h.is_empty()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,5 +158,35 @@ mod tests {
         assert_eq!(manifest_id("backups/x.json"), None);
         assert_eq!(lineage("d", "h"), "wal/d/h/lineage");
         assert!(data_file("i", "sst/a.sst").starts_with(&data_of("i")));
+    }
+
+    #[test]
+    fn every_metadata_key_is_metadata_and_everything_else_data() {
+        for k in [
+            CONFIG.to_string(),
+            DATA_KEY.to_string(),
+            LAST_VERIFY.to_string(),
+            manifest("20261127T1Z-ab"),
+            in_progress("x"),
+            lock(42, "abcd"),
+            heartbeat("d"),
+            lineage("d", "h"),
+        ] {
+            assert_eq!(kind(&k), Kind::Metadata, "{k}");
+            assert!(!kind(&k).sealed(), "{k}");
+        }
+        for k in [
+            data_file("i", "sst/a.sst"),
+            data_file("i", "wal/00000001.log"),
+            format!("{}/0001-0002-0003-0004.walarc", archive_of("d", "h")),
+            // Unclassified keys are sealed: fail closed.
+            "backups/x.json".to_string(),
+            "something/new".to_string(),
+            format!("{}/lineage/x", archive_of("d", "h")),
+            "locks/a/b".to_string(),
+        ] {
+            assert_eq!(kind(&k), Kind::Data, "{k}");
+            assert!(kind(&k).sealed(), "{k}");
+        }
     }
 }

@@ -2,17 +2,23 @@
 //! consistent hot backups (full, incremental, differential) built on
 //! kstone-core's snapshots, verification, safe restore, and portable archives.
 //!
+//! Layers, bottom up: [`storage`] moves raw bytes by key (a local directory
+//! or S3); [`objects`] seals object bodies (zstd, age, SHA-256) by what
+//! each object is ([`layout::kind`]); the repository modules above work
+//! with objects only.
+//!
 //! Layout and commands: `docs/backup.md`.
 
-pub mod archive;
 pub mod archive_health;
 pub mod create;
 pub mod crypto;
 pub mod error;
+pub mod export;
 pub mod layout;
 pub mod lineage;
 pub mod lock;
 pub mod manifest;
+pub mod objects;
 pub mod pitr;
 pub mod prune;
 pub mod repository;
@@ -22,9 +28,11 @@ pub mod swap;
 pub mod verify;
 pub mod wal_archive;
 
-pub use archive::{restore_archive, ArchiveReport};
 pub use create::{BackupOptions, DatabaseBackupExt};
 pub use error::{Error, Result};
+/// The tar export's former path (`kstone_backup::archive`), kept for callers.
+pub use export as archive;
+pub use export::{restore_archive, ArchiveReport};
 pub use manifest::{BackupManifest, BackupType, FileEntry, RepoConfig};
 pub use pitr::{PitrReport, Target, Window};
 pub use prune::{Decision, Plan, Policy};

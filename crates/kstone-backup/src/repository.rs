@@ -8,6 +8,7 @@ use crate::layout;
 use crate::manifest::{
     self, BackupManifest, RepoConfig, CONFIG_MAGIC, CONFIG_OBJECT, FORMAT_VERSION, MANIFEST_MAGIC,
 };
+use crate::objects::Objects;
 use crate::storage::{S3Settings, Storage};
 
 /// An open repository.
@@ -20,7 +21,8 @@ use crate::storage::{S3Settings, Storage};
 /// }
 /// ```
 pub struct Repository {
-    pub(crate) storage: Storage,
+    /// Its objects, sealed by kind in an encrypted repository.
+    pub(crate) storage: Objects,
     pub config: RepoConfig,
 }
 
@@ -95,7 +97,7 @@ impl Repository {
     }
 
     /// Create a repository, encrypted if `opts` names recipients.
-    pub fn init_with(mut storage: Storage, opts: &InitOptions) -> Result<Repository> {
+    pub fn init_with(storage: Storage, opts: &InitOptions) -> Result<Repository> {
         if storage.get(CONFIG_OBJECT)?.is_some() {
             return Err(Error::AlreadyARepository(storage.location.clone()));
         }
@@ -108,14 +110,16 @@ impl Repository {
         }
         opts.validate()?;
         let mut encryption = None;
-        if !opts.recipients.is_empty() {
+        let storage = if opts.recipients.is_empty() {
+            Objects::plain(storage)
+        } else {
             let (keys, cfg, wrapped) = Keys::create(&opts.recipients)?;
             // The key goes first: a config that announces encryption
             // without a key would leave a repository nobody can use.
             storage.put(KEY_OBJECT, manifest::encode(KEY_MAGIC, &wrapped))?;
-            storage.set_keys(keys);
             encryption = Some(cfg);
-        }
+            Objects::sealed(storage, keys)
+        };
         let config = RepoConfig {
             format_version: FORMAT_VERSION,
             repository_id: kstone_core::fsio::random_hex(16)?,
@@ -132,7 +136,7 @@ impl Repository {
             CONFIG_OBJECT,
         )?;
         if back.repository_id != config.repository_id {
-            return Err(Error::AlreadyARepository(storage.location.clone()));
+            return Err(Error::AlreadyARepository(storage.location().to_string()));
         }
         Ok(Repository { storage, config })
     }
@@ -161,10 +165,7 @@ impl Repository {
 
     /// Open an existing repository on a given storage, unlocking its data
     /// with `identities` if it is encrypted.
-    pub fn open_on_with(
-        mut storage: Storage,
-        identities: Option<&Identities>,
-    ) -> Result<Repository> {
+    pub fn open_on_with(storage: Storage, identities: Option<&Identities>) -> Result<Repository> {
         let Some(bytes) = storage.get(CONFIG_OBJECT)? else {
             let held = storage.list("")?;
             return Err(if held.is_empty() {
@@ -175,10 +176,13 @@ impl Repository {
         };
         let config: RepoConfig = manifest::decode(CONFIG_MAGIC, &bytes, CONFIG_OBJECT)?;
         check_config_belongs(&storage, &config)?;
-        if let Some(enc) = &config.encryption {
-            let wrapped = read_wrapped(&storage)?;
-            storage.set_keys(Keys::load(enc, &wrapped, identities)?);
-        }
+        let storage = match &config.encryption {
+            Some(enc) => {
+                let wrapped = read_wrapped(&storage)?;
+                Objects::sealed(storage, Keys::load(enc, &wrapped, identities)?)
+            }
+            None => Objects::plain(storage),
+        };
         Ok(Repository { storage, config })
     }
 
@@ -309,7 +313,7 @@ impl Repository {
     }
 
     pub fn location(&self) -> &str {
-        &self.storage.location
+        self.storage.location()
     }
 
     /// Whether data objects are encrypted.
@@ -322,7 +326,7 @@ impl Repository {
         if self.config.encryption.is_none() {
             return Ok(Vec::new());
         }
-        Ok(read_wrapped(&self.storage)?.recipients)
+        Ok(read_wrapped(self.storage.raw())?.recipients)
     }
 
     /// Re-wrap the data key to the current recipients plus `add` minus
@@ -378,7 +382,7 @@ impl Repository {
     /// Ids of complete backups, oldest first. A backup is complete once its
     /// manifest exists: an interrupted one never appears here.
     pub fn backup_ids(&self) -> Result<Vec<String>> {
-        manifest_ids(&self.storage)
+        manifest_ids(self.storage.raw())
     }
 
     /// Every complete backup's readable manifest, oldest first. A damaged

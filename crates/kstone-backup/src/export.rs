@@ -1,6 +1,8 @@
-//! Portable archives: a backup as a `tar.gz` that `tar xzf` unpacks into an
-//! openable database directory, with a `sha256sum -c` checksum file beside
-//! it; and restoring from such an archive with strict entry checks.
+//! The tar export (`backup export`): a backup as a portable `tar.gz` that
+//! `tar xzf` unpacks into an openable database directory, with a
+//! `sha256sum -c` checksum file beside it; and restoring from such an
+//! archive with strict entry checks. (Not the WAL archive: that is
+//! `wal_archive.rs`.)
 
 use std::fs;
 use std::io::{Read, Write};
