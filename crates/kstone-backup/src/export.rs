@@ -56,7 +56,7 @@ impl Repository {
             tar.mode(tar::HeaderMode::Deterministic);
             tar.follow_symlinks(false);
             let mut names: Vec<String> = m.files.iter().map(|f| f.name.clone()).collect();
-            names.push(kstone_core::manifest::FILE_NAME.into());
+            names.push(kstone_core::Manifest::FILE_NAME.into());
             names.sort();
             // Deterministic headers (no owner, fixed modes), dated at the
             // backup's snapshot rather than the tar crate's fixed 2006.

@@ -212,13 +212,6 @@ impl Objects {
         }
     }
 
-    /// The same as [`Objects::put`]: kept for callers written when data
-    /// objects had their own method. Whatever name is called, the object's
-    /// kind decides whether it is sealed.
-    pub(crate) fn put_data(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
-        self.put(key, bytes)
-    }
-
     /// A whole object (opened if it is sealed), or `None` if it does not
     /// exist.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
@@ -226,11 +219,6 @@ impl Objects {
             (Some(b), Some(k)) => Ok(Some(k.open(&b, key)?)),
             (b, _) => Ok(b),
         }
-    }
-
-    /// The same as [`Objects::get`] (see [`Objects::put_data`]).
-    pub(crate) fn get_data(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.get(key)
     }
 
     /// Object size as stored, or `None` if absent.
@@ -484,14 +472,11 @@ mod tests {
         ];
         for key in &data_keys {
             assert!(layout::kind(key).sealed(), "{key}");
-            for put in [Objects::put, Objects::put_data] {
-                put(&objs, key, plain.clone()).unwrap();
-                let stored = objs.raw().get(key).unwrap().unwrap();
-                assert!(stored.starts_with(AGE_HEADER), "{key}");
-                assert!(!contains(&stored, &plain[..40]), "{key}");
-                assert_eq!(objs.get(key).unwrap().unwrap(), plain, "{key}");
-                assert_eq!(objs.get_data(key).unwrap().unwrap(), plain, "{key}");
-            }
+            objs.put(key, plain.clone()).unwrap();
+            let stored = objs.raw().get(key).unwrap().unwrap();
+            assert!(stored.starts_with(AGE_HEADER), "{key}");
+            assert!(!contains(&stored, &plain[..40]), "{key}");
+            assert_eq!(objs.get(key).unwrap().unwrap(), plain, "{key}");
             // Streamed (multipart for large files) through the same rule.
             let f = t.path().join("file");
             std::fs::write(&f, &plain).unwrap();

@@ -183,7 +183,7 @@ impl Repository {
 
     /// Download and decode one archive object.
     pub fn archive_records(&self, key: &str) -> Result<Vec<Record>> {
-        let b = self.storage.get_data(key)?.ok_or_else(|| Error::Corrupt {
+        let b = self.storage.get(key)?.ok_or_else(|| Error::Corrupt {
             object: key.into(),
             detail: "archive object is missing".into(),
         })?;
@@ -501,7 +501,7 @@ impl<'a> Archiver<'a> {
                 last_ts: chunk.last().map_or(snap.commit_ts, |r| r.ts),
             };
             let key = object_key(&snap.db_id, &snap.manifest.history, &range);
-            self.repo.storage.put_data(
+            self.repo.storage.put(
                 &key,
                 encode(&snap.db_id, &snap.manifest.history, &range, chunk)?,
             )?;

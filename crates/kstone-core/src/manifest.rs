@@ -95,6 +95,9 @@ pub fn new_history_id() -> String {
 }
 
 impl Manifest {
+    /// The file's name in the database directory.
+    pub const FILE_NAME: &'static str = FILE_NAME;
+
     /// Whether `dir` holds a database's `MANIFEST` (without reading it).
     pub fn present(dir: &Path) -> bool {
         dir.join(FILE_NAME).is_file()
