@@ -659,8 +659,9 @@ impl Shared {
         }
     }
 
-    fn pin(&self) -> Result<Pin> {
-        crate::snapshot::take(&self.stripes, &self.wal, &self.versions, &self.pins)
+    fn pin(self: &Arc<Self>) -> Result<Pin> {
+        let db: Arc<dyn Send + Sync> = Arc::clone(self) as Arc<dyn Send + Sync>;
+        crate::snapshot::take(&self.stripes, &self.wal, &self.versions, &self.pins, db)
     }
 
     /// The components a flush or compaction of stripe `s` works with.
@@ -722,7 +723,7 @@ impl Shared {
 /// Every `remote::POLL`: let go of files nobody needs any more (WAL
 /// segments the archivers have, files whose on-disk holder is done), and
 /// answer other processes' snapshot and restore-point requests.
-fn housekeeping_loop(sh: &Shared) {
+fn housekeeping_loop(sh: &Arc<Shared>) {
     let mut server = crate::snapshot::remote::Server::new(&sh.dir);
     loop {
         sh.pins.tidy();

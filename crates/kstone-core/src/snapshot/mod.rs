@@ -107,6 +107,10 @@ impl Snapshot {
 /// A held snapshot; its files stay on disk until it is dropped.
 pub struct Pin {
     pins: Arc<Pins>,
+    /// The database (its `LOCK`, or the snapshot a read-only view holds)
+    /// stays while a pin does, whether or not it was closed: nobody else
+    /// may open it and delete the pinned files.
+    _db: Arc<dyn Send + Sync>,
     id: u64,
     snapshot: Snapshot,
 }
@@ -137,6 +141,7 @@ pub(crate) fn take(
     wal: &Wal,
     versions: &VersionSet,
     pins: &Arc<Pins>,
+    db: Arc<dyn Send + Sync>,
 ) -> Result<Pin> {
     let dir = versions.dir();
     let (lsn, commit_ts, manifest, files, approximate_items, id) = {
@@ -180,6 +185,7 @@ pub(crate) fn take(
     };
     let pin = Pin {
         pins: Arc::clone(pins),
+        _db: db,
         id,
         snapshot: Snapshot {
             db_id: manifest.db_id.clone(),
@@ -201,4 +207,34 @@ fn file_name_of(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{item_from_plain_json, Database, Error, Options};
+
+    /// A pin outlives `close`: the database stays locked (nobody may open
+    /// it and delete the pinned files) until the pin goes.
+    #[test]
+    fn a_pin_keeps_the_database_locked_after_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let db = Database::create(&path, Options::default()).unwrap();
+        db.put(b"k", None, &item_from_plain_json("{}").unwrap())
+            .unwrap();
+        let pin = db.pin().unwrap();
+        db.close().unwrap();
+        let reopened = Database::open(&path, Options::default()).map(drop);
+        assert!(
+            matches!(reopened, Err(Error::Locked { .. })),
+            "{reopened:?}"
+        );
+        for f in &pin.snapshot().files {
+            assert!(path.join(&f.name).exists(), "{}", f.name);
+        }
+        drop(pin);
+        let db = Database::open(&path, Options::default()).unwrap();
+        assert!(db.get(b"k", None).unwrap().is_some());
+        db.close().unwrap();
+    }
 }

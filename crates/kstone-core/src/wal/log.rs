@@ -139,7 +139,12 @@ impl Wal {
         });
         logged.map_err(|e| match seg.abandon(before) {
             Ok(()) => e,
-            Err(_) => Error::Poisoned(format!("WAL append failed and could not be undone: {e}")),
+            Err(_) => {
+                // A partial record stays in the segment: nothing may follow it.
+                let why = format!("WAL append failed and could not be undone: {e}");
+                self.commit.poison(why.clone());
+                Error::Poisoned(why)
+            }
         })
     }
 
