@@ -510,19 +510,9 @@ fn background_flush_and_compaction_keep_everything_readable() {
     }
 }
 
-/// Reopening after a long unflushed WAL replays it stripe by stripe into
-/// SSTs (one manifest commit), so the replayed data does not sit in memory
-/// and the replayed segments are gone; everything stays readable.
-#[test]
-fn recovery_writes_a_long_wal_to_tables() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("db");
-    let opts = Options {
-        durability: kstone_core::Durability::Buffered,
-        flush_on_close: false,
-        ..Options::default()
-    };
-    let db = Database::create(&dir, opts.clone()).unwrap();
+/// A database left with a long unflushed WAL (no flush at close).
+fn long_wal(dir: &std::path::Path, opts: &Options) -> kstone_core::Stats {
+    let db = Database::create(dir, opts.clone()).unwrap();
     for i in 0..200_000u64 {
         db.put(
             format!("p{}", i % 5000).as_bytes(),
@@ -538,6 +528,30 @@ fn recovery_writes_a_long_wal_to_tables() {
     );
     assert!(before.memtable_bytes > 16 << 20, "{before:?}");
     drop(db); // no flush on close: the WAL holds everything
+    before
+}
+
+fn long_wal_opts() -> Options {
+    Options {
+        durability: kstone_core::Durability::Buffered,
+        flush_on_close: false,
+        ..Options::default()
+    }
+}
+
+/// Reopening after an unflushed WAL larger than twice the memory budget
+/// (written with a larger budget, say) replays it stripe by stripe into SSTs
+/// (one manifest commit), so the replayed data does not sit in memory and
+/// the replayed segments are gone; everything stays readable.
+#[test]
+fn recovery_writes_a_wal_larger_than_the_budget_to_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let before = long_wal(&dir, &long_wal_opts());
+    let opts = Options {
+        memtable_budget: 4 << 20,
+        ..long_wal_opts()
+    };
     let db = Database::open(&dir, opts).unwrap();
     let after = db.stats().unwrap();
     assert!(after.sst_files > 0, "{after:?}");
@@ -558,6 +572,54 @@ fn recovery_writes_a_long_wal_to_tables() {
         );
     }
     assert_eq!(after.last_lsn, 200_000);
+}
+
+/// A WAL that fits the memory a writer may hold is replayed into memtables
+/// and open returns without writing SSTs; the background (or a flush)
+/// writes them afterwards, and nothing is lost either way.
+#[test]
+fn recovery_replays_a_wal_within_the_budget_into_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let before = long_wal(&dir, &long_wal_opts());
+    let opts = Options {
+        // No background work during the check below.
+        background_threads: 1,
+        ..long_wal_opts()
+    };
+    let db = Database::open(&dir, opts.clone()).unwrap();
+    let after = db.stats().unwrap();
+    assert_eq!(after.last_lsn, 200_000);
+    assert!(
+        after.memtable_bytes + after.sst_bytes > 0 && after.approximate_items >= 200_000,
+        "{after:?}"
+    );
+    assert!(
+        after.sst_files < 256,
+        "open wrote a table per replayed stripe: {after:?} (before: {before:?})"
+    );
+    let check = |db: &Database| {
+        for i in (0..200_000u64).step_by(7) {
+            assert_eq!(
+                db.get(
+                    format!("p{}", i % 5000).as_bytes(),
+                    Some(format!("{i}").as_bytes())
+                )
+                .unwrap(),
+                Some(item(i)),
+                "item {i}"
+            );
+        }
+    };
+    check(&db);
+    db.flush().unwrap();
+    assert_eq!(db.stats().unwrap().memtable_bytes, 0);
+    check(&db);
+    drop(db);
+    // And again after a crash with everything flushed.
+    let db = Database::open(&dir, opts).unwrap();
+    check(&db);
+    assert_eq!(db.stats().unwrap().last_lsn, 200_000);
 }
 
 /// A close with a sizeable memtable writes it to SSTs, so the next open has

@@ -142,9 +142,18 @@ impl Database {
         }
         let db_lock = DbLock::acquire(&dir)?;
         let cache = crate::sst::cache::BlockCache::new(opts.block_cache_bytes);
-        // Replayed stripes above 64 KiB go straight to SSTs: at most 16 MiB
-        // of replayed memtables stay in memory, whatever the WAL's size.
-        let flush_at = opts.memtable_stripe_bytes.min(64 << 10);
+        // A WAL that fits the memory a writer may hold (twice the budget,
+        // where writers are held) is replayed into memtables, which the
+        // background flushes after open, as it would have before the crash:
+        // open does not wait for SSTs. A larger one (an older version, a
+        // bigger budget) is written to SSTs as it is replayed, stripes above
+        // 64 KiB at once, so at most 16 MiB of it stays in memory.
+        let wal_bytes = crate::wal::segment::total_bytes(&dir.join("wal"))?;
+        let flush_at = if wal_bytes <= 2 * opts.memtable_budget as u64 {
+            opts.memtable_stripe_bytes
+        } else {
+            opts.memtable_stripe_bytes.min(64 << 10)
+        };
         let rec = crate::recovery::recover(
             &dir,
             cache.as_ref(),

@@ -32,6 +32,23 @@ pub fn parse_name(name: &str) -> Option<(usize, u64)> {
     Some((stripe, id.parse().ok()?))
 }
 
+/// The bytes of every segment file in `wal_dir` (zeros allocated ahead
+/// included: an upper bound of what recovery replays).
+pub fn total_bytes(wal_dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    let entries = match std::fs::read_dir(wal_dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        r => r.ctx(wal_dir)?,
+    };
+    for e in entries {
+        let e = e.ctx(wal_dir)?;
+        if parse_name(&e.file_name().to_string_lossy()).is_some() {
+            total += e.metadata().ctx(&e.path())?.len();
+        }
+    }
+    Ok(total)
+}
+
 /// The fixed header at the start of each segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Header {
