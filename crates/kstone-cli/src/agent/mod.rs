@@ -223,8 +223,10 @@ pub fn run(config_path: &Path, opts: &kstone_backup::OpenOptions) -> CliResult<E
     crate::stop::install();
     // A database that is not there is a configuration error, found before a
     // repository is initialized for it.
-    kstone_core::manifest::Manifest::load(&cfg.database)
-        .map_err(|e| CliError::failure(format!("{e} (the agent's `database`)")))?;
+    kstone_core::manifest::Manifest::load(&cfg.database).map_err(|e| {
+        let msg = format!("{e} (the agent's `database`)");
+        CliError::from(e).with_msg(msg)
+    })?;
     let (repo, created) = crate::access::open_or_init(&cfg.repository, &cfg.database, opts)?;
     if created {
         info!(repository = %cfg.repository, "initialized new repository");

@@ -19,6 +19,7 @@ pub struct AgentArgs {
     pub access: RepoOptions,
 }
 
+/// Run `kstone agent`.
 pub fn run(a: &AgentArgs) -> CliResult<Exit> {
     crate::agent::run(&a.config, &a.access.open_options())
 }

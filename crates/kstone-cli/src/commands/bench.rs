@@ -82,6 +82,7 @@ pub struct BenchArgs {
     pub access: RepoOptions,
 }
 
+/// Run `kstone bench`.
 pub fn run(a: &BenchArgs) -> CliResult<Exit> {
     crate::bench::run(a)
 }

@@ -17,6 +17,7 @@ pub struct CheckArgs {
     pub json: bool,
 }
 
+/// Run `kstone check`.
 pub fn run(a: &CheckArgs) -> CliResult<Exit> {
     let (db, json) = (a.db.as_path(), a.json);
     // A restore killed mid-swap may have left the old database in its

@@ -15,6 +15,7 @@ pub struct CompactArgs {
     pub db: PathBuf,
 }
 
+/// Run `kstone compact`.
 pub fn run(a: &CompactArgs) -> CliResult<Exit> {
     let d = Database::open(&a.db, Options::default())?;
     let before = d.stats()?;

@@ -33,6 +33,7 @@ pub struct CreateArgs {
     pub no_sk: bool,
 }
 
+/// Run `kstone create`.
 pub fn run(a: &CreateArgs) -> CliResult<Exit> {
     let sk = match (a.sk_type, a.no_sk) {
         (Some(t), _) => SortKeyRule::Required(t.into()),

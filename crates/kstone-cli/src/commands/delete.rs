@@ -17,6 +17,7 @@ pub struct DeleteArgs {
     pub key: KeyArgs,
 }
 
+/// Run `kstone delete`.
 pub fn run(a: &DeleteArgs) -> CliResult<Exit> {
     let d = Database::open(&a.db, Options::default())?;
     let k = a.key.key_in(&d)?;

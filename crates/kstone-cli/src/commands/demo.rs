@@ -18,6 +18,7 @@ pub struct DemoArgs {
     pub items: u64,
 }
 
+/// Run `kstone demo`.
 pub fn run(a: &DemoArgs) -> CliResult<Exit> {
     crate::demo::run(a.dir.clone(), a.items)
 }

@@ -18,6 +18,7 @@ pub struct ExportArgs {
     pub output: Option<PathBuf>,
 }
 
+/// Run `kstone export`.
 pub fn run(a: &ExportArgs) -> CliResult<Exit> {
     let (db_path, output) = (a.db.as_path(), a.output.as_deref());
     let db = super::open_for_reading(db_path)?;

@@ -14,6 +14,7 @@ pub struct FlushArgs {
     pub db: PathBuf,
 }
 
+/// Run `kstone flush`.
 pub fn run(a: &FlushArgs) -> CliResult<Exit> {
     let d = Database::open(&a.db, Options::default())?;
     d.flush()?;

@@ -37,6 +37,7 @@ fn plain_is_lossy(item: &Item) -> bool {
     item.values().any(lossy)
 }
 
+/// Run `kstone get`.
 pub fn run(a: &GetArgs) -> CliResult<Exit> {
     let d = super::open_for_reading(&a.db)?;
     let item = match a.key.key_in(&d) {

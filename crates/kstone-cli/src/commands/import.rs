@@ -29,6 +29,7 @@ pub struct ImportArgs {
     pub skip_invalid: bool,
 }
 
+/// Run `kstone import`.
 pub fn run(a: &ImportArgs) -> CliResult<Exit> {
     let (db_path, input, skip_invalid) = (a.db.as_path(), a.input.as_str(), a.skip_invalid);
     // Standard input is spooled to a temporary file so it can be checked

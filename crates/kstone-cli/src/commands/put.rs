@@ -24,6 +24,7 @@ pub struct PutArgs {
     pub typed: bool,
 }
 
+/// Run `kstone put`.
 pub fn run(a: &PutArgs) -> CliResult<Exit> {
     // Parse before opening, so bad input never touches the database.
     let item = if a.typed {

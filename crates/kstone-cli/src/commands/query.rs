@@ -120,6 +120,7 @@ fn condition(schema: &KeySchema, a: &QueryArgs) -> CliResult<Option<TypedConditi
     })
 }
 
+/// Run `kstone query`.
 pub fn run(a: &QueryArgs) -> CliResult<Exit> {
     let db = super::open_for_reading(&a.db)?;
     let schema = *db.key_schema();

@@ -113,6 +113,7 @@ fn refuse_target_in_repo(repo: &str, target: &Path) -> CliResult<()> {
     Ok(())
 }
 
+/// Run `kstone restore`.
 pub fn run(a: &RestoreArgs) -> CliResult<Exit> {
     if let Some(repo) = &a.repo {
         refuse_target_in_repo(repo, &a.target)?;

@@ -24,6 +24,7 @@ pub struct RestoreCopiesArgs {
     pub dry_run: bool,
 }
 
+/// Run `kstone restore-copies`.
 pub fn run(a: &RestoreCopiesArgs) -> CliResult<Exit> {
     let (db, drop_older_than, dry_run) = (a.db.as_path(), a.drop_older_than, a.dry_run);
     let copies = kstone_backup::swap::aside_copies(db)?;

@@ -16,6 +16,7 @@ pub struct RestorePointArgs {
     pub name: String,
 }
 
+/// Run `kstone restore-point`.
 pub fn run(a: &RestorePointArgs) -> CliResult<Exit> {
     let (db, name) = (a.db.as_path(), a.name.as_str());
     let (lsn, ts) = match kstone_core::Database::open(db, kstone_core::Options::default()) {

@@ -38,6 +38,7 @@ fn segments(s: &str) -> Result<usize, String> {
     count_within(s, 1, 1_000_000, "must be between 1 and 1000000")
 }
 
+/// Run `kstone scan`.
 pub fn run(a: &ScanArgs) -> CliResult<Exit> {
     let db = super::open_for_reading(&a.db)?;
     let schema = *db.key_schema();

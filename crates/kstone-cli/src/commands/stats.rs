@@ -15,6 +15,7 @@ pub struct StatsArgs {
     pub json: bool,
 }
 
+/// Run `kstone stats`.
 pub fn run(a: &StatsArgs) -> CliResult<Exit> {
     let (db, json) = (a.db.as_path(), a.json);
     let d = super::open_for_reading(db)?;

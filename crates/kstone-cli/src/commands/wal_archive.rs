@@ -44,6 +44,7 @@ pub struct WalArchiveArgs {
     pub s3: S3Options,
 }
 
+/// Run `kstone wal-archive`.
 pub fn run(a: &WalArchiveArgs) -> CliResult<Exit> {
     let opts = a.s3.open_options();
     if a.unregister {

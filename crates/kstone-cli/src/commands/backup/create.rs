@@ -48,6 +48,7 @@ pub struct CreateArgs {
     pub s3: S3Options,
 }
 
+/// Run `kstone backup create`.
 pub fn run(a: &CreateArgs) -> CliResult<Exit> {
     let CreateArgs {
         db,

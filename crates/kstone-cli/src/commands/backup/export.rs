@@ -23,6 +23,7 @@ pub struct ExportArgs {
     pub access: RepoOptions,
 }
 
+/// Run `kstone backup export`.
 pub fn run(a: &ExportArgs) -> CliResult<Exit> {
     let ExportArgs {
         repo,

@@ -22,6 +22,7 @@ pub struct InfoArgs {
     pub access: RepoOptions,
 }
 
+/// Run `kstone backup info`.
 pub fn run(a: &InfoArgs) -> CliResult<Exit> {
     let InfoArgs {
         repo,

@@ -49,6 +49,7 @@ pub fn recipient_arg(s: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Run `kstone backup init`.
 pub fn run(a: &InitArgs) -> CliResult<Exit> {
     let InitArgs {
         repo,

@@ -15,6 +15,7 @@ pub struct KeygenArgs {
     pub output: PathBuf,
 }
 
+/// Run `kstone backup keygen`.
 pub fn run(a: &KeygenArgs) -> CliResult<Exit> {
     let output = &a.output;
     let (text, public) = kstone_backup::crypto::generate_identity();

@@ -21,6 +21,7 @@ pub struct ListArgs {
     pub access: RepoOptions,
 }
 
+/// Run `kstone backup list`.
 pub fn run(a: &ListArgs) -> CliResult<Exit> {
     let ListArgs { repo, json, access } = a;
     let (list, damaged) = crate::access::open(repo, &access.open_options())?.list_readable()?;

@@ -57,6 +57,7 @@ pub struct PruneArgs {
     pub access: RepoOptions,
 }
 
+/// Run `kstone backup prune`.
 pub fn run(a: &PruneArgs) -> CliResult<Exit> {
     let us = |d: Option<std::time::Duration>| d.map(|d| d.as_micros() as u64);
     let policy = Policy {

@@ -24,6 +24,7 @@ pub struct RekeyArgs {
     pub access: RepoOptions,
 }
 
+/// Run `kstone backup rekey`.
 pub fn run(a: &RekeyArgs) -> CliResult<Exit> {
     let RekeyArgs {
         repo,

@@ -36,6 +36,7 @@ pub struct StatusArgs {
     pub access: RepoOptions,
 }
 
+/// Run `kstone backup status`.
 pub fn run(a: &StatusArgs) -> CliResult<Exit> {
     let StatusArgs {
         repo,

@@ -25,6 +25,7 @@ pub struct VerifyArgs {
     pub access: RepoOptions,
 }
 
+/// Run `kstone backup verify`.
 pub fn run(a: &VerifyArgs) -> CliResult<Exit> {
     let VerifyArgs {
         repo,
