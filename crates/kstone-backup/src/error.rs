@@ -86,6 +86,38 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl Error {
+    /// This error's kind; an engine error keeps its own. Every variant is
+    /// classified here on purpose: a missing repository or backup is
+    /// `NotFound`; a held repository lock or a running archiver `Locked`;
+    /// a damaged object `Corruption`; the rest (an unreachable point in
+    /// time, a refused or invalid request, storage and I/O errors, a
+    /// location that holds objects but no config) are failures.
+    pub fn kind(&self) -> kstone_core::error::ErrorKind {
+        use kstone_core::error::ErrorKind;
+        match self {
+            Error::Core(e) => e.kind(),
+            Error::NotARepository(_)
+            | Error::RepositoryGone { .. }
+            | Error::NoSuchBackup(_)
+            | Error::NoBackups => ErrorKind::NotFound,
+            Error::Busy(_) | Error::ArchiverBusy { .. } => ErrorKind::Locked,
+            Error::CannotDecrypt(_) => ErrorKind::CannotDecrypt,
+            Error::Corrupt { .. } => ErrorKind::Corruption,
+            Error::Store { .. }
+            | Error::Io { .. }
+            | Error::ConfigMissing { .. }
+            | Error::AlreadyARepository(_)
+            | Error::Unchanged { .. }
+            | Error::Unreachable(_)
+            | Error::Invalid(_)
+            | Error::Guard(_)
+            | Error::Refused(_)
+            | Error::ArchiveGap { .. } => ErrorKind::Failure,
+        }
+    }
+}
+
 /// One line from a storage error: S3 errors carry the server's XML body,
 /// of which only `<Code>` and `<Message>` help a reader.
 fn brief(e: &object_store::Error) -> String {

@@ -1,40 +1,26 @@
-//! Opening repositories with the global `--identity` / `--s3-*` options.
-
-use std::sync::OnceLock;
+//! Opening repositories with the options a command was given
+//! ([`crate::repo_options::RepoOptions`]).
 
 use kstone_backup::{OpenOptions, Repository};
 
-use crate::args::AccessArgs;
-use crate::CliResult;
+use crate::exit::Exit;
+use crate::{CliError, CliResult};
 
-static OPTIONS: OnceLock<OpenOptions> = OnceLock::new();
-
-/// Remember the command line's access options (first call wins).
-pub fn set(a: &AccessArgs) {
-    let _ = OPTIONS.set(OpenOptions {
-        identity: a.identity.clone(),
-        s3: kstone_backup::storage::S3Settings {
-            storage_class: a.s3_storage_class.clone(),
-            sse: a.s3_sse.clone(),
-            sse_kms_key_id: a.s3_sse_kms_key_id.clone(),
-        },
-    });
-}
-
-pub fn options() -> OpenOptions {
-    OPTIONS.get().cloned().unwrap_or_else(OpenOptions::from_env)
-}
-
-pub fn open(location: &str) -> CliResult<Repository> {
-    Ok(Repository::open_with(location, &options())?)
+/// Open the repository at `location`.
+pub fn open(location: &str, opts: &OpenOptions) -> CliResult<Repository> {
+    Ok(Repository::open_with(location, opts)?)
 }
 
 /// Open, or create an (unencrypted) repository at an empty location — but
 /// not where `db` remembers archiving to a repository that is gone (an
 /// unmounted disk, a moved directory): a new unencrypted repository there
 /// would take the writes meant for the old one, perhaps an encrypted one.
-pub fn open_or_init(location: &str, db: &std::path::Path) -> CliResult<(Repository, bool)> {
-    match Repository::open_with(location, &options()) {
+pub fn open_or_init(
+    location: &str,
+    db: &std::path::Path,
+    opts: &OpenOptions,
+) -> CliResult<(Repository, bool)> {
+    match Repository::open_with(location, opts) {
         Ok(r) => return Ok((r, false)),
         Err(kstone_backup::Error::NotARepository(_)) => {}
         Err(e) => return Err(e.into()),
@@ -44,20 +30,20 @@ pub fn open_or_init(location: &str, db: &std::path::Path) -> CliResult<(Reposito
         .iter()
         .find(|(_, r)| same_location(&r.location, location))
     {
-        return Err(crate::CliError(format!(
-            "{} archives to the repository {id} at {location}, which is not there any more \
+        // No repository where one was: not found (exit 3).
+        return Err(CliError::new(
+            Exit::NotFound,
+            format!(
+                "{} archives to the repository {id} at {location}, which is not there any more \
              (an unmounted disk, a moved directory?); nothing was initialized. Bring it back; \
              if it is gone for good, `kstone wal-archive {} --repo {location} --unregister`, \
              then make a new one with `kstone backup init`",
-            db.display(),
-            db.display()
-        )));
+                db.display(),
+                db.display()
+            ),
+        ));
     }
-    Ok(Repository::open_or_init_with(
-        location,
-        &options(),
-        Some(3),
-    )?)
+    Ok(Repository::open_or_init_with(location, opts, Some(3))?)
 }
 
 /// Two spellings of one repository location (`repo`, `./repo/`, its

@@ -2,7 +2,6 @@
 //! seeds, 16-byte keys and incompressible values.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Instant;
 
 use kstone_core::{
@@ -11,7 +10,8 @@ use kstone_core::{
 };
 use serde_json::json;
 
-use crate::args::{BenchArgs, BenchKeys, DurabilityArg, Workload};
+use crate::commands::bench::{BenchArgs, BenchKeys, DurabilityArg, Workload};
+use crate::exit::Exit;
 use crate::CliResult;
 
 /// splitmix64: a fixed, seedable sequence so every run writes the same keys.
@@ -152,7 +152,7 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
     let db = std::sync::Arc::new(Database::create_with_keys(dir, opts.clone(), schema)?);
     let archiving = match (&args.archive, mode) {
         (Some(repo), DurabilityArg::Buffered) => {
-            let (r, _) = crate::access::open_or_init(repo, db.path())?;
+            let (r, _) = crate::access::open_or_init(repo, db.path(), &args.access.open_options())?;
             use kstone_backup::DatabaseBackupExt;
             db.backup(&r, &kstone_backup::BackupOptions::default())?;
             Some(kstone_backup::wal_archive::BackgroundArchiver::start(
@@ -236,7 +236,7 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
             .collect();
         for h in handles {
             h.join()
-                .map_err(|_| crate::CliError("writer thread panicked".into()))??;
+                .map_err(|_| crate::CliError::failure("writer thread panicked"))??;
         }
         done.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(h) = sampler {
@@ -251,11 +251,11 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
     let written = end.written_since_open;
     drop(archiving);
     let db = std::sync::Arc::try_unwrap(db)
-        .map_err(|_| crate::CliError("bench: database still shared".into()))?;
+        .map_err(|_| crate::CliError::failure("bench: database still shared"))?;
     db.close()?;
     let replay = match (&args.archive, mode) {
         (Some(repo), DurabilityArg::Buffered) => {
-            let r = crate::access::open(repo)?;
+            let r = crate::access::open(repo, &args.access.open_options())?;
             let target = dir.with_extension("pitr");
             let t = Instant::now();
             let rep = r.restore_to(&kstone_backup::Target::Lsn(last_lsn), &target, None)?;
@@ -277,7 +277,7 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
         let i = x % n;
         let (p, s) = key(i, n);
         if db.get(&p, Some(s.as_slice()))?.is_none() {
-            return Err(crate::CliError(format!(
+            return Err(crate::CliError::failure(format!(
                 "bench: item {i} missing after reopen"
             )));
         }
@@ -293,7 +293,7 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
         // A sort key no write used ('g…' or 'N.5').
         let s = SortKey::of(mix(j ^ 0xdead_beef) as u32, true);
         if db.get(&p, Some(s.as_slice()))?.is_some() {
-            return Err(crate::CliError("bench: a missing key was found".into()));
+            return Err(crate::CliError::failure("bench: a missing key was found"));
         }
     }
     let missing_secs = t.elapsed().as_secs_f64();
@@ -317,10 +317,10 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
     let query_secs = t.elapsed().as_secs_f64();
 
     let t = Instant::now();
-    let scanned = crate::commands::for_each_item(&db, |_, _| Ok(()))?;
+    let scanned = db.for_each_item(|_, _| Ok::<(), crate::CliError>(()))?;
     let scan_secs = t.elapsed().as_secs_f64();
     if scanned != queried {
-        return Err(crate::CliError(format!(
+        return Err(crate::CliError::failure(format!(
             "bench: scan saw {scanned} items, queries {queried}"
         )));
     }
@@ -349,7 +349,7 @@ fn run_one(dir: &Path, mode: DurabilityArg, n: u64, args: &BenchArgs) -> CliResu
     })
 }
 
-pub fn run(args: &BenchArgs) -> CliResult<ExitCode> {
+pub fn run(args: &BenchArgs) -> CliResult<Exit> {
     SEQUENTIAL.store(
         args.workload == Workload::Fillseq,
         std::sync::atomic::Ordering::Relaxed,
@@ -375,7 +375,7 @@ pub fn run(args: &BenchArgs) -> CliResult<ExitCode> {
         };
         let dir = base.join(format!("bench-{mode:?}.keystone").to_lowercase());
         if dir.exists() {
-            return Err(crate::CliError(format!(
+            return Err(crate::CliError::failure(format!(
                 "{} already exists; bench only writes into new directories",
                 dir.display()
             )));
@@ -490,7 +490,7 @@ pub fn run(args: &BenchArgs) -> CliResult<ExitCode> {
         println!("workload: {:?}", args.workload);
         println!("keys: 8-byte partition + 8-byte sort key ({PER_PARTITION} items per partition); values: {} random bytes", args.value_size);
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
 /// `VmHWM` of this process (Linux).

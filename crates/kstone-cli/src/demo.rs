@@ -3,7 +3,6 @@
 //! point-in-time restore to the moment before it, verified.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +14,7 @@ use kstone_core::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::exit::Exit;
 use crate::{CliError, CliResult};
 
 fn mix(mut z: u64) -> u64 {
@@ -78,16 +78,16 @@ fn mib(b: u64) -> String {
     format!("{:.1} MiB", b as f64 / (1 << 20) as f64)
 }
 
-pub fn run(dir: Option<PathBuf>, items: u64) -> CliResult<ExitCode> {
+pub fn run(dir: Option<PathBuf>, items: u64) -> CliResult<Exit> {
     let dir = dir.unwrap_or_else(|| PathBuf::from("kstone-demo"));
     if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
-        return Err(CliError(format!(
+        return Err(CliError::failure(format!(
             "{} already exists; remove it or pass --dir to choose another place",
             dir.display()
         )));
     }
     if items < 100 {
-        return Err(CliError("--items must be at least 100".into()));
+        return Err(CliError::failure("--items must be at least 100"));
     }
     std::fs::create_dir_all(&dir)?;
     let db_path = dir.join("shop.keystone");
@@ -136,7 +136,10 @@ pub fn run(dir: Option<PathBuf>, items: u64) -> CliResult<ExitCode> {
         "starting continuous WAL archiving into {}",
         repo_path.display()
     ));
-    let (repo, _) = crate::access::open_or_init(&repo_loc, db.path())?;
+    // The demo makes its own local, unencrypted repository: no identity or
+    // S3 setting applies to it.
+    let (repo, _) =
+        crate::access::open_or_init(&repo_loc, db.path(), &kstone_backup::OpenOptions::default())?;
     let archiver =
         BackgroundArchiver::start(Arc::clone(&db), &repo_loc, Duration::from_millis(500))?;
 
@@ -210,7 +213,7 @@ pub fn run(dir: Option<PathBuf>, items: u64) -> CliResult<ExitCode> {
     let (_, after_items) = digest(&db)?;
     // Stop archiving (a last round ships the accident too) and close.
     drop(archiver);
-    let db = Arc::try_unwrap(db).map_err(|_| CliError("demo: database still shared".into()))?;
+    let db = Arc::try_unwrap(db).map_err(|_| CliError::failure("demo: database still shared"))?;
     db.close()?;
 
     let target = point_ts;
@@ -283,9 +286,9 @@ pub fn run(dir: Option<PathBuf>, items: u64) -> CliResult<ExitCode> {
     println!();
     println!("Everything is left in {d} for you to explore.");
     if !same {
-        return Err(CliError(
-            "the restored database does not match the data before the accident".into(),
+        return Err(CliError::failure(
+            "the restored database does not match the data before the accident",
         ));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

@@ -84,18 +84,18 @@ impl Ownership {
 }
 
 fn io(path: &Path, e: std::io::Error) -> CliError {
-    CliError(format!("{}: {e}", path.display()))
+    CliError::failure(format!("{}: {e}", path.display()))
 }
 
 /// `--owner` checked when the command line is read: a bad one is a usage
 /// error (exit 2) before anything happens.
 pub fn owner_arg(s: &str) -> Result<String, String> {
-    parse_owner(s).map(|_| s.to_string()).map_err(|e| e.0)
+    parse_owner(s).map(|_| s.to_string()).map_err(|e| e.msg)
 }
 
 /// `--mode`, checked like `--owner`.
 pub fn mode_arg(s: &str) -> Result<String, String> {
-    parse_mode(s).map(|_| s.to_string()).map_err(|e| e.0)
+    parse_mode(s).map(|_| s.to_string()).map_err(|e| e.msg)
 }
 
 /// `USER`, `USER:GROUP`, `:GROUP`, names or numeric ids.
@@ -120,7 +120,7 @@ fn parse_owner(s: &str) -> CliResult<(Option<u32>, Option<u32>)> {
         }),
     };
     if uid.is_none() && gid.is_none() {
-        return Err(CliError(format!(
+        return Err(CliError::failure(format!(
             "--owner {s:?}: expected USER, USER:GROUP or :GROUP"
         )));
     }
@@ -128,22 +128,28 @@ fn parse_owner(s: &str) -> CliResult<(Option<u32>, Option<u32>)> {
 }
 
 fn lookup_user(name: &str) -> CliResult<u32> {
-    let c = CString::new(name).map_err(|_| CliError(format!("--owner: bad user {name:?}")))?;
+    let c =
+        CString::new(name).map_err(|_| CliError::failure(format!("--owner: bad user {name:?}")))?;
     // SAFETY: getpwnam returns null or a pointer to static storage, read at once.
     let pw = unsafe { libc::getpwnam(c.as_ptr()) };
     if pw.is_null() {
-        return Err(CliError(format!("--owner: no user {name:?} on this host")));
+        return Err(CliError::failure(format!(
+            "--owner: no user {name:?} on this host"
+        )));
     }
     // SAFETY: non-null, as checked.
     Ok(unsafe { (*pw).pw_uid })
 }
 
 fn lookup_group(name: &str) -> CliResult<u32> {
-    let c = CString::new(name).map_err(|_| CliError(format!("--owner: bad group {name:?}")))?;
+    let c = CString::new(name)
+        .map_err(|_| CliError::failure(format!("--owner: bad group {name:?}")))?;
     // SAFETY: getgrnam returns null or a pointer to static storage, read at once.
     let gr = unsafe { libc::getgrnam(c.as_ptr()) };
     if gr.is_null() {
-        return Err(CliError(format!("--owner: no group {name:?} on this host")));
+        return Err(CliError::failure(format!(
+            "--owner: no group {name:?} on this host"
+        )));
     }
     // SAFETY: non-null, as checked.
     Ok(unsafe { (*gr).gr_gid })
@@ -153,14 +159,14 @@ fn lookup_group(name: &str) -> CliResult<u32> {
 fn parse_mode(s: &str) -> CliResult<u32> {
     match u32::from_str_radix(s, 8) {
         Ok(m) if m <= 0o777 && m & 0o700 == 0o700 => Ok(m),
-        Ok(m) if m <= 0o777 => Err(CliError(format!(
+        Ok(m) if m <= 0o777 => Err(CliError::failure(format!(
             "--mode {s:?}: the owner needs read, write and search on the database ({:o} lacks them); give e.g. 700 or 750",
             m
         ))),
-        Ok(_) => Err(CliError(format!(
+        Ok(_) => Err(CliError::failure(format!(
             "--mode {s:?}: setuid, setgid and sticky bits are not set on a database; give e.g. 700 or 750"
         ))),
-        Err(_) => Err(CliError(format!(
+        Err(_) => Err(CliError::failure(format!(
             "--mode {s:?}: expected an octal mode such as 700 or 750"
         ))),
     }

@@ -98,7 +98,7 @@ fn interval() -> Duration {
     let Ok(s) = std::env::var("KSTONE_PROGRESS_INTERVAL") else {
         return default;
     };
-    match crate::args::parse_duration(&s) {
+    match crate::time_args::parse_duration(&s) {
         Ok(d) if !d.is_zero() => d,
         _ => {
             eprintln!(
@@ -185,6 +185,14 @@ fn human(b: f64) -> String {
     } else {
         format!("{v:.1} {}", units[u])
     }
+}
+
+/// Run `f` with a spinner on a terminal, progress lines off one.
+pub fn spin<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let p = Progress::spinner(what);
+    let r = f();
+    p.finish();
+    r
 }
 
 #[cfg(test)]

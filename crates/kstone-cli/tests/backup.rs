@@ -339,9 +339,10 @@ fn verify_finds_damage_and_restore_refuses_it(backend: Backend) {
             p(&target),
             "--yes",
         ]);
+        // A damaged object (flipped, truncated or missing) is corruption.
         assert_eq!(
             o.status.code(),
-            Some(1),
+            Some(6),
             "restore of a {what} backup succeeded"
         );
         assert_eq!(export(&target), before, "{what}: target changed");

@@ -106,7 +106,7 @@ fn bad_input_is_one_clear_line_and_changes_nothing() {
     assert_eq!(ok(&["stats", db, "--json"]), before);
 
     let o = kstone(&["stats", p(&tmp.path().join("missing"))]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3), "no database there: not found");
     assert!(text(&o.stderr).contains("not a KeystoneDB database"));
     assert_eq!(
         kstone(&["create", db]).status.code(),
@@ -149,7 +149,7 @@ fn chapter_form_kstone_cli_db_path_command_stats() {
         ])
         .output()
         .unwrap();
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3), "no database there: not found");
     // Without the chapter's flags it is plain `kstone`.
     let o = Command::new(bin)
         .args(["stats", p(&db), "--json"])

@@ -231,7 +231,7 @@ fn read_only_commands_work_on_a_database_another_process_is_writing_to() {
 
     // Writes are refused, naming the process and what to do.
     let w = kstone(&["put", p(&db), "x", "{}"]);
-    assert_eq!(w.status.code(), Some(1));
+    assert_eq!(w.status.code(), Some(4), "lock held");
     let msg = String::from_utf8_lossy(&w.stderr);
     assert!(msg.contains(&format!("locked by process {pid}")), "{msg}");
     assert!(msg.contains("read-only commands"), "{msg}");

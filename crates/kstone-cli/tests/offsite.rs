@@ -64,7 +64,12 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 fn fails(o: &Output, what: &str) -> String {
-    assert_eq!(o.status.code(), Some(1), "{what} did not fail");
+    fails_with(o, 1, what)
+}
+
+/// `fails` with exit code `code` (docs/operations.md, "Exit codes").
+fn fails_with(o: &Output, code: i32, what: &str) -> String {
+    assert_eq!(o.status.code(), Some(code), "{what} did not fail");
     let all = String::from_utf8_lossy(&o.stderr).into_owned();
     // Progress lines (long work off a terminal) are log, not the error.
     let err: String = all
@@ -171,7 +176,7 @@ fn encrypted_repository_never_holds_plaintext_and_rekeys(backend: Backend) {
 
     // Reading data needs it; without, one clear line and nothing changed.
     let target = tmp.path().join("restored.keystone");
-    let e = fails(
+    let e = fails_with(
         &kstone(&[
             "restore",
             "--repo",
@@ -180,16 +185,18 @@ fn encrypted_repository_never_holds_plaintext_and_rekeys(backend: Backend) {
             p(&target),
             "-y",
         ]),
+        5,
         "restore without identity",
     );
     assert!(e.contains("--identity"), "{e}");
     assert!(!target.exists());
-    let e = fails(
+    let e = fails_with(
         &kstone(&["backup", "verify", "--repo", repo.loc(), "--deep"]),
+        5,
         "verify --deep without identity",
     );
     assert!(e.contains("--identity"), "{e}");
-    let e = fails(
+    let e = fails_with(
         &kstone(&[
             "restore",
             "--repo",
@@ -200,6 +207,7 @@ fn encrypted_repository_never_holds_plaintext_and_rekeys(backend: Backend) {
             "--identity",
             &mallory,
         ]),
+        5,
         "restore with a stranger's identity",
     );
     assert!(e.contains("no identity"), "{e}");
@@ -239,8 +247,9 @@ fn encrypted_repository_never_holds_plaintext_and_rekeys(backend: Backend) {
     );
     assert_eq!(export(&pitr), export(&db));
     let archive = tmp.path().join("b.tar.gz");
-    fails(
+    fails_with(
         &kstone(&["backup", "export", "--repo", repo.loc(), "-o", p(&archive)]),
+        5,
         "export without identity",
     );
     with(
@@ -297,7 +306,7 @@ fn encrypted_repository_never_holds_plaintext_and_rekeys(backend: Backend) {
     let t3 = tmp.path().join("alice-again.keystone");
     let mut args = vec!["restore", "--repo", repo.loc(), "--target", p(&t3), "-y"];
     args.extend(["--identity", alice.as_str()]);
-    let e = fails(&kstone(&args), "restore with a removed identity");
+    let e = fails_with(&kstone(&args), 5, "restore with a removed identity");
     assert!(e.contains("no identity"), "{e}");
     // The last recipient cannot be removed.
     let mut args = vec![
@@ -339,8 +348,9 @@ fn encrypted_repository_never_holds_plaintext_and_rekeys(backend: Backend) {
     let key = repo.read("keys/data-key");
     repo.remove("keys/data-key");
     let n_before = repo.keys("data").len();
-    let e = fails(
+    let e = fails_with(
         &kstone(&["backup", "create", p(&db), "--repo", repo.loc()]),
+        6,
         "backup into a repository without its key",
     );
     assert!(e.contains("key"), "{e}");

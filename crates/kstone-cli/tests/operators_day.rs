@@ -65,7 +65,7 @@ fn messages_say_what_happened() {
     ok(&["backup", "init", "--repo", p(&repo)]);
     let target = tmp.path().join("t.keystone");
     let o = kstone(&["restore", "--repo", p(&repo), "--target", p(&target)]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3), "no backup: not found");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("the repository has no backups yet"), "{err}");
     assert!(
@@ -164,7 +164,7 @@ full = "* * * * * *"
     .unwrap();
     // Missing at start: refused, no repository initialized.
     let o = kstone(&["agent", "--config", p(&cfg)]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3), "no database: not found");
     assert!(String::from_utf8_lossy(&o.stderr).contains("gone.keystone"));
     assert!(!repo.exists());
     // Lost while the agent runs: the next full backup fails and the hook runs.
@@ -404,14 +404,14 @@ fn a_failed_first_backup_leaves_no_repository() {
         "--repo",
         p(&repo),
     ]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3), "no database: not found");
     assert!(!repo.exists(), "an empty repository was left behind");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("missing.keystone"), "{err}");
     // The same for archiving a database that is not there.
     let missing = tmp.path().join("missing.keystone");
     let o = kstone(&["wal-archive", p(&missing), "--repo", p(&repo), "--once"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3), "no database: not found");
     assert!(!repo.exists(), "an empty repository was left behind");
 }
 
@@ -852,7 +852,7 @@ fn status_counts_backups_of_its_history_and_says_so() {
         "--target",
         p(&t2),
     ]);
-    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(o.status.code(), Some(3), "no such history: {o:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("no backup"));
     assert!(!t2.exists());
 }
@@ -955,7 +955,7 @@ fn ssh_keys_encrypt_and_unlock_a_repository() {
     assert!(o.status.success(), "{o:?}");
     let t3 = tmp.path().join("t3.keystone");
     let o = restore(p(&t3), &ed_key, None);
-    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(o.status.code(), Some(5), "cannot decrypt: {o:?}");
     assert!(String::from_utf8_lossy(&o.stderr).contains("no identity"));
 
     // Keys age cannot use are refused when given, in words, as usage
@@ -1018,7 +1018,7 @@ fn a_backup_failing_part_way_leaves_no_new_repository() {
 
     let fresh = tmp.path().join("fresh");
     let o = kstone(&["backup", "create", p(&db), "--repo", p(&fresh)]);
-    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(o.status.code(), Some(6), "corruption: {o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("checksum") && err.contains("removed again"),
@@ -1028,13 +1028,13 @@ fn a_backup_failing_part_way_leaves_no_new_repository() {
     // Directories made on the way to a nested new repository go too.
     let nested = tmp.path().join("nest").join("a").join("b");
     let o = kstone(&["backup", "create", p(&db), "--repo", p(&nested)]);
-    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(o.status.code(), Some(6), "corruption: {o:?}");
     assert!(!tmp.path().join("nest").exists());
 
     let made = tmp.path().join("made-by-operator");
     std::fs::create_dir(&made).unwrap();
     let o = kstone(&["backup", "create", p(&db), "--repo", p(&made)]);
-    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(o.status.code(), Some(6), "corruption: {o:?}");
     assert!(made.is_dir());
     assert_eq!(std::fs::read_dir(&made).unwrap().count(), 0);
 
@@ -1048,7 +1048,7 @@ fn a_backup_failing_part_way_leaves_no_new_repository() {
         "--type",
         "full",
     ]);
-    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(o.status.code(), Some(6), "corruption: {o:?}");
     assert!(!String::from_utf8_lossy(&o.stderr).contains("removed"));
     assert_eq!(common::walk(&good).len(), before);
     ok(&["backup", "verify", "--repo", p(&good), "--all"]);
@@ -1403,7 +1403,7 @@ fn an_archiver_writes_nothing_where_its_repository_was_and_stops_cleanly() {
         vec!["backup", "create", p(&db), "--repo", p(&repo)],
     ] {
         let o = kstone(&args);
-        assert_eq!(o.status.code(), Some(1), "{o:?}");
+        assert_eq!(o.status.code(), Some(3), "repository gone: {o:?}");
         assert!(String::from_utf8_lossy(&o.stderr).contains("not there any more"));
     }
     assert_eq!(std::fs::read_dir(&repo).unwrap().count(), 0);

@@ -416,7 +416,7 @@ fn wal_archive_of_a_missing_database_changes_nothing() {
         p(&tmp.path().join("repo")),
         "--once",
     ]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(3), "no database: not found");
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a KeystoneDB database"));
     assert!(
         !missing.exists(),

@@ -64,8 +64,13 @@ fn contents(db: &Path) -> BTreeMap<String, String> {
 }
 
 fn fails(o: &Output, what: &str) -> String {
+    fails_with(o, 1, what)
+}
+
+/// `fails` with exit code `code` (docs/operations.md, "Exit codes").
+fn fails_with(o: &Output, code: i32, what: &str) -> String {
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert_eq!(o.status.code(), Some(1), "{what} did not fail: {err}");
+    assert_eq!(o.status.code(), Some(code), "{what} did not fail: {err}");
     assert!(err.starts_with("error: "), "{what}: {err}");
     err
 }
@@ -362,7 +367,7 @@ fn two_archivers_of_one_repository_are_excluded() {
     loop {
         let o = kstone(&["wal-archive", p(&d), "--repo", repo, "--once"]);
         if !o.status.success() {
-            let err = fails(&o, "second archiver");
+            let err = fails_with(&o, 4, "second archiver");
             assert!(err.contains("another archiver"), "{err}");
             break;
         }
@@ -501,7 +506,7 @@ fn a_flipped_bit_in_the_last_wal_record_is_not_a_torn_tail() {
     assert_eq!(o.status.code(), Some(1));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("checksum mismatch"), "{err}");
-    let err = fails(&kstone(&["get", p(&d), "k0"]), "open of a damaged WAL");
+    let err = fails_with(&kstone(&["get", p(&d), "k0"]), 6, "open of a damaged WAL");
     assert!(
         err.contains(seg.file_name().unwrap().to_str().unwrap()),
         "{err}"
@@ -833,7 +838,7 @@ fn a_config_from_another_repository_is_refused() {
         ],
         vec!["wal-archive", p(&d), "--repo", p(&enc), "--once"],
     ] {
-        let err = fails(&kstone(&args), &format!("{args:?}"));
+        let err = fails_with(&kstone(&args), 6, &format!("{args:?}"));
         assert!(err.contains("is not this repository's"), "{err}");
     }
     let mut after = common::walk(&enc);
@@ -948,7 +953,7 @@ fn an_altered_data_recipient_is_refused() {
         )
         .unwrap();
     let before = common::walk(&enc);
-    let err = fails(
+    let err = fails_with(
         &kstone(&[
             "backup",
             "create",
@@ -958,6 +963,7 @@ fn an_altered_data_recipient_is_refused() {
             "--type",
             "full",
         ]),
+        6,
         "backup with an altered config",
     );
     assert!(err.contains("encryption settings differ"), "{err}");

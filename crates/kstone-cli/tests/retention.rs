@@ -107,7 +107,7 @@ fn prune_keeps_dependencies_and_deletes_the_rest(backend: Backend) {
         let r = kstone_backup::Repository::open_on(repo.storage()).unwrap();
         let _held = r.lock(false, "a restore").unwrap();
         let o = kstone(&["backup", "prune", "--repo", repo.loc(), "--keep-last", "1"]);
-        assert_eq!(o.status.code(), Some(1));
+        assert_eq!(o.status.code(), Some(4), "repository lock held");
         assert!(String::from_utf8_lossy(&o.stderr).contains("in use by a restore"));
     }
     let out = ok(&["backup", "prune", "--repo", repo.loc(), "--keep-last", "1"]);
@@ -180,12 +180,13 @@ fn status_max_age_exit_codes(backend: Backend) {
         .close()
         .unwrap();
     write(&db, 0, 50);
-    // No backups yet: monitoring must alarm.
+    // No backups yet (not even a repository): monitoring must alarm.
     assert_eq!(
         kstone(&["backup", "status", "--repo", repo.loc(), "--max-age", "1h"])
             .status
             .code(),
-        Some(1)
+        Some(3),
+        "no repository: not found"
     );
     ok(&["backup", "create", p(&db), "--repo", repo.loc()]);
     ok(&["backup", "status", "--repo", repo.loc(), "--max-age", "1h"]);

@@ -63,6 +63,48 @@ pub enum Error {
     Background(String),
 }
 
+/// What kind of failure an error is, for callers that act on the kind
+/// rather than the message (the CLI's exit codes: docs/operations.md).
+/// Shared by `kstone_backup::Error::kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Any failure not named below.
+    Failure,
+    /// The thing asked for is not there: no database at a path, no
+    /// repository at a location, no such backup.
+    NotFound,
+    /// Another process holds what the operation needs: the database's
+    /// `LOCK`, the repository's lock, the archiving of a database.
+    Locked,
+    /// Encrypted data that cannot be decrypted with the identities given.
+    CannotDecrypt,
+    /// Stored data is damaged: a checksum or structural check failed.
+    Corruption,
+}
+
+impl Error {
+    /// This error's kind. Every variant is classified here on purpose:
+    /// only a missing database, a held `LOCK` and damaged data are more
+    /// than a plain failure (bad input, an I/O error, a refused write, a
+    /// database that already exists or needs recovery are failures).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Corruption { .. } | Error::Malformed(_) => ErrorKind::Corruption,
+            Error::Locked { .. } => ErrorKind::Locked,
+            Error::NotADatabase(_) => ErrorKind::NotFound,
+            Error::Io { .. }
+            | Error::ReadOnly { .. }
+            | Error::AlreadyExists(_)
+            | Error::InvalidInput(_)
+            | Error::UnsupportedVersion { .. }
+            | Error::Poisoned(_)
+            | Error::NeedsRecovery(_)
+            | Error::Internal(_)
+            | Error::Background(_) => ErrorKind::Failure,
+        }
+    }
+}
+
 /// Result alias for the engine.
 pub type Result<T> = std::result::Result<T, Error>;
 

@@ -62,24 +62,28 @@ pub struct Config {
 
 pub fn duration(s: &Option<String>, what: &str) -> CliResult<Option<Duration>> {
     s.as_deref()
-        .map(|d| crate::args::parse_duration(d).map_err(|e| CliError(format!("{what}: {e}"))))
+        .map(|d| {
+            crate::time_args::parse_duration(d)
+                .map_err(|e| CliError::failure(format!("{what}: {e}")))
+        })
         .transpose()
 }
 
 impl Config {
     pub fn load(path: &Path) -> CliResult<Config> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| CliError(format!("{}: {e}", path.display())))?;
-        let c: Config =
-            toml::from_str(&text).map_err(|e| CliError(format!("{}: {e}", path.display())))?;
+            .map_err(|e| CliError::failure(format!("{}: {e}", path.display())))?;
+        let c: Config = toml::from_str(&text)
+            .map_err(|e| CliError::failure(format!("{}: {e}", path.display())))?;
         for (name, expr) in c.schedules() {
-            super::schedule::parse(expr)
-                .map_err(|e| CliError(format!("{}: schedule.{name}: {e}", path.display())))?;
+            super::schedule::parse(expr).map_err(|e| {
+                CliError::failure(format!("{}: schedule.{name}: {e}", path.display()))
+            })?;
         }
         if duration(&c.archive_interval, "archive_interval")?
             .is_some_and(|d| d < Duration::from_millis(10))
         {
-            return Err(CliError(format!(
+            return Err(CliError::failure(format!(
                 "{}: archive_interval must be at least 10ms (a busy loop otherwise)",
                 path.display()
             )));
@@ -89,13 +93,13 @@ impl Config {
             duration(&c.archive_heartbeat, "archive_heartbeat")?,
         ) {
             (_, Some(d)) if d < Duration::from_secs(1) => {
-                return Err(CliError(format!(
+                return Err(CliError::failure(format!(
                     "{}: archive_heartbeat must be at least 1s",
                     path.display()
                 )))
             }
             (None, Some(_)) => {
-                return Err(CliError(format!(
+                return Err(CliError::failure(format!(
                 "{}: archive_heartbeat needs archive_interval (it is how often archiving reports)",
                 path.display()
             )))
@@ -107,9 +111,9 @@ impl Config {
         if let Some(addr) = &c.metrics_listen {
             let a: std::net::SocketAddr = addr
                 .parse()
-                .map_err(|e| CliError(format!("metrics_listen {addr:?}: {e}")))?;
+                .map_err(|e| CliError::failure(format!("metrics_listen {addr:?}: {e}")))?;
             if !a.ip().is_loopback() {
-                return Err(CliError(format!(
+                return Err(CliError::failure(format!(
                     "metrics_listen {addr:?} must be a loopback address"
                 )));
             }
@@ -155,7 +159,7 @@ mod tests {
             "database = \"/d\"\nrepository = \"/r\"\n[schedule]\nfull = \"0 2 * *\"\n",
         )
         .unwrap();
-        let e = Config::load(&path).err().unwrap().0;
+        let e = Config::load(&path).err().unwrap().msg;
         assert!(
             e.contains(
                 "schedule.full: \"0 2 * *\" has 4 fields: a schedule has 5 fields (minute hour"

@@ -8,7 +8,6 @@ pub mod metrics;
 pub mod schedule;
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -19,6 +18,7 @@ use tracing::{error, info, warn};
 
 use self::config::{duration, Config};
 use self::metrics::Metrics;
+use crate::exit::Exit;
 use crate::{CliError, CliResult};
 
 fn secs(us: u64) -> f64 {
@@ -203,18 +203,18 @@ fn run_job(name: &str, c: &Config, repo: &Repository, m: &Mutex<Metrics>) -> Cli
                 for p in &problems {
                     error!(job = name, "verification problem: {p}");
                 }
-                return Err(CliError(format!(
+                return Err(CliError::failure(format!(
                     "{} verification problem(s)",
                     problems.len()
                 )));
             }
         }
-        other => return Err(CliError(format!("unknown job {other}"))),
+        other => return Err(CliError::failure(format!("unknown job {other}"))),
     }
     Ok(())
 }
 
-pub fn run(config_path: &Path) -> CliResult<ExitCode> {
+pub fn run(config_path: &Path, opts: &kstone_backup::OpenOptions) -> CliResult<Exit> {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(false)
@@ -223,9 +223,11 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
     crate::stop::install();
     // A database that is not there is a configuration error, found before a
     // repository is initialized for it.
-    kstone_core::manifest::Manifest::load(&cfg.database)
-        .map_err(|e| CliError(format!("{e} (the agent's `database`)")))?;
-    let (repo, created) = crate::access::open_or_init(&cfg.repository, &cfg.database)?;
+    kstone_core::manifest::Manifest::load(&cfg.database).map_err(|e| {
+        let msg = format!("{e} (the agent's `database`)");
+        CliError::from(e).with_msg(msg)
+    })?;
+    let (repo, created) = crate::access::open_or_init(&cfg.repository, &cfg.database, opts)?;
     if created {
         info!(repository = %cfg.repository, "initialized new repository");
     }
@@ -243,7 +245,7 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
         .collect();
     if let Some(addr) = &cfg.metrics_listen {
         let l = std::net::TcpListener::bind(addr)
-            .map_err(|e| CliError(format!("metrics_listen {addr}: {e}")))?;
+            .map_err(|e| CliError::failure(format!("metrics_listen {addr}: {e}")))?;
         info!(%addr, "serving metrics");
         metrics::serve(l, Arc::clone(&metrics));
     }
@@ -327,7 +329,7 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
         .schedules()
         .into_iter()
         .map(|(n, e)| {
-            let s = schedule::parse(e).map_err(CliError)?;
+            let s = schedule::parse(e).map_err(CliError::failure)?;
             let next = s.next_after(&Utc::now());
             Ok((n, s, next))
         })
@@ -345,9 +347,9 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .inc("kstone_job_failures_total", name);
-            error!(job = name, "run failed (next run as scheduled): {}", e.0);
+            error!(job = name, "run failed (next run as scheduled): {}", e.msg);
             if let Some(cmd) = &cfg.on_failure {
-                hook::on_failure(cmd, name, &e.0, &cfg.repository, &db_path);
+                hook::on_failure(cmd, name, &e.msg, &cfg.repository, &db_path);
             }
         }
         refresh_repository_metrics(&repo, &metrics, &kinds);
@@ -377,5 +379,5 @@ pub fn run(config_path: &Path) -> CliResult<ExitCode> {
     }
     hook::stop_all();
     info!("stopped");
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

@@ -1,18 +1,33 @@
-//! One function per command; each returns the process exit code.
+//! One file per command: its options (`#[derive(clap::Args)]`) and its
+//! `run`, which returns how the process exits.
 
-mod admin;
-mod backup;
-mod data;
-
-pub use data::for_each_item;
-mod item;
+pub mod agent;
+pub mod backup;
+pub mod bench;
+pub mod check;
+pub mod compact;
+pub mod create;
+pub mod delete;
+pub mod demo;
+pub mod export;
+pub mod flush;
+pub mod get;
+pub mod import;
+pub mod put;
+pub mod query;
+pub mod restore;
+pub mod restore_copies;
+pub mod restore_point;
+pub mod scan;
+pub mod stats;
+pub mod wal_archive;
 
 use std::path::Path;
-use std::process::ExitCode;
 
 use kstone_core::{Database, Options};
 
 use crate::args::Command;
+use crate::exit::Exit;
 use crate::CliResult;
 
 /// Open `db` for a read-only command without locking the application out:
@@ -31,58 +46,28 @@ pub fn open_for_reading(db: &Path) -> CliResult<Database> {
     Ok(d)
 }
 
-pub fn run(cmd: Command) -> CliResult<ExitCode> {
-    match cmd {
-        Command::Demo { dir, items } => crate::demo::run(dir, items),
-        Command::Create {
-            db,
-            pk_type,
-            sk_type,
-            no_sk,
-        } => admin::create(&db, pk_type, sk_type, no_sk),
-        Command::Stats { db, json } => admin::stats(&db, json),
-        Command::Flush { db } => admin::flush(&db),
-        Command::Check { db, json } => admin::check(&db, json),
-        Command::Compact { db } => admin::compact(&db),
-        Command::Query(a) => data::query(&a),
-        Command::Scan(a) => data::scan(&a),
-        Command::Export { db, output } => data::export(&db, output.as_deref()),
-        Command::Import {
-            db,
-            input,
-            skip_invalid,
-        } => data::import(&db, &input, skip_invalid),
-        Command::Put {
-            db,
-            key,
-            json,
-            typed,
-        } => item::put(&db, &key, &json, typed),
-        Command::Get { db, key, typed } => item::get(&db, &key, typed),
-        Command::Delete { db, key } => item::delete(&db, &key),
-        Command::Bench(args) => crate::bench::run(&args),
-        Command::Backup(cmd) => backup::run(cmd),
-        Command::Restore(args) => backup::restore(&args),
-        Command::WalArchive {
-            db,
-            repo,
-            interval,
-            once,
-            heartbeat,
-            unregister,
-        } => {
-            if unregister {
-                backup::wal_unregister(&db, &repo)
-            } else {
-                backup::wal_archive(&db, &repo, interval, once, heartbeat)
-            }
-        }
-        Command::RestorePoint { db, name } => backup::restore_point(&db, &name),
-        Command::RestoreCopies {
-            db,
-            drop_older_than,
-            dry_run,
-        } => admin::restore_copies(&db, drop_older_than, dry_run),
-        Command::Agent { config } => crate::agent::run(&config),
+/// Run a parsed command.
+pub fn run(cmd: Command) -> CliResult<Exit> {
+    match &cmd {
+        Command::Demo(a) => demo::run(a),
+        Command::Create(a) => create::run(a),
+        Command::Put(a) => put::run(a),
+        Command::Get(a) => get::run(a),
+        Command::Delete(a) => delete::run(a),
+        Command::Stats(a) => stats::run(a),
+        Command::Check(a) => check::run(a),
+        Command::Flush(a) => flush::run(a),
+        Command::Compact(a) => compact::run(a),
+        Command::Query(a) => query::run(a),
+        Command::Scan(a) => scan::run(a),
+        Command::Export(a) => export::run(a),
+        Command::Import(a) => import::run(a),
+        Command::Backup(c) => backup::run(c),
+        Command::Restore(a) => restore::run(a),
+        Command::WalArchive(a) => wal_archive::run(a),
+        Command::Agent(a) => agent::run(a),
+        Command::RestorePoint(a) => restore_point::run(a),
+        Command::RestoreCopies(a) => restore_copies::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }
