@@ -25,7 +25,7 @@ pub fn open_or_init(
         Err(kstone_backup::Error::NotARepository(_)) => {}
         Err(e) => return Err(e.into()),
     }
-    let regs = kstone_core::wal::archive_mark::registrations(db).unwrap_or_default();
+    let regs = kstone_core::archiving::registrations(db).unwrap_or_default();
     if let Some((id, _)) = regs
         .iter()
         .find(|(_, r)| same_location(&r.location, location))

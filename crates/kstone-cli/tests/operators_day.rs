@@ -1368,6 +1368,10 @@ fn an_archiver_writes_nothing_where_its_repository_was_and_stops_cleanly() {
     assert!(!repo.exists(), "the archiver made a new location");
     std::fs::rename(&away, &repo).unwrap();
     wait_for("LSN 3 archived", &|| archived() == Some(3));
+    // The mark is stored before the archiver says so in its log.
+    wait_for("the archiver to say it works again", &|| {
+        std::fs::read_to_string(&log).is_ok_and(|s| s.contains("archiving works again"))
+    });
     let said = std::fs::read_to_string(&log).unwrap();
     assert!(
         said.contains("is gone") && said.contains("archiving works again"),

@@ -44,7 +44,7 @@ fn policy(c: &Config) -> CliResult<Policy> {
 
 /// Does the repository hold a backup of the database's current history?
 fn has_backup(repo: &Repository, db: &Path) -> bool {
-    let Ok(m) = kstone_core::manifest::Manifest::load(db) else {
+    let Ok(m) = kstone_core::Manifest::load(db) else {
         return false;
     };
     repo.list()
@@ -223,7 +223,7 @@ pub fn run(config_path: &Path, opts: &kstone_backup::OpenOptions) -> CliResult<E
     crate::stop::install();
     // A database that is not there is a configuration error, found before a
     // repository is initialized for it.
-    kstone_core::manifest::Manifest::load(&cfg.database).map_err(|e| {
+    kstone_core::Manifest::load(&cfg.database).map_err(|e| {
         let msg = format!("{e} (the agent's `database`)");
         CliError::from(e).with_msg(msg)
     })?;

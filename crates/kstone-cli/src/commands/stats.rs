@@ -68,7 +68,7 @@ pub fn run(a: &StatsArgs) -> CliResult<Exit> {
                     .unwrap_or_default()
             );
         }
-        for (id, r) in kstone_core::wal::archive_mark::registrations(db)? {
+        for (id, r) in kstone_core::archiving::registrations(db)? {
             let at = if r.started {
                 format!("archived through lsn {}", r.archived_lsn)
             } else {

@@ -64,14 +64,14 @@ fn archive(
     opts: &OpenOptions,
 ) -> CliResult<Exit> {
     // A database that is not there fails before a repository is made for it.
-    kstone_core::manifest::Manifest::load(db)?;
+    kstone_core::Manifest::load(db)?;
     let (r, created) = crate::access::open_or_init(repo, db, opts)?;
     if created {
         eprintln!("initialized new repository at {repo}");
     }
     // Archived WAL is replayed on top of a backup of the same history; say
     // so when there is none (e.g. right after a restore started a new one).
-    let manifest = kstone_core::manifest::Manifest::load(db).ok();
+    let manifest = kstone_core::Manifest::load(db).ok();
     if let Some(m) = &manifest {
         let has_base = r
             .list()?
@@ -180,8 +180,8 @@ fn archive(
 
 /// `--unregister`: the database stops keeping WAL for the repository.
 fn unregister(db: &Path, repo: &str, opts: &OpenOptions) -> CliResult<Exit> {
-    use kstone_core::wal::archive_mark;
-    let regs = archive_mark::registrations(db)?;
+    use kstone_core::archiving;
+    let regs = archiving::registrations(db)?;
     // The repository may be gone for good: then its recorded location names it.
     let id = match crate::access::open(repo, opts) {
         Ok(r) => r.config.repository_id.clone(),
@@ -199,7 +199,7 @@ fn unregister(db: &Path, repo: &str, opts: &OpenOptions) -> CliResult<Exit> {
                 e.with_msg(msg)
             })?,
     };
-    if !archive_mark::unregister(db, &id)? {
+    if !archiving::unregister(db, &id)? {
         return Err(CliError::failure(format!(
             "{} is not archived to {repo} (see `kstone stats {}`)",
             db.display(),

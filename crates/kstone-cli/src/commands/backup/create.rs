@@ -61,7 +61,7 @@ pub fn run(a: &CreateArgs) -> CliResult<Exit> {
     let (kind, json, allow_empty) = (*kind, *json, *allow_empty);
     // A database that is not there fails before a new repository is
     // initialized for it (no empty repository left behind).
-    kstone_core::manifest::Manifest::load(db)?;
+    kstone_core::Manifest::load(db)?;
     // Directories this command creates for a new local repository.
     let made = (!repo.contains("://"))
         .then(|| first_missing(std::path::Path::new(&repo)))
