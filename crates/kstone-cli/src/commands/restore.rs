@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use kstone_backup::manifest::rfc3339_us;
 use kstone_backup::Target;
-use kstone_core::error::ErrorKind;
 
 use crate::exit::Exit;
 use crate::repo_options::RepoOptions;
@@ -121,7 +120,13 @@ pub fn run(a: &RestoreArgs) -> CliResult<Exit> {
     // Read before the restore replaces the target.
     let own =
         crate::ownership::Ownership::for_restore(a.owner.as_deref(), a.mode.as_deref(), &a.target)?;
-    let code = restore_into(a)?;
+    // The recovery contract: a restore that cannot produce exactly what was
+    // asked exits 1, also when damage is why (the message says what is
+    // damaged); the corruption code is for commands that read data in place.
+    let code = restore_into(a).map_err(|e| match e.exit {
+        Exit::Corruption => CliError::new(Exit::Failure, e.msg),
+        _ => e,
+    })?;
     if code == Exit::Success && !own.is_empty() {
         own.apply(&a.target)?;
         println!("{}: {}", a.target.display(), own.describe());
@@ -148,16 +153,7 @@ fn restore_into(a: &RestoreArgs) -> CliResult<Exit> {
         let rep = crate::progress::spin("restoring to a point in time", || {
             r.restore_to(&t, &a.target, a.history.as_deref())
         })
-        .map_err(|e| {
-            // The recovery contract: a point in time the repository cannot
-            // reach exactly exits 1 naming what it can reach, also when
-            // damage on every path to it is why.
-            if e.kind() == ErrorKind::Corruption {
-                CliError::failure(e.to_string())
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(CliError::from)?;
         println!(
             "restored {} to LSN {} at {} ({} items; backup {} + {} replayed writes)",
             a.target.display(),
