@@ -50,7 +50,8 @@ pub enum Error {
         "the repository has no backups yet (take one with `kstone backup create DB --repo REPO`)"
     )]
     NoBackups,
-    /// Another process holds the repository's lock.
+    /// Another process holds the repository's lock, or has the database
+    /// open that the command would replace.
     #[error("{0}")]
     Busy(String),
     #[error("corrupt repository object {object}: {detail}")]

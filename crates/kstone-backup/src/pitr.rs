@@ -123,6 +123,38 @@ fn chains<'a>(
     v
 }
 
+/// The chains without what a restore found damaged: a chain whose backup is
+/// damaged is gone; one that passes through a damaged archive object ends
+/// before it.
+fn without_damage<'a>(
+    chains: &[Chain<'a>],
+    bad_backups: &[&str],
+    bad_objects: &[String],
+) -> Vec<Chain<'a>> {
+    chains
+        .iter()
+        .filter(|c| !bad_backups.contains(&c.base.id.as_str()))
+        .map(|c| {
+            let keep = c
+                .objects
+                .iter()
+                .position(|o| bad_objects.contains(&o.0))
+                .unwrap_or(c.objects.len());
+            let objects = c.objects[..keep].to_vec();
+            let end = objects
+                .last()
+                .map_or((c.base.snapshot_lsn, c.base.snapshot_commit_us), |o| {
+                    (o.1.last_lsn, o.1.last_ts)
+                });
+            Chain {
+                base: c.base,
+                objects,
+                end,
+            }
+        })
+        .collect()
+}
+
 /// The stretches the chains cover, merged, oldest first.
 fn stretches(chains: &[Chain]) -> Vec<Reachable> {
     let mut v: Vec<Reachable> = chains
@@ -280,6 +312,7 @@ impl Repository {
             }));
         }
         let mut first_damage = None;
+        let (mut bad_backups, mut bad_objects) = (Vec::new(), Vec::new());
         for (chain, lsn) in candidates {
             let attempt = match (target, lsn) {
                 (_, Some(n)) => self.replay_chain(chain, n, dest),
@@ -289,19 +322,27 @@ impl Repository {
                 _ => Err(Error::Invalid("internal: no target LSN".into())),
             };
             match attempt {
-                Err(e @ Error::Corrupt { .. }) => {
-                    first_damage.get_or_insert(e);
+                Err(Error::Corrupt { object, detail }) => {
+                    if chain.objects.iter().any(|o| o.0 == object) {
+                        bad_objects.push(object.clone());
+                    } else {
+                        bad_backups.push(chain.base.id.as_str());
+                    }
+                    first_damage.get_or_insert(Error::Corrupt { object, detail });
                 }
                 r => return r,
             }
         }
+        // What is left without the damage found (other damage is only found
+        // by reading: `verify --all --deep`).
+        let left = stretches(&without_damage(&chains, &bad_backups, &bad_objects));
         Err(match first_damage {
             Some(Error::Corrupt { object, detail }) => Error::Corrupt {
                 object,
                 detail: format!(
                     "{detail}; every backup and archive path to {what} is damaged \
-                     (`kstone backup verify --all --deep` lists the damage); {}",
-                    describe(&reachable)
+                     (`kstone backup verify --all --deep` lists the damage); without it, {}",
+                    describe(&left)
                 ),
             },
             Some(e) => e,

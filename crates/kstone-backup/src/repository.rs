@@ -1,6 +1,6 @@
 //! A backup repository: its config, its keys and the manifests of its backups.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::crypto::{self, EncryptionConfig, Identities, Keys, WrappedKey, KEY_MAGIC, KEY_OBJECT};
 use crate::error::{Error, IoContext, Result};
@@ -148,14 +148,12 @@ impl Repository {
     }
 
     /// Open an existing repository.
+    /// The identity file is read only if the repository is encrypted: a
+    /// `KSTONE_IDENTITY_FILE` set for other repositories does not get in
+    /// the way of a plain one.
     pub fn open_with(location: &str, opts: &OpenOptions) -> Result<Repository> {
         let storage = Storage::open_with(location, false, &opts.s3)?;
-        let identities = opts
-            .identity
-            .as_deref()
-            .map(Identities::from_file)
-            .transpose()?;
-        Repository::open_on_with(storage, identities.as_ref())
+        Repository::open_unlocking(storage, Unlock::File(opts.identity.as_deref()))
     }
 
     /// Open an existing repository on a given storage.
@@ -166,6 +164,12 @@ impl Repository {
     /// Open an existing repository on a given storage, unlocking its data
     /// with `identities` if it is encrypted.
     pub fn open_on_with(storage: Storage, identities: Option<&Identities>) -> Result<Repository> {
+        Repository::open_unlocking(storage, Unlock::Given(identities))
+    }
+
+    /// Open a repository on `storage`; the identities are read only if the
+    /// repository is encrypted.
+    fn open_unlocking(storage: Storage, unlock: Unlock<'_>) -> Result<Repository> {
         let Some(bytes) = storage.get(CONFIG_OBJECT)? else {
             let held = storage.list("")?;
             return Err(if held.is_empty() {
@@ -179,6 +183,14 @@ impl Repository {
         let storage = match &config.encryption {
             Some(enc) => {
                 let wrapped = read_wrapped(&storage)?;
+                let loaded;
+                let identities = match unlock {
+                    Unlock::Given(ids) => ids,
+                    Unlock::File(path) => {
+                        loaded = path.map(Identities::from_file).transpose()?;
+                        loaded.as_ref()
+                    }
+                };
                 Objects::sealed(storage, Keys::load(enc, &wrapped, identities)?)
             }
             None => Objects::plain(storage),
@@ -458,8 +470,22 @@ impl Repository {
         if id.is_empty() || id.contains('/') || id.contains("..") {
             return Err(Error::Invalid(format!("{id:?} is not a backup id")));
         }
+        // Neither a manifest nor data: a mistyped id, not a damaged backup
+        // (whose verification would be recorded as a failure).
+        if self.storage.head(&crate::layout::manifest(id))?.is_none()
+            && self.storage.list(&crate::layout::data_of(id))?.is_empty()
+        {
+            return Err(Error::NoSuchBackup(id.to_string()));
+        }
         Ok(id.to_string())
     }
+}
+
+/// What unlocks an encrypted repository's data: identities already read, or
+/// an identity file read only if the repository turns out to be encrypted.
+enum Unlock<'a> {
+    Given(Option<&'a Identities>),
+    File(Option<&'a Path>),
 }
 
 /// A `config` copied from another repository (an operator restoring a lost

@@ -324,7 +324,7 @@ pub fn drop_aside_copy(copy: &AsideCopy) -> Result<()> {
     let _lock = match DbLock::acquire(&copy.path) {
         Ok(l) => l,
         Err(kstone_core::Error::Locked { .. }) => {
-            return Err(Error::Refused(format!(
+            return Err(Error::Busy(format!(
                 "{} is open by another process",
                 copy.path.display()
             )))
@@ -383,7 +383,7 @@ fn check_target(target: &Path) -> Result<Option<DbLock>> {
     }
     match DbLock::acquire(target) {
         Ok(l) => Ok(Some(l)),
-        Err(kstone_core::Error::Locked { pid, .. }) => Err(Error::Refused(format!(
+        Err(kstone_core::Error::Locked { pid, .. }) => Err(Error::Busy(format!(
             "{} is open by process {pid}; stop it first",
             target.display()
         ))),

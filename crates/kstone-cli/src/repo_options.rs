@@ -7,7 +7,8 @@ use kstone_backup::storage::S3Settings;
 use kstone_backup::OpenOptions;
 
 /// How new objects are stored on S3: every command that writes to a
-/// repository.
+/// repository (backups and archives, and also the lock and status objects
+/// that verify, prune, status and restore write).
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct S3Options {
     /// S3 storage class of new objects, e.g. STANDARD_IA (s3:// repositories).
@@ -38,6 +39,32 @@ impl S3Options {
             identity: None,
             s3: self.settings(),
         }
+    }
+}
+
+/// Options of a command that only writes to a repository (backup create,
+/// backup init, wal-archive): it never decrypts, since an encrypted
+/// repository takes new data with its public key alone. `--identity` is
+/// accepted, for scripts that pass it to every command, but not shown in
+/// the help and not read.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// Not used by this command (it never decrypts); accepted and ignored.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    #[command(flatten)]
+    pub s3: S3Options,
+}
+
+impl WriteOptions {
+    /// The backup library's S3 settings.
+    pub fn settings(&self) -> S3Settings {
+        self.s3.settings()
+    }
+
+    /// What the backup library opens the repository with (no identity).
+    pub fn open_options(&self) -> OpenOptions {
+        self.s3.open_options()
     }
 }
 

@@ -2,8 +2,10 @@
 //! `--keep-within`, …), ages (`--drop-older-than`) and points in time
 //! (`restore --to-time`).
 
-/// An age to delete by: a duration with its unit (`30d`, `12h`); a bare
-/// number is refused, since `30` meant as days would delete everything.
+/// An age to keep or delete by, or to alarm at (`--keep-within`,
+/// `--pitr-window`, `--max-age`, `--drop-older-than`): a duration with its
+/// unit (`30d`, `12h`); a bare number is refused, since `30` meant as days
+/// would keep only 30 seconds.
 pub fn parse_age(s: &str) -> Result<std::time::Duration, String> {
     if s.trim().chars().all(|c| c.is_ascii_digit() || c == '.') {
         return Err(format!("give a unit: {s}d for days, {s}h for hours"));

@@ -809,6 +809,61 @@ fn damaged_objects_fail_only_what_depends_on_them() {
     assert!(err.contains("inside the repository"), "{err}");
 }
 
+/// Review finding: with the newest backup damaged, `--to-latest` failed
+/// naming that same damaged point as "the latest reachable point". It now
+/// names the latest point without the damage found, and that point restores.
+#[test]
+fn a_damaged_newest_backup_names_the_point_that_still_restores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("d");
+    let repo_dir = tmp.path().join("R");
+    let repo = p(&repo_dir);
+    ok(&["create", p(&d)]);
+    let mut m = Model::default();
+    for i in 0..5 {
+        put(&d, &mut m, &format!("k{i}"), &i.to_string());
+    }
+    backup(&d, repo, "full");
+    for i in 5..10 {
+        put(&d, &mut m, &format!("k{i}"), &i.to_string());
+    }
+    archive_once(&d, repo);
+    let good = last_lsn(&d);
+    put(&d, &mut m, "k10", "10");
+    let newest = backup(&d, repo, "incremental");
+    let id = newest["id"].as_str().unwrap();
+    for f in common::walk(&repo_dir.join("data").join(id)) {
+        let mut b = std::fs::read(&f).unwrap();
+        let n = b.len() / 2;
+        b[n] ^= 0x55;
+        std::fs::write(&f, b).unwrap();
+    }
+    let err = fails(
+        &kstone(&[
+            "restore",
+            "--repo",
+            repo,
+            "--target",
+            p(&tmp.path().join("latest")),
+            "--to-latest",
+        ]),
+        "restore of a damaged newest point",
+    );
+    let named = format!("without it, the latest reachable point is LSN {good} ");
+    assert!(err.contains(&named), "{err}");
+    let t = tmp.path().join("good");
+    ok(&[
+        "restore",
+        "--repo",
+        repo,
+        "--target",
+        p(&t),
+        "--to-lsn",
+        &good.to_string(),
+    ]);
+    assert_eq!(contents(&t), m.at(good));
+}
+
 /// Review finding: a `config` copied from another (unencrypted) repository
 /// into an encrypted one is refused before anything is written.
 #[test]

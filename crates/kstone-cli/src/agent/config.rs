@@ -69,6 +69,16 @@ pub fn duration(s: &Option<String>, what: &str) -> CliResult<Option<Duration>> {
         .transpose()
 }
 
+/// A retention age (`30d`): its unit is required, since `30` meant as days
+/// would keep only 30 seconds.
+pub fn age(s: &Option<String>, what: &str) -> CliResult<Option<Duration>> {
+    s.as_deref()
+        .map(|d| {
+            crate::time_args::parse_age(d).map_err(|e| CliError::failure(format!("{what}: {e}")))
+        })
+        .transpose()
+}
+
 impl Config {
     pub fn load(path: &Path) -> CliResult<Config> {
         let text = std::fs::read_to_string(path)
@@ -106,8 +116,8 @@ impl Config {
             }
             _ => {}
         }
-        duration(&c.retention.keep_within, "retention.keep_within")?;
-        duration(&c.retention.pitr_window, "retention.pitr_window")?;
+        age(&c.retention.keep_within, "retention.keep_within")?;
+        age(&c.retention.pitr_window, "retention.pitr_window")?;
         if let Some(addr) = &c.metrics_listen {
             let a: std::net::SocketAddr = addr
                 .parse()

@@ -16,7 +16,7 @@ use chrono::Utc;
 use kstone_backup::{Archiver, BackupOptions, BackupType, Policy, Repository};
 use tracing::{error, info, warn};
 
-use self::config::{duration, Config};
+use self::config::{age, duration, Config};
 use self::metrics::Metrics;
 use crate::exit::Exit;
 use crate::{CliError, CliResult};
@@ -33,11 +33,11 @@ fn policy(c: &Config) -> CliResult<Policy> {
         keep_daily: r.keep_daily,
         keep_weekly: r.keep_weekly,
         keep_monthly: r.keep_monthly,
-        keep_within_us: us(duration(&r.keep_within, "keep_within")?),
+        keep_within_us: us(age(&r.keep_within, "keep_within")?),
         keep_full_days: r.keep_full_days,
         keep_differential_days: r.keep_differential_days,
         keep_incremental_days: r.keep_incremental_days,
-        pitr_window_us: us(duration(&r.pitr_window, "pitr_window")?),
+        pitr_window_us: us(age(&r.pitr_window, "pitr_window")?),
         allow_empty: false,
     })
 }

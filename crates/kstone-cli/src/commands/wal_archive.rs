@@ -6,7 +6,7 @@ use kstone_backup::manifest::rfc3339_us;
 use kstone_backup::{Archiver, OpenOptions};
 
 use crate::exit::Exit;
-use crate::repo_options::S3Options;
+use crate::repo_options::WriteOptions;
 use crate::time_args::{parse_heartbeat, parse_interval};
 use crate::{CliError, CliResult};
 
@@ -41,7 +41,7 @@ pub struct WalArchiveArgs {
     #[arg(long, conflicts_with = "once")]
     pub unregister: bool,
     #[command(flatten)]
-    pub s3: S3Options,
+    pub s3: WriteOptions,
 }
 
 /// Run `kstone wal-archive`.

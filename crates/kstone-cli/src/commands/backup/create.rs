@@ -7,7 +7,7 @@ use kstone_backup::{BackupOptions, BackupType};
 use serde_json::json;
 
 use crate::exit::Exit;
-use crate::repo_options::S3Options;
+use crate::repo_options::WriteOptions;
 use crate::{CliError, CliResult};
 
 use super::summary;
@@ -45,7 +45,7 @@ pub struct CreateArgs {
     #[arg(long)]
     pub allow_empty: bool,
     #[command(flatten)]
-    pub s3: S3Options,
+    pub s3: WriteOptions,
 }
 
 /// Run `kstone backup create`.

@@ -3,7 +3,7 @@
 use kstone_backup::Repository;
 
 use crate::exit::Exit;
-use crate::repo_options::S3Options;
+use crate::repo_options::WriteOptions;
 use crate::{CliError, CliResult};
 
 /// Create a backup repository at an empty location: a directory or
@@ -38,7 +38,7 @@ pub struct InitArgs {
     #[arg(long, conflicts_with_all = ["recipient", "recipients_file", "no_compression"])]
     pub repair: bool,
     #[command(flatten)]
-    pub s3: S3Options,
+    pub s3: WriteOptions,
 }
 
 /// A recipient given on the command line, checked as it is read (a bad key

@@ -4,7 +4,7 @@ use kstone_backup::Policy;
 
 use crate::exit::Exit;
 use crate::repo_options::RepoOptions;
-use crate::time_args::parse_duration;
+use crate::time_args::parse_age;
 use crate::CliResult;
 
 /// Delete backups and archived WAL that no rule keeps. A backup that a kept
@@ -28,7 +28,7 @@ pub struct PruneArgs {
     #[arg(long, value_name = "N")]
     pub keep_monthly: Option<usize>,
     /// Keep every backup younger than this (e.g. 7d, 36h).
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_age, value_name = "DURATION")]
     pub keep_within: Option<std::time::Duration>,
     /// Keep full backups younger than N days.
     #[arg(long, value_name = "N")]
@@ -40,7 +40,7 @@ pub struct PruneArgs {
     #[arg(long, value_name = "N")]
     pub keep_incremental_days: Option<u64>,
     /// Keep every point of this last period restorable (backup + archived WAL).
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = parse_age, value_name = "DURATION")]
     pub pitr_window: Option<std::time::Duration>,
     /// Allow a policy that deletes every backup of a database (and the
     /// archived WAL that needed them), e.g. --keep-last 0; without it such a

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use crate::exit::Exit;
 use crate::repo_options::RepoOptions;
-use crate::time_args::parse_duration;
+use crate::time_args::parse_age;
 use crate::CliResult;
 
 /// Backups, the recoverable window (earliest and latest reachable point),
@@ -21,13 +21,13 @@ pub struct StatusArgs {
     #[arg(long)]
     pub repo: String,
     /// e.g. 26h: the newest backup must be younger than this.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_age)]
     pub max_age: Option<std::time::Duration>,
     /// e.g. 60s: the archive must trail the database's last write by no
     /// more than this at the archiver's last report, and an archiver must
     /// be reporting (a continuous one at least every few periods, a
     /// one-off `wal-archive --once` within this time).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_age)]
     pub max_archive_lag: Option<std::time::Duration>,
     /// Machine-readable output.
     #[arg(long)]
