@@ -213,3 +213,44 @@ fn help_shows_repository_options_only_where_a_repository_is_used() {
     assert!(h.contains("kstone-cli --db-path"), "{h}");
     assert!(h.contains("Exit codes"), "{h}");
 }
+
+/// Operator review: an age without its unit is a usage error (a bare `30`
+/// meant as days would keep 30 seconds); a mistyped backup id is "not
+/// found" and records no failed verification; `--identity` passed to a
+/// command that only writes is accepted and unused; an identity file set for
+/// other repositories does not get in the way of a plain one.
+#[test]
+fn review_mends_of_the_exit_codes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = make_db(tmp.path());
+    let repo = tmp.path().join("r");
+    ok(&[
+        "backup",
+        "create",
+        p(&db),
+        "--repo",
+        p(&repo),
+        "--identity",
+        "/no/such/identity",
+    ]);
+    for args in [
+        vec!["backup", "prune", "--repo", p(&repo), "--keep-within", "30"],
+        vec!["backup", "prune", "--repo", p(&repo), "--pitr-window", "7"],
+        vec!["backup", "status", "--repo", p(&repo), "--max-age", "5"],
+    ] {
+        exits(&kstone(&args), 2, "give a unit");
+    }
+    exits(
+        &kstone(&["backup", "verify", "--repo", p(&repo), "nosuchid"]),
+        3,
+        "nosuchid",
+    );
+    // Status is not left failing by the typo.
+    ok(&["backup", "status", "--repo", p(&repo)]);
+    let o = common::kstone_cmd()
+        .args(["backup", "list", "--repo", p(&repo)])
+        .env("KSTONE_IDENTITY_FILE", "/no/such/identity")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+}
