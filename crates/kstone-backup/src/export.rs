@@ -43,6 +43,8 @@ impl Repository {
     /// Write backup `id` as a self-contained `tar.gz` at `out` (atomically),
     /// plus `out.sha256` in `sha256sum -c` format.
     pub fn export_archive(&self, id: &str, out: &Path) -> Result<ArchiveReport> {
+        kstone_core::fsio::check_replaceable(out)?;
+        kstone_core::fsio::check_replaceable(&PathBuf::from(format!("{}.sha256", out.display())))?;
         let _lock = self.lock_for_read("an export")?;
         let m = self.manifest(id)?;
         let dir = kstone_core::fsio::parent(out).to_path_buf();

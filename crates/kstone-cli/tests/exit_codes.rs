@@ -254,3 +254,44 @@ fn review_mends_of_the_exit_codes() {
         .unwrap();
     assert_eq!(code(&o), Some(0), "{}", stderr(&o));
 }
+
+/// Found in review: `export -o /dev/null` as root replaced the device with a
+/// regular file (the export is written beside and renamed over). A path
+/// that is not a regular file is refused and left as it was (a FIFO here,
+/// which needs no root).
+#[test]
+fn an_export_never_replaces_a_device_or_fifo() {
+    use std::os::unix::fs::FileTypeExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = make_db(tmp.path());
+    let fifo = tmp.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    exits(
+        &kstone(&["export", p(&db), "-o", p(&fifo)]),
+        1,
+        "not a regular file",
+    );
+    let repo = tmp.path().join("r");
+    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    exits(
+        &kstone(&[
+            "backup",
+            "export",
+            "--repo",
+            p(&repo),
+            "latest",
+            "-o",
+            p(&fifo),
+        ]),
+        1,
+        "not a regular file",
+    );
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+}

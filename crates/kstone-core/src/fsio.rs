@@ -5,7 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
-use crate::error::{IoContext, Result};
+use crate::error::{Error, IoContext, Result};
 
 /// fsync a directory so that entries created, renamed or removed in it are durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
@@ -16,6 +16,7 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// over `path`, fsync the directory. A crash leaves either the old or the new
 /// content, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    check_replaceable(path)?;
     // `NAME.tmp` beside `NAME` (appending, not replacing an extension, so
     // `x.req` and `x.snap` never share a temporary file).
     let mut tmp_name = path.file_name().unwrap_or_default().to_os_string();
@@ -33,6 +34,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     fs::rename(&tmp, path).ctx(path)?;
     sync_dir(parent(path))
+}
+
+/// Refuse to replace anything but a regular file (or nothing): a rename over
+/// `/dev/null`, a FIFO or a socket would put a regular file in its place —
+/// as root, `export -o /dev/null` replaced the device for every program.
+pub fn check_replaceable(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if !m.is_file() && !m.file_type().is_symlink() => Err(Error::InvalidInput(format!(
+            "{} exists and is not a regular file (a device, FIFO, socket or directory): \
+             give a file path",
+            path.display()
+        ))),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).ctx(path),
+        _ => Ok(()),
+    }
 }
 
 /// The directory holding `path` (`.` for a bare file name).

@@ -36,6 +36,7 @@ pub fn run(a: &ExportArgs) -> CliResult<Exit> {
         Some(path) => {
             // Write beside the target and rename, so a failed export never
             // leaves a truncated file under the requested name.
+            kstone_core::fsio::check_replaceable(path)?;
             let dir = path
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())

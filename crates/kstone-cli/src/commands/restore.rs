@@ -197,7 +197,10 @@ fn restore_into(a: &RestoreArgs) -> CliResult<Exit> {
             .map_err(|e| {
                 let msg = e
                     .to_string()
-                    .replace(&path.display().to_string(), "(standard input)")
+                    .replace(
+                        &path.display().to_string(),
+                        &format!("(standard input, {n} bytes)"),
+                    )
                     .replace(
                         "there is no .sha256 file beside it to check it against",
                         "check it against its checksum before piping it in",
