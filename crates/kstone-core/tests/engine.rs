@@ -531,6 +531,21 @@ fn long_wal(dir: &std::path::Path, opts: &Options) -> kstone_core::Stats {
     before
 }
 
+/// Every 7th item [`long_wal`] wrote reads back.
+fn long_wal_items_are_there(db: &Database) {
+    for i in (0..200_000u64).step_by(7) {
+        assert_eq!(
+            db.get(
+                format!("p{}", i % 5000).as_bytes(),
+                Some(format!("{i}").as_bytes())
+            )
+            .unwrap(),
+            Some(item(i)),
+            "item {i}"
+        );
+    }
+}
+
 fn long_wal_opts() -> Options {
     Options {
         durability: kstone_core::Durability::Buffered,
@@ -560,17 +575,7 @@ fn recovery_writes_a_wal_larger_than_the_budget_to_tables() {
         "replayed data stayed in memory: {after:?}"
     );
     assert!(after.wal_segments < before.wal_segments, "{after:?}");
-    for i in (0..200_000u64).step_by(7) {
-        assert_eq!(
-            db.get(
-                format!("p{}", i % 5000).as_bytes(),
-                Some(format!("{i}").as_bytes())
-            )
-            .unwrap(),
-            Some(item(i)),
-            "item {i}"
-        );
-    }
+    long_wal_items_are_there(&db);
     assert_eq!(after.last_lsn, 200_000);
 }
 
@@ -582,11 +587,7 @@ fn recovery_replays_a_wal_within_the_budget_into_memory() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
     let before = long_wal(&dir, &long_wal_opts());
-    let opts = Options {
-        // No background work during the check below.
-        background_threads: 1,
-        ..long_wal_opts()
-    };
+    let opts = long_wal_opts();
     let db = Database::open(&dir, opts.clone()).unwrap();
     let after = db.stats().unwrap();
     assert_eq!(after.last_lsn, 200_000);
@@ -598,19 +599,7 @@ fn recovery_replays_a_wal_within_the_budget_into_memory() {
         after.sst_files < 256,
         "open wrote a table per replayed stripe: {after:?} (before: {before:?})"
     );
-    let check = |db: &Database| {
-        for i in (0..200_000u64).step_by(7) {
-            assert_eq!(
-                db.get(
-                    format!("p{}", i % 5000).as_bytes(),
-                    Some(format!("{i}").as_bytes())
-                )
-                .unwrap(),
-                Some(item(i)),
-                "item {i}"
-            );
-        }
-    };
+    let check = long_wal_items_are_there;
     check(&db);
     db.flush().unwrap();
     assert_eq!(db.stats().unwrap().memtable_bytes, 0);

@@ -408,30 +408,23 @@ impl Database {
     /// Flush every stripe and merge each stripe's SSTs into one, dropping
     /// overwritten versions and tombstones. Reads and writes go on meanwhile.
     pub fn compact(&self) -> Result<()> {
-        self.shared.check_writable()?;
-        for s in 0..STRIPES {
-            let _job = lock(&self.shared.jobs[s]);
-            self.shared.seal_now(s)?;
-            self.shared.flush_ctx(s, |cx| {
-                let stripe = &self.shared.stripes[s];
-                crate::flush::flush_sealed(cx, stripe, &self.shared.memory, &self.shared.bg)?;
-                crate::compaction::compact_full(cx, stripe)
-            })?;
-        }
-        Ok(())
+        self.flush_each(crate::compaction::compact_full)
     }
 
     /// Flush every stripe's memtable to SSTs (and retire their WAL segments),
     /// waiting for any background flush of the same stripe; then compact the
     /// stripes that have too many tables, as the background would.
     pub fn flush(&self) -> Result<()> {
-        self.flush_stripes(true)
+        let trigger = self.shared.opts.compaction_trigger;
+        self.flush_each(|cx, stripe| crate::compaction::compact_if_needed(cx, stripe, trigger))
     }
 
     /// Write every stripe's memtables to SSTs on this thread, after any
-    /// background job of the stripe; then compact as the background would
-    /// if `compact`.
-    fn flush_stripes(&self, compact: bool) -> Result<()> {
+    /// background job of the stripe, then run `then` on the stripe.
+    fn flush_each(
+        &self,
+        then: impl Fn(&FlushCtx<'_>, &Mutex<StripeState>) -> Result<()>,
+    ) -> Result<()> {
         self.shared.check_writable()?;
         for s in 0..STRIPES {
             let _job = lock(&self.shared.jobs[s]);
@@ -439,14 +432,7 @@ impl Database {
             self.shared.flush_ctx(s, |cx| {
                 let stripe = &self.shared.stripes[s];
                 crate::flush::flush_sealed(cx, stripe, &self.shared.memory, &self.shared.bg)?;
-                if compact {
-                    crate::compaction::compact_if_needed(
-                        cx,
-                        stripe,
-                        self.shared.opts.compaction_trigger,
-                    )?;
-                }
-                Ok(())
+                then(cx, stripe)
             })?;
         }
         Ok(())
@@ -582,7 +568,7 @@ impl Database {
             && sh.memory.held() > sh.opts.memtable_budget / 16
             && sh.wal.check().is_ok()
         {
-            self.flush_stripes(false)
+            self.flush_each(|_, _| Ok(()))
         } else {
             Ok(())
         };
