@@ -30,8 +30,6 @@ pub mod wal_archive;
 
 pub use create::{BackupOptions, DatabaseBackupExt};
 pub use error::{Error, Result};
-/// The tar export's former path (`kstone_backup::archive`), kept for callers.
-pub use export as archive;
 pub use export::{restore_archive, ArchiveReport};
 pub use manifest::{BackupManifest, BackupType, FileEntry, RepoConfig};
 pub use pitr::{PitrReport, Target, Window};

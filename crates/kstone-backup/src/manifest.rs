@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::storage::Codec;
+use crate::objects::Codec;
 
 pub const CONFIG_OBJECT: &str = crate::layout::CONFIG;
 pub const CONFIG_MAGIC: &[u8; 8] = b"KSTNBKCF";

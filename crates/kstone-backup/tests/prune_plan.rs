@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use kstone_backup::manifest::{BackupManifest, BackupType, FileEntry};
+use kstone_backup::objects::Codec;
 use kstone_backup::prune::{plan, Policy};
-use kstone_backup::storage::Codec;
 use kstone_backup::wal_archive::ArchiveRange;
 use proptest::prelude::*;
 

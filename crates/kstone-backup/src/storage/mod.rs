@@ -23,8 +23,6 @@ use object_store::{
 use crate::error::{Error, IoContext, Result};
 
 pub use s3::{install_tls_provider, S3Settings};
-// Their home is the object layer; these paths are kept for existing callers.
-pub use crate::objects::{Codec, Uploaded};
 
 /// Objects larger than this go up as multipart uploads of at least this
 /// part size (S3's minimum is 5 MiB). With 2 parts in flight per upload and
