@@ -1,9 +1,12 @@
-//! `kstone-peers`: the same db_bench-style workloads on KeystoneDB, RocksDB,
-//! fjall, redb and sled in one run, each workload in a fresh process, and
-//! KeystoneDB's ratio to each peer. See `docs/benchmarks.md`.
+//! `kstone-peers`: the same db_bench-style workloads on KeystoneDB and the
+//! current releases of RocksDB (defaults, and with a bloom filter), fjall,
+//! redb and sled in one run, each workload in a fresh process, for each key
+//! shape and value size; then KeystoneDB's ratio to the best peer. See
+//! `docs/benchmarks.md`.
 //!
 //! ```text
 //! kstone-peers [--num N] [--cache-mb MB] [--engines a,b] [--workloads a,b]
+//!              [--keys random,padded] [--value-size 100,1024]
 //!              [--dir DIR] [--json FILE]
 //! ```
 
@@ -16,6 +19,7 @@ use std::process::Command;
 
 use engines::{Res, ENGINES};
 use serde_json::Value;
+use workload::{Keys, Spec};
 
 /// Workloads in run order; the read workloads use `fillrandom`'s database.
 const WORKLOADS: [&str; 11] = [
@@ -34,6 +38,8 @@ const WORKLOADS: [&str; 11] = [
 
 struct Args {
     num: u64,
+    keys: Vec<Keys>,
+    value_sizes: Vec<usize>,
     cache_mb: usize,
     engines: Vec<String>,
     workloads: Vec<String>,
@@ -44,6 +50,8 @@ struct Args {
 fn parse_args() -> Res<Args> {
     let mut a = Args {
         num: 1_000_000,
+        keys: vec![Keys::Random, Keys::Padded],
+        value_sizes: vec![100],
         cache_mb: 32,
         engines: ENGINES.iter().map(|s| s.to_string()).collect(),
         workloads: WORKLOADS.iter().map(|s| s.to_string()).collect(),
@@ -56,6 +64,13 @@ fn parse_args() -> Res<Args> {
         match flag.as_str() {
             "--num" => a.num = val()?.parse()?,
             "--cache-mb" => a.cache_mb = val()?.parse()?,
+            "--keys" => a.keys = val()?.split(',').map(Keys::parse).collect::<Res<_>>()?,
+            "--value-size" => {
+                a.value_sizes = val()?
+                    .split(',')
+                    .map(|v| v.parse::<usize>())
+                    .collect::<Result<_, _>>()?
+            }
             "--engines" => a.engines = val()?.split(',').map(String::from).collect(),
             "--workloads" => a.workloads = val()?.split(',').map(String::from).collect(),
             "--dir" => a.dir = Some(val()?.into()),
@@ -64,11 +79,16 @@ fn parse_args() -> Res<Args> {
                 println!(
                     "kstone-peers: KeystoneDB vs RocksDB, fjall, redb, sled on the same workloads\n\n\
                      --num N          keys per workload (default 1000000; sync workloads do N/100, at least 1000)\n\
+                     --keys LIST      key shapes, from {} (default both): random = 8 hashed bytes + index,\n\
+                     \x20                padded = zero-padded decimal ids (long common prefixes)\n\
+                     --value-size LIST value sizes in bytes (default 100; e.g. 100,1024)\n\
                      --cache-mb MB    block cache of every engine (default 32)\n\
                      --engines LIST   comma-separated, from {}\n\
                      --workloads LIST comma-separated, from {}\n\
                      --dir DIR        where databases go (default: a temporary directory)\n\
-                     --json FILE      also write every result as JSON",
+                     --json FILE      also write every result as JSON\n\n\
+                     kstone stores the 16-byte key as its partition key, kstone-sk as partition + sort key.",
+                    Keys::ALL.join(","),
                     ENGINES.join(","),
                     WORKLOADS.join(",")
                 );
@@ -87,15 +107,26 @@ fn parse_args() -> Res<Args> {
             return Err(format!("unknown workload {w}").into());
         }
     }
+    if a.num >= workload::PERMUTE_PRIME {
+        return Err(format!("--num must be below {}", workload::PERMUTE_PRIME).into());
+    }
+    if a.value_sizes.contains(&0) {
+        return Err("--value-size must be at least 1".into());
+    }
     Ok(a)
 }
 
 /// Run one workload in a child process; returns its JSON result.
-fn child(engine: &str, workload: &str, dir: &Path, n: u64, cache: usize) -> Res<Value> {
+fn child(engine: &str, workload: &str, dir: &Path, s: Spec, cache: usize) -> Res<Value> {
     let out = Command::new(std::env::current_exe()?)
         .args(["--child", engine, workload])
         .arg(dir)
-        .args([n.to_string(), cache.to_string()])
+        .args([
+            s.n.to_string(),
+            cache.to_string(),
+            s.keys.name().to_string(),
+            s.value_len.to_string(),
+        ])
         .output()?;
     if !out.status.success() {
         return Err(format!(
@@ -109,7 +140,7 @@ fn child(engine: &str, workload: &str, dir: &Path, n: u64, cache: usize) -> Res<
     Ok(serde_json::from_str(line)?)
 }
 
-fn run_engine(engine: &str, a: &Args, base: &Path) -> Res<BTreeMap<String, Value>> {
+fn run_engine(engine: &str, a: &Args, s: Spec, base: &Path) -> Res<BTreeMap<String, Value>> {
     let cache = a.cache_mb << 20;
     let mut res = BTreeMap::new();
     let filled = base.join(format!("{engine}-fillrandom"));
@@ -117,7 +148,7 @@ fn run_engine(engine: &str, a: &Args, base: &Path) -> Res<BTreeMap<String, Value
         let reads = matches!(w.as_str(), "readrandom" | "readmissing" | "scan");
         if reads && !filled.exists() {
             eprintln!("  {engine}: filling a database for the read workloads");
-            child(engine, "fillrandom", &filled, a.num, cache)?;
+            child(engine, "fillrandom", &filled, s, cache)?;
         }
         let dir = if reads {
             filled.clone()
@@ -125,9 +156,9 @@ fn run_engine(engine: &str, a: &Args, base: &Path) -> Res<BTreeMap<String, Value
             base.join(format!("{engine}-{w}"))
         };
         if w == "open" {
-            child(engine, "fillwal", &dir, a.num, cache)?;
+            child(engine, "fillwal", &dir, s, cache)?;
         }
-        let r = child(engine, w, &dir, a.num, cache)?;
+        let r = child(engine, w, &dir, s, cache)?;
         eprintln!(
             "  {engine} {w}: {:.0} ops/s",
             r["ops_per_sec"].as_f64().unwrap_or(0.0)
@@ -151,21 +182,39 @@ fn main() {
 fn real_main() -> Res<()> {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("--child") {
-        let [_, _, engine, workload, dir, n, cache] = &argv[..] else {
-            return Err("usage: --child ENGINE WORKLOAD DIR N CACHE".into());
+        let [_, _, engine, workload, dir, n, cache, keys, value_len] = &argv[..] else {
+            return Err("usage: --child ENGINE WORKLOAD DIR N CACHE KEYS VALUE_LEN".into());
         };
-        return workload::run(engine, workload, Path::new(dir), n.parse()?, cache.parse()?);
+        let s = Spec {
+            keys: Keys::parse(keys)?,
+            n: n.parse()?,
+            value_len: value_len.parse()?,
+        };
+        return workload::run(engine, workload, Path::new(dir), s, cache.parse()?);
     }
     let a = parse_args()?;
     let scratch = tempfile::tempdir_in(a.dir.clone().unwrap_or_else(std::env::temp_dir))?;
-    let mut all: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
-    for e in &a.engines {
-        eprintln!("{e}:");
-        all.insert(e.clone(), run_engine(e, &a, scratch.path())?);
+    // shape ("padded-100") -> engine -> workload -> result
+    let mut runs: BTreeMap<String, BTreeMap<String, BTreeMap<String, Value>>> = BTreeMap::new();
+    for &keys in &a.keys {
+        for &value_len in &a.value_sizes {
+            let s = Spec {
+                keys,
+                n: a.num,
+                value_len,
+            };
+            let shape = format!("{}-{value_len}", keys.name());
+            let mut all = BTreeMap::new();
+            for e in &a.engines {
+                eprintln!("{shape} {e}:");
+                all.insert(e.clone(), run_engine(e, &a, s, scratch.path())?);
+            }
+            print_table(&a, s, &all);
+            runs.insert(shape, all);
+        }
     }
-    print_table(&a, &all);
     if let Some(p) = &a.json {
-        std::fs::write(p, serde_json::to_string_pretty(&all)?)?;
+        std::fs::write(p, serde_json::to_string_pretty(&runs)?)?;
     }
     Ok(())
 }
@@ -174,46 +223,65 @@ fn num(v: Option<&Value>, field: &str) -> Option<f64> {
     v?.get(field)?.as_f64()
 }
 
-fn print_table(a: &Args, all: &BTreeMap<String, BTreeMap<String, Value>>) {
-    let peers: Vec<&String> = a.engines.iter().filter(|e| *e != "kstone").collect();
-    let k = all.get("kstone");
+/// KeystoneDB's columns (`kstone`, `kstone-sk`) and the rest.
+fn is_kstone(engine: &str) -> bool {
+    engine.starts_with("kstone")
+}
+
+fn print_table(a: &Args, s: Spec, all: &BTreeMap<String, BTreeMap<String, Value>>) {
+    let ours: Vec<&String> = a.engines.iter().filter(|e| is_kstone(e)).collect();
     println!(
-        "\n{} keys (16 B) x 100 B values, {} MiB block cache; sync workloads: {} writes",
+        "\n{} keys ({} shape, 16 B) x {} B values, {} MiB block cache; sync workloads: {} writes",
         a.num,
+        s.keys.name(),
+        s.value_len,
         a.cache_mb,
         workload::sync_ops(a.num)
     );
     print!("{:<12}", "workload");
     for e in &a.engines {
-        print!(" {:>12}", e);
+        print!(" {:>13}", e);
     }
-    for p in &peers {
-        print!(" {:>10}", format!("vs {p}"));
+    if !ours.is_empty() {
+        print!(" {:>13}", "best peer");
+    }
+    for k in &ours {
+        print!(" {:>13}", format!("{k}/best"));
     }
     println!();
+    // Ratios: ours / best peer, oriented so that above 1 = KeystoneDB ahead.
     let row =
         |label: &str, vals: Vec<Option<f64>>, higher_better: bool, fmt: &dyn Fn(f64) -> String| {
             print!("{label:<12}");
             for v in &vals {
-                print!(" {:>12}", v.map_or("-".into(), fmt));
+                print!(" {:>13}", v.map_or("-".into(), fmt));
             }
-            let kv = if a.engines.first().map(String::as_str) == Some("kstone") || k.is_some() {
-                a.engines
-                    .iter()
-                    .position(|e| e == "kstone")
-                    .and_then(|i| vals[i])
-            } else {
-                None
-            };
-            for p in &peers {
-                let pv = a.engines.iter().position(|e| e == *p).and_then(|i| vals[i]);
-                let ratio = match (kv, pv) {
-                    (Some(kv), Some(pv)) if kv > 0.0 && pv > 0.0 => {
+            let best = a
+                .engines
+                .iter()
+                .zip(&vals)
+                .filter(|(e, v)| !is_kstone(e) && v.is_some_and(|v| v > 0.0))
+                .map(|(e, v)| (e, v.unwrap_or(0.0)))
+                .reduce(|x, y| {
+                    let y_better = if higher_better { y.1 > x.1 } else { y.1 < x.1 };
+                    if y_better {
+                        y
+                    } else {
+                        x
+                    }
+                });
+            if !ours.is_empty() {
+                print!(" {:>13}", best.map_or("-".into(), |(e, _)| e.to_string()));
+            }
+            for k in &ours {
+                let kv = a.engines.iter().position(|e| e == *k).and_then(|i| vals[i]);
+                let ratio = match (kv, best) {
+                    (Some(kv), Some((_, pv))) if kv > 0.0 => {
                         Some(if higher_better { kv / pv } else { pv / kv })
                     }
                     _ => None,
                 };
-                print!(" {:>10}", ratio.map_or("-".into(), |r| format!("{r:.2}x")));
+                print!(" {:>13}", ratio.map_or("-".into(), |r| format!("{r:.2}x")));
             }
             println!();
         };
@@ -242,7 +310,7 @@ fn print_table(a: &Args, all: &BTreeMap<String, BTreeMap<String, Value>>) {
             .map(|e| all.get(e).and_then(|m| m.get(w)).and_then(f))
             .collect()
     };
-    let user = (2 * a.num * (workload::KEY_LEN + workload::VALUE_LEN) as u64) as f64;
+    let user = (2 * a.num * (workload::KEY_LEN + s.value_len) as u64) as f64;
     if a.workloads.iter().any(|w| w == "overwrite") {
         let wa = metric("overwrite", &|r| Some(r["written"].as_f64()? / user));
         row("write amp", wa, false, &|v| format!("{v:.2}"));
@@ -256,7 +324,7 @@ fn print_table(a: &Args, all: &BTreeMap<String, BTreeMap<String, Value>>) {
         row("read RSS MiB", rss, false, &|v| format!("{v:.0}"));
     }
     println!(
-        "\nops/s and ratios: higher is better for KeystoneDB (ratio = KeystoneDB / peer);\n\
-         open, write amplification, disk and RSS: ratio = peer / KeystoneDB (above 1 = KeystoneDB smaller)."
+        "\nratio = KeystoneDB vs the best peer on that row, above 1 = KeystoneDB ahead\n\
+         (ops/s: ours / best; open, write amplification, disk and RSS: best / ours)."
     );
 }

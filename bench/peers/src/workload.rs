@@ -1,13 +1,13 @@
-//! db_bench-style workloads with fixed seeds: 16-byte keys, 100-byte
-//! incompressible values. Each runs in its own process (so peak RSS and
-//! bytes written are that workload's alone) and prints one JSON line.
+//! db_bench-style workloads with fixed seeds: 16-byte keys in one of two
+//! shapes, incompressible values of a chosen size. Each runs in its own
+//! process (so peak RSS and bytes written are that workload's alone) and
+//! prints one JSON line.
 
 use std::path::Path;
 use std::time::Instant;
 
 use crate::engines::{open, Engine, Res};
 
-pub const VALUE_LEN: usize = 100;
 pub const KEY_LEN: usize = 16;
 
 /// splitmix64: the same keys and values in every run and for every engine.
@@ -18,32 +18,107 @@ pub fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The i-th key: random order (a hashed prefix), or ascending for `fillseq`
-/// (100 keys share a prefix, which KeystoneDB uses as the partition key).
-pub fn key(i: u64, sequential: bool) -> [u8; KEY_LEN] {
-    let mut k = [0u8; KEY_LEN];
-    let hi = if sequential { i / 100 } else { mix(i) };
-    k[..8].copy_from_slice(&hi.to_be_bytes());
-    k[8..].copy_from_slice(&i.to_be_bytes());
+/// What the keys look like.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Keys {
+    /// 8 hashed bytes then the big-endian index (ascending for `fillseq`,
+    /// where 100 keys share the first 8 bytes).
+    Random,
+    /// Zero-padded decimal ids, `0000000000123456`: long common prefixes,
+    /// the shape of `user#0000012345` keys. Written ids are even, so a
+    /// missing key (an odd id) lies between written ones.
+    Padded,
+}
+
+impl Keys {
+    pub const ALL: [&'static str; 2] = ["random", "padded"];
+
+    pub fn parse(s: &str) -> Res<Keys> {
+        match s {
+            "random" => Ok(Keys::Random),
+            "padded" => Ok(Keys::Padded),
+            other => Err(format!("unknown key shape {other} (random or padded)").into()),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Keys::Random => "random",
+            Keys::Padded => "padded",
+        }
+    }
+
+    /// The i-th of `n` keys, in ascending order for `sequential`, else in a
+    /// fixed random order.
+    pub fn key(self, i: u64, n: u64, sequential: bool) -> [u8; KEY_LEN] {
+        match self {
+            Keys::Random => {
+                let mut k = [0u8; KEY_LEN];
+                let hi = if sequential { i / 100 } else { mix(i) };
+                k[..8].copy_from_slice(&hi.to_be_bytes());
+                k[8..].copy_from_slice(&i.to_be_bytes());
+                k
+            }
+            Keys::Padded => {
+                let id = if sequential { i } else { permute(i, n) };
+                padded(2 * id)
+            }
+        }
+    }
+
+    /// A key no workload writes (the j-th).
+    pub fn missing(self, j: u64, n: u64) -> [u8; KEY_LEN] {
+        match self {
+            Keys::Random => {
+                let mut k = [0u8; KEY_LEN];
+                k[..8].copy_from_slice(&mix(j ^ 0xdead_beef).to_be_bytes());
+                k[8..].copy_from_slice(&(u64::MAX - j).to_be_bytes());
+                k
+            }
+            Keys::Padded => padded(2 * permute(j % n, n) + 1),
+        }
+    }
+
+    /// Where KeystoneDB's partition key ends in `kstone-sk`, which stores
+    /// the key as partition + sort key: 8 bytes of the random shape (100
+    /// items per partition in `fillseq`), or 12 digits of an id (5,000 ids
+    /// per partition).
+    pub fn partition_len(self) -> usize {
+        match self {
+            Keys::Random => 8,
+            Keys::Padded => 12,
+        }
+    }
+}
+
+fn padded(mut id: u64) -> [u8; KEY_LEN] {
+    let mut k = [b'0'; KEY_LEN];
+    for d in k.iter_mut().rev() {
+        *d = b'0' + (id % 10) as u8;
+        id /= 10;
+    }
     k
 }
 
-/// A key no workload writes.
-fn missing_key(j: u64) -> [u8; KEY_LEN] {
-    let mut k = [0u8; KEY_LEN];
-    k[..8].copy_from_slice(&mix(j ^ 0xdead_beef).to_be_bytes());
-    k[8..].copy_from_slice(&(u64::MAX - j).to_be_bytes());
-    k
+/// A prime (Knuth's multiplicative hash constant): every `n` below it is
+/// coprime to it, so `permute` is a bijection.
+pub const PERMUTE_PRIME: u64 = 2_654_435_761;
+
+/// A bijection of `0..n` (for `n < PERMUTE_PRIME`), so a random-order fill
+/// still writes every id exactly once.
+fn permute(i: u64, n: u64) -> u64 {
+    let n = n.max(1) as u128;
+    ((i as u128 * PERMUTE_PRIME as u128 + 12_345) % n) as u64
 }
 
-pub fn value(i: u64, pass: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(VALUE_LEN + 8);
+pub fn value(i: u64, pass: u64, len: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(len + 8);
     let mut x = i ^ (pass << 40) ^ 0x5eed;
-    while v.len() < VALUE_LEN {
+    while v.len() < len {
         x = mix(x);
         v.extend_from_slice(&x.to_le_bytes());
     }
-    v.truncate(VALUE_LEN);
+    v.truncate(len);
     v
 }
 
@@ -88,15 +163,24 @@ fn proc_field(file: &str, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The data a workload writes: `n` keys of one shape, values of one size.
+#[derive(Clone, Copy)]
+pub struct Spec {
+    pub keys: Keys,
+    pub n: u64,
+    pub value_len: usize,
+}
+
 /// Write keys `i ≡ t (mod threads)` of `0..n` from `threads` threads.
-fn fill(db: &dyn Engine, n: u64, threads: u64, seq: bool, sync: bool, pass: u64) -> Res<()> {
-    std::thread::scope(|s| {
+fn fill(db: &dyn Engine, s: Spec, threads: u64, seq: bool, sync: bool, pass: u64) -> Res<()> {
+    std::thread::scope(|scope| {
         let hs: Vec<_> = (0..threads)
             .map(|t| {
-                s.spawn(move || -> Res<()> {
+                scope.spawn(move || -> Res<()> {
                     let mut i = t;
-                    while i < n {
-                        db.put(&key(i, seq), &value(i, pass), sync)?;
+                    while i < s.n {
+                        let k = s.keys.key(i, s.n, seq);
+                        db.put(&k, &value(i, pass, s.value_len), sync)?;
                         i += threads;
                     }
                     Ok(())
@@ -109,27 +193,28 @@ fn fill(db: &dyn Engine, n: u64, threads: u64, seq: bool, sync: bool, pass: u64)
 }
 
 /// Run one workload in this process and print its result as JSON.
-pub fn run(engine: &str, workload: &str, dir: &Path, n: u64, cache: usize) -> Res<()> {
+pub fn run(engine: &str, workload: &str, dir: &Path, s: Spec, cache: usize) -> Res<()> {
     let sync = workload.starts_with("fillsync");
     let t_open = Instant::now();
-    let db = open(engine, dir, cache, sync)?;
+    let db = open(engine, dir, cache, sync, s.keys)?;
     let open_secs = t_open.elapsed().as_secs_f64();
     let w0 = written_bytes();
     let t = Instant::now();
+    let n = s.n;
     let mut ops = n;
     match workload {
-        "fillseq" => fill(&*db, n, 1, true, false, 0)?,
-        "fillrandom" => fill(&*db, n, 1, false, false, 0)?,
-        "fillrandom4" => fill(&*db, n, 4, false, false, 0)?,
+        "fillseq" => fill(&*db, s, 1, true, false, 0)?,
+        "fillrandom" => fill(&*db, s, 1, false, false, 0)?,
+        "fillrandom4" => fill(&*db, s, 4, false, false, 0)?,
         "fillsync1" | "fillsync4" => {
             ops = sync_ops(n);
             let threads = if workload == "fillsync4" { 4 } else { 1 };
-            fill(&*db, ops, threads, false, true, 0)?
+            fill(&*db, Spec { n: ops, ..s }, threads, false, true, 0)?
         }
         "batch" => {
             let mut b = Vec::with_capacity(1000);
             for i in 0..n {
-                b.push((key(i, false), value(i, 0)));
+                b.push((s.keys.key(i, n, false), value(i, 0, s.value_len)));
                 if b.len() == 1000 {
                     db.batch(&b)?;
                     b.clear();
@@ -140,13 +225,13 @@ pub fn run(engine: &str, workload: &str, dir: &Path, n: u64, cache: usize) -> Re
             }
         }
         "overwrite" => {
-            fill(&*db, n, 1, false, false, 0)?;
-            fill(&*db, n, 1, false, false, 1)?;
+            fill(&*db, s, 1, false, false, 0)?;
+            fill(&*db, s, 1, false, false, 1)?;
             ops = 2 * n;
         }
         "fillwal" => {
             // Leave a large unflushed log behind: durable, then exit without closing.
-            fill(&*db, n, 1, false, false, 0)?;
+            fill(&*db, s, 1, false, false, 0)?;
             db.durable()?;
             report(
                 engine,
@@ -162,7 +247,7 @@ pub fn run(engine: &str, workload: &str, dir: &Path, n: u64, cache: usize) -> Re
         }
         "open" => {
             ops = 1;
-            if db.get(&key(0, false))?.is_none() {
+            if db.get(&s.keys.key(0, n, false))?.is_none() {
                 return Err("open: the first key is missing".into());
             }
         }
@@ -171,14 +256,14 @@ pub fn run(engine: &str, workload: &str, dir: &Path, n: u64, cache: usize) -> Re
             for _ in 0..n {
                 x = mix(x);
                 let i = x % n;
-                if db.get(&key(i, false))? != Some(VALUE_LEN) {
+                if db.get(&s.keys.key(i, n, false))? != Some(s.value_len) {
                     return Err(format!("readrandom: key {i} missing").into());
                 }
             }
         }
         "readmissing" => {
             for j in 0..n {
-                if db.get(&missing_key(j))?.is_some() {
+                if db.get(&s.keys.missing(j, n))?.is_some() {
                     return Err("readmissing: found a key never written".into());
                 }
             }

@@ -415,7 +415,7 @@ impl Repository {
                     ..Options::default()
                 },
             )?;
-            db.apply_logged(records)?;
+            db.ingest_logged(records)?;
             db.close()?;
             check_database(staging)
         })?;

@@ -11,6 +11,7 @@ use crate::background::Background;
 use crate::error::{Error, Result};
 use crate::manifest::SstMeta;
 use crate::memory::MemoryBudget;
+use crate::memtable::Memtable;
 use crate::mutex::lock;
 use crate::sst::reader::TableReader;
 use crate::stripe::{FlushCtx, Sealed, StripeState};
@@ -33,12 +34,23 @@ pub(crate) fn flush_sealed(
     }
 }
 
-fn flush_one(cx: &FlushCtx<'_>, stripe: &Mutex<StripeState>, sealed: &Arc<Sealed>) -> Result<()> {
+/// An SST of the stripe holding `mem`'s entries, fsynced and opened, not yet
+/// in any manifest (the caller commits it). With `sync_dir` false the caller
+/// fsyncs the `sst` directory before that commit (one fsync for many tables).
+pub(crate) fn write_table(
+    cx: &FlushCtx<'_>,
+    mem: &Memtable,
+    sync_dir: bool,
+) -> Result<(SstMeta, Arc<TableReader>)> {
     let (id, path, mut b) = cx.new_table()?;
-    for (key, lsn, value) in sealed.mem.iter_refs() {
+    for (key, lsn, value) in mem.iter_refs() {
         b.add_ref(key, lsn, value)?;
     }
-    let built = b.finish()?;
+    let built = if sync_dir {
+        b.finish()?
+    } else {
+        b.finish_leaving_dir_sync()?
+    };
     cx.written.flush.fetch_add(built.size, Ordering::Relaxed);
     let table = match TableReader::open_cached(&path, cx.cache, id) {
         Ok(t) => Arc::new(t),
@@ -48,7 +60,18 @@ fn flush_one(cx: &FlushCtx<'_>, stripe: &Mutex<StripeState>, sealed: &Arc<Sealed
             return Err(e);
         }
     };
+    let meta = SstMeta {
+        id,
+        size: built.size,
+        entries: built.props.entries,
+        min_lsn: built.props.min_lsn,
+        max_lsn: built.props.max_lsn,
+    };
+    Ok((meta, table))
+}
 
+fn flush_one(cx: &FlushCtx<'_>, stripe: &Mutex<StripeState>, sealed: &Arc<Sealed>) -> Result<()> {
+    let (meta, table) = write_table(cx, &sealed.mem, true)?;
     let mut st = lock(stripe);
     if !st.sealed.last().is_some_and(|x| Arc::ptr_eq(x, sealed)) {
         return Err(Error::Internal(
@@ -58,16 +81,7 @@ fn flush_one(cx: &FlushCtx<'_>, stripe: &Mutex<StripeState>, sealed: &Arc<Sealed
     cx.versions.commit(|next| {
         let next_id = next.next_file_id;
         let sm = next.stripes.entry(cx.stripe as u16).or_default();
-        sm.ssts.insert(
-            0,
-            SstMeta {
-                id,
-                size: built.size,
-                entries: built.props.entries,
-                min_lsn: built.props.min_lsn,
-                max_lsn: built.props.max_lsn,
-            },
-        );
+        sm.ssts.insert(0, meta);
         sm.flushed_lsn = sm.flushed_lsn.max(sealed.mem.max_lsn());
         sm.max_ts = sm.max_ts.max(sealed.mem.max_ts());
         // Segments older than the first one still holding unflushed records

@@ -11,14 +11,14 @@ use crate::entry::Entry;
 use crate::model::key::{Key, KeyRef};
 use crate::read::range::KeyRange;
 
-/// One version of a key as a memtable holds it: the partition key's first 8
-/// bytes inline, so most comparisons in the B-tree are decided without
+/// One version of a key as a memtable holds it: the key's first bytes inline
+/// ([`Head`]), so most comparisons in the B-tree are decided without
 /// following a pointer (a cache miss each on a large memtable), and pk, sk
 /// and value in one allocation, so a write costs one allocation (and the
 /// flush that retires it one free) instead of three.
 #[derive(Debug)]
 pub struct MemEntry {
-    prefix: u64,
+    head: Head,
     lsn: u64,
     /// The pk's bytes, then the sk's, then the value's.
     bytes: Box<[u8]>,
@@ -41,7 +41,7 @@ impl MemEntry {
         bytes.extend_from_slice(sk);
         bytes.extend_from_slice(v);
         MemEntry {
-            prefix: prefix(key.pk),
+            head: Head::of(key),
             lsn,
             bytes: bytes.into_boxed_slice(),
             pk_len: key.pk.len() as u16,
@@ -94,44 +94,89 @@ impl MemEntry {
     }
 }
 
-/// First 8 bytes of `pk`, zero-padded, big-endian: if two prefixes differ,
-/// they order as the keys do (padding is the smallest byte).
-fn prefix(pk: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = pk.len().min(8);
-    b[..n].copy_from_slice(&pk[..n]);
-    u64::from_be_bytes(b)
+/// The first 16 bytes of the pk and the first 8 of the sk, zero-padded,
+/// as big-endian words. Keys are often ids with a long common prefix
+/// (`user#0000012345`), which 8 bytes alone cannot tell apart; 16 hold a
+/// whole key of that shape, and the sk's head decides among the items of
+/// one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    pk: [u64; 2],
+    sk: u64,
+}
+
+impl Head {
+    fn of(key: KeyRef<'_>) -> Head {
+        Head {
+            pk: [word(key.pk, 0), word(key.pk, 8)],
+            sk: key.sk.map_or(0, |sk| word(sk, 0)),
+        }
+    }
+}
+
+/// Bytes `at..at + 8` of `b`, zero-padded, big-endian: where two such words
+/// differ, the byte strings order as the words do (padding is the smallest
+/// byte, and a string that ends first is a prefix of the other so far).
+fn word(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    if let Some(rest) = b.get(at..) {
+        let n = rest.len().min(8);
+        w[..n].copy_from_slice(&rest[..n]);
+    }
+    u64::from_be_bytes(w)
+}
+
+/// Order two keys exactly as `KeyRef`'s `Ord` does, reading the heads first
+/// and the keys' bytes (behind a pointer) only when the heads cannot decide.
+fn cmp_keys(a: (Head, KeyRef<'_>), b: (Head, KeyRef<'_>)) -> Ordering {
+    let ((ha, ka), (hb, kb)) = (a, b);
+    if ha.pk != hb.pk {
+        return ha.pk.cmp(&hb.pk);
+    }
+    // Equal heads and equal lengths up to 16 bytes: the pks are equal, so the
+    // sks decide (no sk first), by their heads when those differ.
+    if ka.pk.len() <= 16 && ka.pk.len() == kb.pk.len() {
+        return match (ka.sk, kb.sk) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Less,
+            (Some(_), None) => Ordering::Greater,
+            (Some(_), Some(_)) if ha.sk != hb.sk => ha.sk.cmp(&hb.sk),
+            (Some(x), Some(y)) if x.len() <= 8 && x.len() == y.len() => Ordering::Equal,
+            (Some(x), Some(y)) => crate::model::key::cmp_bytes(x, y),
+        };
+    }
+    ka.cmp(&kb)
 }
 
 /// What a lookup compares: an owned [`MemEntry`] or a borrowed probe, so
 /// that `get` and `range` need not build (allocate) an entry.
 trait Lookup {
-    fn parts(&self) -> (u64, KeyRef<'_>);
+    fn parts(&self) -> (Head, KeyRef<'_>);
 }
 
 impl Lookup for MemEntry {
-    fn parts(&self) -> (u64, KeyRef<'_>) {
-        (self.prefix, self.key_ref())
+    fn parts(&self) -> (Head, KeyRef<'_>) {
+        (self.head, self.key_ref())
     }
 }
 
-impl Lookup for (u64, &Key) {
-    fn parts(&self) -> (u64, KeyRef<'_>) {
+impl Lookup for (Head, &Key) {
+    fn parts(&self) -> (Head, KeyRef<'_>) {
         (self.0, self.1.as_key_ref())
     }
 }
 
-impl Lookup for (u64, KeyRef<'_>) {
-    fn parts(&self) -> (u64, KeyRef<'_>) {
+impl Lookup for (Head, KeyRef<'_>) {
+    fn parts(&self) -> (Head, KeyRef<'_>) {
         (self.0, self.1)
     }
 }
 
-fn probe(key: &Key) -> (u64, &Key) {
-    (prefix(&key.pk), key)
+fn probe(key: &Key) -> (Head, &Key) {
+    (Head::of(key.as_key_ref()), key)
 }
 
-fn as_dyn<'a, 'k>(b: &'a Bound<(u64, &'k Key)>) -> Bound<&'a (dyn Lookup + 'k)> {
+fn as_dyn<'a, 'k>(b: &'a Bound<(Head, &'k Key)>) -> Bound<&'a (dyn Lookup + 'k)> {
     match b {
         Bound::Included(p) => Bound::Included(p),
         Bound::Excluded(p) => Bound::Excluded(p),
@@ -147,8 +192,7 @@ impl<'a> Borrow<dyn Lookup + 'a> for MemEntry {
 
 impl Ord for dyn Lookup + '_ {
     fn cmp(&self, other: &Self) -> Ordering {
-        let (a, b) = (self.parts(), other.parts());
-        a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1))
+        cmp_keys(self.parts(), other.parts())
     }
 }
 
@@ -224,7 +268,7 @@ impl Memtable {
 
     /// The version of `key` held here, lent (a read needs no copy of it).
     pub fn get_ref(&self, key: KeyRef<'_>) -> Option<&MemEntry> {
-        let p = (prefix(key.pk), key);
+        let p = (Head::of(key), key);
         self.set.get(&p as &dyn Lookup)
     }
 
@@ -292,65 +336,122 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    /// Partition keys around the 8-byte inline prefix: short, exactly 8,
-    /// longer, with zero bytes (the prefix's padding value) at the end.
-    fn pk_strategy() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
-        proptest::collection::vec(
-            proptest::prop_oneof![Just(0u8), Just(1u8), Just(0xffu8)],
-            1..11,
+    /// A common prefix of one of `lens` bytes, then a short tail: keys that
+    /// share the inline heads, end inside or just past them, or end in zero
+    /// bytes (the heads' padding value).
+    fn shared_prefix(
+        lens: &'static [usize],
+        tail: usize,
+    ) -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        let bytes = proptest::prop_oneof![Just(0u8), Just(1u8), Just(b'0'), Just(0xffu8)];
+        (
+            proptest::sample::select(lens),
+            proptest::collection::vec(bytes, 0..tail),
         )
+            .prop_map(|(n, tail)| {
+                let mut k = vec![b'0'; n];
+                k.extend(tail);
+                k
+            })
+    }
+
+    /// Partition keys around the 16-byte head (never empty).
+    fn pk_strategy() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        shared_prefix(&[0, 6, 8, 12, 15, 16], 6).prop_map(|mut k| {
+            if k.is_empty() {
+                k.push(1);
+            }
+            k
+        })
     }
     use proptest::prelude::*;
 
+    /// Lookups and ranges agree with a map ordered by `Key` alone.
+    fn agrees_with_model(
+        keys: &[(Vec<u8>, Option<Vec<u8>>)],
+        lo: usize,
+        hi: usize,
+        reverse: bool,
+    ) -> Result<(), TestCaseError> {
+        let mut m = Memtable::default();
+        let mut model = BTreeMap::new();
+        // Every third write a tombstone, the others a value of i bytes,
+        // so entries with and without sks, values and tombstones mix.
+        let value = |i: usize| (!i.is_multiple_of(3)).then(|| vec![i as u8; i]);
+        for (i, (pk, sk)) in keys.iter().enumerate() {
+            let k = Key::new(pk, sk.as_deref()).unwrap();
+            let v = value(i);
+            m.insert(MemEntry::new(k.as_key_ref(), i as u64 + 1, v.as_deref()), 0);
+            model.insert(k, (i as u64 + 1, v));
+        }
+        let all: Vec<Key> = model.keys().cloned().collect();
+        for k in &all {
+            let got = m
+                .get(k)
+                .map(|e| (e.key, e.lsn, e.value.map(|v| v.to_vec())));
+            let (lsn, v) = model[k].clone();
+            prop_assert_eq!(got, Some((k.clone(), lsn, v)));
+        }
+        let refs: Vec<(Key, u64, Option<Vec<u8>>)> = m
+            .iter_refs()
+            .map(|(k, lsn, v)| (k.to_key(), lsn, v.map(<[u8]>::to_vec)))
+            .collect();
+        let want_refs: Vec<(Key, u64, Option<Vec<u8>>)> = model
+            .iter()
+            .map(|(k, (lsn, v))| (k.clone(), *lsn, v.clone()))
+            .collect();
+        prop_assert_eq!(refs, want_refs);
+        let (a, b) = (&all[lo % all.len()], &all[hi % all.len()]);
+        let range = KeyRange {
+            lo: Bound::Included(a.clone()),
+            hi: Bound::Excluded(b.clone()),
+        };
+        let got: Vec<Key> = m
+            .range(&range, reverse)
+            .into_iter()
+            .map(|e| e.key)
+            .collect();
+        let mut want: Vec<Key> = if a < b {
+            model
+                .range(a.clone()..b.clone())
+                .map(|(k, _)| k.clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if reverse {
+            want.reverse();
+        }
+        prop_assert_eq!(got, want);
+        let iterated: Vec<Key> = m.iter().map(|e| e.key).collect();
+        prop_assert_eq!(iterated, all);
+        Ok(())
+    }
+
     proptest! {
-        /// Lookups and ranges agree with a map ordered by `Key` alone.
         #[test]
         fn prefix_keys_order_like_keys(
             keys in proptest::collection::vec(
-                (pk_strategy(), proptest::option::of(proptest::collection::vec(0u8..3, 0..3))),
+                (pk_strategy(), proptest::option::of(shared_prefix(&[0, 4, 7, 8], 4))),
                 1..40),
             lo in 0usize..40, hi in 0usize..40, reverse in any::<bool>(),
         ) {
-            let mut m = Memtable::default();
-            let mut model = BTreeMap::new();
-            // Every third write a tombstone, the others a value of i bytes,
-            // so entries with and without sks, values and tombstones mix.
-            let value = |i: usize| (!i.is_multiple_of(3)).then(|| vec![i as u8; i]);
-            for (i, (pk, sk)) in keys.iter().enumerate() {
-                let k = Key::new(pk, sk.as_deref()).unwrap();
-                let v = value(i);
-                m.insert(MemEntry::new(k.as_key_ref(), i as u64 + 1, v.as_deref()), 0);
-                model.insert(k, (i as u64 + 1, v));
-            }
-            let all: Vec<Key> = model.keys().cloned().collect();
-            for k in &all {
-                let got = m.get(k).map(|e| (e.key, e.lsn, e.value.map(|v| v.to_vec())));
-                let (lsn, v) = model[k].clone();
-                prop_assert_eq!(got, Some((k.clone(), lsn, v)));
-            }
-            let refs: Vec<(Key, u64, Option<Vec<u8>>)> = m
-                .iter_refs()
-                .map(|(k, lsn, v)| (k.to_key(), lsn, v.map(<[u8]>::to_vec)))
-                .collect();
-            let want_refs: Vec<(Key, u64, Option<Vec<u8>>)> = model
-                .iter()
-                .map(|(k, (lsn, v))| (k.clone(), *lsn, v.clone()))
-                .collect();
-            prop_assert_eq!(refs, want_refs);
-            let (a, b) = (&all[lo % all.len()], &all[hi % all.len()]);
-            let range = KeyRange { lo: Bound::Included(a.clone()), hi: Bound::Excluded(b.clone()) };
-            let got: Vec<Key> = m.range(&range, reverse).into_iter().map(|e| e.key).collect();
-            let mut want: Vec<Key> = if a < b {
-                model.range(a.clone()..b.clone()).map(|(k, _)| k.clone()).collect()
-            } else {
-                Vec::new()
-            };
-            if reverse {
-                want.reverse();
-            }
-            prop_assert_eq!(got, want);
-            let iterated: Vec<Key> = m.iter().map(|e| e.key).collect();
-            prop_assert_eq!(iterated, all);
+            agrees_with_model(&keys, lo, hi, reverse)?;
+        }
+
+        /// Many items in a few partitions whose pks fill the head or pass
+        /// it: the sks' heads and lengths decide.
+        #[test]
+        fn sort_keys_order_like_keys(
+            keys in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![vec![b'0'; 15], vec![b'0'; 16], vec![b'0'; 17]]),
+                    proptest::option::of(shared_prefix(&[0, 7, 8, 8], 3)),
+                ),
+                1..40),
+            lo in 0usize..40, hi in 0usize..40, reverse in any::<bool>(),
+        ) {
+            agrees_with_model(&keys, lo, hi, reverse)?;
         }
     }
 

@@ -6,6 +6,7 @@
 //! [pins](crate::snapshot::registry::Pins), the [background](crate::background)
 //! queue — and hands each flush, compaction and snapshot the ones it needs.
 
+mod ingest;
 mod write_path;
 
 use std::fs;
@@ -20,7 +21,6 @@ use crate::fsio::{now_micros, sync_dir};
 use crate::lock::DbLock;
 use crate::manifest::Manifest;
 use crate::memory::MemoryBudget;
-use crate::memtable::MemEntry;
 use crate::model::key::{Key, KeyRef, STRIPES};
 use crate::model::key_attr::KeyAttr;
 use crate::model::key_schema::KeySchema;
@@ -33,7 +33,6 @@ use crate::stats::Stats;
 use crate::stripe::{FlushCtx, StripeState};
 use crate::versions::VersionSet;
 use crate::wal::log::{Clock, Wal};
-use crate::wal::record::{Op, Record};
 use crate::write::{prepare, Pending, WriteBatch, WriteOp};
 
 /// The engine's parts, private to this module: other modules get the
@@ -365,37 +364,6 @@ impl Database {
     /// Returns its LSN and commit timestamp.
     pub fn create_restore_point(&self, name: &str) -> Result<(u64, u64)> {
         self.shared.restore_point(name)
-    }
-
-    /// Re-apply logged records with their original LSNs and timestamps (used
-    /// by point-in-time restore to roll a restored backup forward). Records
-    /// must be in increasing LSN order, all above the database's last LSN.
-    pub fn apply_logged(&self, records: Vec<Record>) -> Result<()> {
-        let (last, _) = self.shared.wal.last_stamp();
-        let mut prev = last;
-        for r in &records {
-            if r.lsn <= prev {
-                return Err(Error::InvalidInput(format!(
-                    "replayed LSN {} does not follow {prev}",
-                    r.lsn
-                )));
-            }
-            prev = r.lsn;
-        }
-        let ops = records
-            .into_iter()
-            .map(|r| {
-                let p = match r.op {
-                    Op::Put { key, value } => {
-                        Pending::Data(MemEntry::new(key.as_key_ref(), 0, Some(&value)))
-                    }
-                    Op::Delete { key } => Pending::Data(MemEntry::new(key.as_key_ref(), 0, None)),
-                    Op::Marker { name } => Pending::Marker(name),
-                };
-                (p, Some((r.lsn, r.ts)))
-            })
-            .collect();
-        self.shared.write_prepared(ops).map(|_| ())
     }
 
     /// Look up many keys; results in input order.

@@ -154,7 +154,17 @@ impl TableBuilder {
     }
 
     /// Write the metadata blocks and footer, fsync, and rename into place.
-    pub fn finish(mut self) -> Result<Built> {
+    pub fn finish(self) -> Result<Built> {
+        let path = self.path.clone();
+        let built = self.finish_leaving_dir_sync()?;
+        sync_dir(crate::fsio::parent(&path))?;
+        Ok(built)
+    }
+
+    /// [`finish`](Self::finish) but the directory's fsync, which the caller
+    /// owes before anything refers to the table (one fsync for a batch of
+    /// tables built together).
+    pub fn finish_leaving_dir_sync(mut self) -> Result<Built> {
         self.finish_block()?;
         if self.props.entries == 0 {
             self.props.min_lsn = 0;
@@ -184,7 +194,6 @@ impl TableBuilder {
         file.sync_all().ctx(&self.tmp)?;
         drop(file);
         std::fs::rename(&self.tmp, &self.path).ctx(&self.path)?;
-        sync_dir(crate::fsio::parent(&self.path))?;
         Ok(Built {
             path: self.path.clone(),
             size,
