@@ -210,10 +210,16 @@ impl PartialEq for dyn Lookup + '_ {
 
 impl Eq for dyn Lookup + '_ {}
 
-/// Entries order by key alone (a set holds one version per key).
+/// Entries order by key alone (a set holds one version per key). Static,
+/// not through `dyn Lookup`: an insert compares entries with entries, and
+/// most comparisons end at the pk heads.
 impl Ord for MemEntry {
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
-        (self as &dyn Lookup).cmp(other as &dyn Lookup)
+        if self.head.pk != other.head.pk {
+            return self.head.pk.cmp(&other.head.pk);
+        }
+        cmp_keys((self.head, self.key_ref()), (other.head, other.key_ref()))
     }
 }
 

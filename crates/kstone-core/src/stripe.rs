@@ -34,7 +34,7 @@ pub struct StripeState {
     /// segment records it as its predecessor.
     pub last_wal_id: u64,
     /// Largest LSN written to each of this stripe's segments (for archiving).
-    pub wal_max_lsn: std::collections::HashMap<u64, u64>,
+    pub wal_max_lsn: std::collections::BTreeMap<u64, u64>,
     /// Bytes of WAL written since the active memtable was started.
     pub wal_bytes: u64,
     /// Live SSTs, newest first.

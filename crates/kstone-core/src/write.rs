@@ -82,7 +82,7 @@ impl WriteBatch {
     /// Add a put of `item` at (pk, sk). An invalid key or item is refused
     /// here and leaves the batch as it was.
     pub fn put(&mut self, pk: &[u8], sk: Option<&[u8]>, item: &Item) -> Result<()> {
-        let e = SCRATCH.with_borrow_mut(|buf| prepare_put(pk, sk, item, buf))?;
+        let e = prepare_entry(pk, sk, item)?;
         self.ops.push((Pending::Data(e), None));
         Ok(())
     }
@@ -126,10 +126,13 @@ pub(crate) const SCRATCH_KEEP: usize = 64 << 10;
 pub(crate) fn prepare(op: &WriteOp) -> Result<MemEntry> {
     match op {
         WriteOp::Delete { pk, sk } => Ok(MemEntry::new(KeyRef::new(pk, sk.as_deref())?, 0, None)),
-        WriteOp::Put { pk, sk, item } => {
-            SCRATCH.with_borrow_mut(|buf| prepare_put(pk, sk.as_deref(), item, buf))
-        }
+        WriteOp::Put { pk, sk, item } => prepare_entry(pk, sk.as_deref(), item),
     }
+}
+
+/// Validate a put and encode its item into the entry the memtable keeps.
+pub(crate) fn prepare_entry(pk: &[u8], sk: Option<&[u8]>, item: &Item) -> Result<MemEntry> {
+    SCRATCH.with_borrow_mut(|buf| prepare_put(pk, sk, item, buf))
 }
 
 /// Check that a put would be accepted (key, item rules, size limit) without

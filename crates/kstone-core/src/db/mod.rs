@@ -21,6 +21,7 @@ use crate::fsio::{now_micros, sync_dir};
 use crate::lock::DbLock;
 use crate::manifest::Manifest;
 use crate::memory::MemoryBudget;
+use crate::memtable::MemEntry;
 use crate::model::key::{Key, KeyRef, STRIPES};
 use crate::model::key_attr::KeyAttr;
 use crate::model::key_schema::KeySchema;
@@ -310,16 +311,33 @@ impl Database {
     /// write's LSN. In `Sync` mode the write is durable when this returns.
     /// The key is checked against the [key schema](Database::key_schema).
     pub fn put(&self, pk: &[u8], sk: Option<&[u8]>, item: &Item) -> Result<u64> {
-        let mut batch = WriteBatch::with_capacity(1);
-        batch.put(pk, sk, item)?;
-        self.write(batch).map(|l| l[0])
+        // One operation: no batch, stamp or result vectors to allocate.
+        let e = crate::write::prepare_entry(pk, sk, item)?;
+        self.write_one(e)
     }
 
     /// Delete the item at (pk, sk) (a no-op if absent, but still logged).
     pub fn delete(&self, pk: &[u8], sk: Option<&[u8]>) -> Result<u64> {
-        let mut batch = WriteBatch::with_capacity(1);
-        batch.delete(pk, sk)?;
-        self.write(batch).map(|l| l[0])
+        self.write_one(MemEntry::new(KeyRef::new(pk, sk)?, 0, None))
+    }
+
+    /// Check one validated operation against the key schema, then log and
+    /// apply it alone.
+    fn write_one(&self, e: MemEntry) -> Result<u64> {
+        self.check_schema(&e)?;
+        self.shared
+            .write_one((Pending::Data(e), None))
+            .map(|(lsn, _)| lsn)
+    }
+
+    /// The key schema's rule for a put or a delete.
+    fn check_schema(&self, e: &MemEntry) -> Result<()> {
+        let schema = self.shared.versions.key_schema();
+        let k = e.key_ref();
+        match e.value() {
+            Some(_) => schema.check_put(k.pk, k.sk),
+            None => schema.check_key(k.pk, k.sk),
+        }
     }
 
     /// Apply a [`WriteBatch`] with one group commit: each touched stripe's
@@ -330,14 +348,9 @@ impl Database {
     /// all of them are durable, but a crash during the call can leave any
     /// subset of the batch applied. Later operations on the same key win.
     pub fn write(&self, batch: WriteBatch) -> Result<Vec<u64>> {
-        let schema = self.shared.versions.key_schema();
         for (op, _) in &batch.ops {
             if let Pending::Data(e) = op {
-                let k = e.key_ref();
-                match e.value() {
-                    Some(_) => schema.check_put(k.pk, k.sk)?,
-                    None => schema.check_key(k.pk, k.sk)?,
-                }
+                self.check_schema(e)?;
             }
         }
         Ok(self

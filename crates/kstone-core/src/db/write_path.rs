@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::memtable::MemEntry;
+use crate::model::key::STRIPES;
 use crate::mutex::lock;
 use crate::wal::commit_log::Retired;
 use crate::wal::record::{Op, Record};
@@ -32,6 +33,23 @@ impl Shared {
         Ok(r)
     }
 
+    /// [`write_prepared`](Self::write_prepared) of one operation, without
+    /// the vectors a batch needs (a single put is the common write).
+    pub(crate) fn write_one(&self, op: Stamped) -> Result<(u64, u64)> {
+        self.check_writable()?;
+        self.wal.check()?;
+        self.memory.throttle(&self.bg, &self.closing)?;
+        let mut stamps = [(0u64, 0u64)];
+        let mut retired = Vec::new();
+        let s = op.0.stripe();
+        let seq = self.log_stripe(s, std::iter::once((0, op)), &mut stamps, &mut retired)?;
+        for r in retired {
+            self.wal.retire(r)?;
+        }
+        self.wal.wait_durable(seq)?;
+        Ok(stamps[0])
+    }
+
     /// Log and apply `ops`: one WAL write per touched stripe, then (in `Sync`
     /// mode) one shared group-commit wait. Returns each op's (LSN, timestamp)
     /// in input order.
@@ -42,24 +60,33 @@ impl Shared {
         let mut stamps = vec![(0u64, 0u64); ops.len()];
         let mut last_seq = 0;
         let mut retired = Vec::new();
-        if ops.len() == 1 {
-            let s = ops[0].0.stripe();
-            last_seq =
-                self.log_stripe(s, ops.into_iter().enumerate(), &mut stamps, &mut retired)?;
-        } else {
-            // Grouped by stripe, input order within one (later ops on a key win).
-            let mut tagged: Vec<(usize, usize, Stamped)> = ops
-                .into_iter()
-                .enumerate()
-                .map(|(i, op)| (op.0.stripe(), i, op))
-                .collect();
-            tagged.sort_unstable_by_key(|t| (t.0, t.1));
-            let mut it = tagged.into_iter().peekable();
-            while let Some(&(s, _, _)) = it.peek() {
-                let group =
-                    std::iter::from_fn(|| it.next_if(|t| t.0 == s)).map(|(_, i, op)| (i, op));
-                last_seq = self.log_stripe(s, group, &mut stamps, &mut retired)?;
+        // Grouped by stripe, input order within one (later ops on a key
+        // win): a counting sort of indices, since an op is large to move
+        // around in a comparison sort.
+        let stripes: Vec<u16> = ops.iter().map(|op| op.0.stripe() as u16).collect();
+        let mut start = vec![0usize; STRIPES + 1];
+        for &s in &stripes {
+            start[usize::from(s) + 1] += 1;
+        }
+        for s in 0..STRIPES {
+            start[s + 1] += start[s];
+        }
+        let mut order = vec![0usize; ops.len()];
+        let mut next = start.clone();
+        for (i, &s) in stripes.iter().enumerate() {
+            order[next[usize::from(s)]] = i;
+            next[usize::from(s)] += 1;
+        }
+        let mut slots: Vec<Option<Stamped>> = ops.into_iter().map(Some).collect();
+        for s in 0..STRIPES {
+            let members = &order[start[s]..start[s + 1]];
+            if members.is_empty() {
+                continue;
             }
+            let group = members
+                .iter()
+                .filter_map(|&i| slots[i].take().map(|op| (i, op)));
+            last_seq = self.log_stripe(s, group, &mut stamps, &mut retired)?;
         }
         for r in retired {
             self.wal.retire(r)?;

@@ -7,7 +7,7 @@
 //! a round with fewer batches than the last one covered first gathers: it
 //! waits briefly for the last round's writers, who are about to write again.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -35,7 +35,7 @@ struct State {
     round: Option<Round>,
     /// Segments written since the last round opened, by segment id (a
     /// stripe may have sealed one segment and started another meanwhile).
-    dirty: HashMap<u64, Arc<File>>,
+    dirty: BTreeMap<u64, Arc<File>>,
     /// Set when an fsync fails: durability of later writes is unknown, so the
     /// database stops acknowledging writes.
     failed: Option<String>,
@@ -73,7 +73,8 @@ impl GroupCommit {
     pub fn note_written(&self, segment: u64, file: &Arc<File>) -> u64 {
         let mut s = self.lock();
         s.written += 1;
-        s.dirty.insert(segment, Arc::clone(file));
+        // Usually already dirty since the last round: no Arc traffic then.
+        s.dirty.entry(segment).or_insert_with(|| Arc::clone(file));
         if s.gathering {
             self.arrivals.notify_one();
         }
@@ -136,7 +137,8 @@ impl GroupCommit {
                     s.gathering = false;
                 }
                 None => {
-                    let pending: Vec<Arc<File>> = st.dirty.drain().map(|(_, f)| f).collect();
+                    let pending: Vec<Arc<File>> =
+                        std::mem::take(&mut st.dirty).into_values().collect();
                     if pending.is_empty() {
                         st.synced = st.written;
                         self.cv.notify_all();
