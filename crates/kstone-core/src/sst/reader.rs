@@ -217,19 +217,25 @@ impl TableReader {
 
     /// Read and check every block (used by integrity checks).
     pub fn verify(self: &Arc<Self>) -> Result<u64> {
+        // Entries lent from the block (no copy per entry); the previous key
+        // kept in one reused buffer.
+        let mut c = super::cursor::TableCursor::new(Arc::clone(self))?;
         let mut n = 0;
         let mut prev: Option<Key> = None;
-        for e in self.iter() {
-            let e = e?;
-            if prev.as_ref().is_some_and(|p| *p >= e.key) {
-                return Err(Error::Corruption {
-                    path: self.path.clone(),
-                    offset: 0,
-                    detail: "keys out of order".into(),
-                });
+        while let Some(e) = c.head() {
+            match prev.as_mut() {
+                Some(p) if p.as_key_ref() >= e.key => {
+                    return Err(Error::Corruption {
+                        path: self.path.clone(),
+                        offset: 0,
+                        detail: "keys out of order".into(),
+                    });
+                }
+                Some(p) => e.key.copy_into(p),
+                None => prev = Some(e.key.to_key()),
             }
-            prev = Some(e.key);
             n += 1;
+            c.advance()?;
         }
         Ok(n)
     }
