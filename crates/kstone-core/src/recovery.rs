@@ -13,7 +13,7 @@ use crate::memtable::MemEntry;
 use crate::model::key::STRIPES;
 use crate::sst::reader::TableReader;
 use crate::stripe::StripeState;
-use crate::wal::record::Op;
+use crate::wal::record::OpRef;
 use crate::wal::segment;
 
 pub(crate) struct Recovered {
@@ -337,7 +337,8 @@ fn replay_stripe(
     let mut prev: Option<u64> = None;
     for (i, id) in live_ids.into_iter().enumerate() {
         let path = wal_dir.join(segment::file_name(s, id));
-        let mut scan = segment::scan(&path)?;
+        let bytes = fs::read(&path).ctx(&path)?;
+        let mut scan = segment::scan_refs(&bytes, &path)?;
         let Some(h) = scan.header else {
             // Created but never written (a crash or a full disk during
             // creation): it holds no record, wherever it is.
@@ -411,10 +412,10 @@ fn replay_stripe(
             if r.lsn <= meta.flushed_lsn {
                 continue;
             }
-            let e = match &r.op {
-                Op::Put { key, value } => MemEntry::new(key.as_key_ref(), r.lsn, Some(value)),
-                Op::Delete { key } => MemEntry::new(key.as_key_ref(), r.lsn, None),
-                Op::Marker { .. } => continue,
+            let e = match r.op {
+                OpRef::Put { key, value } => MemEntry::new(key, r.lsn, Some(value)),
+                OpRef::Delete { key } => MemEntry::new(key, r.lsn, None),
+                OpRef::Marker { .. } => continue,
             };
             if e.stripe() != s {
                 return Err(corrupt("record belongs to another stripe".into()));

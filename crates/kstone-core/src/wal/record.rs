@@ -104,20 +104,44 @@ impl Record {
 
     /// Decode a payload (the bytes after the frame header).
     pub fn decode_payload(p: &[u8]) -> Result<Record> {
+        RecordRef::decode_payload(p).map(RecordRef::to_record)
+    }
+}
+
+/// A record lent from the payload it was decoded from: replay copies each
+/// straight into a memtable entry, without an owned key and value between.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    pub lsn: u64,
+    pub ts: u64,
+    pub op: OpRef<'a>,
+}
+
+/// [`Op`], lent.
+#[derive(Debug, Clone, Copy)]
+pub enum OpRef<'a> {
+    Put { key: KeyRef<'a>, value: &'a [u8] },
+    Delete { key: KeyRef<'a> },
+    Marker { name: &'a str },
+}
+
+impl<'a> RecordRef<'a> {
+    /// Decode one frame's payload (the inverse of `Record::encode_framed`).
+    pub fn decode_payload(p: &'a [u8]) -> Result<RecordRef<'a>> {
         let mut r = Reader::new(p);
         let kind = r.u8()?;
         let lsn = r.u64_le()?;
         let ts = r.u64_le()?;
         let op = match kind {
-            KIND_PUT => Op::Put {
-                key: Key::decode(&mut r)?,
-                value: r.len_prefixed()?.to_vec(),
+            KIND_PUT => OpRef::Put {
+                key: KeyRef::decode(&mut r)?,
+                value: r.len_prefixed()?,
             },
-            KIND_DELETE => Op::Delete {
-                key: Key::decode(&mut r)?,
+            KIND_DELETE => OpRef::Delete {
+                key: KeyRef::decode(&mut r)?,
             },
-            KIND_MARKER => Op::Marker {
-                name: String::from_utf8(r.len_prefixed()?.to_vec())
+            KIND_MARKER => OpRef::Marker {
+                name: std::str::from_utf8(r.len_prefixed()?)
                     .map_err(|_| Error::Malformed("restore point name is not UTF-8".into()))?,
             },
             k => return Err(Error::Malformed(format!("unknown WAL record kind {k}"))),
@@ -125,7 +149,25 @@ impl Record {
         if !r.is_empty() {
             return Err(Error::Malformed("trailing bytes in WAL record".into()));
         }
-        Ok(Record { lsn, ts, op })
+        Ok(RecordRef { lsn, ts, op })
+    }
+
+    pub fn to_record(self) -> Record {
+        let op = match self.op {
+            OpRef::Put { key, value } => Op::Put {
+                key: key.to_key(),
+                value: value.to_vec(),
+            },
+            OpRef::Delete { key } => Op::Delete { key: key.to_key() },
+            OpRef::Marker { name } => Op::Marker {
+                name: name.to_string(),
+            },
+        };
+        Record {
+            lsn: self.lsn,
+            ts: self.ts,
+            op,
+        }
     }
 }
 

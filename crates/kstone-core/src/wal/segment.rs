@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::record::{read_frame, Frame, Record};
+use super::record::{read_frame, Frame, Record, RecordRef};
 use crate::error::{Error, IoContext, Result};
 use crate::model::varint::Reader;
 
@@ -329,12 +329,20 @@ pub fn scan_bytes(buf: &[u8], path: &Path) -> Result<Scan> {
     })
 }
 
+/// [`scan_bytes`] with records lent from `buf` (recovery copies each into a
+/// memtable entry once).
+pub fn scan_refs<'a>(buf: &'a [u8], path: &Path) -> Result<Scan<RecordRef<'a>>> {
+    scan_frames(buf, path, |p| {
+        RecordRef::decode_payload(p).map_err(|e| format!("undecodable WAL record: {e}"))
+    })
+}
+
 /// [`scan_bytes`] with frames whose payloads `decode` reads (it returns
 /// the detail of a corruption error).
-pub fn scan_frames<T>(
-    buf: &[u8],
+pub fn scan_frames<'a, T>(
+    buf: &'a [u8],
     path: &Path,
-    decode: impl Fn(&[u8]) -> std::result::Result<T, String>,
+    decode: impl Fn(&'a [u8]) -> std::result::Result<T, String>,
 ) -> Result<Scan<T>> {
     let file_len = buf.len() as u64;
     let all_zero = |b: &[u8]| b.iter().all(|&x| x == 0);
