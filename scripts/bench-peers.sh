@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# KeystoneDB side by side with RocksDB, fjall, redb and sled: the same
+# KeystoneDB side by side with the current releases of RocksDB (defaults and
+# with a bloom filter), fjall, redb and sled: the same
 # db_bench-style workloads, each in a fresh process, one run, one table of
 # ratios. The peers live in bench/peers (its own Cargo workspace), so the
 # default build and `.ci/run` never compile RocksDB; the first build here takes
