@@ -174,6 +174,9 @@ impl Repository {
             let queue = Mutex::new(todo.into_iter());
             let results = Mutex::new(Vec::new());
             let level = self.config.compression_level;
+            // The uploads' fsyncs are batched: published (durable and
+            // visible) together below, before the manifest names them.
+            let batch = self.storage.batch();
             std::thread::scope(|s| {
                 let workers = if opts.parallelism == 0 {
                     4
@@ -189,7 +192,13 @@ impl Repository {
                         let object = layout::data_file(&id, &f.name);
                         let r = self
                             .storage
-                            .upload_file(&object, &db_dir.join(&f.name), f.len, level)
+                            .upload_file_in(
+                                batch.as_ref(),
+                                &object,
+                                &db_dir.join(&f.name),
+                                f.len,
+                                level,
+                            )
                             .map(|u| FileEntry {
                                 name: f.name.clone(),
                                 size: f.len,
@@ -222,6 +231,7 @@ impl Repository {
             if let Some(e) = failure {
                 return Err(e);
             }
+            self.storage.publish(batch)?;
             let files: Vec<FileEntry> = entries.into_iter().flatten().collect();
             if files.len() != snap.files.len() {
                 return Err(Error::Invalid(

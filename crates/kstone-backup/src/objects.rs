@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::crypto::Keys;
 use crate::error::{Error, IoContext, Result};
 use crate::layout;
-use crate::storage::{part_size_for, Storage, PART_SIZE};
+use crate::storage::{part_size_for, Batch, Storage, PART_SIZE};
 
 /// Bytes of a file's start compressed to decide whether it compresses.
 const SAMPLE: usize = 128 << 10;
@@ -206,6 +206,17 @@ impl Objects {
         self.storage.local_root()
     }
 
+    /// A batch for [`Objects::upload_file_in`] (`None`: the store makes
+    /// each object durable by itself).
+    pub(crate) fn batch(&self) -> Option<Batch> {
+        self.storage.batch()
+    }
+
+    /// Make a batch's objects durable and visible.
+    pub(crate) fn publish(&self, batch: Option<Batch>) -> Result<()> {
+        self.storage.publish(batch)
+    }
+
     /// Store an object: sealed if it is user data in an encrypted
     /// repository ([`layout::kind`]), as it is otherwise.
     pub fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
@@ -250,6 +261,20 @@ impl Objects {
     /// no object behind.
     pub fn upload_file(
         &self,
+        path: &str,
+        file: &Path,
+        len: u64,
+        level: Option<i32>,
+    ) -> Result<Uploaded> {
+        self.upload_file_in(None, path, file, len, level)
+    }
+
+    /// [`Objects::upload_file`] into `batch`: an object small enough to go
+    /// up in one piece becomes visible and durable when the batch is
+    /// published ([`Objects::publish`]).
+    pub(crate) fn upload_file_in(
+        &self,
+        batch: Option<&Batch>,
         path: &str,
         file: &Path,
         len: u64,
@@ -309,7 +334,7 @@ impl Objects {
                 stored_hasher.update(&bytes);
             }
             // The bytes are sealed already: straight to the transport.
-            self.storage.put(path, bytes)?;
+            self.storage.put_in(batch, path, bytes)?;
         } else {
             let mut upload = self.storage.start_upload(path, part)?;
             let result = (|| -> Result<Vec<u8>> {
