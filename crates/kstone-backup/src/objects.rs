@@ -20,7 +20,7 @@ use crate::layout;
 use crate::storage::{part_size_for, Batch, Storage, PART_SIZE};
 
 /// Bytes of a file's start compressed to decide whether it compresses.
-const SAMPLE: usize = 128 << 10;
+const SAMPLE: usize = 32 << 10;
 
 /// How an object's bytes are encoded (before encryption, if any).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
