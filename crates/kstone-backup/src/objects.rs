@@ -17,7 +17,10 @@ use sha2::{Digest, Sha256};
 use crate::crypto::Keys;
 use crate::error::{Error, IoContext, Result};
 use crate::layout;
-use crate::storage::{part_size_for, Storage, PART_SIZE};
+use crate::storage::{part_size_for, Batch, Storage, PART_SIZE};
+
+/// Bytes of a file's start compressed to decide whether it compresses.
+const SAMPLE: usize = 32 << 10;
 
 /// How an object's bytes are encoded (before encryption, if any).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -203,6 +206,17 @@ impl Objects {
         self.storage.local_root()
     }
 
+    /// A batch for [`Objects::upload_file_in`] (`None`: the store makes
+    /// each object durable by itself).
+    pub(crate) fn batch(&self) -> Option<Batch> {
+        self.storage.batch()
+    }
+
+    /// Make a batch's objects durable and visible.
+    pub(crate) fn publish(&self, batch: Option<Batch>) -> Result<()> {
+        self.storage.publish(batch)
+    }
+
     /// Store an object: sealed if it is user data in an encrypted
     /// repository ([`layout::kind`]), as it is otherwise.
     pub fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
@@ -252,17 +266,35 @@ impl Objects {
         len: u64,
         level: Option<i32>,
     ) -> Result<Uploaded> {
+        self.upload_file_in(None, path, file, len, level)
+    }
+
+    /// [`Objects::upload_file`] into `batch`: an object small enough to go
+    /// up in one piece becomes visible and durable when the batch is
+    /// published ([`Objects::publish`]).
+    pub(crate) fn upload_file_in(
+        &self,
+        batch: Option<&Batch>,
+        path: &str,
+        file: &Path,
+        len: u64,
+        level: Option<i32>,
+    ) -> Result<Uploaded> {
         self.storage.check_root()?;
         let mut f = std::fs::File::open(file).ctx(file)?.take(len);
         let mut first = vec![0u8; (len as usize).min(1 << 20)];
         f.read_exact(&mut first).ctx(file)?;
         let codec = match level {
             Some(l) if !first.is_empty() => {
-                let c = zstd::bulk::compress(&first, l).map_err(|e| Error::Io {
+                // A sample decides: compressing the whole first MiB only to
+                // throw it away cost more than the rest of a small backup
+                // (SSTs of compressed blocks do not compress).
+                let sample = &first[..first.len().min(SAMPLE)];
+                let c = zstd::bulk::compress(sample, l).map_err(|e| Error::Io {
                     path: file.to_path_buf(),
                     source: e,
                 })?;
-                if c.len() * 10 < first.len() * 9 {
+                if c.len() * 10 < sample.len() * 9 {
                     Codec::Zstd
                 } else {
                     Codec::None
@@ -276,15 +308,19 @@ impl Objects {
             path: file.to_path_buf(),
             source: e,
         };
+        // Stored as read (no codec, no sealing): one digest serves both.
+        let verbatim = codec == Codec::None && self.sealer(path).is_none();
         let mut sink = Encoder::new(codec, level.unwrap_or(3), self.sealer(path))?;
         sink.push(&first).map_err(io)?;
+        // Small files were read whole: no 4 MiB buffer to zero for them.
+        let rest = (len - first.len() as u64).min(4 << 20) as usize;
         drop(first);
-        let mut buf = vec![0u8; 4 << 20];
+        let mut buf = vec![0u8; rest];
         let mut stored = 0u64;
         let mut stored_hasher = Sha256::new();
         let part = part_size_for(len);
         if len as usize <= PART_SIZE {
-            loop {
+            while !buf.is_empty() {
                 let n = f.read(&mut buf).ctx(file)?;
                 if n == 0 {
                     break;
@@ -294,9 +330,11 @@ impl Objects {
             }
             let bytes = sink.finish().map_err(io)?;
             stored = bytes.len() as u64;
-            stored_hasher.update(&bytes);
+            if !verbatim {
+                stored_hasher.update(&bytes);
+            }
             // The bytes are sealed already: straight to the transport.
-            self.storage.put(path, bytes)?;
+            self.storage.put_in(batch, path, bytes)?;
         } else {
             let mut upload = self.storage.start_upload(path, part)?;
             let result = (|| -> Result<Vec<u8>> {
@@ -304,7 +342,9 @@ impl Objects {
                     if sink.pending_len() >= part {
                         let chunk = sink.take();
                         stored += chunk.len() as u64;
-                        stored_hasher.update(&chunk);
+                        if !verbatim {
+                            stored_hasher.update(&chunk);
+                        }
                         upload.send(&chunk)?;
                     }
                     let n = f.read(&mut buf).ctx(file)?;
@@ -316,7 +356,9 @@ impl Objects {
                 }
                 let rest = sink.finish().map_err(io)?;
                 stored += rest.len() as u64;
-                stored_hasher.update(&rest);
+                if !verbatim {
+                    stored_hasher.update(&rest);
+                }
                 Ok(rest)
             })();
             match result {
@@ -327,11 +369,16 @@ impl Objects {
                 }
             }
         }
+        let sha256 = hex(&hasher.finalize());
         Ok(Uploaded {
             stored_size: stored,
-            sha256: hex(&hasher.finalize()),
+            stored_sha256: if verbatim {
+                sha256.clone()
+            } else {
+                hex(&stored_hasher.finalize())
+            },
+            sha256,
             codec,
-            stored_sha256: hex(&stored_hasher.finalize()),
         })
     }
 

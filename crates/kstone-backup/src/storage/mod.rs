@@ -4,6 +4,7 @@
 //! runtime. It never looks inside an object: compression, encryption and
 //! hashing of object bodies are [`crate::objects`]'s.
 
+mod batch;
 mod local;
 mod s3;
 
@@ -22,6 +23,7 @@ use object_store::{
 
 use crate::error::{Error, IoContext, Result};
 
+pub use batch::Batch;
 pub use s3::{install_tls_provider, S3Settings};
 
 /// Objects larger than this go up as multipart uploads of at least this
@@ -177,6 +179,29 @@ impl Storage {
             out.sort();
             Ok(out)
         })
+    }
+
+    /// A batch of objects made durable together by [`Storage::publish`]
+    /// (`storage/batch.rs`); `None` for other stores than a local
+    /// directory, whose objects are durable one by one.
+    pub(crate) fn batch(&self) -> Option<Batch> {
+        self.local_root.as_deref().map(Batch::new)
+    }
+
+    /// [`Storage::put`], but in a local directory the object stays
+    /// invisible and not yet durable until `batch` is published.
+    pub(crate) fn put_in(&self, batch: Option<&Batch>, path: &str, bytes: Vec<u8>) -> Result<()> {
+        self.check_root()?;
+        match batch {
+            Some(b) if b.stage(path, &bytes)? => Ok(()),
+            _ => self.put(path, bytes),
+        }
+    }
+
+    /// Make every object of `batch` durable and visible.
+    pub(crate) fn publish(&self, batch: Option<Batch>) -> Result<()> {
+        self.check_root()?;
+        batch.map_or(Ok(()), Batch::publish)
     }
 
     /// Refuse to write into a local repository whose directory is gone

@@ -6,6 +6,7 @@
 //! process that has the database open to pin on its behalf.
 
 pub mod closed;
+mod count;
 pub mod hold;
 pub mod registry;
 pub mod remote;

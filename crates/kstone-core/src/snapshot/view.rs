@@ -1,6 +1,6 @@
 //! Reading a snapshot's contents straight from its pinned files (without
-//! copying them): the state a read-only [`crate::Database`] opens on, and
-//! the item count a backup records.
+//! copying them): the state a read-only [`crate::Database`] opens on (the
+//! item count a backup records is in `count.rs`).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -8,10 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{FileKind, Snapshot};
-use crate::entry::Entry;
 use crate::error::{IoContext, Result};
 use crate::memtable::{MemEntry, Memtable};
-use crate::read::range::{KeyRange, Merge};
 use crate::recovery::Recovered;
 use crate::sst::cache::BlockCache;
 use crate::sst::reader::TableReader;
@@ -23,7 +21,7 @@ type StripeFiles = (Vec<String>, Vec<(String, u64)>);
 
 impl Snapshot {
     /// The snapshot's files grouped by stripe.
-    fn per_stripe(&self) -> BTreeMap<usize, StripeFiles> {
+    pub(super) fn per_stripe(&self) -> BTreeMap<usize, StripeFiles> {
         let mut per_stripe: BTreeMap<usize, StripeFiles> = BTreeMap::new();
         for f in &self.files {
             let base = f.name.rsplit('/').next().unwrap_or_default();
@@ -46,7 +44,12 @@ impl Snapshot {
 
     /// Stripe `stripe`'s writes above its flushed LSN, up to the snapshot's
     /// LSN, read from the pinned prefixes of its WAL segments.
-    fn memtable(&self, dir: &Path, stripe: usize, wals: &[(String, u64)]) -> Result<Memtable> {
+    pub(super) fn memtable(
+        &self,
+        dir: &Path,
+        stripe: usize,
+        wals: &[(String, u64)],
+    ) -> Result<Memtable> {
         let flushed = self.manifest.stripe(stripe).flushed_lsn;
         let mut mem = Memtable::default();
         for (name, len) in wals {
@@ -73,28 +76,6 @@ impl Snapshot {
             }
         }
         Ok(mem)
-    }
-
-    /// Count the live items of the snapshot, reading its files under `dir`
-    /// (the database directory, or a copy of the snapshot).
-    pub fn count_items(&self, dir: &Path) -> Result<u64> {
-        let mut count = 0;
-        for (stripe, (ssts, wals)) in self.per_stripe() {
-            let mem = self.memtable(dir, stripe, &wals)?;
-            let all = KeyRange::all();
-            let mut sources: Vec<Box<dyn Iterator<Item = Result<Entry>>>> =
-                vec![Box::new(mem.range(&all, false).into_iter().map(Ok))];
-            for name in ssts {
-                let t = Arc::new(TableReader::open(&dir.join(&name))?);
-                sources.push(Box::new(t.range(&all, false)));
-            }
-            for e in Merge::new(sources, false) {
-                if e?.value.is_some() {
-                    count += 1;
-                }
-            }
-        }
-        Ok(count)
     }
 }
 

@@ -51,9 +51,9 @@ pub fn open(disk: &[u8]) -> Result<Vec<u8>> {
     open_owned(disk.to_vec())
 }
 
-/// [`open`] of a block read into its own buffer: an uncompressed payload is
-/// returned in that buffer, not copied out of it.
-pub fn open_owned(mut disk: Vec<u8>) -> Result<Vec<u8>> {
+/// Check an on-disk block's checksum without decoding it: bytes about to
+/// be copied elsewhere (a backup) need no more.
+pub fn check(disk: &[u8]) -> Result<()> {
     if disk.len() < TRAILER {
         return Err(Error::Malformed("block shorter than its trailer".into()));
     }
@@ -62,6 +62,14 @@ pub fn open_owned(mut disk: Vec<u8>) -> Result<Vec<u8>> {
     if crc32c::crc32c(body) != crc {
         return Err(Error::Malformed("block checksum mismatch".into()));
     }
+    Ok(())
+}
+
+/// [`open`] of a block read into its own buffer: an uncompressed payload is
+/// returned in that buffer, not copied out of it.
+pub fn open_owned(mut disk: Vec<u8>) -> Result<Vec<u8>> {
+    check(&disk)?;
+    let body = &disk[..disk.len() - 4];
     let (payload, meta) = body.split_at(body.len() - 5);
     let raw_len = u32::from_le_bytes([meta[0], meta[1], meta[2], meta[3]]) as usize;
     if raw_len > MAX_RAW_BLOCK {
@@ -93,10 +101,12 @@ mod tests {
         for c in [Compression::None, Compression::Zstd(3)] {
             let disk = seal(&raw, c);
             assert_eq!(open(&disk).unwrap(), raw);
+            check(&disk).unwrap();
             for i in 0..disk.len() {
                 let mut d = disk.clone();
                 d[i] ^= 0x10;
                 assert!(open(&d).is_err(), "flip at {i} undetected");
+                assert!(check(&d).is_err(), "flip at {i} unchecked");
             }
         }
         assert!(seal(&raw, Compression::Zstd(3)).len() < raw.len());
