@@ -15,6 +15,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+#[cfg(target_os = "linux")]
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,6 +87,7 @@ impl Batch {
         // Start writing back now, so publish's fsyncs mostly wait for I/O
         // that is already done (a hint: its failure changes nothing).
         // SAFETY: a valid open descriptor; the call reads no memory.
+        #[cfg(target_os = "linux")]
         unsafe {
             libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
         }
