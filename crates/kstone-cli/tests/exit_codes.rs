@@ -48,6 +48,21 @@ fn usage_errors_exit_2() {
     assert_eq!(code(&o), Some(2), "{}", stderr(&o));
     let o = kstone(&["backup", "list"]);
     assert_eq!(code(&o), Some(2), "missing --repo: {}", stderr(&o));
+    // An archive holds one backup: a point in time or a history cannot
+    // apply, and must not be ignored (it was, with exit 0).
+    for flags in [
+        &["--to-lsn", "2"][..],
+        &["--to-time", "@1"],
+        &["--to-name", "x"],
+        &["--to-latest"],
+        &["--history", "h"],
+    ] {
+        let mut args = vec!["restore", "--archive", "b.tar.gz", "--target", "t"];
+        args.extend_from_slice(flags);
+        let o = kstone(&args);
+        assert_eq!(code(&o), Some(2), "{flags:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("cannot be used with"), "{}", stderr(&o));
+    }
 }
 
 #[test]

@@ -46,7 +46,12 @@ pub struct RestoreArgs {
     pub history: Option<String>,
     /// Restore from an archive made by `backup export` instead (`-`: read
     /// it from standard input, e.g. `gpg -d app.tar.gz.gpg | kstone restore --archive - …`).
-    #[arg(long, conflicts_with = "repo")]
+    /// An archive holds one backup: no point in time, history or id applies
+    /// (clap's `requires = "repo"` alone let them through, ignored).
+    #[arg(
+        long,
+        conflicts_with_all = ["repo", "id", "to_time", "to_lsn", "to_name", "to_latest", "history"]
+    )]
     pub archive: Option<PathBuf>,
     /// Directory to restore into.
     #[arg(long)]
