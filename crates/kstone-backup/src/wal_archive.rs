@@ -285,12 +285,14 @@ pub struct Archiver<'a> {
     marked: Option<u64>,
 }
 
-/// What one archiving round did.
+/// What one archiving round did (in continuous archiving, [`Archiver::follow`],
+/// one stored object).
 #[derive(Debug, Clone, Default)]
 pub struct Round {
-    /// The archive lag when the round's snapshot was taken, before it
-    /// shipped anything (`archive_health::lag_us`): at a steady write rate,
-    /// about the interval plus the round's time; 0 when nothing was new.
+    /// The archive lag when the round's records were read (or, continuous,
+    /// handed off), before they were shipped (`archive_health::lag_us`): one
+    /// round at a time, about the interval plus the round's time; 0 when
+    /// nothing was new.
     pub lag_us: u64,
     pub records: usize,
     pub range: Option<ArchiveRange>,
@@ -665,7 +667,7 @@ impl BackgroundArchiver {
             let mut a = Archiver::new(&repo, db.path());
             let stopped = || s.load(std::sync::atomic::Ordering::SeqCst);
             // Returns once stopped, with everything read stored.
-            a.follow(Some(&db), interval, &stopped, &mut |r| {
+            a.follow(Some(&db), interval, &stopped, &mut |r, _| {
                 if let Ok(round) = r {
                     at.fetch_max(round.archived_ts, std::sync::atomic::Ordering::SeqCst);
                 }

@@ -138,14 +138,15 @@ impl Archiver<'_> {
     /// database gets no new objects) and after a failure. What a read finds
     /// goes up at once if it makes an object of [`SHIP_BYTES`], else with
     /// later reads' once the oldest has waited `interval`. `on_round` hears
-    /// of every stored object and every failure. Before returning, a last
+    /// of every stored object, every read that stored nothing and every
+    /// failure (with the archiver, for its [`Archiver::lag_us`]). Before returning, a last
     /// read is archived and everything in flight is stored (or has failed).
     pub fn follow(
         &mut self,
         db: Option<&Database>,
         interval: Duration,
         stop: &dyn Fn() -> bool,
-        on_round: &mut dyn FnMut(&Result<Round>),
+        on_round: &mut dyn FnMut(&Result<Round>, &Archiver),
     ) {
         let window = interval / BUSY_FRACTION;
         let repo = self.repo;
@@ -162,7 +163,11 @@ impl Archiver<'_> {
                 let now = Instant::now();
                 if !stopping && now < next_read {
                     match done_rx.recv_timeout((next_read - now).min(STOP_POLL)) {
-                        Ok(d) => self.settle(d, on_round),
+                        Ok(d) => {
+                            if self.settle(d, on_round) {
+                                next_read = Instant::now() + interval;
+                            }
+                        }
                         // The storer is gone only if it panicked.
                         Err(RecvTimeoutError::Disconnected) => return,
                         Err(RecvTimeoutError::Timeout) => {}
@@ -178,14 +183,18 @@ impl Archiver<'_> {
                                 return;
                             }
                         }
-                        if !shipped {
+                        // Writes read and not stored yet are no success
+                        // to report: their objects (or failures) will be.
+                        if !shipped && self.ahead.drained() {
                             let r = self.idle_round();
-                            on_round(&self.report(Ok(r)));
+                            let r = self.report(Ok(r));
+                            on_round(&r, self);
                         }
                         found
                     }
                     Err(e) => {
-                        on_round(&self.report(Err(e)));
+                        let r = self.report(Err(e));
+                        on_round(&r, self);
                         false
                     }
                 };
@@ -194,20 +203,21 @@ impl Archiver<'_> {
                 }
                 next_read = started + if found { window } else { interval };
                 for d in done_rx.try_iter() {
-                    self.settle(d, on_round);
+                    if self.settle(d, on_round) {
+                        next_read = Instant::now() + interval;
+                    }
                 }
             }
             // What was read goes up before a clean stop returns.
             drop(job_tx);
             for d in done_rx {
-                self.settle(d, on_round);
+                let _rewound = self.settle(d, on_round);
             }
         });
     }
 
-    /// Pin the database and hand off every write after what was read so
-    /// far, as the objects that will store them.
-    /// Read what is new; whether anything was, and the objects ready to go.
+    /// Pin the database and read every write after what was read so far;
+    /// whether there was any, and the objects ready to go.
     fn read_ahead(
         &mut self,
         db: Option<&Database>,
@@ -368,9 +378,9 @@ impl Archiver<'_> {
         Ok(true)
     }
 
-    /// A read that found nothing new.
+    /// A read that found nothing new, with nothing read waiting.
     fn idle_round(&mut self) -> Round {
-        if self.ahead.drained() && self.pending_since.is_none() {
+        if self.pending_since.is_none() {
             self.lag = 0;
         }
         Round {
@@ -381,8 +391,9 @@ impl Archiver<'_> {
     }
 
     /// Take in what the storer did. Results of an abandoned epoch are
-    /// stale: everything after its failure was dropped unstored.
-    fn settle(&mut self, d: Done, on_round: &mut dyn FnMut(&Result<Round>)) {
+    /// stale: everything after its failure was dropped unstored. True when
+    /// a failure rewound the reader (it waits an interval before retrying).
+    fn settle(&mut self, d: Done, on_round: &mut dyn FnMut(&Result<Round>, &Archiver)) -> bool {
         match d {
             Done::Stored {
                 epoch,
@@ -396,7 +407,7 @@ impl Archiver<'_> {
                     commit_us: range.last_ts,
                 });
                 if epoch != self.ahead.epoch {
-                    return;
+                    return false;
                 }
                 while self
                     .ahead
@@ -423,11 +434,13 @@ impl Archiver<'_> {
                     archived_lsn: range.last_lsn,
                     range: Some(range),
                 });
-                on_round(&self.report(r));
+                let r = self.report(r);
+                on_round(&r, self);
+                false
             }
             Done::Failed { epoch, error } => {
                 if epoch != self.ahead.epoch {
-                    return;
+                    return false;
                 }
                 // Start again from what is stored, in a new epoch.
                 self.ahead.epoch += 1;
@@ -436,7 +449,9 @@ impl Archiver<'_> {
                 self.ahead.read_lsn = self.archived;
                 self.marked = None;
                 self.tail.rewind();
-                on_round(&self.report(Err(error)));
+                let r = self.report(Err(error));
+                on_round(&r, self);
+                true
             }
         }
     }

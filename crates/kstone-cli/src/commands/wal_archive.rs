@@ -138,7 +138,7 @@ fn archive(
     let mut failures = 0u32;
     let mut last_error = String::new();
     let stop = crate::stop::requested;
-    a.follow(None, interval, &stop, &mut |r| match r {
+    a.follow(None, interval, &stop, &mut |r, _| match r {
         Ok(round) => {
             if failures > 0 {
                 eprintln!("archiving works again");
