@@ -409,6 +409,40 @@ mod tests {
         ));
     }
 
+    /// A reader that consumed reads ahead of storing them and then failed
+    /// to store one rewinds: the next read finds every record after the
+    /// LSN it gives again. A snapshot pinned without waiting for fsyncs
+    /// reads the same records; they are durable once its mark is waited for.
+    #[test]
+    fn a_rewound_tail_reads_again_what_it_consumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let opts = Options {
+            durability: crate::Durability::Buffered,
+            ..Options::default()
+        };
+        let db = Database::create(&path, opts).unwrap();
+        let mut tail = Tail::new(&path);
+        for k in ["a", "b", "c"] {
+            put(&db, k);
+        }
+        let (p, mark) = tail.pin_open_unsynced(&db).unwrap();
+        assert_eq!(p.snapshot().lsn, 3);
+        let b = tail.records_after(&p, 0).unwrap();
+        assert_eq!(b.records.len(), 3);
+        tail.consumed(p, b);
+        db.wait_durable(mark).unwrap();
+        put(&db, "d");
+        let p = tail.pin_open(&db).unwrap();
+        assert_eq!(tail.records_after(&p, 0).unwrap().records.len(), 1);
+        tail.rewind();
+        let b = tail.records_after(&p, 1).unwrap();
+        assert_eq!(
+            b.records.iter().map(|r| r.lsn).collect::<Vec<_>>(),
+            [2, 3, 4]
+        );
+    }
+
     /// Bytes past the snapshot's LSN in a segment read whole (a sealed one,
     /// or one a mapping allocated ahead) are not consumed: the record the
     /// owner wrote after pinning is read by the next round, not skipped.
