@@ -21,11 +21,14 @@ pub struct WalArchiveArgs {
     #[arg(long)]
     pub repo: String,
     /// How long an idle database waits to be looked at again, e.g. 1s,
-    /// 500ms, 2m (at least 10ms). While writes keep coming, reads of the WAL
-    /// run back to back, at most one per quarter interval (the batching
-    /// window), and overlap with the compression and upload of earlier
-    /// reads: the archive trails the database by about a quarter interval
-    /// plus one upload. An idle database gets no new objects.
+    /// 500ms, 2m (at least 10ms); also the longest a few writes are held
+    /// to make one object. While writes keep coming, reads of the WAL run
+    /// back to back, at most one per tenth of the interval, and overlap
+    /// with the compression and upload of earlier reads; what a read finds
+    /// goes up at once if it makes 1 MiB, else with later reads' once its
+    /// oldest write has waited an interval. At a high write rate the archive
+    /// trails the database by a fraction of a second; an idle database gets
+    /// no new objects.
     #[arg(long, default_value = "1s", value_parser = parse_interval)]
     pub interval: std::time::Duration,
     /// Run one round and exit. (A location with nothing in it is made a
