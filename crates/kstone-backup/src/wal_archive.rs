@@ -20,6 +20,8 @@ use crate::error::{Error, Result};
 use crate::repository::Repository;
 use kstone_core::fsio::now_micros;
 
+mod pipeline;
+
 const MAGIC: &[u8; 8] = b"KSTNWARC";
 const VERSION: u32 = 1;
 /// Encoded records per object stay below this (a record's frame is bounded by
@@ -164,6 +166,69 @@ pub fn decode(bytes: &[u8], key: &str) -> Result<(ArchiveRange, Vec<Record>)> {
     Ok((header.range, records))
 }
 
+/// One archive object to store: its key, its range and which of a read's
+/// records it holds.
+#[derive(Debug, Clone)]
+pub(crate) struct Planned {
+    pub key: String,
+    pub range: ArchiveRange,
+    pub records: std::ops::Range<usize>,
+}
+
+/// The objects that store `records` (every write after LSN `after` up to
+/// the snapshot `(lsn, commit_ts)`, in LSN order): contiguous ranges, each
+/// below [`SPLIT_AT`] so a long backlog goes up as several objects; the
+/// last one claims through the snapshot's LSN.
+pub(crate) fn plan_objects(
+    db_id: &str,
+    history: &str,
+    after: u64,
+    (snap_lsn, snap_ts): (u64, u64),
+    records: &[Record],
+) -> Vec<Planned> {
+    let mut chunks: Vec<std::ops::Range<usize>> = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0usize;
+    for (i, r) in records.iter().enumerate() {
+        let n = 64
+            + match &r.op {
+                kstone_core::Op::Put { value, .. } => value.len() + 2100,
+                _ => 2100,
+            };
+        if bytes + n > SPLIT_AT && i > start {
+            chunks.push(start..i);
+            start = i;
+            bytes = 0;
+        }
+        bytes += n;
+    }
+    chunks.push(start..records.len());
+    let last_chunk = chunks.len() - 1;
+    let mut from = after + 1;
+    let mut out = Vec::with_capacity(chunks.len());
+    for (i, c) in chunks.into_iter().enumerate() {
+        let chunk = &records[c.clone()];
+        let last = if i == last_chunk {
+            snap_lsn
+        } else {
+            chunk.last().map_or(from, |r| r.lsn)
+        };
+        let range = ArchiveRange {
+            first_lsn: from,
+            last_lsn: last,
+            first_ts: chunk.first().map_or(snap_ts, |r| r.ts),
+            last_ts: chunk.last().map_or(snap_ts, |r| r.ts),
+        };
+        from = last + 1;
+        out.push(Planned {
+            key: object_key(db_id, history, &range),
+            range,
+            records: c,
+        });
+    }
+    out
+}
+
 impl Repository {
     /// Archive objects of one database history, by first LSN.
     pub fn archive_ranges(
@@ -214,14 +279,20 @@ pub struct Archiver<'a> {
     /// Commit time of the oldest write read from the WAL but not yet stored.
     pending_since: Option<u64>,
     failing: bool,
+    /// What continuous archiving has read ahead of what is stored.
+    ahead: pipeline::Ahead,
+    /// The progress mark this archiver last wrote (not written again unchanged).
+    marked: Option<u64>,
 }
 
-/// What one archiving round did.
+/// What one archiving round did (in continuous archiving, [`Archiver::follow`],
+/// one stored object).
 #[derive(Debug, Clone, Default)]
 pub struct Round {
-    /// The archive lag when the round's snapshot was taken, before it
-    /// shipped anything (`archive_health::lag_us`): at a steady write rate,
-    /// about the interval plus the round's time; 0 when nothing was new.
+    /// The archive lag when the round's records were read (or, continuous,
+    /// handed off), before they were shipped (`archive_health::lag_us`): one
+    /// round at a time, about the interval plus the round's time; 0 when
+    /// nothing was new.
     pub lag_us: u64,
     pub records: usize,
     pub range: Option<ArchiveRange>,
@@ -247,6 +318,8 @@ impl<'a> Archiver<'a> {
             reported_lag: None,
             pending_since: None,
             failing: false,
+            ahead: pipeline::Ahead::default(),
+            marked: None,
         }
     }
 
@@ -467,51 +540,25 @@ impl<'a> Archiver<'a> {
         });
         self.pending_since = records.first().map(|r| r.ts);
         self.lag = lag_us(self.pending_since, now_micros());
-        // Objects stay below MAX_OBJECT_RECORD_BYTES: a long backlog goes up
-        // as several contiguous objects.
-        let mut chunks: Vec<&[Record]> = Vec::new();
-        let mut start = 0;
-        let mut bytes = 0usize;
-        for (i, r) in records.iter().enumerate() {
-            let n = 64
-                + match &r.op {
-                    kstone_core::Op::Put { value, .. } => value.len() + 2100,
-                    _ => 2100,
-                };
-            if bytes + n > SPLIT_AT && i > start {
-                chunks.push(&records[start..i]);
-                start = i;
-                bytes = 0;
-            }
-            bytes += n;
-        }
-        chunks.push(&records[start..]);
-        let mut from = a + 1;
+        let objects = plan_objects(
+            &snap.db_id,
+            &snap.manifest.history,
+            a,
+            (snap.lsn, snap.commit_ts),
+            &batch.records,
+        );
         let mut last_range = None;
-        for (i, chunk) in chunks.iter().enumerate() {
-            let last = if i + 1 == chunks.len() {
-                snap.lsn
-            } else {
-                chunk.last().map_or(from, |r| r.lsn)
-            };
-            let range = ArchiveRange {
-                first_lsn: from,
-                last_lsn: last,
-                first_ts: chunk.first().map_or(snap.commit_ts, |r| r.ts),
-                last_ts: chunk.last().map_or(snap.commit_ts, |r| r.ts),
-            };
-            let key = object_key(&snap.db_id, &snap.manifest.history, &range);
-            self.repo.storage.put(
-                &key,
-                encode(&snap.db_id, &snap.manifest.history, &range, chunk)?,
-            )?;
-            from = last + 1;
-            last_range = Some(range);
+        for o in objects {
+            let chunk = &batch.records[o.records.clone()];
+            let body = encode(&snap.db_id, &snap.manifest.history, &o.range, chunk)?;
+            self.repo.storage.put(&o.key, body)?;
+            last_range = Some(o.range);
         }
         let range =
             last_range.ok_or_else(|| Error::Invalid("internal: no archive object".into()))?;
         // Only now may the database drop the segments.
         archiving::mark_archived(&self.db_dir, self.repo_id(), snap.lsn)?;
+        self.marked = Some(snap.lsn);
         let (lsn, count) = (snap.lsn, records.len());
         self.tail.consumed(pinned, batch);
         self.archived = Some(lsn);
@@ -584,7 +631,9 @@ impl<'a> Archiver<'a> {
 }
 
 /// WAL archiving from inside the application's process: a background thread
-/// ships the WAL of `db` every `interval` until dropped.
+/// ships the WAL of `db` until dropped — continuously while it is written
+/// (reads, compression and uploads overlap: [`Archiver::follow`]), checking
+/// every `interval` while it is idle. Dropping it archives what is left.
 ///
 /// ```no_run
 /// # use std::sync::Arc;
@@ -593,7 +642,7 @@ impl<'a> Archiver<'a> {
 ///     Arc::clone(&db), "/var/backups/kstone", std::time::Duration::from_secs(1)).unwrap();
 /// ```
 pub struct BackgroundArchiver {
-    stop: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
     last_error: std::sync::Arc<std::sync::Mutex<Option<String>>>,
     archived: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -606,7 +655,7 @@ impl BackgroundArchiver {
         interval: Duration,
     ) -> Result<BackgroundArchiver> {
         let (repo, _) = Repository::open_or_init(location, Some(3))?;
-        let stop = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let last_error = std::sync::Arc::new(std::sync::Mutex::new(None));
         let archived = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (s, e, at) = (
@@ -616,22 +665,15 @@ impl BackgroundArchiver {
         );
         let thread = std::thread::spawn(move || {
             let mut a = Archiver::new(&repo, db.path());
-            loop {
-                let r = a.round_db(&db);
-                if let Ok(round) = &r {
+            let stopped = || s.load(std::sync::atomic::Ordering::SeqCst);
+            // Returns once stopped, with everything read stored.
+            a.follow(Some(&db), interval, &stopped, &mut |r, _| {
+                if let Ok(round) = r {
                     at.fetch_max(round.archived_ts, std::sync::atomic::Ordering::SeqCst);
                 }
-                *e.lock().unwrap_or_else(|p| p.into_inner()) = r.err().map(|e| e.to_string());
-                let g = s.0.lock().unwrap_or_else(|p| p.into_inner());
-                let (g, _) =
-                    s.1.wait_timeout_while(g, interval, |stopped| !*stopped)
-                        .unwrap_or_else(|p| p.into_inner());
-                if *g {
-                    // A last round so that a clean shutdown leaves nothing behind.
-                    let _ = a.round_db(&db);
-                    return;
-                }
-            }
+                *e.lock().unwrap_or_else(|p| p.into_inner()) =
+                    r.as_ref().err().map(|e| e.to_string());
+            });
         });
         Ok(BackgroundArchiver {
             stop,
@@ -657,8 +699,7 @@ impl BackgroundArchiver {
 
 impl Drop for BackgroundArchiver {
     fn drop(&mut self) {
-        *self.stop.0.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.stop.1.notify_all();
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

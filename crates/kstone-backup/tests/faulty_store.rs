@@ -241,3 +241,141 @@ fn cut_off_reads_fail_restores_cleanly() {
     let r = repo.restore(&b.id, &target).unwrap();
     assert_eq!(r.items, 3000);
 }
+
+/// The archive's objects as (first LSN, last LSN), in order, with every
+/// record's LSN read back from them.
+fn archive_of(repo: &Repository, db: &Database) -> (Vec<(u64, u64)>, Vec<u64>) {
+    let m = kstone_core::Manifest::load(db.path()).unwrap();
+    let objects = repo.archive_ranges(&m.db_id, &m.history).unwrap();
+    let lsns = objects
+        .iter()
+        .flat_map(|(k, _)| repo.archive_records(k).unwrap())
+        .map(|r| r.lsn)
+        .collect();
+    let ranges = objects
+        .iter()
+        .map(|(_, r)| (r.first_lsn, r.last_lsn))
+        .collect();
+    (ranges, lsns)
+}
+
+/// The last LSN the archive holds.
+fn archived_through(repo: &Repository, db: &Database) -> Option<u64> {
+    let m = kstone_core::Manifest::load(db.path()).unwrap();
+    let objects = repo.archive_ranges(&m.db_id, &m.history).unwrap();
+    objects.last().map(|(_, r)| r.last_lsn)
+}
+
+fn mark_of(repo: &Repository, db: &Database) -> u64 {
+    kstone_core::archiving::registration(db.path(), &repo.config.repository_id)
+        .unwrap()
+        .map_or(0, |r| r.archived_lsn)
+}
+
+/// Continuous (pipelined) archiving while stores keep failing: reads run
+/// ahead of a failed store, yet nothing read after it is stored, the
+/// database's progress mark never passes the last stored object, and once
+/// the store works again every write is archived exactly once, with no gap.
+#[test]
+fn a_pipelined_archiver_keeps_its_archive_whole_when_stores_fail() {
+    use kstone_backup::Archiver;
+    use std::sync::atomic::AtomicBool;
+    let (_tmp, db, faulty, repo) = setup();
+    db.backup(&repo, &BackupOptions::default()).unwrap();
+    // One plain round registers the repository before the writes start.
+    Archiver::new(&repo, db.path()).round_db(&db).unwrap();
+    let floor = mark_of(&repo, &db);
+    let stop = AtomicBool::new(false);
+    let (mut stored, mut failed) = (0, 0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let item = item_from_plain_json(r#"{"a":"some value of a few bytes"}"#).unwrap();
+            for i in 0..30_000u32 {
+                db.put(&(i % 4000).to_be_bytes(), None, &item).unwrap();
+                match i % 6000 {
+                    // A few stores go through, then every one fails ...
+                    1000 => faulty.writes_left.store(2, Ordering::SeqCst),
+                    // ... until the store works again.
+                    3000 => faulty.writes_left.store(-1, Ordering::SeqCst),
+                    _ => {}
+                }
+                if i % 500 == 0 {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            faulty.writes_left.store(-1, Ordering::SeqCst);
+            stop.store(true, Ordering::SeqCst);
+        });
+        s.spawn(|| {
+            while !stop.load(Ordering::SeqCst) {
+                // The mark first: objects only ever get added.
+                let mark = mark_of(&repo, &db);
+                let held = archived_through(&repo, &db).unwrap_or(floor);
+                assert!(
+                    mark <= held.max(floor),
+                    "the mark (LSN {mark}) passed the archive (LSN {held})"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        let mut a = Archiver::new(&repo, db.path());
+        a.follow(
+            Some(&db),
+            Duration::from_millis(50),
+            &|| stop.load(Ordering::SeqCst),
+            &mut |r, _| match r {
+                Ok(r) if r.records > 0 => stored += 1,
+                Ok(_) => {}
+                Err(_) => failed += 1,
+            },
+        );
+    });
+    assert!(failed > 0 && stored > 2, "stored {stored}, failed {failed}");
+    let last = db.stats().unwrap().last_lsn;
+    let (ranges, lsns) = archive_of(&repo, &db);
+    assert_eq!(ranges.first().map(|r| r.0), Some(floor + 1));
+    for w in ranges.windows(2) {
+        assert_eq!(w[1].0, w[0].1 + 1, "a gap or an overlap: {w:?}");
+    }
+    assert_eq!(ranges.last().map(|r| r.1), Some(last));
+    assert_eq!(lsns, (floor + 1..=last).collect::<Vec<_>>());
+    assert_eq!(mark_of(&repo, &db), last);
+}
+
+/// An idle database gets no new objects however often the archiver looks,
+/// and one write gets one object, soon.
+#[test]
+fn a_pipelined_archiver_makes_no_objects_for_an_idle_database() {
+    use kstone_backup::Archiver;
+    use std::sync::atomic::AtomicBool;
+    let (_tmp, db, _faulty, repo) = setup();
+    db.backup(&repo, &BackupOptions::default()).unwrap();
+    let stop = AtomicBool::new(false);
+    let count = || archive_of(&repo, &db).0.len();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut a = Archiver::new(&repo, db.path());
+            a.follow(
+                Some(&db),
+                Duration::from_millis(20),
+                &|| stop.load(Ordering::SeqCst),
+                &mut |_, _| {},
+            );
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(count(), 0, "objects for a database nobody wrote to");
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(count(), 0);
+        db.put(b"one", None, &item_from_plain_json("{}").unwrap())
+            .unwrap();
+        let t = std::time::Instant::now();
+        while count() == 0 && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(count(), 1, "one write, one object");
+        stop.store(true, Ordering::SeqCst);
+    });
+    assert_eq!(mark_of(&repo, &db), db.stats().unwrap().last_lsn);
+}

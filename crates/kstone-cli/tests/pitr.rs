@@ -402,6 +402,100 @@ fn sigkill_of_archiver_and_application_loses_nothing(backend: Backend) {
     );
 }
 
+/// `wal-archive` reads the WAL ahead of its uploads. SIGKILLed at random
+/// moments while the application writes, the database's progress mark
+/// (which lets it delete WAL) never passes the newest archived object, and
+/// each next run continues the archive without a gap or an overlap.
+#[test]
+fn a_killed_pipelined_archiver_never_marks_what_it_did_not_store() {
+    if std::env::var_os("KSTONE_PITR_CHILD").is_some() {
+        return;
+    }
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("app.keystone");
+    let repo = Repo::new(Backend::Local, tmp.path(), "repo");
+    Database::create(&db, opts()).unwrap().close().unwrap();
+    ok(&["backup", "create", p(&db), "--repo", repo.loc()]);
+    let spawn_archiver = || {
+        kstone_cmd()
+            .args(["wal-archive", p(&db), "--repo", repo.loc()])
+            .args(["--interval", "50ms"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mark = || {
+        kstone_core::archiving::registrations(&db)
+            .unwrap()
+            .values()
+            .map(|r| r.archived_lsn)
+            .max()
+            .unwrap_or(0)
+    };
+    let mut w = start_writer(&db, &repo, false, 9);
+    let mut archiver = spawn_archiver();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut checks = 0;
+            while !done.load(Ordering::SeqCst) {
+                // The mark first: objects only ever get added.
+                let m = mark();
+                let held = ranges(&repo).last().map_or(0, |r| r.1);
+                assert!(
+                    m <= held,
+                    "the mark (LSN {m}) passed the archive (LSN {held})"
+                );
+                checks += 1;
+            }
+            assert!(checks > 10, "{checks} checks");
+        });
+        let mut rng = 11u64;
+        for _ in 0..5 {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            std::thread::sleep(Duration::from_millis(200 + (rng >> 33) % 400));
+            archiver.kill().unwrap(); // SIGKILL mid-pipeline
+            archiver.wait().unwrap();
+            archiver = spawn_archiver();
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::write(tmp.path().join("stop"), b"").unwrap();
+        assert!(w.child.wait().unwrap().success());
+        std::thread::sleep(Duration::from_millis(500));
+        archiver.kill().unwrap();
+        archiver.wait().unwrap();
+        done.store(true, Ordering::SeqCst);
+    });
+    ok(&["wal-archive", p(&db), "--repo", repo.loc(), "--once"]);
+    let log = parse_log(&w.lines.iter().collect::<Vec<String>>());
+    let r = ranges(&repo);
+    assert!(r.len() > 3, "{r:?}");
+    assert_eq!(r[0].0, 1);
+    for pair in r.windows(2) {
+        assert_eq!(pair[1].0, pair[0].1 + 1, "a gap or an overlap: {pair:?}");
+    }
+    let last = log.iter().map(|w| w.2).max().unwrap();
+    assert_eq!(r.last().unwrap().1, last);
+    assert_eq!(mark(), last);
+    let target = tmp.path().join("pitr");
+    ok(&[
+        "restore",
+        "--repo",
+        repo.loc(),
+        "--target",
+        p(&target),
+        "--to-lsn",
+        &last.to_string(),
+    ]);
+    assert_eq!(db_contents(&target), db_contents(&db));
+    let acked = model_at(&log, |_| true);
+    assert_eq!(db_contents(&db), acked);
+}
+
 #[test]
 fn wal_archive_of_a_missing_database_changes_nothing() {
     if std::env::var_os("KSTONE_PITR_CHILD").is_some() {

@@ -43,7 +43,7 @@ mod stripe;
 mod versions;
 mod write;
 
-pub use db::Database;
+pub use db::{Database, DurableMark};
 pub use error::{Error, Result};
 pub use lock::DbLock;
 pub use manifest::{Manifest, Origin};

@@ -42,7 +42,9 @@ pub struct Config {
     pub database: PathBuf,
     /// The backup repository.
     pub repository: String,
-    /// Continuous WAL archiving interval (e.g. "1s"); absent = off.
+    /// Continuous WAL archiving interval (e.g. "1s"), as `wal-archive
+    /// --interval`: how often an idle database is looked at (a busy one is
+    /// read back to back); absent = off.
     pub archive_interval: Option<String>,
     /// How often the archiver reports that it is alive to the repository
     /// (`backup status`); default a minute, or the interval if longer.

@@ -272,14 +272,14 @@ pub fn run(config_path: &Path, opts: &kstone_backup::OpenOptions) -> CliResult<E
                 "",
                 0.0,
             );
-            loop {
-                let stopping = crate::stop::requested();
-                let start = Instant::now();
-                let r = a.round();
+            // Reads, compression and stores overlap (`Archiver::follow`);
+            // each stored object, empty read and failure comes back here.
+            let stop = crate::stop::requested;
+            a.follow(None, interval, &stop, &mut |r, a| {
                 let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
                 g.inc("kstone_job_runs_total", "archive");
-                // The shared definition (`archive_health`): measured at each
-                // round's snapshot, so it keeps growing while rounds fail.
+                // The shared definition (`archive_health`): it keeps
+                // growing while rounds fail.
                 g.set("kstone_archive_lag_seconds", "", secs(a.lag_us()));
                 match r {
                     Ok(round) => {
@@ -310,18 +310,11 @@ pub fn run(config_path: &Path, opts: &kstone_backup::OpenOptions) -> CliResult<E
                         failing = true;
                     }
                 }
-                drop(g);
-                if stopping {
-                    if let Err(e) = a.stop() {
-                        warn!(job = "archive", "could not record the archiver's stop: {e}");
-                    }
-                    refresh_window_metrics(&repo, &m);
-                    return;
-                }
-                while start.elapsed() < interval && !crate::stop::requested() {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
+            });
+            if let Err(e) = a.stop() {
+                warn!(job = "archive", "could not record the archiver's stop: {e}");
             }
+            refresh_window_metrics(&repo, &m);
         })
     });
 

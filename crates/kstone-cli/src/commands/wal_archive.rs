@@ -20,7 +20,15 @@ pub struct WalArchiveArgs {
     /// Repository location: a directory, or s3://bucket/prefix.
     #[arg(long)]
     pub repo: String,
-    /// Time between rounds, e.g. 1s, 500ms, 2m (at least 10ms).
+    /// How long an idle database waits to be looked at again, e.g. 1s,
+    /// 500ms, 2m (at least 10ms); also the longest a few writes are held
+    /// to make one object. While writes keep coming, reads of the WAL run
+    /// back to back, at most one per tenth of the interval, and overlap
+    /// with the compression and upload of earlier reads; what a read finds
+    /// goes up at once if it makes 1 MiB, else with later reads' once its
+    /// oldest write has waited an interval. At a high write rate the archive
+    /// trails the database by a fraction of a second; an idle database gets
+    /// no new objects.
     #[arg(long, default_value = "1s", value_parser = parse_interval)]
     pub interval: std::time::Duration,
     /// Run one round and exit. (A location with nothing in it is made a
@@ -126,21 +134,21 @@ fn archive(
         kstone_backup::wal_archive::heartbeat_period(heartbeat, interval),
     );
     eprintln!(
-        "archiving {} into {repo} every {interval:?}; Ctrl-C to stop",
+        "archiving {} into {repo} (continuously while written; every {interval:?} when idle); Ctrl-C to stop",
         db.display()
     );
     crate::stop::install();
     let mut failures = 0u32;
     let mut last_error = String::new();
-    while !crate::stop::requested() {
-        let start = std::time::Instant::now();
-        match &a.round() {
-            Ok(round) if round.records > 0 => {
-                if failures > 0 {
-                    eprintln!("archiving works again");
-                }
-                failures = 0;
-                last_error.clear();
+    let stop = crate::stop::requested;
+    a.follow(None, interval, &stop, &mut |r, _| match r {
+        Ok(round) => {
+            if failures > 0 {
+                eprintln!("archiving works again");
+            }
+            failures = 0;
+            last_error.clear();
+            if round.records > 0 {
                 eprintln!(
                     "archived {} records through LSN {} ({})",
                     round.records,
@@ -148,28 +156,18 @@ fn archive(
                     rfc3339_us(round.archived_ts)
                 );
             }
-            Ok(_) => {
-                if failures > 0 {
-                    eprintln!("archiving works again");
-                }
-                failures = 0;
-                last_error.clear();
-            }
-            Err(e) => {
-                failures += 1;
-                // The same error every round says nothing new: once, then
-                // once a minute or so.
-                let msg = e.to_string();
-                if msg != last_error || failures.is_multiple_of(60) {
-                    eprintln!("archiving round failed (will retry): {msg}");
-                    last_error = msg;
-                }
+        }
+        Err(e) => {
+            failures += 1;
+            // The same error every round says nothing new: once, then
+            // once a minute or so.
+            let msg = e.to_string();
+            if msg != last_error || failures.is_multiple_of(60) {
+                eprintln!("archiving round failed (will retry): {msg}");
+                last_error = msg;
             }
         }
-        while start.elapsed() < interval && !crate::stop::requested() {
-            std::thread::sleep(std::time::Duration::from_millis(50).min(interval));
-        }
-    }
+    });
     // Said to the repository, so that `status` tells a stop from a stall.
     if let Err(e) = a.stop() {
         eprintln!("warning: could not record the archiver's stop in {repo}: {e}");

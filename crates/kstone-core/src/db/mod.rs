@@ -78,6 +78,11 @@ pub struct Database {
     threads: Vec<JoinHandle<()>>,
 }
 
+/// The writes a snapshot holds, as a point of the database's group commit
+/// ([`Database::pin_unsynced`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurableMark(u64);
+
 impl Database {
     /// Create a new database in `dir` (which must not exist or be empty)
     /// whose keys are plain bytes ([`KeySchema::bytes`]); see
@@ -266,6 +271,25 @@ impl Database {
     /// ```
     pub fn pin(&self) -> Result<Pin> {
         self.shared.pin()
+    }
+
+    /// [`Database::pin`] without waiting for the snapshot's writes to reach
+    /// stable storage (a `Buffered` database syncs within its sync
+    /// interval). Whoever copies them anywhere must first wait for the
+    /// returned mark with [`Database::wait_durable`]: a backup or archive
+    /// must never hold a write that a power cut could still undo. Lets a
+    /// WAL archiver read while the fsyncs run.
+    pub fn pin_unsynced(&self) -> Result<(Pin, DurableMark)> {
+        let db: Arc<dyn Send + Sync> = Arc::clone(&self.shared) as Arc<dyn Send + Sync>;
+        let sh = &self.shared;
+        crate::snapshot::take_unsynced(&sh.stripes, &sh.wal, &sh.versions, &sh.pins, db)
+            .map(|(pin, seq)| (pin, DurableMark(seq)))
+    }
+
+    /// Return once every write of a [`Database::pin_unsynced`] snapshot is
+    /// on stable storage.
+    pub fn wait_durable(&self, w: DurableMark) -> Result<()> {
+        self.shared.wal.wait_synced(w.0)
     }
 
     #[cfg(test)]

@@ -144,9 +144,29 @@ pub(crate) fn take(
     pins: &Arc<Pins>,
     db: Arc<dyn Send + Sync>,
 ) -> Result<Pin> {
+    let (pin, _) = take_unsynced(stripes, wal, versions, pins, db)?;
+    // Everything in the snapshot must be on stable storage: a backup or
+    // archive must never hold a write that a power cut could still undo.
+    wal.sync_all_written()?;
+    Ok(pin)
+}
+
+/// [`take`] without waiting for the snapshot's writes to be durable; also
+/// the group-commit sequence that covers every one of them (for
+/// [`Wal::wait_synced`] before they are copied anywhere).
+pub(crate) fn take_unsynced(
+    stripes: &[Mutex<StripeState>],
+    wal: &Wal,
+    versions: &VersionSet,
+    pins: &Arc<Pins>,
+    db: Arc<dyn Send + Sync>,
+) -> Result<(Pin, u64)> {
     let dir = versions.dir();
-    let (lsn, commit_ts, manifest, files, approximate_items, id) = {
+    let (lsn, commit_ts, manifest, files, approximate_items, id, written) = {
         let guards: Vec<_> = stripes.iter().map(lock).collect();
+        // Writers note a batch while holding their stripe's lock: every
+        // record in the snapshot has a sequence ≤ this.
+        let written = wal.written();
         let (lsn, commit_ts) = wal.last_stamp();
         let manifest = versions.current();
         let mut files = Vec::new();
@@ -182,7 +202,15 @@ pub(crate) fn take(
         }
         let set: HashSet<PathBuf> = files.iter().map(|f| PathBuf::from(&f.name)).collect();
         let id = pins.add(set);
-        (lsn, commit_ts, manifest, files, approximate_items, id)
+        (
+            lsn,
+            commit_ts,
+            manifest,
+            files,
+            approximate_items,
+            id,
+            written,
+        )
     };
     let pin = Pin {
         pins: Arc::clone(pins),
@@ -198,10 +226,7 @@ pub(crate) fn take(
             approximate_items,
         },
     };
-    // Everything in the snapshot must be on stable storage: a backup or
-    // archive must never hold a write that a power cut could still undo.
-    wal.sync_all_written()?;
-    Ok(pin)
+    Ok((pin, written))
 }
 
 fn file_name_of(p: &Path) -> String {

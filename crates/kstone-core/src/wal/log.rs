@@ -168,6 +168,17 @@ impl Wal {
         Ok(())
     }
 
+    /// Sequence number of the last record batch written (in any mode).
+    pub(crate) fn written(&self) -> u64 {
+        self.commit.written()
+    }
+
+    /// In any mode, wait until batch `seq` is durable (helping with the
+    /// fsyncs meanwhile).
+    pub(crate) fn wait_synced(&self, seq: u64) -> Result<()> {
+        self.commit.wait_durable(seq)
+    }
+
     /// Make every record written so far durable.
     pub(crate) fn sync_all_written(&self) -> Result<()> {
         self.commit.sync_all_written()

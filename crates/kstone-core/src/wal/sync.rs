@@ -181,6 +181,11 @@ impl GroupCommit {
         }
     }
 
+    /// Sequence number of the last batch written.
+    pub fn written(&self) -> u64 {
+        self.lock().written
+    }
+
     /// Make everything written so far durable (interval syncs in buffered
     /// mode, and close).
     pub fn sync_all_written(&self) -> Result<()> {

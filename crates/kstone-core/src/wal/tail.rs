@@ -169,6 +169,21 @@ impl Tail {
         })
     }
 
+    /// [`Tail::pin_open`] without waiting for the snapshot's writes to be
+    /// durable: what it reads may be stored only after
+    /// [`Database::wait_durable`] of the mark returns.
+    pub fn pin_open_unsynced(&self, db: &Database) -> Result<(Pinned, crate::DurableMark)> {
+        let (pin, mark) = db.pin_unsynced()?;
+        let lens = self.owner_lens(pin.snapshot())?;
+        Ok((
+            Pinned {
+                guard: Guard::Local(pin),
+                lens,
+            },
+            mark,
+        ))
+    }
+
     /// After a power cut, a crashed `Sync` database's segments may be torn
     /// or have holes that only its next open fills from the commit log.
     fn needs_recovery_or(&self, e: Error) -> Error {
@@ -223,23 +238,26 @@ impl Tail {
                 continue;
             }
             let path = self.dir.join(rel);
-            let mut bytes = read_prefix(&path, len)?;
-            let start = if from == 0 {
+            // Only the bytes not consumed yet: a segment grows by every
+            // round's writes, and reading it from the start each time made
+            // a round's cost grow with the segment instead of with the news.
+            let (bytes, base, start) = if from == 0 {
+                let mut bytes = read_range(&path, 0, len)?;
                 // The header checked, and only whole records.
                 let scan = segment::scan_bytes(&bytes, &path)?;
                 if scan.header.is_none() {
                     continue;
                 }
                 bytes.truncate(scan.valid_len as usize);
-                segment::HEADER_LEN as u64
+                (bytes, 0, segment::HEADER_LEN as u64)
             } else {
-                from
+                (read_range(&path, from, len)?, from, 0)
             };
             // Consumed only up to the last record the snapshot covers: a
             // record past it (an owner writing on after it pinned, or into a
             // segment preallocated by mapping) is read by a later round.
             let mut upto = from.max(start.min(len));
-            for (r, end) in frames_from(&bytes, &path, start)? {
+            for (r, end) in frames_from(&bytes, &path, start, base)? {
                 if r.lsn > last {
                     break;
                 }
@@ -269,6 +287,15 @@ impl Tail {
             }
         }
     }
+
+    /// Forget what was consumed: the next read starts again from the start
+    /// of every segment (and keeps only records after the LSN it is given).
+    /// For a caller that consumed reads ahead of storing them and then
+    /// failed to store one.
+    pub fn rewind(&mut self) {
+        self.offsets.clear();
+        self.idle = None;
+    }
 }
 
 fn wal_signature(db_dir: &Path) -> WalSignature {
@@ -290,33 +317,35 @@ fn wal_signature(db_dir: &Path) -> WalSignature {
     v
 }
 
-fn read_prefix(path: &Path, len: u64) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let mut buf = Vec::with_capacity(len as usize);
-    std::fs::File::open(path)
-        .ctx(path)?
-        .take(len)
+/// Bytes `from..len` of the file at `path`.
+fn read_range(path: &Path, from: u64, len: u64) -> Result<Vec<u8>> {
+    use std::io::{Read, Seek};
+    let mut f = std::fs::File::open(path).ctx(path)?;
+    f.seek(std::io::SeekFrom::Start(from)).ctx(path)?;
+    let mut buf = Vec::with_capacity(len.saturating_sub(from) as usize);
+    f.take(len.saturating_sub(from))
         .read_to_end(&mut buf)
         .ctx(path)?;
     Ok(buf)
 }
 
-/// The whole frames of `b` from byte `start` (a record boundary) on, each
-/// with the offset just past it; zeros after the last record (allocated
-/// ahead by a mapped segment) end the log.
-fn frames_from(b: &[u8], path: &Path, start: u64) -> Result<Vec<(Record, u64)>> {
+/// The whole frames of `b` (the segment's bytes from offset `base`) from
+/// byte `start` (a record boundary) on, each with the segment offset just
+/// past it; zeros after the last record (allocated ahead by a mapped
+/// segment) end the log.
+fn frames_from(b: &[u8], path: &Path, start: u64, base: u64) -> Result<Vec<(Record, u64)>> {
     let mut out = Vec::new();
     let mut at = start as usize;
     while at < b.len() && !b[at..].iter().all(|&x| x == 0) {
         match read_frame(&b[at..]) {
             Frame::Ok(p, n) => {
                 at += n;
-                out.push((Record::decode_payload(p)?, at as u64));
+                out.push((Record::decode_payload(p)?, base + at as u64));
             }
             _ => {
                 return Err(Error::Corruption {
                     path: path.to_path_buf(),
-                    offset: at as u64,
+                    offset: base + at as u64,
                     detail: "damaged WAL record while reading the log's tail".into(),
                 })
             }
@@ -378,6 +407,40 @@ mod tests {
             Tail::new(dir.path().join("nothing")).pin(),
             Err(Error::NotADatabase(_))
         ));
+    }
+
+    /// A reader that consumed reads ahead of storing them and then failed
+    /// to store one rewinds: the next read finds every record after the
+    /// LSN it gives again. A snapshot pinned without waiting for fsyncs
+    /// reads the same records; they are durable once its mark is waited for.
+    #[test]
+    fn a_rewound_tail_reads_again_what_it_consumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let opts = Options {
+            durability: crate::Durability::Buffered,
+            ..Options::default()
+        };
+        let db = Database::create(&path, opts).unwrap();
+        let mut tail = Tail::new(&path);
+        for k in ["a", "b", "c"] {
+            put(&db, k);
+        }
+        let (p, mark) = tail.pin_open_unsynced(&db).unwrap();
+        assert_eq!(p.snapshot().lsn, 3);
+        let b = tail.records_after(&p, 0).unwrap();
+        assert_eq!(b.records.len(), 3);
+        tail.consumed(p, b);
+        db.wait_durable(mark).unwrap();
+        put(&db, "d");
+        let p = tail.pin_open(&db).unwrap();
+        assert_eq!(tail.records_after(&p, 0).unwrap().records.len(), 1);
+        tail.rewind();
+        let b = tail.records_after(&p, 1).unwrap();
+        assert_eq!(
+            b.records.iter().map(|r| r.lsn).collect::<Vec<_>>(),
+            [2, 3, 4]
+        );
     }
 
     /// Bytes past the snapshot's LSN in a segment read whole (a sealed one,
