@@ -500,19 +500,7 @@ impl<'a> Archiver<'a> {
         };
         self.seen = Some(db);
         self.ident = Some((snap.db_id.clone(), snap.manifest.history.clone()));
-        let a = match self.archived {
-            Some(a) => a,
-            None => {
-                let a = self.start_point(snap)?;
-                // A restored database's archive continues the history it
-                // came from: say where it forked, so PITR can follow it.
-                if let Some(o) = &snap.manifest.origin {
-                    self.repo
-                        .record_lineage(&snap.db_id, &snap.manifest.history, o)?;
-                }
-                a
-            }
-        };
+        let a = self.resume_point(snap, self.archived)?;
         if snap.lsn <= a {
             self.archived = Some(a);
             if self.archived_at.is_none_or(|p| p.lsn < a) {
@@ -581,6 +569,22 @@ impl<'a> Archiver<'a> {
     /// A hole that can no longer be filled (WAL retired before this
     /// repository archived it) is an error now, not at restore time; once a
     /// backup taken after the hole exists, archiving continues from there.
+    /// Where archiving goes on from: `known` (what this archiver has
+    /// archived), or on its first round the repository's position for the
+    /// database. A restored database's archive continues the history it came
+    /// from: the first round says where it forked, so PITR can follow it.
+    fn resume_point(&self, snap: &Snapshot, known: Option<u64>) -> Result<u64> {
+        if let Some(a) = known {
+            return Ok(a);
+        }
+        let a = self.start_point(snap)?;
+        if let Some(o) = &snap.manifest.origin {
+            self.repo
+                .record_lineage(&snap.db_id, &snap.manifest.history, o)?;
+        }
+        Ok(a)
+    }
+
     fn start_point(&self, snap: &Snapshot) -> Result<u64> {
         let history = &snap.manifest.history;
         let reg = archiving::registration(&self.db_dir, self.repo_id())?;

@@ -315,17 +315,7 @@ impl Archiver<'_> {
         self.seen = Some(db);
         let ident = (snap.db_id.clone(), snap.manifest.history.clone());
         self.ident = Some(ident.clone());
-        let a = match self.ahead.read_lsn.or(self.archived) {
-            Some(a) => a,
-            None => {
-                let a = self.start_point(snap)?;
-                if let Some(o) = &snap.manifest.origin {
-                    self.repo
-                        .record_lineage(&snap.db_id, &snap.manifest.history, o)?;
-                }
-                a
-            }
-        };
+        let a = self.resume_point(snap, self.ahead.read_lsn.or(self.archived))?;
         if snap.lsn <= a {
             if self.ahead.drained() {
                 // Caught up: nothing read is waiting to be stored, so no
