@@ -13,4 +13,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../bench/peers"
 cargo build --release -q
-exec ./target/release/kstone-peers "$@"
+# CARGO_TARGET_DIR (e.g. one kept between checkouts) is honoured.
+exec "${CARGO_TARGET_DIR:-target}/release/kstone-peers" "$@"
