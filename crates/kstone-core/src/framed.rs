@@ -14,7 +14,7 @@ pub fn encode(magic: &[u8; 8], version: u32, body: &[u8]) -> Vec<u8> {
     b.extend_from_slice(magic);
     b.extend_from_slice(&version.to_le_bytes());
     b.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    b.extend_from_slice(&crc32c::crc32c(body).to_le_bytes());
+    b.extend_from_slice(&crate::checksum::crc32c(body).to_le_bytes());
     b.extend_from_slice(body);
     b
 }
@@ -35,7 +35,7 @@ pub fn decode<'a>(b: &'a [u8], magic: &[u8; 8], path: &Path) -> Result<(u32, &'a
     if body.len() != len {
         return Err(corrupt(12, "length does not match the file (truncated?)"));
     }
-    if crc32c::crc32c(body) != crc {
+    if crate::checksum::crc32c(body) != crc {
         return Err(corrupt(HEADER_LEN as u64, "checksum mismatch"));
     }
     Ok((version, body))

@@ -5,6 +5,7 @@
 //! On-disk formats are documented in `docs/formats.md`.
 
 pub mod archiving;
+pub mod checksum;
 pub mod error;
 pub mod framed;
 pub mod fsio;

@@ -267,6 +267,45 @@ impl Memtable {
         }
     }
 
+    /// A memtable of `versions` (any order; of each key the highest LSN
+    /// is kept), whose newest commit time is `max_ts`. Replay builds a
+    /// stripe's memtable this way: one sort and a bulk build of the B-tree
+    /// cost a fraction of inserting the versions one by one.
+    pub fn from_versions(versions: Vec<MemEntry>, max_ts: u64) -> Memtable {
+        // Sort (pk head, index) pairs rather than the entries: most
+        // comparisons end at the heads, and a swap moves 24 bytes, not 56.
+        let mut order: Vec<([u64; 2], u32)> = versions
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.head.pk, i as u32))
+            .collect();
+        order.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| {
+                let (x, y) = (&versions[a.1 as usize], &versions[b.1 as usize]);
+                x.cmp(y).then(y.lsn.cmp(&x.lsn))
+            })
+        });
+        let mut slots: Vec<Option<MemEntry>> = versions.into_iter().map(Some).collect();
+        let mut sorted: Vec<MemEntry> = Vec::with_capacity(order.len());
+        for (_, i) in order {
+            if let Some(e) = slots[i as usize].take() {
+                // Of equal keys the newest comes first; the rest are older.
+                if sorted.last() != Some(&e) {
+                    sorted.push(e);
+                }
+            }
+        }
+        let bytes = sorted.iter().map(MemEntry::cost).sum();
+        let max_lsn = sorted.iter().map(|e| e.lsn).max().unwrap_or(0);
+        Memtable {
+            // Sorted and distinct: the set's own sort finds one run.
+            set: sorted.into_iter().collect(),
+            bytes,
+            max_lsn,
+            max_ts,
+        }
+    }
+
     pub fn get(&self, key: &Key) -> Option<Entry> {
         let p = probe(key);
         self.set.get(&p as &dyn Lookup).map(MemEntry::to_entry)
@@ -458,6 +497,39 @@ mod tests {
             lo in 0usize..40, hi in 0usize..40, reverse in any::<bool>(),
         ) {
             agrees_with_model(&keys, lo, hi, reverse)?;
+        }
+    }
+
+    proptest::proptest! {
+        /// A memtable built in bulk holds what inserting the same versions
+        /// one by one holds: the newest version of each key, the same bytes.
+        #[test]
+        fn bulk_build_agrees_with_inserts(
+            ops in proptest::collection::vec((0u8..12, 0u8..3, proptest::option::of(0u8..4)), 0..120),
+            seed in 0u64..1009,
+        ) {
+            let mut one_by_one = Memtable::default();
+            let mut versions = Vec::new();
+            let mut max_ts = 0;
+            for (i, (pk, sk, v)) in ops.iter().enumerate() {
+                // Distinct LSNs in a shuffled order (a stripe's WAL never
+                // repeats one): 7919 is invertible modulo the prime 1009.
+                let lsn = &(1 + (i as u64 * 7919 + seed) % 1009);
+                let pk = [b'p'; 20].iter().copied().chain([*pk]).collect::<Vec<u8>>();
+                let sk = [*sk];
+                let key = Key::new(&pk, (sk[0] != 0).then_some(&sk[..])).unwrap();
+                let value = v.map(|n| vec![n; n as usize]);
+                let ts = i as u64 * 7;
+                max_ts = max_ts.max(ts);
+                one_by_one.insert(MemEntry::new(key.as_key_ref(), *lsn, value.as_deref()), ts);
+                versions.push(MemEntry::new(key.as_key_ref(), *lsn, value.as_deref()));
+            }
+            let bulk = Memtable::from_versions(versions, max_ts);
+            let all = |m: &Memtable| m.iter().map(|e| (e.key, e.lsn, e.value)).collect::<Vec<_>>();
+            proptest::prop_assert_eq!(all(&bulk), all(&one_by_one));
+            proptest::prop_assert_eq!(bulk.bytes(), one_by_one.bytes());
+            proptest::prop_assert_eq!(bulk.max_lsn(), one_by_one.max_lsn());
+            proptest::prop_assert_eq!(bulk.max_ts(), one_by_one.max_ts());
         }
     }
 

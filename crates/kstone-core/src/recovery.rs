@@ -13,7 +13,7 @@ use crate::memtable::MemEntry;
 use crate::model::key::STRIPES;
 use crate::sst::reader::TableReader;
 use crate::stripe::StripeState;
-use crate::wal::record::OpRef;
+use crate::wal::record::{OpRef, RecordRef};
 use crate::wal::segment;
 
 pub(crate) struct Recovered {
@@ -171,11 +171,13 @@ pub(crate) fn recover(
             .map(|jobs| {
                 let ctx = &ctx;
                 sc.spawn(move || {
+                    // One read buffer per thread: its pages are faulted in once.
+                    let mut buf = Vec::new();
                     jobs.into_iter()
                         .map(|(s, ids, st)| {
                             let meta = manifest_ref.stripe(s);
-                            replay_stripe(ctx, s, ids, &meta, st, base_id + s as u64)
-                                .map(|r| (s, r))
+                            let id = base_id + s as u64;
+                            replay_stripe(ctx, s, ids, &meta, st, id, &mut buf).map(|r| (s, r))
                         })
                         .collect::<Result<Vec<_>>>()
                 })
@@ -304,6 +306,7 @@ fn replay_stripe(
     meta: &crate::manifest::StripeMeta,
     st: &mut StripeState,
     sst_id: u64,
+    buf: &mut Vec<u8>,
 ) -> Result<StripeReplay> {
     let (dir, wal_dir, sst_dir) = (cx.dir, cx.wal_dir, cx.sst_dir);
     let (archived, hold, cache) = (cx.archived, cx.hold, cx.cache);
@@ -335,10 +338,42 @@ fn replay_stripe(
     }
     let n = live_ids.len();
     let mut prev: Option<u64> = None;
+    // Every version replayed, in LSN order; the memtable is built from them
+    // at the end.
+    let mut versions = Vec::new();
+    let mut max_ts = 0;
     for (i, id) in live_ids.into_iter().enumerate() {
         let path = wal_dir.join(segment::file_name(s, id));
-        let bytes = fs::read(&path).ctx(&path)?;
-        let mut scan = segment::scan_refs(&bytes, &path)?;
+        buf.clear();
+        fs::File::open(&path)
+            .and_then(|mut f| std::io::Read::read_to_end(&mut f, buf))
+            .ctx(&path)?;
+        // Records go straight from the segment's bytes into memtable
+        // entries as the scan checks them (one copy, no record list).
+        let (mut last_in_seg, mut last_ts_seen) = (0, 0);
+        let mut scan = segment::scan_frames(buf, &path, |p| {
+            let r =
+                RecordRef::decode_payload(p).map_err(|e| format!("undecodable WAL record: {e}"))?;
+            if r.lsn <= last_in_seg {
+                return Err(format!("LSN {} does not increase", r.lsn));
+            }
+            last_in_seg = r.lsn;
+            last_ts_seen = last_ts_seen.max(r.ts);
+            if r.lsn <= meta.flushed_lsn {
+                return Ok(());
+            }
+            let e = match r.op {
+                OpRef::Put { key, value } => MemEntry::new(key, r.lsn, Some(value)),
+                OpRef::Delete { key } => MemEntry::new(key, r.lsn, None),
+                OpRef::Marker { .. } => return Ok(()),
+            };
+            if e.stripe() != s {
+                return Err("record belongs to another stripe".into());
+            }
+            max_ts = max_ts.max(r.ts);
+            versions.push(e);
+            Ok(())
+        })?;
         let Some(h) = scan.header else {
             // Created but never written (a crash or a full disk during
             // creation): it holds no record, wherever it is.
@@ -399,29 +434,10 @@ fn replay_stripe(
             }
             // Zeros allocated ahead by a mapped segment stay: appends go over them.
         }
-        let mut last_in_seg = 0;
-        let seg_max = scan.records.iter().map(|r| r.lsn).max().unwrap_or(0);
-        st.wal_max_lsn.insert(id, seg_max);
-        for r in std::mem::take(&mut scan.records) {
-            if r.lsn <= last_in_seg {
-                return Err(corrupt(format!("LSN {} does not increase", r.lsn)));
-            }
-            last_in_seg = r.lsn;
-            out.last_lsn = out.last_lsn.max(r.lsn);
-            out.last_ts = out.last_ts.max(r.ts);
-            if r.lsn <= meta.flushed_lsn {
-                continue;
-            }
-            let e = match r.op {
-                OpRef::Put { key, value } => MemEntry::new(key, r.lsn, Some(value)),
-                OpRef::Delete { key } => MemEntry::new(key, r.lsn, None),
-                OpRef::Marker { .. } => continue,
-            };
-            if e.stripe() != s {
-                return Err(corrupt("record belongs to another stripe".into()));
-            }
-            st.mem.insert(e, r.ts);
-        }
+        // LSNs increase within a segment: the last is the largest.
+        st.wal_max_lsn.insert(id, last_in_seg);
+        out.last_lsn = out.last_lsn.max(last_in_seg);
+        out.last_ts = out.last_ts.max(last_ts_seen);
         prev = Some(id);
         st.wal_bytes += scan.valid_len;
         st.wal_ids.push(id);
@@ -446,6 +462,7 @@ fn replay_stripe(
             )?);
         }
     }
+    st.mem = crate::memtable::Memtable::from_versions(versions, max_ts);
     if !st.mem.is_empty() && st.mem.bytes() >= flush_at {
         let id = sst_id;
         let path = sst_dir.join(crate::sst::file_name(s, id));

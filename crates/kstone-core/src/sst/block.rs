@@ -40,7 +40,7 @@ pub fn seal(raw: &[u8], compression: Compression) -> Vec<u8> {
     };
     out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
     out.push(kind);
-    let crc = crc32c::crc32c(&out);
+    let crc = crate::checksum::crc32c(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
 }
@@ -59,7 +59,7 @@ pub fn check(disk: &[u8]) -> Result<()> {
     }
     let (body, crc_bytes) = disk.split_at(disk.len() - 4);
     let crc = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
-    if crc32c::crc32c(body) != crc {
+    if crate::checksum::crc32c(body) != crc {
         return Err(Error::Malformed("block checksum mismatch".into()));
     }
     Ok(())

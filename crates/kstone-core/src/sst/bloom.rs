@@ -4,8 +4,8 @@ const BITS_PER_KEY: usize = 10;
 const PROBES: u8 = 7;
 
 fn hashes(key: &[u8]) -> (u64, u64) {
-    let h1 = u64::from(crc32c::crc32c(key));
-    let h2 = u64::from(crc32c::crc32c_append(0x9e37_79b9, key)) | 1;
+    let h1 = u64::from(crate::checksum::crc32c(key));
+    let h2 = u64::from(crate::checksum::crc32c_append(0x9e37_79b9, key)) | 1;
     (h1, h2)
 }
 

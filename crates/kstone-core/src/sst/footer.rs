@@ -27,7 +27,7 @@ impl Footer {
         }
         b.extend_from_slice(&VERSION.to_le_bytes());
         b.extend_from_slice(MAGIC);
-        let crc = crc32c::crc32c(&b);
+        let crc = crate::checksum::crc32c(&b);
         b.extend_from_slice(&crc.to_le_bytes());
         b
     }
@@ -45,7 +45,7 @@ impl Footer {
         if &b[40..48] != MAGIC {
             return Err(corrupt("not an SST file (bad magic)"));
         }
-        if crc32c::crc32c(&b[..48]) != crc {
+        if crate::checksum::crc32c(&b[..48]) != crc {
             return Err(corrupt("SST footer checksum mismatch"));
         }
         let mut r = Reader::new(b);

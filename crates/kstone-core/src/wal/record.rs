@@ -72,7 +72,7 @@ pub fn encode_frame(out: &mut Vec<u8>, payload: impl FnOnce(&mut Vec<u8>)) {
 
 fn finish(start: usize, out: &mut [u8]) {
     let len = (out.len() - start - FRAME_HEADER) as u32;
-    let payload_crc = crc32c::crc32c(&out[start + FRAME_HEADER..]);
+    let payload_crc = crate::checksum::crc32c(&out[start + FRAME_HEADER..]);
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&len_crc(len).to_le_bytes());
     out[start + 8..start + 12].copy_from_slice(&payload_crc.to_le_bytes());
@@ -172,7 +172,7 @@ impl<'a> RecordRef<'a> {
 }
 
 pub fn len_crc(len: u32) -> u32 {
-    crc32c::crc32c(&len.to_le_bytes()) ^ MASK
+    crate::checksum::crc32c(&len.to_le_bytes()) ^ MASK
 }
 
 /// The outcome of reading one frame at the start of `buf`.
@@ -202,7 +202,7 @@ pub fn read_frame(buf: &[u8]) -> Frame<'_> {
         return Frame::Incomplete;
     }
     let payload = &buf[FRAME_HEADER..end];
-    if crc32c::crc32c(payload) != pcrc {
+    if crate::checksum::crc32c(payload) != pcrc {
         return Frame::BadPayload;
     }
     Frame::Ok(payload, end)
