@@ -183,66 +183,47 @@ impl Repository {
             }
             let total: u64 = todo.iter().map(|&i| snap.files[i].len).sum();
             let done = Mutex::new(0u64);
-            let queue = Mutex::new(todo.into_iter());
-            let results = Mutex::new(Vec::new());
             let level = self.config.compression_level;
             // The uploads' fsyncs are batched: published (durable and
             // visible) together below, before the manifest names them.
             let batch = self.storage.batch();
-            std::thread::scope(|s| {
-                let workers = if opts.parallelism == 0 {
-                    4
-                } else {
-                    opts.parallelism.min(16)
-                };
-                for _ in 0..workers {
-                    s.spawn(|| loop {
-                        let Some(i) = queue.lock().unwrap_or_else(|p| p.into_inner()).next() else {
-                            return;
-                        };
-                        let f = &snap.files[i];
-                        let object = layout::data_file(&id, &f.name);
-                        let r = check_table(f, db_dir).and_then(|()| {
-                            self.storage
-                                .upload_file_in(
-                                    batch.as_ref(),
-                                    &object,
-                                    &db_dir.join(&f.name),
-                                    f.len,
-                                    level,
-                                )
-                                .map(|u| FileEntry {
-                                    name: f.name.clone(),
-                                    size: f.len,
-                                    sha256: u.sha256,
-                                    stored_in: id.clone(),
-                                    object,
-                                    stored_size: u.stored_size,
-                                    codec: u.codec,
-                                    stored_sha256: Some(u.stored_sha256),
-                                })
-                        });
-                        if let Some(p) = progress {
-                            let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
-                            *d += f.len;
-                            p(*d, total);
-                        }
-                        results
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .push((i, r));
-                    });
+            let workers = if opts.parallelism == 0 {
+                4
+            } else {
+                opts.parallelism.min(16)
+            };
+            let uploaded = kstone_core::parallel::try_map(&todo, workers, |&i| {
+                let f = &snap.files[i];
+                let object = layout::data_file(&id, &f.name);
+                let r = check_table(f, db_dir).and_then(|()| {
+                    self.storage
+                        .upload_file_in(
+                            batch.as_ref(),
+                            &object,
+                            &db_dir.join(&f.name),
+                            f.len,
+                            level,
+                        )
+                        .map(|u| FileEntry {
+                            name: f.name.clone(),
+                            size: f.len,
+                            sha256: u.sha256,
+                            stored_in: id.clone(),
+                            object,
+                            stored_size: u.stored_size,
+                            codec: u.codec,
+                            stored_sha256: Some(u.stored_sha256),
+                        })
+                });
+                if let Some(p) = progress {
+                    let mut d = done.lock().unwrap_or_else(|p| p.into_inner());
+                    *d += f.len;
+                    p(*d, total);
                 }
-            });
-            let mut failure = None;
-            for (i, r) in results.into_inner().unwrap_or_else(|p| p.into_inner()) {
-                match r {
-                    Ok(e) => entries[i] = Some(e),
-                    Err(e) => failure = failure.or(Some(e)),
-                }
-            }
-            if let Some(e) = failure {
-                return Err(e);
+                r
+            })?;
+            for (&i, e) in todo.iter().zip(uploaded) {
+                entries[i] = Some(e);
             }
             self.storage.publish(batch)?;
             let files: Vec<FileEntry> = entries.into_iter().flatten().collect();

@@ -376,48 +376,8 @@ impl Repository {
     /// Fetch and decode archive objects, up to four at a time (decompression
     /// and decoding dominate a replay's reading); results in input order.
     fn archive_records_of(&self, objects: &[&(String, ArchiveRange)]) -> Result<Vec<Vec<Record>>> {
-        let slots: Vec<std::sync::Mutex<Option<Result<Vec<Record>>>>> = objects
-            .iter()
-            .map(|_| std::sync::Mutex::new(None))
-            .collect();
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let threads = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .clamp(1, 4)
-            .min(objects.len().max(1));
-        std::thread::scope(|scope| {
-            for _ in 0..threads {
-                scope.spawn(|| loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((key, _)) = objects.get(i) else {
-                        return;
-                    };
-                    let got = self.archive_records(key);
-                    let failed = got.is_err();
-                    if let Some(slot) = slots.get(i) {
-                        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some(got);
-                    }
-                    if failed {
-                        // The first error in order is reported; later
-                        // objects are not worth reading.
-                        next.store(objects.len(), std::sync::atomic::Ordering::Relaxed);
-                        return;
-                    }
-                });
-            }
-        });
-        slots
-            .into_iter()
-            .map(|slot| {
-                slot.into_inner()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .unwrap_or_else(|| {
-                        Err(Error::Core(kstone_core::Error::Internal(
-                            "an archive object was not read".into(),
-                        )))
-                    })
-            })
-            .collect()
+        let threads = kstone_core::parallel::cpu_threads();
+        kstone_core::parallel::try_map(objects, threads, |(key, _)| self.archive_records(key))
     }
 
     /// Restore a chain's base and replay its archive up to `target_lsn`.

@@ -39,6 +39,7 @@ mod db;
 mod flush;
 mod memory;
 mod mutex;
+pub mod parallel;
 mod recovery;
 mod stripe;
 mod versions;

@@ -18,7 +18,6 @@ use std::io::Write;
 #[cfg(target_os = "linux")]
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::error::{IoContext, Result};
@@ -125,24 +124,10 @@ impl Batch {
 /// Fsync every staged file, several at once: each fsync mostly waits for
 /// the device, and concurrent waits share its cache flushes.
 fn sync_all_of(staged: &[(PathBuf, PathBuf)]) -> Result<()> {
-    let next = AtomicUsize::new(0);
-    let failure = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..SYNC_THREADS.min(staged.len()) {
-            s.spawn(|| {
-                while let Some((tmp, _)) = staged.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    if let Err(e) = File::open(tmp).and_then(|f| f.sync_all()).ctx(tmp) {
-                        *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    kstone_core::parallel::try_map(staged, SYNC_THREADS, |(tmp, _)| {
+        File::open(tmp).and_then(|f| f.sync_all()).ctx(tmp)
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 //! refers to them.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
@@ -21,6 +20,9 @@ use crate::sst::reader::TableReader;
 use crate::wal::record::{Op, Record};
 
 use super::{Database, Shared};
+
+/// One stripe's records to ingest: its versions and their newest commit time.
+type Group = (Vec<MemEntry>, u64);
 
 /// One stripe's new table, built and fsynced but not yet committed.
 struct StripeTable {
@@ -69,14 +71,16 @@ impl Database {
         sh.check_quiet()?;
         sh.wal.stamp(|clock| clock.follow(last_lsn, last_ts));
 
-        let mut groups: Vec<Vec<(MemEntry, u64)>> = (0..STRIPES).map(|_| Vec::new()).collect();
+        let mut groups: Vec<Group> = (0..STRIPES).map(|_| Default::default()).collect();
         for r in records {
             let e = match r.op {
                 Op::Put { key, value } => MemEntry::new(key.as_key_ref(), r.lsn, Some(&value)),
                 Op::Delete { key } => MemEntry::new(key.as_key_ref(), r.lsn, None),
                 Op::Marker { .. } => continue,
             };
-            groups[e.stripe()].push((e, r.ts));
+            let (versions, max_ts) = &mut groups[e.stripe()];
+            versions.push(e);
+            *max_ts = (*max_ts).max(r.ts);
         }
         let built = sh.build_tables(groups)?;
         let committed = sync_dir(&sh.dir.join("sst"))
@@ -121,54 +125,48 @@ impl Shared {
         Ok(())
     }
 
-    /// Build one table per non-empty group (indexed by stripe) on up to four
-    /// threads. On an error, every table built so far is removed.
-    fn build_tables(&self, groups: Vec<Vec<(MemEntry, u64)>>) -> Result<Vec<StripeTable>> {
-        let groups: Vec<Mutex<Vec<(MemEntry, u64)>>> = groups.into_iter().map(Mutex::new).collect();
-        let next = AtomicUsize::new(0);
-        let done: Mutex<Vec<StripeTable>> = Mutex::new(Vec::new());
-        let threads = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .clamp(1, 4);
-        let worker = || -> Result<()> {
-            loop {
-                let s = next.fetch_add(1, Ordering::Relaxed);
-                let Some(group) = groups.get(s) else {
-                    return Ok(());
-                };
-                let entries = std::mem::take(&mut *lock(group));
-                if entries.is_empty() {
-                    continue;
-                }
-                let mut mem = Memtable::default();
-                for (e, ts) in entries {
-                    mem.insert(e, ts);
-                }
-                let (meta, table) =
-                    self.flush_ctx(s, |cx| crate::flush::write_table(cx, &mem, false))?;
-                let path = self.dir.join("sst").join(crate::sst::file_name(s, meta.id));
-                lock(&done).push(StripeTable {
-                    stripe: s,
-                    meta,
-                    table,
-                    path,
-                    max_lsn: mem.max_lsn(),
-                    max_ts: mem.max_ts(),
-                });
-            }
+    /// Build one table per non-empty group (indexed by stripe: its
+    /// versions and their newest commit time) on up to four threads. On an
+    /// error, every table built so far is removed.
+    fn build_tables(&self, groups: Vec<Group>) -> Result<Vec<StripeTable>> {
+        let jobs: Vec<(usize, Mutex<Group>)> = groups
+            .into_iter()
+            .enumerate()
+            .filter(|(_, (g, _))| !g.is_empty())
+            .map(|(s, g)| (s, Mutex::new(g)))
+            .collect();
+        let build = |(s, group): &(usize, Mutex<Group>)| -> Result<StripeTable> {
+            let (versions, max_ts) = std::mem::take(&mut *lock(group));
+            let mem = Memtable::from_versions(versions, max_ts);
+            let (meta, table) =
+                self.flush_ctx(*s, |cx| crate::flush::write_table(cx, &mem, false))?;
+            let path = self
+                .dir
+                .join("sst")
+                .join(crate::sst::file_name(*s, meta.id));
+            Ok(StripeTable {
+                stripe: *s,
+                meta,
+                table,
+                path,
+                max_lsn: mem.max_lsn(),
+                max_ts: mem.max_ts(),
+            })
         };
-        let results: Vec<Result<()>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads).map(|_| scope.spawn(worker)).collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(Error::Internal("a table builder panicked".into())))
-                })
-                .collect()
-        });
-        let done = done.into_inner().unwrap_or_else(|p| p.into_inner());
-        if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+        let results =
+            crate::parallel::map(&jobs, crate::parallel::cpu_threads(), build, Result::is_err);
+        let mut done = Vec::with_capacity(results.len());
+        let mut failed = None;
+        for r in results {
+            match r {
+                Some(Ok(t)) => done.push(t),
+                Some(Err(e)) => failed = failed.or(Some(e)),
+                None => {
+                    failed = failed.or(Some(Error::Internal("a table builder panicked".into())))
+                }
+            }
+        }
+        if let Some(e) = failed {
             for t in &done {
                 let _ = std::fs::remove_file(&t.path);
             }

@@ -489,37 +489,21 @@ impl Database {
     /// item, stripes on up to four threads; returns the number of items.
     /// What a restore checks before it swaps a database in.
     pub fn check_items(&self) -> Result<u64> {
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let worker = || -> Result<u64> {
-            let mut items = 0;
-            loop {
-                let s = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if s >= STRIPES {
-                    return Ok(items);
-                }
-                let tables = lock(&self.shared.stripes[s]).tables.clone();
-                for t in &tables {
-                    t.verify()?;
-                }
-                self.stream_stripe(s, |e| {
-                    decode_item(e.value.unwrap_or_default())?;
-                    items += 1;
-                    Ok::<(), Error>(())
-                })?;
+        let stripes: Vec<usize> = (0..STRIPES).collect();
+        let counts = crate::parallel::try_map(&stripes, crate::parallel::cpu_threads(), |&s| {
+            let tables = lock(&self.shared.stripes[s]).tables.clone();
+            for t in &tables {
+                t.verify()?;
             }
-        };
-        let threads = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .clamp(1, 4);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..threads).map(|_| scope.spawn(worker)).collect();
-            handles.into_iter().try_fold(0u64, |sum, h| {
-                let n = h.join().unwrap_or_else(|_| {
-                    Err(Error::Internal("a checking thread panicked".into()))
-                })?;
-                Ok(sum + n)
-            })
-        })
+            let mut items = 0u64;
+            self.stream_stripe(s, |e| {
+                decode_item(e.value.unwrap_or_default())?;
+                items += 1;
+                Ok::<(), Error>(())
+            })?;
+            Ok::<u64, Error>(items)
+        })?;
+        Ok(counts.into_iter().sum())
     }
 
     /// Make every acknowledged write durable now (useful in `Buffered` mode).
