@@ -8,15 +8,13 @@ use std::path::{Path, PathBuf};
 
 use super::block::{self, Compression, Handle};
 use super::bloom;
+use super::cut;
 use super::footer::{Footer, Props};
 use crate::entry::Entry;
 use crate::error::{Error, IoContext, Result};
 use crate::fsio::sync_dir;
 use crate::model::key::{Key, KeyRef};
-use crate::model::varint::{put_len_prefixed, put_uvarint};
-
-/// Target uncompressed size of a data block.
-pub const BLOCK_SIZE: usize = 4096;
+use crate::model::varint::{put_len_prefixed, put_uvarint, uvarint_len};
 
 pub const KIND_PUT: u8 = 1;
 pub const KIND_TOMBSTONE: u8 = 2;
@@ -33,6 +31,12 @@ pub fn encode_entry(encoded_key: &[u8], lsn: u64, value: Option<&[u8]>, out: &mu
         }
         None => out.push(KIND_TOMBSTONE),
     }
+}
+
+/// Length of [`encode_entry`]'s output, without encoding.
+pub fn encoded_entry_len(encoded_key_len: usize, lsn: u64, value: Option<&[u8]>) -> usize {
+    let prefixed = |n: usize| uvarint_len(n as u64) + n;
+    prefixed(encoded_key_len) + uvarint_len(lsn) + 1 + value.map_or(0, |v| prefixed(v.len()))
 }
 
 /// Metadata of a finished SST.
@@ -73,7 +77,7 @@ impl TableBuilder {
             out: Some(BufWriter::with_capacity(256 << 10, f)),
             offset: 0,
             compression,
-            block: Vec::with_capacity(BLOCK_SIZE * 2),
+            block: Vec::with_capacity(cut::MAX_BLOCK),
             block_last_key: Vec::new(),
             index: Vec::new(),
             hashes: Vec::new(),
@@ -111,17 +115,25 @@ impl TableBuilder {
                 key.encode(&mut self.props.first_key);
             }
         }
+        // Blocks end where `sst::cut` says (content-defined, see there).
+        let entry_len = encoded_entry_len(key.encoded_len(), lsn, value);
+        if cut::cut_before(self.block.len(), entry_len) {
+            self.finish_block()?;
+        }
         self.block_last_key.clear();
         key.encode(&mut self.block_last_key);
-        self.hashes.push(bloom::key_hash(&self.block_last_key));
+        let hash = bloom::key_hash(&self.block_last_key);
+        self.hashes.push(hash);
+        let before = self.block.len();
         encode_entry(&self.block_last_key, lsn, value, &mut self.block);
+        debug_assert_eq!(self.block.len() - before, entry_len);
         self.props.entries += 1;
         if value.is_none() {
             self.props.tombstones += 1;
         }
         self.props.min_lsn = self.props.min_lsn.min(lsn);
         self.props.max_lsn = self.props.max_lsn.max(lsn);
-        if self.block.len() >= BLOCK_SIZE {
+        if cut::cut_after(self.block.len(), entry_len, hash) {
             self.finish_block()?;
         }
         Ok(())

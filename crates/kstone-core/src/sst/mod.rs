@@ -6,6 +6,7 @@ pub mod bloom;
 pub mod builder;
 pub mod cache;
 pub mod cursor;
+pub mod cut;
 pub mod footer;
 pub mod index;
 pub mod reader;
