@@ -11,34 +11,42 @@
 //! entry carries its LSN, which flushes and compactions keep).
 //!
 //! The rule, after appending an entry of `entry_len` encoded bytes that brings
-//! the block to `block_len` bytes:
+//! the block to `block_len` bytes (so the entry spans `block_len - entry_len
+//! .. block_len`):
 //!
-//! * **size-aware**: every byte past [`MIN_BLOCK`] is a candidate cut with
-//!   probability 1/[`CUT_SPACING`], so an entry ends its block with
-//!   probability (its bytes past `MIN_BLOCK`) / `CUT_SPACING`, decided by a
-//!   hash of its key: `mix(key_hash) % CUT_SPACING < min(entry_len,
-//!   block_len - MIN_BLOCK)`. Counting bytes rather than entries keeps the
-//!   average block at about `MIN_BLOCK + CUT_SPACING + entry_len / 2`
-//!   (≈ 4.1 KiB for 130-byte entries and for 1 KiB ones), i.e. what the old
-//!   fixed 4096-byte cut gave (`4096 + entry_len / 2`): a point read still
-//!   reads and decodes one block of about that size.
+//! * **size-aware and normalized**: each byte of the entry is a candidate
+//!   cut, with probability 1/[`SPACING_BELOW`] between [`MIN_BLOCK`] and
+//!   [`NORMAL_BLOCK`] and 1/[`SPACING_ABOVE`] past `NORMAL_BLOCK` (FastCDC's
+//!   "normalized chunking"); an entry ends its block with the sum of its
+//!   bytes' probabilities, decided by a hash of its key:
+//!   `mix(key_hash) >> 32 < below · ⌊2³²/SPACING_BELOW⌋ + above ·
+//!   ⌊2³²/SPACING_ABOVE⌋`. Counting bytes rather than entries keeps blocks
+//!   near 4 KiB for 130-byte and 1 KiB entries alike. Normalizing keeps the
+//!   spread narrow, which matters for point reads: a random key falls in a
+//!   block with probability proportional to its size, so what a read decodes
+//!   on average is E[size²]/E[size] — about 4.4 KiB here for 130-byte entries
+//!   (3.9 KiB for 1 KiB ones), against 4.2 KiB for the old fixed 4096-byte
+//!   cut and 6.1 KiB for a single spacing past a 1 KiB minimum (measured:
+//!   readrandom 15% slower with that one).
 //! * **min**: no cut before `MIN_BLOCK` bytes, so unlucky keys do not make
-//!   tiny blocks (an index entry and a trailer each) and a point read's cost
-//!   stays bounded below.
+//!   tiny blocks (an index entry and a trailer each).
 //! * **max**: a block never passes [`MAX_BLOCK`] bytes: before appending an
 //!   entry that would take it there the block is ended (an entry is never
 //!   split: one larger than `MAX_BLOCK` is a block of its own), and one that
-//!   reaches `MAX_BLOCK` exactly is ended. This bounds what a point read
-//!   decodes when no key says cut for a long stretch (rare: e^-5, under 1%
-//!   of blocks).
+//!   reaches `MAX_BLOCK` exactly is ended.
 //!
 //! The hash is the one the builder computes anyway for the bloom filter
 //! ([`super::bloom::key_hash`]), mixed so that every bit of it counts.
 
 /// No content-defined cut before a block holds this many bytes.
-pub const MIN_BLOCK: usize = 1024;
-/// Past [`MIN_BLOCK`], a cut falls on average once per this many bytes.
-pub const CUT_SPACING: u64 = 3072;
+pub const MIN_BLOCK: usize = 1536;
+/// Cuts are rare below this size and frequent above it.
+pub const NORMAL_BLOCK: usize = 3584;
+/// Between [`MIN_BLOCK`] and [`NORMAL_BLOCK`], a cut falls once per this
+/// many bytes on average.
+pub const SPACING_BELOW: u64 = 6144;
+/// Past [`NORMAL_BLOCK`], a cut falls once per this many bytes on average.
+pub const SPACING_ABOVE: u64 = 1024;
 /// A block holding more than one entry never exceeds this many bytes.
 pub const MAX_BLOCK: usize = 16 << 10;
 
@@ -59,8 +67,13 @@ pub fn cut_after(block_len: usize, entry_len: usize, key_hash: (u64, u64)) -> bo
     if block_len >= MAX_BLOCK {
         return true;
     }
-    let past_min = block_len.saturating_sub(MIN_BLOCK).min(entry_len) as u64;
-    past_min > 0 && mix(key_hash) % CUT_SPACING < past_min
+    let start = block_len.saturating_sub(entry_len);
+    // The entry's bytes within `lo..hi`.
+    let within = |lo: usize, hi: usize| (block_len.min(hi).saturating_sub(start.max(lo))) as u64;
+    let below = within(MIN_BLOCK, NORMAL_BLOCK);
+    let above = within(NORMAL_BLOCK, usize::MAX);
+    let threshold = below * ((1 << 32) / SPACING_BELOW) + above * ((1 << 32) / SPACING_ABOVE);
+    (mix(key_hash) >> 32) < threshold
 }
 
 /// The two 32-bit CRCs of the bloom hash folded into 64 bits and finalized
@@ -277,12 +290,16 @@ mod tests {
     #[test]
     fn unchanged_ranges_keep_their_blocks() {
         let (all, untouched, _) = reuse(100);
+        eprintln!(
+            "130-byte entries: {all:.3} of all blocks, {untouched:.3} of untouched ones reused"
+        );
         assert!(
             untouched >= 0.9,
             "130-byte entries: {untouched:.3} of untouched blocks reused"
         );
         assert!(all >= 0.7, "130-byte entries: {all:.3} of blocks reused");
         let (all, untouched, _) = reuse(1000);
+        eprintln!("1 KiB entries: {all:.3} of all blocks, {untouched:.3} of untouched ones reused");
         assert!(
             untouched >= 0.9,
             "1 KiB entries: {untouched:.3} of untouched blocks reused"
@@ -332,7 +349,9 @@ mod tests {
                 .iter()
                 .filter(|b| in_c.contains(b.disk.as_slice()))
                 .count();
-            assert!(kept + 2 >= a.len(), "{kept} of {} blocks kept", a.len());
+            // Cuts are likelier the fuller a block is, so the two tables
+            // may take a few blocks to cut at the same key again.
+            assert!(kept + 5 >= a.len(), "{kept} of {} blocks kept", a.len());
         }
     }
 
@@ -403,12 +422,18 @@ mod tests {
         assert!(!cut_after(MIN_BLOCK, 5000, h));
         assert!(cut_after(MAX_BLOCK, 10, h));
         assert!(cut_after(MAX_BLOCK + 100, MAX_BLOCK + 100, h));
-        // An entry of CUT_SPACING bytes wholly past MIN_BLOCK always cuts.
-        assert!(cut_after(
-            MIN_BLOCK + CUT_SPACING as usize,
-            CUT_SPACING as usize,
-            h
-        ));
+        // An entry of SPACING_ABOVE bytes wholly past NORMAL_BLOCK always
+        // cuts; one of a byte at MIN_BLOCK almost never does.
+        let n = SPACING_ABOVE as usize;
+        assert!(cut_after(NORMAL_BLOCK + n, n, h));
+        assert!(cut_after(NORMAL_BLOCK + n + 500, n, h));
+        let cuts = (0..10_000u64)
+            .filter(|&i| cut_after(MIN_BLOCK + 1, 1, (i, i * 7 + 1)))
+            .count();
+        assert!(
+            cuts < 20,
+            "{cuts} of 10,000 one-byte entries cut just past MIN_BLOCK"
+        );
         assert!(!cut_before(0, MAX_BLOCK * 4));
         assert!(cut_before(1, MAX_BLOCK));
         assert!(!cut_before(MAX_BLOCK - 100, 100));
