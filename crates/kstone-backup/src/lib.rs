@@ -10,6 +10,7 @@
 //! Layout and commands: `docs/backup.md`.
 
 pub mod archive_health;
+pub mod chunking;
 pub mod create;
 pub mod crypto;
 pub mod error;

@@ -167,6 +167,18 @@ impl TableReader {
         Ok(self.index.len())
     }
 
+    /// The on-disk byte ranges of the data blocks, in file order. They are
+    /// contiguous from offset 0; the index, filter, properties and footer
+    /// follow the last one. A block's bytes depend only on its entries
+    /// (`sst/cut.rs`), so a backup can store a table as these pieces and
+    /// keep each piece once, whatever table it reappears in.
+    pub fn data_block_spans(&self) -> Vec<std::ops::Range<u64>> {
+        (0..self.index.len())
+            .filter_map(|i| self.index.handle(i))
+            .map(|h| h.offset..h.offset + u64::from(h.size))
+            .collect()
+    }
+
     /// Data block `i`'s offset and verified payload; `None` past the last.
     pub(crate) fn data_block(&self, i: usize) -> Option<(u64, Result<Vec<u8>>)> {
         let h = self.index.handle(i)?;
