@@ -37,6 +37,13 @@ pub enum Error {
     AlreadyARepository(String),
     #[error("no backup {0} in the repository")]
     NoSuchBackup(String),
+    /// A restore point name no archive of the history holds (a typo, or a
+    /// name never set): not a point that damage made unreachable.
+    #[error("{0}")]
+    NoSuchRestorePoint(String),
+    /// A file named on the command line (an export archive) is not there.
+    #[error("{0}: no such file")]
+    NoSuchFile(std::path::PathBuf),
     /// Nothing changed since the backup an incremental or differential
     /// would build on (see `BackupOptions::skip_unchanged`).
     #[error("nothing changed since backup {since} (LSN {lsn}): no {kind} backup written (--allow-empty writes one anyway)")]
@@ -89,8 +96,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     /// This error's kind; an engine error keeps its own. Every variant is
-    /// classified here on purpose: a missing repository or backup is
-    /// `NotFound`; a held repository lock or a running archiver `Locked`;
+    /// classified here on purpose: a missing repository, backup, restore
+    /// point name or archive file is `NotFound`; a held repository lock or a running archiver `Locked`;
     /// a damaged object `Corruption`; the rest (an unreachable point in
     /// time, a refused or invalid request, storage and I/O errors, a
     /// location that holds objects but no config) are failures.
@@ -101,6 +108,8 @@ impl Error {
             Error::NotARepository(_)
             | Error::RepositoryGone { .. }
             | Error::NoSuchBackup(_)
+            | Error::NoSuchRestorePoint(_)
+            | Error::NoSuchFile(_)
             | Error::NoBackups => ErrorKind::NotFound,
             Error::Busy(_) | Error::ArchiverBusy { .. } => ErrorKind::Locked,
             Error::CannotDecrypt(_) => ErrorKind::CannotDecrypt,

@@ -110,6 +110,9 @@ impl Repository {
 /// present, must match. Absolute paths, `..`, links and device files are
 /// refused before anything is written outside the staging directory.
 pub fn restore_archive(archive: &Path, target: &Path) -> Result<RestoreReport> {
+    if !archive.exists() {
+        return Err(Error::NoSuchFile(archive.to_path_buf()));
+    }
     let sum = PathBuf::from(format!("{}.sha256", archive.display()));
     if sum.exists() {
         let text = fs::read_to_string(&sum).ctx(&sum)?;

@@ -286,7 +286,7 @@ impl Repository {
                     }
                 }
                 let n = found.ok_or_else(|| {
-                    Error::Invalid(format!(
+                    Error::NoSuchRestorePoint(format!(
                         "no restore point named {name:?} in the archive of history {} (or the histories it was restored from)",
                         m.history
                     ))

@@ -120,6 +120,52 @@ fn not_found_exits_3() {
     ]);
 }
 
+/// A restore point name nobody set, or an archive file that is not there,
+/// is "not found" (3), like a backup id that does not exist; nothing is
+/// created at the target.
+#[test]
+fn a_missing_restore_point_or_archive_file_exits_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = make_db(tmp.path());
+    let repo = tmp.path().join("repo");
+    ok(&["backup", "create", p(&db), "--repo", p(&repo)]);
+    ok(&["restore-point", p(&db), "before-change"]);
+    ok(&["put", p(&db), "late", r#"{"x":"after the point"}"#]);
+    ok(&["wal-archive", p(&db), "--repo", p(&repo), "--once"]);
+    let target = tmp.path().join("restored");
+    let restore_to = |name: &str| {
+        kstone(&[
+            "restore",
+            "--repo",
+            p(&repo),
+            "--to-name",
+            name,
+            "--target",
+            p(&target),
+            "-y",
+        ])
+    };
+    exits(&restore_to("no-such-point"), 3, "no restore point named");
+    assert!(!target.exists());
+    let missing = tmp.path().join("no-such-export.tar.gz");
+    exits(
+        &kstone(&[
+            "restore",
+            "--archive",
+            p(&missing),
+            "--target",
+            p(&target),
+            "-y",
+        ]),
+        3,
+        "no such file",
+    );
+    assert!(!target.exists());
+    // Control: the name that was set restores.
+    let o = restore_to("before-change");
+    assert_eq!(code(&o), Some(0), "{}", stderr(&o));
+}
+
 #[test]
 fn a_held_lock_exits_4() {
     let tmp = tempfile::tempdir().unwrap();
