@@ -21,7 +21,8 @@ Exit codes (docs/operations.md, \"Exit codes\"):\n  \
 1 failure; also problems found by check, backup verify and backup status, an item\n    \
 get does not find, and a restore that cannot reach exactly the point asked for\n  \
 2 usage error\n  \
-3 not found: no database at the path, no repository at the location, no such backup\n  \
+3 not found: no database at the path, no repository at the location, no such backup,\n    \
+restore point name or --archive file\n  \
 4 lock held: another process has the database (LOCK) or the repository locked,\n    \
 or archives the database already\n  \
 5 cannot decrypt: no --identity, or none given is a recipient\n  \

@@ -17,7 +17,8 @@ pub enum Exit {
     Failure,
     /// 2: the command line is wrong (clap's usage errors).
     Usage,
-    /// 3: no database at the path, no repository at the location, no such backup.
+    /// 3: no database at the path, no repository at the location, no such
+    /// backup, restore point name or archive file.
     NotFound,
     /// 4: another process holds the database's `LOCK`, the repository's
     /// lock, or archives the database already.
