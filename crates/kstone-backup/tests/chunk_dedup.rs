@@ -43,15 +43,11 @@ fn chunk_file(dir: &Path, name: &str, key: &ChunkKey) -> Vec<(ChunkId, u64)> {
 }
 
 fn item(i: u64, round: u64) -> Item {
-    // 100 bytes that do not compress away: what differs between items.
-    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ round;
-    let v: Vec<u8> = (0..100)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
+    // 100 bytes that do not compress away: SHA-256 in counter mode.
+    use sha2::{Digest, Sha256};
+    let v: Vec<u8> = (0..4u8)
+        .flat_map(|c| Sha256::digest([&i.to_le_bytes()[..], &round.to_le_bytes(), &[c]].concat()))
+        .take(100)
         .collect();
     Item::from([("v".to_string(), Value::B(v))])
 }
