@@ -337,6 +337,12 @@ fn all_zero(b: &[u8]) -> bool {
         .all(|c| c.iter().fold(0u8, |acc, &x| acc | x) == 0)
 }
 
+/// Whether a whole, checksummed frame starts anywhere in `b` (only on the
+/// rare path of a tail that is neither a record nor zeros).
+fn any_frame_in(b: &[u8]) -> bool {
+    (0..b.len()).any(|i| matches!(read_frame(&b[i..]), Frame::Ok(..)))
+}
+
 /// [`scan_bytes`] with frames whose payloads `decode` reads in order (it
 /// returns the detail of a corruption error). Recovery decodes records
 /// borrowed from `buf` and keeps only what it copies out of them.
@@ -380,6 +386,17 @@ pub fn scan_frames<'a, T>(
             }
             Frame::Incomplete => break,
             Frame::BadHeader if all_zero(rest) => break,
+            // A header never written (zeros) whose payload did reach the disk:
+            // a power cut that persisted a frame's later page but not the
+            // page holding its header (writeback is page by page, and an
+            // unsynced `Buffered` tail may have any of its pages). Torn, if
+            // no whole frame follows: a record after it would mean the log
+            // went on, so the zeros are damage.
+            Frame::BadHeader
+                if all_zero(&rest[..super::record::FRAME_HEADER]) && !any_frame_in(&rest[1..]) =>
+            {
+                break
+            }
             Frame::BadHeader => {
                 return Err(corrupt(at, "WAL record header checksum mismatch".into()))
             }
@@ -423,6 +440,8 @@ mod tests {
             },
         }
     }
+
+    const FRAME_HEADER_LEN: usize = crate::wal::record::FRAME_HEADER;
 
     fn segment(n: u64) -> Vec<u8> {
         let mut b = Header {
@@ -517,6 +536,45 @@ mod tests {
         seg.append(&framed(3001, 3002)).unwrap();
         seg.abandon(s.valid_len).unwrap();
         assert_eq!(on_disk(&path), s.valid_len);
+    }
+
+    /// A power cut can persist a frame's payload page but not the page with
+    /// its header: a zero header with no whole frame after it is a torn
+    /// tail. Zeros where a header should be, with records after them, are
+    /// damage; so is a last header that is not zeros.
+    #[test]
+    fn an_unwritten_last_header_is_torn_unless_records_follow() {
+        let p = Path::new("seg");
+        let b = segment(5);
+        let starts: Vec<usize> = {
+            let (mut at, mut v) = (HEADER_LEN, Vec::new());
+            while at < b.len() {
+                v.push(at);
+                at += FRAME_HEADER_LEN
+                    + u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) as usize;
+            }
+            v
+        };
+        let last = starts[4];
+        let mut z = b.clone();
+        z[last..last + FRAME_HEADER_LEN].fill(0);
+        z.extend_from_slice(&[0u8; 4096]);
+        let s = scan_bytes(&z, p).unwrap();
+        assert_eq!(s.records.len(), 4);
+        assert_eq!(s.valid_len, last as u64);
+        assert!(s.is_torn() && !s.zero_tail);
+        // The same zeros before the last record: the log went on after them.
+        let second = starts[3];
+        let mut m = b.clone();
+        m[second..second + FRAME_HEADER_LEN].fill(0);
+        assert!(matches!(
+            scan_bytes(&m, p),
+            Err(Error::Corruption { offset, .. }) if offset as usize == second
+        ));
+        // A last header with a flipped bit is not a header never written.
+        let mut f = b.clone();
+        f[last + 1] ^= 0x10;
+        assert!(matches!(scan_bytes(&f, p), Err(Error::Corruption { .. })));
     }
 
     #[test]
