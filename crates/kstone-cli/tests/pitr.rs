@@ -323,6 +323,55 @@ fn ranges(repo: &Repo) -> Vec<(u64, u64)> {
     v
 }
 
+/// Assert the archive objects are contiguous: each starts right after the
+/// previous one (no gap, no overlap).
+fn assert_contiguous(r: &[(u64, u64)]) {
+    for pair in r.windows(2) {
+        assert_eq!(
+            pair[1].0,
+            pair[0].1 + 1,
+            "archive ranges overlap or leave a gap: {pair:?}"
+        );
+    }
+}
+
+/// A continuous `wal-archive` of `db` into `repo` with `interval`.
+fn archiver_process(db: &Path, repo: &Repo, interval: &str) -> Child {
+    kstone_cmd()
+        .args([
+            "wal-archive",
+            p(db),
+            "--repo",
+            repo.loc(),
+            "--interval",
+            interval,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// `times` times: wait `base_ms` plus a pseudo-random part of `spread_ms`
+/// (seeded by `rng`), SIGKILL the archiver and start another.
+fn kill_archiver_repeatedly(
+    archiver: &mut Child,
+    respawn: impl Fn() -> Child,
+    rng: &mut u64,
+    times: usize,
+    (base_ms, spread_ms): (u64, u64),
+) {
+    for _ in 0..times {
+        *rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        std::thread::sleep(Duration::from_millis(base_ms + (*rng >> 33) % spread_ms));
+        archiver.kill().unwrap(); // SIGKILL mid-archiving
+        archiver.wait().unwrap();
+        *archiver = respawn();
+    }
+}
+
 fn sigkill_of_archiver_and_application_loses_nothing(backend: Backend) {
     if std::env::var_os("KSTONE_PITR_CHILD").is_some() {
         return;
@@ -332,35 +381,13 @@ fn sigkill_of_archiver_and_application_loses_nothing(backend: Backend) {
     let repo = Repo::new(backend, tmp.path(), "repo");
     Database::create(&db, opts()).unwrap().close().unwrap();
     ok(&["backup", "create", p(&db), "--repo", repo.loc()]);
-    let spawn_archiver = || {
-        kstone_cmd()
-            .args([
-                "wal-archive",
-                p(&db),
-                "--repo",
-                repo.loc(),
-                "--interval",
-                "100ms",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let spawn_archiver = || archiver_process(&db, &repo, "100ms");
     let mut archiver = spawn_archiver();
     let mut log = Vec::new();
     let mut rng = 5u64;
     for round in 0..4u64 {
         let mut w = start_writer(&db, &repo, false, round + 2);
-        for _ in 0..3 {
-            rng = rng
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            std::thread::sleep(Duration::from_millis(100 + (rng >> 33) % 300));
-            archiver.kill().unwrap(); // SIGKILL mid-archiving
-            archiver.wait().unwrap();
-            archiver = spawn_archiver();
-        }
+        kill_archiver_repeatedly(&mut archiver, spawn_archiver, &mut rng, 3, (100, 300));
         std::thread::sleep(Duration::from_millis(200));
         w.child.kill().unwrap(); // SIGKILL the application too
         w.child.wait().unwrap();
@@ -374,13 +401,7 @@ fn sigkill_of_archiver_and_application_loses_nothing(backend: Backend) {
     // No duplicates, no gaps: each object starts right after the previous.
     let r = ranges(&repo);
     assert!(r.len() > 5, "{r:?}");
-    for pair in r.windows(2) {
-        assert_eq!(
-            pair[1].0,
-            pair[0].1 + 1,
-            "archive ranges overlap or leave a gap: {pair:?}"
-        );
-    }
+    assert_contiguous(&r);
     // Every acknowledged write is recoverable, and the last point equals the database.
     let last = log.iter().map(|w| w.2).max().unwrap();
     assert!(r.last().unwrap().1 >= last);
@@ -417,15 +438,7 @@ fn a_killed_pipelined_archiver_never_marks_what_it_did_not_store() {
     let repo = Repo::new(Backend::Local, tmp.path(), "repo");
     Database::create(&db, opts()).unwrap().close().unwrap();
     ok(&["backup", "create", p(&db), "--repo", repo.loc()]);
-    let spawn_archiver = || {
-        kstone_cmd()
-            .args(["wal-archive", p(&db), "--repo", repo.loc()])
-            .args(["--interval", "50ms"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let spawn_archiver = || archiver_process(&db, &repo, "50ms");
     let mark = || {
         kstone_core::archiving::registrations(&db)
             .unwrap()
@@ -453,15 +466,7 @@ fn a_killed_pipelined_archiver_never_marks_what_it_did_not_store() {
             assert!(checks > 10, "{checks} checks");
         });
         let mut rng = 11u64;
-        for _ in 0..5 {
-            rng = rng
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            std::thread::sleep(Duration::from_millis(200 + (rng >> 33) % 400));
-            archiver.kill().unwrap(); // SIGKILL mid-pipeline
-            archiver.wait().unwrap();
-            archiver = spawn_archiver();
-        }
+        kill_archiver_repeatedly(&mut archiver, spawn_archiver, &mut rng, 5, (200, 400));
         std::thread::sleep(Duration::from_millis(300));
         std::fs::write(tmp.path().join("stop"), b"").unwrap();
         assert!(w.child.wait().unwrap().success());
@@ -475,9 +480,7 @@ fn a_killed_pipelined_archiver_never_marks_what_it_did_not_store() {
     let r = ranges(&repo);
     assert!(r.len() > 3, "{r:?}");
     assert_eq!(r[0].0, 1);
-    for pair in r.windows(2) {
-        assert_eq!(pair[1].0, pair[0].1 + 1, "a gap or an overlap: {pair:?}");
-    }
+    assert_contiguous(&r);
     let last = log.iter().map(|w| w.2).max().unwrap();
     assert_eq!(r.last().unwrap().1, last);
     assert_eq!(mark(), last);
