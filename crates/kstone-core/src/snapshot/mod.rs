@@ -144,10 +144,11 @@ pub(crate) fn take(
     pins: &Arc<Pins>,
     db: Arc<dyn Send + Sync>,
 ) -> Result<Pin> {
-    let (pin, _) = take_unsynced(stripes, wal, versions, pins, db)?;
+    let (pin, seq) = take_unsynced(stripes, wal, versions, pins, db)?;
     // Everything in the snapshot must be on stable storage: a backup or
-    // archive must never hold a write that a power cut could still undo.
-    wal.sync_all_written()?;
+    // archive must never hold a write that a power cut could still undo
+    // (writes after the snapshot need not be waited for).
+    wal.wait_synced(seq)?;
     Ok(pin)
 }
 
