@@ -40,6 +40,10 @@ T_FULL=$(secs "$K" backup create "$DB" --repo "$W/repo" --type full); sync
 "$K" export "$W/small/bench-buffered.keystone" -o "$W/changes.jsonl" 2>/dev/null
 "$K" import "$DB" "$W/changes.jsonl" >/dev/null
 T_INC=$(secs "$K" backup create "$DB" --repo "$W/repo" --type incremental); sync
+# the same change once more, then a full compaction rewrites every table
+"$K" import "$DB" "$W/changes.jsonl" >/dev/null
+"$K" compact "$DB" >/dev/null
+T_INC2=$(secs "$K" backup create "$DB" --repo "$W/repo" --type incremental); sync
 T_RESTORE=$(secs "$K" restore --repo "$W/repo" --target "$W/restored.keystone" --yes); sync
 
 echo
@@ -48,9 +52,17 @@ row "cp -a" "$T_CP"
 row "tar czf" "$T_TAR"
 row "kstone backup (full)" "$T_FULL"
 row "kstone backup (incremental)" "$T_INC"
+row "kstone backup (after compact)" "$T_INC2"
 row "kstone restore (verified)" "$T_RESTORE"
 echo
 "$K" backup list --repo "$W/repo"
 echo "tar.gz size: $(du -b "$W/copy.tar.gz" | cut -f1) bytes"
+STORED=$("$K" backup list --repo "$W/repo" --json | python3 -c 'import json,sys; print(" ".join(str(b["bytes_stored"]) for b in json.load(sys.stdin)))')
+read -r S_FULL S_INC S_INC2 <<<"$STORED"
+OBJS=$(find "$W/repo" -type f | wc -l)
+REPO_BYTES=$(du -sb "$W/repo" | cut -f1)
+printf "stored: full %d B, incremental after 1%% change %d B (%.1f%%), after 1%% change + full compaction %d B (%.1f%%)\n" \
+  "$S_FULL" "$S_INC" "$(echo "100 * $S_INC / $S_FULL" | bc -l)" "$S_INC2" "$(echo "100 * $S_INC2 / $S_FULL" | bc -l)"
+printf "repository: %d objects, %.1f objects per GiB stored\n" "$OBJS" "$(echo "$OBJS * 1073741824 / $REPO_BYTES" | bc -l)"
 printf "ratios: full backup is %.2fx the speed of tar czf and %.2fx of cp -a; restore %.2fx of cp -a\n" \
   "$(echo "$T_TAR / $T_FULL" | bc -l)" "$(echo "$T_CP / $T_FULL" | bc -l)" "$(echo "$T_CP / $T_RESTORE" | bc -l)"

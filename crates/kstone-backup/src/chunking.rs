@@ -81,6 +81,75 @@ pub fn spans(name: &str, path: &Path, bytes: &[u8]) -> Result<Vec<Range<u64>>> {
     Ok(spans)
 }
 
+/// [`spans`] of the first `len` bytes of the file at `path`, streamed: each
+/// chunk's bytes are read and handed to `each` in order, one at a time, so
+/// that memory stays at one chunk whatever the file's size.
+pub fn for_each_chunk(
+    name: &str,
+    path: &Path,
+    len: u64,
+    mut each: impl FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    use std::io::Read;
+    let io = |e: std::io::Error| Error::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let is_sst = name
+        .strip_prefix("sst/")
+        .and_then(kstone_core::sst::parse_name)
+        .is_some();
+    let mut at = 0u64;
+    if is_sst && len > 0 {
+        let table = kstone_core::sst::reader::TableReader::open(path)?;
+        if table.size() != len {
+            return Err(Error::Invalid(format!(
+                "{name}: the table is {} bytes, the snapshot pinned {len}",
+                table.size()
+            )));
+        }
+        let mut spans = table.data_block_spans();
+        let end = spans.last().map_or(0, |r| r.end);
+        if end < len {
+            spans.push(end..len);
+        }
+        let mut r = std::io::BufReader::with_capacity(1 << 20, file);
+        let mut buf = Vec::new();
+        for s in spans {
+            if s.start != at || s.end <= s.start || s.end > len {
+                return Err(Error::Invalid(format!(
+                    "{name}: chunks do not tile the file at byte {at}"
+                )));
+            }
+            buf.resize((s.end - s.start) as usize, 0);
+            r.read_exact(&mut buf).map_err(io)?;
+            each(&buf)?;
+            at = s.end;
+        }
+    } else {
+        for c in fastcdc::v2020::StreamCDC::new(file.take(len), CDC_MIN, CDC_AVG, CDC_MAX) {
+            let c = c.map_err(|e| match e {
+                fastcdc::v2020::Error::IoError(e) => io(e),
+                e => Error::Invalid(format!("{name}: chunking: {e}")),
+            })?;
+            if c.offset != at {
+                return Err(Error::Invalid(format!(
+                    "{name}: chunks do not tile the file at byte {at}"
+                )));
+            }
+            each(&c.data)?;
+            at += c.length as u64;
+        }
+    }
+    if at != len {
+        return Err(Error::Invalid(format!(
+            "{name}: {at} of {len} bytes read (the file shrank?)"
+        )));
+    }
+    Ok(())
+}
+
 /// A chunk's name: HMAC-SHA256 of its bytes under the repository's chunk
 /// secret.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -172,5 +241,18 @@ mod tests {
         assert!(spans("MANIFEST", Path::new("/nonexistent"), &[])
             .unwrap()
             .is_empty());
+        // Streamed from a file, the cuts are the same; a file shorter than
+        // the length asked for is an error, not a shorter chunk list.
+        let t = tempfile::tempdir().unwrap();
+        let f = t.path().join("seg");
+        std::fs::write(&f, &b).unwrap();
+        let mut streamed = Vec::new();
+        for_each_chunk("wal/001-000000000007.wal", &f, b.len() as u64, |c| {
+            streamed.push((k.id(c), c.len() as u64));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(streamed, ib);
+        assert!(for_each_chunk("wal/x.wal", &f, b.len() as u64 + 1, |_| Ok(())).is_err());
     }
 }

@@ -13,6 +13,15 @@ pub const LAST_VERIFY: &str = "status/last-verify";
 pub const MANIFESTS: &str = "backups";
 /// Under this: the files each backup stored.
 pub const DATA: &str = "data";
+/// Under this (format 2): pack objects, each holding many chunks.
+pub const PACKS: &str = "packs";
+/// Under this (format 2): index objects, saying which pack holds each chunk.
+pub const INDEXES: &str = "index";
+/// Format 2: the secret chunk ids are keyed with (sealed: user data).
+pub const CHUNK_KEY: &str = "keys/chunk-key";
+/// Under this (format 2): the chunk key of a backup made without the
+/// repository's identity (sealed).
+pub const BACKUP_CHUNK_KEYS: &str = "keys/chunks";
 /// Under this: a marker per running backup.
 pub const IN_PROGRESS: &str = "inprogress";
 /// Under this: one object per lock holder.
@@ -32,6 +41,41 @@ pub fn manifest_id(key: &str) -> Option<&str> {
     key.strip_prefix(MANIFESTS)?
         .strip_prefix('/')?
         .strip_suffix(".manifest")
+}
+
+/// `backups/<id>.chunks` (format 2): the chunks of each file of backup `id`.
+pub fn chunk_map(id: &str) -> String {
+    format!("{MANIFESTS}/{id}.chunks")
+}
+
+/// The backup id of a chunk map's key.
+pub fn chunk_map_id(key: &str) -> Option<&str> {
+    key.strip_prefix(MANIFESTS)?
+        .strip_prefix('/')?
+        .strip_suffix(".chunks")
+}
+
+/// `packs/<name>`
+pub fn pack(name: &str) -> String {
+    format!("{PACKS}/{name}")
+}
+
+/// `index/<name>`
+pub fn index(name: &str) -> String {
+    format!("{INDEXES}/{name}")
+}
+
+/// Whether `key` is an index object (`index/<name>`).
+pub fn is_index(key: &str) -> bool {
+    key.strip_prefix(INDEXES)
+        .and_then(|k| k.strip_prefix('/'))
+        .is_some_and(|n| !n.is_empty() && !n.contains('/'))
+}
+
+/// `keys/chunks/<id>`: the chunk key of backup `id`, made without the
+/// repository's identity.
+pub fn backup_chunk_key(id: &str) -> String {
+    format!("{BACKUP_CHUNK_KEYS}/{id}")
 }
 
 /// `data/<id>`: every object backup `id` stored.
@@ -90,7 +134,8 @@ pub fn heartbeat_db(key: &str) -> Option<&str> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Repository metadata, never encrypted: the config, the wrapped data
-    /// key, manifests, in-progress markers, locks, lineage, heartbeats and
+    /// key, manifests, chunk maps and indexes (names, sizes and keyed chunk
+    /// ids, no content), in-progress markers, locks, lineage, heartbeats and
     /// the last verify's outcome. They must be readable without an identity
     /// (listing, locking, `verify` of stored bytes, repairing a config).
     Metadata,
@@ -115,6 +160,8 @@ pub fn kind(key: &str) -> Kind {
         || key == DATA_KEY
         || key == LAST_VERIFY
         || manifest_id(key).is_some()
+        || chunk_map_id(key).is_some()
+        || is_index(key)
         || in_progress_id(key).is_some()
         || lock_name(key).is_some()
         || heartbeat_db(key).is_some()
@@ -167,6 +214,8 @@ mod tests {
             DATA_KEY.to_string(),
             LAST_VERIFY.to_string(),
             manifest("20261127T1Z-ab"),
+            chunk_map("20261127T1Z-ab"),
+            index("20261127T1Z-ab"),
             in_progress("x"),
             lock(42, "abcd"),
             heartbeat("d"),
@@ -178,6 +227,10 @@ mod tests {
         for k in [
             data_file("i", "sst/a.sst"),
             data_file("i", "wal/00000001.log"),
+            pack("0123abcd"),
+            CHUNK_KEY.to_string(),
+            backup_chunk_key("20261127T1Z-ab"),
+            "index/a/b".to_string(),
             format!("{}/0001-0002-0003-0004.walarc", archive_of("d", "h")),
             // Unclassified keys are sealed: fail closed.
             "backups/x.json".to_string(),

@@ -10,16 +10,22 @@
 //! Layout and commands: `docs/backup.md`.
 
 pub mod archive_health;
+mod binary;
+pub mod chunk_gc;
+pub mod chunk_map;
+pub mod chunk_store;
 pub mod chunking;
 pub mod create;
 pub mod crypto;
 pub mod error;
 pub mod export;
+pub mod index;
 pub mod layout;
 pub mod lineage;
 pub mod lock;
 pub mod manifest;
 pub mod objects;
+pub mod pack;
 pub mod pitr;
 pub mod prune;
 pub mod repository;

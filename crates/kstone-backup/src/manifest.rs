@@ -10,7 +10,13 @@ use crate::objects::Codec;
 pub const CONFIG_OBJECT: &str = crate::layout::CONFIG;
 pub const CONFIG_MAGIC: &[u8; 8] = b"KSTNBKCF";
 pub const MANIFEST_MAGIC: &[u8; 8] = b"KSTNBKMF";
+/// Version of the framing of JSON metadata objects, and the repository
+/// format that stores whole files (format 1).
 pub const FORMAT_VERSION: u32 = 1;
+/// The repository format that stores chunks in packs (`docs/formats.md`).
+pub const REPO_FORMAT_V2: u32 = 2;
+/// The newest repository format this build reads and writes.
+pub const NEWEST_FORMAT: u32 = REPO_FORMAT_V2;
 
 /// The repository's config object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +98,10 @@ pub struct BackupManifest {
     pub bytes_stored: u64,
     /// Logical size of the whole snapshot.
     pub bytes_total: u64,
+    /// Format 2: stored bytes of packs an interrupted backup had uploaded
+    /// that this one reused instead of uploading again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resumed_bytes: u64,
     pub files: Vec<FileEntry>,
     /// The database MANIFEST describing exactly these files.
     pub db_manifest: kstone_core::Manifest,
@@ -101,6 +111,10 @@ pub struct BackupManifest {
     /// is encrypted nor loses its id: `backup init --repair` rewrites it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repository: Option<RepoConfig>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Frame a metadata object.

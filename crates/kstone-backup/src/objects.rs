@@ -226,12 +226,34 @@ impl Objects {
         }
     }
 
+    /// [`Objects::put`], returning the size and SHA-256 of the object as
+    /// stored (what `verify` checks without the identity).
+    pub fn put_digest(&self, key: &str, bytes: Vec<u8>) -> Result<(u64, [u8; 32])> {
+        let bytes = match self.sealer(key) {
+            Some(k) => k.seal(&bytes)?,
+            None => bytes,
+        };
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        let n = bytes.len() as u64;
+        self.storage.put(key, bytes)?;
+        Ok((n, digest))
+    }
+
     /// A whole object (opened if it is sealed), or `None` if it does not
     /// exist.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         match (self.storage.get(key)?, self.sealer(key)) {
             (Some(b), Some(k)) => Ok(Some(k.open(&b, key)?)),
             (b, _) => Ok(b),
+        }
+    }
+
+    /// The content of the object at `key` from its bytes as stored (opened,
+    /// if objects of its kind are sealed).
+    pub fn open_stored(&self, key: &str, stored: Vec<u8>) -> Result<Vec<u8>> {
+        match self.sealer(key) {
+            Some(k) => k.open(&stored, key),
+            None => Ok(stored),
         }
     }
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::lineage::Lineage;
-use crate::manifest::{civil, manifest_object, BackupManifest, BackupType};
+use crate::manifest::{civil, manifest_object, BackupManifest, BackupType, REPO_FORMAT_V2};
 use crate::repository::Repository;
 use crate::wal_archive::ArchiveRange;
 
@@ -70,6 +70,10 @@ pub struct Plan {
     /// started before them are kept).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub damaged: Vec<String>,
+    /// Format 2: the packs deleted and repacked (`None` in a format-1
+    /// repository).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<crate::chunk_gc::ChunkGc>,
 }
 
 fn day(us: u64) -> (i64, u32, u32) {
@@ -243,13 +247,18 @@ pub fn plan_with(
         let Some(b) = by_id.get(id.as_str()) else {
             continue;
         };
-        let needs: BTreeSet<&str> = b
-            .files
-            .iter()
-            .map(|f| f.stored_in.as_str())
-            .chain(b.parent.as_deref())
-            .filter(|d| *d != b.id)
-            .collect();
+        // A format-2 backup holds its chunks by reference, counted by the
+        // prune itself: it needs no other backup.
+        let needs: BTreeSet<&str> = if b.format_version >= REPO_FORMAT_V2 {
+            BTreeSet::new()
+        } else {
+            b.files
+                .iter()
+                .map(|f| f.stored_in.as_str())
+                .chain(b.parent.as_deref())
+                .filter(|d| *d != b.id)
+                .collect()
+        };
         for dep in needs {
             if let Some(r) = reasons.get_mut(dep) {
                 let newly = r.is_empty();
@@ -336,6 +345,7 @@ pub fn plan_with(
         wal_keep,
         bytes_freed,
         damaged: Vec::new(),
+        chunks: None,
     }
 }
 
@@ -404,7 +414,19 @@ impl Repository {
                 )));
             }
         }
+        let chunked = self.config.format_version >= REPO_FORMAT_V2;
         if dry_run {
+            if chunked {
+                let gone: BTreeSet<String> = plan
+                    .decisions
+                    .iter()
+                    .filter(|d| !d.keep)
+                    .map(|d| d.id.clone())
+                    .collect();
+                let gc = self.collect_chunks(&gone, true)?;
+                plan.bytes_freed = gc.bytes_freed;
+                plan.chunks = Some(gc);
+            }
             return Ok(plan);
         }
         for d in plan.decisions.iter().filter(|d| !d.keep) {
@@ -412,6 +434,7 @@ impl Repository {
         }
         for d in plan.decisions.iter().filter(|d| !d.keep) {
             self.storage.delete_prefix(&crate::layout::data_of(&d.id))?;
+            self.storage.delete(&crate::layout::chunk_map(&d.id))?;
         }
         for (key, _) in &plan.wal_delete {
             self.storage.delete(key)?;
@@ -435,6 +458,11 @@ impl Repository {
         }
         for id in orphans {
             self.storage.delete_prefix(&crate::layout::data_of(&id))?;
+        }
+        if chunked {
+            let gc = self.collect_chunks(&BTreeSet::new(), false)?;
+            plan.bytes_freed = gc.bytes_freed;
+            plan.chunks = Some(gc);
         }
         Ok(plan)
     }

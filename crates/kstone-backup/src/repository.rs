@@ -6,7 +6,8 @@ use crate::crypto::{self, EncryptionConfig, Identities, Keys, WrappedKey, KEY_MA
 use crate::error::{Error, IoContext, Result};
 use crate::layout;
 use crate::manifest::{
-    self, BackupManifest, RepoConfig, CONFIG_MAGIC, CONFIG_OBJECT, FORMAT_VERSION, MANIFEST_MAGIC,
+    self, BackupManifest, RepoConfig, CONFIG_MAGIC, CONFIG_OBJECT, MANIFEST_MAGIC, NEWEST_FORMAT,
+    REPO_FORMAT_V2,
 };
 use crate::objects::Objects;
 use crate::storage::{S3Settings, Storage};
@@ -57,6 +58,9 @@ pub struct InitOptions {
     /// Recipients (`age1…`, `ssh-ed25519 …`, `ssh-rsa …`): non-empty makes
     /// an encrypted repository.
     pub recipients: Vec<String>,
+    /// Repository format: 0 for the newest ([`NEWEST_FORMAT`]); 1 makes a
+    /// repository that kstone versions before format 2 can read.
+    pub format: u32,
 }
 
 /// `data` of `data/ID/file`; an object at the top level names itself.
@@ -75,6 +79,12 @@ impl InitOptions {
         for r in &self.recipients {
             crypto::parse_recipient(r)?;
         }
+        if self.format > NEWEST_FORMAT {
+            return Err(Error::Invalid(format!(
+                "repository format {} is not one this kstone writes (1 or {NEWEST_FORMAT})",
+                self.format
+            )));
+        }
         Ok(())
     }
 }
@@ -92,6 +102,7 @@ impl Repository {
             &InitOptions {
                 compression_level,
                 recipients: Vec::new(),
+                format: 0,
             },
         )
     }
@@ -120,8 +131,17 @@ impl Repository {
             encryption = Some(cfg);
             Objects::sealed(storage, keys)
         };
+        let format_version = if opts.format == 0 {
+            NEWEST_FORMAT
+        } else {
+            opts.format
+        };
+        if format_version >= REPO_FORMAT_V2 {
+            // Before the config: a repository whose config exists has its key.
+            crate::chunk_store::create_chunk_key(&storage, layout::CHUNK_KEY)?;
+        }
         let config = RepoConfig {
-            format_version: FORMAT_VERSION,
+            format_version,
             repository_id: kstone_core::fsio::random_hex(16)?,
             created_at_us: kstone_core::fsio::now_micros(),
             compression_level: opts.compression_level,
@@ -179,6 +199,12 @@ impl Repository {
             });
         };
         let config: RepoConfig = manifest::decode(CONFIG_MAGIC, &bytes, CONFIG_OBJECT)?;
+        if config.format_version > NEWEST_FORMAT {
+            return Err(Error::Invalid(format!(
+                "{} is a repository of format {}, newer than this kstone reads (up to {NEWEST_FORMAT}): upgrade kstone",
+                storage.location, config.format_version
+            )));
+        }
         check_config_belongs(&storage, &config)?;
         let storage = match &config.encryption {
             Some(enc) => {
@@ -322,6 +348,21 @@ impl Repository {
         }
         storage.put(CONFIG_OBJECT, manifest::encode(CONFIG_MAGIC, &config))?;
         Ok(config)
+    }
+
+    /// Bytes the repository stores for backups' data: packs (format 2)
+    /// and whole-file objects (format 1), as stored.
+    pub fn stored_bytes(&self) -> Result<u64> {
+        let mut n = 0;
+        for prefix in [layout::PACKS, layout::DATA] {
+            n += self
+                .storage
+                .list(prefix)?
+                .iter()
+                .map(|(_, s)| s)
+                .sum::<u64>();
+        }
+        Ok(n)
     }
 
     pub fn location(&self) -> &str {

@@ -3,15 +3,24 @@
 //! moved aside (never deleted); a target another process has open is refused;
 //! a failure at any point leaves the target exactly as it was.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use kstone_core::Origin;
 use kstone_core::{Database, Options};
 
+use crate::chunk_map;
+use crate::chunk_store;
 use crate::error::{Error, IoContext, Result};
-use crate::manifest::BackupManifest;
+use crate::index::ChunkIndex;
+use crate::layout;
+use crate::manifest::{BackupManifest, REPO_FORMAT_V2};
 use crate::repository::Repository;
+
+/// Packs read at once by a restore (each held whole in memory: bounded
+/// at this many times the pack size, twice over in an encrypted repository).
+pub const RESTORE_WORKERS: usize = 4;
 
 /// What a restore did.
 #[derive(Debug, Clone)]
@@ -52,13 +61,41 @@ impl Repository {
             fs::create_dir(&d).ctx(&d)?;
         }
         for f in &m.files {
-            let path = dir.join(&f.name);
             if !f.name.starts_with("sst/") && !f.name.starts_with("wal/") || f.name.contains("..") {
                 return Err(Error::Corrupt {
                     object: f.object.clone(),
                     detail: format!("bad file name {:?} in manifest", f.name),
                 });
             }
+        }
+        if m.format_version >= REPO_FORMAT_V2 {
+            self.rebuild_chunked(m, dir)?;
+        } else {
+            self.download_files(m, dir)?;
+        }
+        let dbm = m.db_manifest.restored(Origin {
+            repository: self.location().to_string(),
+            repository_id: self.config.repository_id.clone(),
+            backup_id: m.id.clone(),
+            snapshot_lsn: m.snapshot_lsn,
+            recovered_to_lsn: recovered_to.map(|r| r.0),
+            parent_history: Some(m.history.clone()),
+            fork_ts: Some(recovered_to.map_or(m.snapshot_commit_us, |r| r.1)),
+            restored_at_us: kstone_core::fsio::now_micros(),
+        });
+        dbm.store(dir)?;
+        for sub in ["wal", "sst", "pins"] {
+            kstone_core::fsio::sync_dir(&dir.join(sub))?;
+        }
+        kstone_core::fsio::sync_dir(dir)?;
+        Ok(())
+    }
+
+    /// Format 1: each file is one object, streamed and checked against its
+    /// size and SHA-256.
+    fn download_files(&self, m: &BackupManifest, dir: &Path) -> Result<()> {
+        for f in &m.files {
+            let path = dir.join(&f.name);
             let mut out = fs::File::create(&path).ctx(&path)?;
             let (n, sha) = self
                 .storage
@@ -81,22 +118,59 @@ impl Repository {
             }
             out.sync_all().ctx(&path)?;
         }
-        let dbm = m.db_manifest.restored(Origin {
-            repository: self.location().to_string(),
-            repository_id: self.config.repository_id.clone(),
-            backup_id: m.id.clone(),
-            snapshot_lsn: m.snapshot_lsn,
-            recovered_to_lsn: recovered_to.map(|r| r.0),
-            parent_history: Some(m.history.clone()),
-            fork_ts: Some(recovered_to.map_or(m.snapshot_commit_us, |r| r.1)),
-            restored_at_us: kstone_core::fsio::now_micros(),
-        });
-        dbm.store(dir)?;
-        for sub in ["wal", "sst", "pins"] {
-            kstone_core::fsio::sync_dir(&dir.join(sub))?;
-        }
-        kstone_core::fsio::sync_dir(dir)?;
         Ok(())
+    }
+
+    /// Format 2: the files are rebuilt from their chunks (each pack read
+    /// once, every chunk checked against its keyed id); the chunk map must
+    /// describe exactly the manifest's files.
+    fn rebuild_chunked(&self, m: &BackupManifest, dir: &Path) -> Result<()> {
+        let obj = layout::chunk_map(&m.id);
+        let bytes = self.storage.get(&obj)?.ok_or_else(|| Error::Corrupt {
+            object: obj.clone(),
+            detail: "the backup's chunk map is missing".into(),
+        })?;
+        let map = chunk_map::decode(&bytes, &obj)?;
+        let listed: Vec<(&str, u64)> = map
+            .files
+            .iter()
+            .map(|f| (f.name.as_str(), f.size))
+            .collect();
+        let want: Vec<(&str, u64)> = m.files.iter().map(|f| (f.name.as_str(), f.size)).collect();
+        if listed != want {
+            return Err(Error::Corrupt {
+                object: obj,
+                detail: "the chunk map does not list the manifest's files".into(),
+            });
+        }
+        let (mut index, damaged) = ChunkIndex::load(&self.storage)?;
+        let present: HashMap<String, u64> = self.storage.list(layout::PACKS)?.into_iter().collect();
+        let absent = index.retain_present(&present);
+        chunk_store::rebuild(&self.storage, &index, &map, &obj, dir, RESTORE_WORKERS).map_err(|e| {
+            match e {
+                Error::Corrupt { object, detail } if !damaged.is_empty() || !absent.is_empty() => {
+                    let mut why = Vec::new();
+                    if !absent.is_empty() {
+                        why.push(format!("packs missing or truncated: {}", absent.join(", ")));
+                    }
+                    if !damaged.is_empty() {
+                        why.push(format!(
+                            "damaged index objects, which may list it: {}",
+                            damaged
+                                .iter()
+                                .map(|d| d.0.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                    Error::Corrupt {
+                        object,
+                        detail: format!("{detail} ({})", why.join("; ")),
+                    }
+                }
+                e => e,
+            }
+        })
     }
 
     /// Restore backup `id` (or `latest`) to `target`.

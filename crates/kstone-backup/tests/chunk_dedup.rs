@@ -27,10 +27,12 @@ fn chunks_of(dir: &Path, key: &ChunkKey) -> Vec<(String, Vec<(ChunkId, u64)>)> {
     out
 }
 
+/// A file's chunks, by [`chunking::spans`] over its bytes; the streamed
+/// [`chunking::for_each_chunk`] (what a backup uses) must cut it the same.
 fn chunk_file(dir: &Path, name: &str, key: &ChunkKey) -> Vec<(ChunkId, u64)> {
     let path = dir.join(name);
     let bytes = std::fs::read(&path).unwrap();
-    chunking::spans(name, &path, &bytes)
+    let whole: Vec<(ChunkId, u64)> = chunking::spans(name, &path, &bytes)
         .unwrap()
         .into_iter()
         .map(|r| {
@@ -39,7 +41,15 @@ fn chunk_file(dir: &Path, name: &str, key: &ChunkKey) -> Vec<(ChunkId, u64)> {
                 r.end - r.start,
             )
         })
-        .collect()
+        .collect();
+    let mut streamed = Vec::new();
+    chunking::for_each_chunk(name, &path, bytes.len() as u64, |c| {
+        streamed.push((key.id(c), c.len() as u64));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(streamed, whole, "{name}");
+    whole
 }
 
 fn item(i: u64, round: u64) -> Item {

@@ -129,6 +129,11 @@ fn chrono_now() -> chrono::DateTime<chrono::Utc> {
 }
 
 fn setup() -> (tempfile::TempDir, Database, Arc<Faulty>, Repository) {
+    setup_format(0)
+}
+
+/// [`setup`] with a repository of `format` (0: the newest).
+fn setup_format(format: u32) -> (tempfile::TempDir, Database, Arc<Faulty>, Repository) {
     let tmp = tempfile::tempdir().unwrap();
     let db = Database::create(tmp.path().join("db"), Options::default()).unwrap();
     for i in 0..3000u32 {
@@ -151,13 +156,27 @@ fn setup() -> (tempfile::TempDir, Database, Arc<Faulty>, Repository) {
         delay: Duration::from_millis(2),
     });
     let store: Arc<dyn ObjectStore> = faulty.clone();
-    let repo = Repository::init_on(Storage::from_store(store, "faulty").unwrap(), Some(3)).unwrap();
+    let repo = Repository::init_with(
+        Storage::from_store(store, "faulty").unwrap(),
+        &kstone_backup::InitOptions {
+            compression_level: Some(3),
+            format,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     (tmp, db, faulty, repo)
 }
 
 #[test]
 fn failing_writes_leave_a_consistent_repository_and_retry_succeeds() {
-    let (tmp, db, faulty, repo) = setup();
+    for format in [1, 2] {
+        failing_writes_leave_a_consistent_repository(format);
+    }
+}
+
+fn failing_writes_leave_a_consistent_repository(format: u32) {
+    let (tmp, db, faulty, repo) = setup_format(format);
     let full = db
         .backup(
             &repo,
@@ -177,7 +196,14 @@ fn failing_writes_leave_a_consistent_repository_and_retry_succeeds() {
         .unwrap();
     }
     db.flush().unwrap();
-    for budget in [0, 1, 3, 10] {
+    // Format 2 writes few objects (marker, packs, index, chunk map,
+    // manifest), and a retry reuses the packs a failed run left.
+    let budgets: &[i64] = if format == 2 {
+        &[0, 1, 2, 3]
+    } else {
+        &[0, 1, 3, 10]
+    };
+    for &budget in budgets {
         faulty.writes_left.store(budget, Ordering::SeqCst);
         let err = db
             .backup(
@@ -192,9 +218,33 @@ fn failing_writes_leave_a_consistent_repository_and_retry_succeeds() {
         assert!(err.to_string().contains("injected failure"), "{err}");
         faulty.writes_left.store(-1, Ordering::SeqCst);
         // Only the complete backup is listed, it verifies, and the failed
-        // run's objects are gone.
+        // run's objects are gone (format 2: only its packs stay, named by
+        // no index, for the next run to reuse or a prune to delete).
         assert_eq!(repo.backup_ids().unwrap(), vec![full.id.clone()]);
         assert!(repo.verify(&full.id, false).unwrap().is_empty());
+        let names = |d: &str| -> Vec<String> {
+            std::fs::read_dir(tmp.path().join("repo").join(d))
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        if format == 2 {
+            assert!(names("index").contains(&full.id), "budget {budget}");
+            let mut maps = names("backups");
+            maps.sort();
+            assert_eq!(
+                maps,
+                vec![
+                    format!("{}.chunks", full.id),
+                    format!("{}.manifest", full.id)
+                ],
+                "budget {budget}"
+            );
+            continue;
+        }
         let dirs: Vec<String> = std::fs::read_dir(tmp.path().join("repo/data"))
             .unwrap()
             .flatten()

@@ -76,6 +76,7 @@ fn chain(steps: &[(u8, u64)]) -> (Vec<BackupManifest>, Vec<(String, ArchiveRange
             item_count: 0,
             bytes_stored: 0,
             bytes_total: 0,
+            resumed_bytes: 0,
             files,
             db_manifest: kstone_core::Manifest::new(
                 "db".into(),

@@ -161,9 +161,10 @@ pitr_window = "1h"
     );
     assert!(body.contains("# TYPE kstone_job_failures_total counter"));
 
-    // A failing run is survived: the repository cannot store data for a while.
-    let data = repo.join("data");
-    let moved = repo.join("data.moved");
+    // A failing run is survived: the repository cannot store data (packs,
+    // in a format-2 repository) for a while.
+    let data = repo.join("packs");
+    let moved = repo.join("packs.moved");
     std::fs::rename(&data, &moved).unwrap();
     std::fs::write(&data, b"not a directory").unwrap();
     std::thread::sleep(Duration::from_millis(2500));

@@ -196,10 +196,12 @@ fn hot_backup_beside_a_writing_process_is_exact(backend: Backend) {
     assert!(ok(&["stats", p(&target)]).contains("restored       to lsn "));
 }
 
+/// Format 1's chains (format 2's dedup: `tests/repo_v2.rs`).
 fn chain_sizes_and_exact_restores(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db.keystone");
     let repo = Repo::new(backend, tmp.path(), "repo");
+    ok(&["backup", "init", "--repo", repo.loc(), "--format", "1"]);
     make_db(&db, 20_000);
     let full = json(&["backup", "create", p(&db), "--repo", repo.loc(), "--json"]);
     assert_eq!(full["type"], "full");
@@ -287,10 +289,13 @@ fn chain_sizes_and_exact_restores(backend: Backend) {
     assert!(out.contains("ok        WAL archive"), "{out}");
 }
 
+/// Damage to format 1's whole-file objects (format 2's packs:
+/// `tests/repo_v2.rs`).
 fn verify_finds_damage_and_restore_refuses_it(backend: Backend) {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db.keystone");
     let repo = Repo::new(backend, tmp.path(), "repo");
+    ok(&["backup", "init", "--repo", repo.loc(), "--format", "1"]);
     make_db(&db, 3000);
     let b = json(&["backup", "create", p(&db), "--repo", repo.loc(), "--json"]);
     let id = b["id"].as_str().unwrap().to_string();

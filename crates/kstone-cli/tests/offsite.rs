@@ -13,7 +13,9 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
+use kstone_backup::storage::Storage;
 use kstone_core::{item_from_plain_json, Database, Durability, Options};
+use std::sync::Arc;
 
 on_both_backends!(encrypted_repository_never_holds_plaintext_and_rekeys);
 
@@ -151,7 +153,7 @@ fn encrypted_repository_never_holds_plaintext_and_rekeys(backend: Backend) {
 
     let objects = snapshot(&repo);
     assert!(objects.keys().any(|k| k.starts_with("wal/")));
-    assert!(objects.keys().any(|k| k.starts_with("data/")));
+    assert!(objects.keys().any(|k| k.starts_with("packs/")));
     for (k, b) in &objects {
         assert!(!contains(b, MARKER.as_bytes()), "plaintext in {k}");
         assert!(!contains(b, b"-value-000123"), "plaintext in {k}");
@@ -322,7 +324,7 @@ fn encrypted_repository_never_holds_plaintext_and_rekeys(backend: Backend) {
 
     // Damage to an encrypted object is found with and without the identity.
     let victim = repo
-        .keys(&format!("data/{full_id}"))
+        .keys("packs")
         .into_iter()
         .max_by_key(|k| repo.read(k).len())
         .unwrap();
@@ -347,14 +349,14 @@ fn encrypted_repository_never_holds_plaintext_and_rekeys(backend: Backend) {
     // no backup at all (never a plaintext one).
     let key = repo.read("keys/data-key");
     repo.remove("keys/data-key");
-    let n_before = repo.keys("data").len();
+    let n_before = repo.keys("packs").len();
     let e = fails_with(
         &kstone(&["backup", "create", p(&db), "--repo", repo.loc()]),
         6,
         "backup into a repository without its key",
     );
     assert!(e.contains("key"), "{e}");
-    assert_eq!(repo.keys("data").len(), n_before);
+    assert_eq!(repo.keys("packs").len(), n_before);
     repo.write("keys/data-key", key);
     ok(&["backup", "verify", "--repo", repo.loc(), "--all"]);
 }
@@ -399,7 +401,7 @@ fn s3_options_and_plain_http_refusal() {
         "--s3-sse",
         "AES256",
     ]);
-    let key = repo.keys("data").into_iter().next().unwrap();
+    let key = repo.keys("packs").into_iter().next().unwrap();
     let (bucket, prefix) = repo
         .loc()
         .trim_start_matches("s3://")
@@ -447,6 +449,11 @@ fn s3_options_and_plain_http_refusal() {
 /// A database big enough that a backup to moto takes a few seconds, with
 /// SSTs over the multipart threshold.
 fn make_big_db(dir: &Path) {
+    make_big_db_seeded(dir, 0x1234_5678_9abc_def0);
+}
+
+/// [`make_big_db`] with values from `seed`: another seed, other chunks.
+fn make_big_db_seeded(dir: &Path, seed: u64) {
     let db = Database::create(
         dir,
         Options {
@@ -457,7 +464,7 @@ fn make_big_db(dir: &Path) {
         },
     )
     .unwrap();
-    let mut x = 0x1234_5678_9abc_def0u64;
+    let mut x = seed;
     let mut noise = |n: usize| -> String {
         (0..n)
             .map(|_| {
@@ -540,7 +547,7 @@ fn s3_connection_cut_mid_backup_then_retry() {
     );
     let big = repo
         .storage()
-        .list("data")
+        .list("packs")
         .unwrap()
         .into_iter()
         .map(|(_, n)| n)
@@ -551,8 +558,10 @@ fn s3_connection_cut_mid_backup_then_retry() {
         "no multipart-sized object ({big} bytes)"
     );
 
-    // The network dies part-way through a full backup.
-    let begun = Instant::now();
+    // The network dies part-way through a full backup of new data (data
+    // the repository holds would not be uploaded again).
+    let db = tmp.path().join("db2.keystone");
+    make_big_db_seeded(&db, 0x0fed_cba9_8765_4321);
     let (out, took) = run_until(
         kstone_at(
             &ep,
@@ -567,11 +576,11 @@ fn s3_connection_cut_mid_backup_then_retry() {
             ],
         ),
         || {
-            if begun.elapsed() > Duration::from_millis(600) {
+            if repo.keys("inprogress").is_empty() {
+                false
+            } else {
                 proxy.set(Mode::Down);
                 true
-            } else {
-                false
             }
         },
     );
@@ -651,7 +660,23 @@ fn s3_server_killed_mid_backup() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    // Killed once the backup has begun (its in-progress marker is up).
+    let marker = Storage::from_store(
+        Arc::new(object_store::prefix::PrefixStore::new(
+            s3::store(&ep, "killed"),
+            "repo",
+        )),
+        loc,
+    )
+    .unwrap();
+    let begun = Instant::now();
+    while marker.list("inprogress").unwrap_or_default().is_empty() {
+        assert!(
+            begun.elapsed() < Duration::from_secs(60),
+            "the backup never began"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
     unsafe {
         libc::kill(pid as i32, libc::SIGKILL);
     }

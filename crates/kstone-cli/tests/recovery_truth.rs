@@ -38,6 +38,16 @@ impl Model {
     }
 }
 
+/// The packs backup `id` wrote: those its index names.
+fn packs_of(repo_dir: &Path, id: &str) -> Vec<PathBuf> {
+    let b = std::fs::read(repo_dir.join("index").join(id)).unwrap();
+    kstone_backup::index::decode(&b, "index")
+        .unwrap()
+        .into_iter()
+        .map(|p| repo_dir.join(p.key))
+        .collect()
+}
+
 fn last_lsn(db: &Path) -> u64 {
     json(&["stats", p(db), "--json"])["last_lsn"]
         .as_u64()
@@ -749,11 +759,11 @@ fn damaged_objects_fail_only_what_depends_on_them() {
     }
     archive_once(&d, repo);
     let max = last_lsn(&d);
-    // One data object of the second full disappears.
-    let victim = common::walk(&repo_dir.join("data").join(id))
+    // One pack the second full wrote disappears.
+    let victim = packs_of(&repo_dir, id)
         .into_iter()
         .next()
-        .expect("a data object of the second backup");
+        .expect("a pack of the second backup");
     std::fs::remove_file(&victim).unwrap();
     // Every point status reports still restores (through the first full).
     assert_eq!(assert_exact(repo, &m, max, tmp.path()) as u64, max);
@@ -832,7 +842,9 @@ fn a_damaged_newest_backup_names_the_point_that_still_restores() {
     put(&d, &mut m, "k10", "10");
     let newest = backup(&d, repo, "incremental");
     let id = newest["id"].as_str().unwrap();
-    for f in common::walk(&repo_dir.join("data").join(id)) {
+    let packs = packs_of(&repo_dir, id);
+    assert!(!packs.is_empty());
+    for f in packs {
         let mut b = std::fs::read(&f).unwrap();
         let n = b.len() / 2;
         b[n] ^= 0x55;

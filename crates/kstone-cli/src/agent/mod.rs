@@ -116,6 +116,7 @@ fn run_job(name: &str, c: &Config, repo: &Repository, m: &Mutex<Metrics>) -> Cli
                     kind: Some(kind),
                     parallelism: 4,
                     skip_unchanged: true,
+                    pack_target: 0,
                 },
                 None,
             );

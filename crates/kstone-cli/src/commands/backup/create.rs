@@ -44,6 +44,14 @@ pub struct CreateArgs {
     /// with exit 0).
     #[arg(long)]
     pub allow_empty: bool,
+    /// Files read and stored at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub parallelism: u16,
+    /// Size of the pack objects a format-2 repository groups chunks into,
+    /// in MiB: fewer, larger objects cost fewer requests; each worker holds
+    /// one pack in memory while filling it.
+    #[arg(long, value_name = "MIB", default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=512))]
+    pub pack_size: u32,
     #[command(flatten)]
     pub s3: WriteOptions,
 }
@@ -56,6 +64,8 @@ pub fn run(a: &CreateArgs) -> CliResult<Exit> {
         kind,
         json,
         allow_empty,
+        parallelism,
+        pack_size,
         s3,
     } = a;
     let (kind, json, allow_empty) = (*kind, *json, *allow_empty);
@@ -77,8 +87,9 @@ pub fn run(a: &CreateArgs) -> CliResult<Exit> {
             BackupTypeArg::Incremental => BackupType::Incremental,
             BackupTypeArg::Differential => BackupType::Differential,
         }),
-        parallelism: 4,
+        parallelism: usize::from(*parallelism),
         skip_unchanged: !allow_empty,
+        pack_target: *pack_size as usize * (1 << 20),
     };
     let pb = crate::progress::Progress::bytes("backing up");
     let progress = |done: u64, total: u64| pb.set(done, total);
@@ -127,6 +138,19 @@ pub fn run(a: &CreateArgs) -> CliResult<Exit> {
             "note: no full backup of this database's current history in the repository \
              (a first backup, or the first after a restore): took a full backup instead of {}",
             opts.kind.map(|k| k.to_string()).unwrap_or_default()
+        );
+    }
+    if m.resumed_bytes > 0 {
+        eprintln!(
+            "resumed: reused {} bytes an interrupted backup had uploaded",
+            m.resumed_bytes
+        );
+    }
+    if m.format_version < kstone_backup::manifest::REPO_FORMAT_V2 {
+        eprintln!(
+            "note: this repository is of format 1 (each changed file stored whole); \
+             `kstone backup init --repo NEW-LOCATION` makes a format-2 repository, which stores \
+             each chunk once across backups, compactions and databases"
         );
     }
     if json {

@@ -35,8 +35,14 @@ pub struct InitArgs {
     /// the copy its backup manifests carry (id, compression, encryption);
     /// no other option applies. Without it, init only ever creates a
     /// repository at an empty location.
-    #[arg(long, conflicts_with_all = ["recipient", "recipients_file", "no_compression"])]
+    #[arg(long, conflicts_with_all = ["recipient", "recipients_file", "no_compression", "format"])]
     pub repair: bool,
+    /// Repository format. 2 (the default) stores files as content-defined
+    /// chunks in pack files: a chunk is stored once across backups,
+    /// compactions and databases. 1 stores each file whole, readable by
+    /// kstone versions before format 2.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=2))]
+    pub format: Option<u32>,
     #[command(flatten)]
     pub s3: WriteOptions,
 }
@@ -58,6 +64,7 @@ pub fn run(a: &InitArgs) -> CliResult<Exit> {
         recipient,
         recipients_file,
         repair,
+        format,
         s3,
     } = a;
     if *repair {
@@ -88,14 +95,15 @@ pub fn run(a: &InitArgs) -> CliResult<Exit> {
     let init = kstone_backup::InitOptions {
         compression_level: (!no_compression).then_some(*compression_level),
         recipients,
+        format: format.unwrap_or(0),
     };
     // Before the location is created: a refused init leaves nothing.
     init.validate()?;
     let storage = kstone_backup::storage::Storage::open_with(repo, true, &s3.settings())?;
     let r = Repository::init_with(storage, &init)?;
     println!(
-        "initialized repository {} (id {})",
-        repo, r.config.repository_id
+        "initialized repository {} (id {}, format {})",
+        repo, r.config.repository_id, r.config.format_version
     );
     if r.encryption().is_some() {
         let n = r.recipients()?.len();

@@ -109,5 +109,14 @@ pub fn run(a: &PruneArgs) -> CliResult<Exit> {
         plan.wal_delete.len(),
         plan.wal_delete.len() + plan.wal_keep
     );
+    if let Some(gc) = &plan.chunks {
+        match &gc.skipped {
+            Some(why) => eprintln!("warning: no pack deleted: {why} (every pack is kept until it is repaired or pruned)"),
+            None => println!(
+                "packs: {verb} {}, repacked {} into {}",
+                gc.packs_deleted, gc.packs_repacked, gc.packs_written
+            ),
+        }
+    }
     Ok(Exit::Success)
 }

@@ -118,6 +118,10 @@ pub fn run(a: &StatusArgs) -> CliResult<Exit> {
             ));
         }
     }
+    // Every backup's logical size beside what the repository stores for
+    // them (chunks stored once, in format 2).
+    let logical: u64 = listed.iter().map(|m| m.bytes_total).sum();
+    let stored = r.stored_bytes()?;
     if as_json {
         let mut v = serde_json::to_value(&w)?;
         // To the microsecond: a time shown must restore as shown.
@@ -139,6 +143,8 @@ pub fn run(a: &StatusArgs) -> CliResult<Exit> {
         v["last_verify"] = serde_json::to_value(&verify)?;
         v["problems"] = json!(problems);
         v["backups_in_repository"] = json!(listed.len());
+        v["bytes_logical"] = json!(logical);
+        v["bytes_stored"] = json!(stored);
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("database         {} (history {})", w.db_id, w.history);
@@ -153,6 +159,10 @@ pub fn run(a: &StatusArgs) -> CliResult<Exit> {
             );
         }
         println!("archive objects  {}", w.archive_objects);
+        println!(
+            "stored           {stored} bytes of backup data for {logical} bytes in {} backups",
+            listed.len()
+        );
         // To the microsecond: a time shown must restore as shown.
         println!(
             "earliest point   LSN {} at {}",

@@ -1,0 +1,391 @@
+//! Format 2's chunk store: files in (cut, named, deduplicated, packed),
+//! chunks out (each pack read once, every chunk checked against its keyed
+//! id), and the chunk-key objects ids are keyed with.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Mutex;
+
+use kstone_core::fsio::hex;
+use sha2::{Digest, Sha256};
+
+use crate::chunk_map::FileChunks;
+use crate::chunking::{self, ChunkId, ChunkKey};
+use crate::error::{Error, IoContext, Result};
+use crate::index::{ChunkIndex, PackInfo};
+use crate::layout;
+use crate::objects::Objects;
+use crate::pack::{self, Entry, PackBuilder};
+
+pub const CHUNK_KEY_MAGIC: &[u8; 8] = b"KSTNBKCK";
+pub const CHUNK_KEY_VERSION: u32 = 2;
+
+/// Bytes of a file's start compressed to decide whether its chunks are.
+const SAMPLE: usize = 32 << 10;
+
+/// Write a new chunk key (32 random bytes) to the object `key`: sealed in
+/// an encrypted repository, like all user data.
+pub(crate) fn create_chunk_key(objs: &Objects, key: &str) -> Result<ChunkKey> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| Error::Invalid(format!("random: {e}")))?;
+    objs.put(
+        key,
+        kstone_core::framed::encode(CHUNK_KEY_MAGIC, CHUNK_KEY_VERSION, &secret),
+    )?;
+    ChunkKey::new(&secret)
+}
+
+/// The chunk key in object `key`; `None` when it is sealed and this
+/// process has no identity to open it.
+pub(crate) fn open_chunk_key(objs: &Objects, key: &str) -> Result<Option<ChunkKey>> {
+    if objs.keys().is_some_and(|k| !k.can_open()) {
+        return Ok(None);
+    }
+    let corrupt = |d: String| Error::Corrupt {
+        object: key.to_string(),
+        detail: d,
+    };
+    let bytes = objs
+        .get(key)?
+        .ok_or_else(|| corrupt("the chunk key is missing".into()))?;
+    let (version, body) = kstone_core::framed::decode(&bytes, CHUNK_KEY_MAGIC, Path::new(key))
+        .map_err(|e| corrupt(e.to_string()))?;
+    let secret: [u8; 32] = body
+        .try_into()
+        .ok()
+        .filter(|_| version == CHUNK_KEY_VERSION)
+        .ok_or_else(|| corrupt("not a 32-byte chunk key of version 2".into()))?;
+    ChunkKey::new(&secret).map(Some)
+}
+
+/// What storing one file produced.
+pub(crate) struct StoredFile {
+    pub chunks: Vec<(ChunkId, u32)>,
+    pub sha256: String,
+    /// Bytes of blobs this file added to new packs.
+    pub stored: u64,
+}
+
+/// Stores files as chunks into new packs, skipping every chunk `index`
+/// (the repository's present chunks) or another file of this run holds.
+/// One pack is filled per worker at a time; each is uploaded, durable and
+/// visible, as soon as it is full, so an interrupted run's packs can be
+/// reused by the next (they describe themselves: [`pack::entries`]).
+pub(crate) struct ChunkWriter<'a> {
+    objs: &'a Objects,
+    key: &'a ChunkKey,
+    index: &'a ChunkIndex,
+    level: Option<i32>,
+    /// Blob bytes a pack is sealed at.
+    target: usize,
+    claimed: Mutex<HashSet<ChunkId>>,
+    idle: Mutex<Vec<PackBuilder>>,
+    written: Mutex<Vec<PackInfo>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<'a> ChunkWriter<'a> {
+    pub fn new(
+        objs: &'a Objects,
+        key: &'a ChunkKey,
+        index: &'a ChunkIndex,
+        level: Option<i32>,
+        target: usize,
+    ) -> ChunkWriter<'a> {
+        ChunkWriter {
+            objs,
+            key,
+            index,
+            level,
+            target,
+            claimed: Mutex::new(HashSet::new()),
+            idle: Mutex::new(Vec::new()),
+            written: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Cut the first `len` bytes of the file `path` (`name` inside the
+    /// database directory) into chunks and store the new ones. The file is
+    /// streamed: memory holds one chunk of it at a time.
+    pub fn store_file(&self, name: &str, path: &Path, len: u64) -> Result<StoredFile> {
+        // A sample of the start decides whether the file's chunks are
+        // compressed (an SST's blocks usually are already).
+        let mut sample = vec![0u8; (len as usize).min(SAMPLE)];
+        File::open(path)
+            .ctx(path)?
+            .read_exact(&mut sample)
+            .ctx(path)?;
+        let level = self.level.filter(|&l| {
+            !sample.is_empty()
+                && zstd::bulk::compress(&sample, l).is_ok_and(|c| c.len() * 10 < sample.len() * 9)
+        });
+        drop(sample);
+        let mut hasher = Sha256::new();
+        let mut chunks = Vec::new();
+        let mut builder = lock(&self.idle).pop().unwrap_or_default();
+        let mut stored = 0u64;
+        let result = chunking::for_each_chunk(name, path, len, |raw| {
+            hasher.update(raw);
+            let id = self.key.id(raw);
+            chunks.push((id, raw.len() as u32));
+            if self.index.contains(&id) || !lock(&self.claimed).insert(id) {
+                return Ok(());
+            }
+            stored += u64::from(builder.add(id, raw, level)?);
+            if builder.len() >= self.target {
+                self.upload(&mut builder)?;
+            }
+            Ok(())
+        });
+        lock(&self.idle).push(builder);
+        result?;
+        Ok(StoredFile {
+            chunks,
+            sha256: hex(&hasher.finalize()),
+            stored,
+        })
+    }
+
+    fn upload(&self, b: &mut PackBuilder) -> Result<()> {
+        let p = upload_pack(self.objs, b)?;
+        lock(&self.written).push(p);
+        Ok(())
+    }
+
+    /// Upload the packs still being filled, their blobs gathered into as
+    /// few packs as the target allows (each worker filled its own: a small
+    /// backup would otherwise make one small pack per worker); every pack
+    /// this run wrote.
+    pub fn finish(self) -> Result<Vec<PackInfo>> {
+        let builders = std::mem::take(&mut *lock(&self.idle));
+        let mut out = PackBuilder::default();
+        for mut b in builders.into_iter().filter(|b| !b.is_empty()) {
+            if out.len() + b.len() > self.target && !out.is_empty() {
+                self.upload(&mut out)?;
+            }
+            if out.is_empty() {
+                out = b;
+            } else {
+                out.append(&mut b)?;
+            }
+        }
+        if !out.is_empty() {
+            self.upload(&mut out)?;
+        }
+        Ok(self.written.into_inner().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// Seal and store the pack `b` holds under a new random name, durable and
+/// visible when this returns; the builder is empty again.
+pub(crate) fn upload_pack(objs: &Objects, b: &mut PackBuilder) -> Result<PackInfo> {
+    let (body, entries) = b.finish();
+    let key = layout::pack(&kstone_core::fsio::random_hex(16)?);
+    let (stored_size, stored_sha256) = objs.put_digest(&key, body)?;
+    Ok(PackInfo {
+        key,
+        stored_size,
+        stored_sha256,
+        entries,
+    })
+}
+
+/// One wanted chunk: which file, at which offset, checked with which key.
+#[derive(Clone, Copy)]
+struct Target {
+    file: usize,
+    offset: u64,
+}
+
+/// One pack to read, and each entry wanted from it with where it goes.
+type PackWork<'i> = (&'i PackInfo, Vec<(&'i Entry, Vec<Target>)>);
+
+/// [`PackWork`] while it is gathered, entries by id.
+type Gathering<'i> = (&'i PackInfo, HashMap<ChunkId, (&'i Entry, Vec<Target>)>);
+
+/// The packs holding `files`' chunks, each with the entries wanted from it
+/// and where each goes. A chunk no index lists is damage to the backup.
+fn plan<'i>(
+    index: &'i ChunkIndex,
+    files: &[FileChunks],
+    map_object: &str,
+) -> Result<Vec<PackWork<'i>>> {
+    let mut by_pack: HashMap<&str, Gathering<'i>> = HashMap::new();
+    for (fi, f) in files.iter().enumerate() {
+        let mut offset = 0u64;
+        for (id, len) in &f.chunks {
+            let (p, e) = index.locate(id).ok_or_else(|| Error::Corrupt {
+                object: map_object.to_string(),
+                detail: format!(
+                    "{}: chunk {id} at byte {offset} is in no pack that is present whole \
+                     (its pack was deleted or truncated, or its index lost)",
+                    f.name
+                ),
+            })?;
+            if e.raw_len != *len {
+                return Err(Error::Corrupt {
+                    object: map_object.to_string(),
+                    detail: format!(
+                        "{}: chunk {id} is {len} bytes here, {} in {}",
+                        f.name, e.raw_len, p.key
+                    ),
+                });
+            }
+            by_pack
+                .entry(p.key.as_str())
+                .or_insert_with(|| (p, HashMap::new()))
+                .1
+                .entry(*id)
+                .or_insert_with(|| (e, Vec::new()))
+                .1
+                .push(Target { file: fi, offset });
+            offset += u64::from(*len);
+        }
+    }
+    let mut v: Vec<_> = by_pack
+        .into_values()
+        .map(|(p, es)| {
+            let mut es: Vec<_> = es.into_values().collect();
+            es.sort_by_key(|(e, _)| e.offset);
+            (p, es)
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.key.cmp(&b.0.key));
+    Ok(v)
+}
+
+/// Read a pack whole (opened, in an encrypted repository).
+pub(crate) fn fetch(objs: &Objects, p: &PackInfo) -> Result<Vec<u8>> {
+    objs.get(&p.key)?.ok_or_else(|| Error::Corrupt {
+        object: p.key.clone(),
+        detail: "the pack is missing".into(),
+    })
+}
+
+/// A chunk's bytes out of its pack, checked against its keyed id.
+fn checked(bytes: &[u8], p: &PackInfo, e: &Entry, key: &ChunkKey) -> Result<Vec<u8>> {
+    let raw = pack::blob(bytes, e, &p.key)?;
+    if key.id(&raw) != e.id {
+        return Err(Error::Corrupt {
+            object: p.key.clone(),
+            detail: format!("chunk {} does not match its id (damaged)", e.id),
+        });
+    }
+    Ok(raw)
+}
+
+/// The chunk keys a map's files use, opened; an error if one cannot be.
+pub(crate) fn open_keys(objs: &Objects, keys: &[String]) -> Result<Vec<ChunkKey>> {
+    keys.iter()
+        .map(|k| {
+            open_chunk_key(objs, k)?.ok_or_else(|| {
+                Error::CannotDecrypt(
+                    "the repository is encrypted: pass --identity FILE (or set KSTONE_IDENTITY_FILE) to read its data".into(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// Write `files` into the directory `dir` (which exists) from their chunks:
+/// each pack is read once, by up to `workers` at a time, and every chunk is
+/// checked against its id before it is written. Files are fsynced.
+pub(crate) fn rebuild(
+    objs: &Objects,
+    index: &ChunkIndex,
+    map: &crate::chunk_map::ChunkMap,
+    map_object: &str,
+    dir: &Path,
+    workers: usize,
+) -> Result<()> {
+    let keys = open_keys(objs, &map.keys)?;
+    let plan = plan(index, &map.files, map_object)?;
+    let mut out = Vec::with_capacity(map.files.len());
+    for f in &map.files {
+        let path = dir.join(&f.name);
+        let file = File::create(&path).ctx(&path)?;
+        file.set_len(f.size).ctx(&path)?;
+        out.push(file);
+    }
+    kstone_core::parallel::try_map(&plan, workers, |(p, wanted)| -> Result<()> {
+        let bytes = fetch(objs, p)?;
+        for (e, targets) in wanted {
+            let key = &keys[map.files[targets[0].file].key as usize];
+            let raw = checked(&bytes, p, e, key)?;
+            for t in targets {
+                // A chunk wanted under two keys is checked under each.
+                let k = &keys[map.files[t.file].key as usize];
+                if !std::ptr::eq(k, key) && k.id(&raw) != e.id {
+                    return Err(Error::Corrupt {
+                        object: p.key.clone(),
+                        detail: format!("chunk {} does not match its id (damaged)", e.id),
+                    });
+                }
+                let path = dir.join(&map.files[t.file].name);
+                out[t.file].write_all_at(&raw, t.offset).ctx(&path)?;
+            }
+        }
+        Ok(())
+    })?;
+    let files: Vec<(usize, &File)> = out.iter().enumerate().collect();
+    kstone_core::parallel::try_map(&files, 8, |(i, f)| {
+        let path = dir.join(&map.files[*i].name);
+        f.sync_all().ctx(&path)
+    })?;
+    Ok(())
+}
+
+/// Check the chunks of `files` that lie in the packs `choose` picks: each
+/// such pack read once, every wanted chunk decoded and checked against its
+/// id. One problem line per bad pack or chunk.
+pub(crate) fn check(
+    objs: &Objects,
+    index: &ChunkIndex,
+    map: &crate::chunk_map::ChunkMap,
+    map_object: &str,
+    workers: usize,
+    choose: impl Fn(&PackInfo) -> bool,
+) -> Result<Vec<String>> {
+    let keys = open_keys(objs, &map.keys)?;
+    let plan: Vec<_> = plan(index, &map.files, map_object)?
+        .into_iter()
+        .filter(|(p, _)| choose(p))
+        .collect();
+    let found = kstone_core::parallel::try_map(&plan, workers, |(p, wanted)| {
+        let bytes = match fetch(objs, p) {
+            Ok(b) => b,
+            Err(Error::Corrupt { object, detail }) => {
+                return Ok(vec![format!("{object}: {detail}")])
+            }
+            Err(e) => return Err(e),
+        };
+        // One line per pack, however many of its chunks are bad.
+        let mut bad = 0usize;
+        let mut first = None;
+        for (e, targets) in wanted {
+            let f = &map.files[targets[0].file];
+            if let Err(err) = checked(&bytes, p, e, &keys[f.key as usize]) {
+                bad += 1;
+                first.get_or_insert_with(|| {
+                    format!("{} (byte {}): {err}", f.name, targets[0].offset)
+                });
+            }
+        }
+        Ok(first
+            .map(|f| {
+                vec![format!(
+                    "{}: {bad} of {} chunk(s) wanted from it are damaged, the first: {f}",
+                    p.key,
+                    wanted.len()
+                )]
+            })
+            .unwrap_or_default())
+    })?;
+    Ok(found.into_iter().flatten().collect())
+}

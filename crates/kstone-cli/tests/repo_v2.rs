@@ -1,0 +1,264 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed step fails the test
+//! Repository format 2 through the `kstone` binary, on a local directory and
+//! on the S3 server: chunks stored once across compaction and cloned
+//! databases, reference-counting prune, a SIGKILLed backup resumed, and
+//! damage to a pack found and named.
+
+mod common;
+use common::{json, kstone, kstone_cmd, ok, p, Backend, Repo};
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use kstone_core::{item_from_plain_json, Database, Durability, Options};
+
+on_both_backends!(
+    chunks_are_stored_once_across_compaction_clones_and_prune,
+    a_sigkilled_backup_is_resumed_from_its_packs,
+    a_damaged_pack_is_found_and_named_and_restores_refuse
+);
+
+/// A value of `len` bytes that zstd cannot shrink much (hex of a hash
+/// chain), so stored sizes measure data, not compression.
+fn noise(seed: u64, len: usize) -> String {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut s = String::with_capacity(len);
+    while s.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        s.push_str(&format!("{x:016x}"));
+    }
+    s.truncate(len);
+    s
+}
+
+/// `n` items of `len`-byte values, keys `user#00000i`; the round number
+/// changes every value.
+fn write_items(db: &Path, ids: impl Iterator<Item = u64>, len: usize, round: u64) {
+    let d = Database::open(
+        db,
+        Options {
+            durability: Durability::Buffered,
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    for i in ids {
+        let v = noise(i * 1000 + round, len);
+        let item = item_from_plain_json(&format!(r#"{{"v":"{v}"}}"#)).unwrap();
+        d.put(format!("user#{i:08}").as_bytes(), None, &item)
+            .unwrap();
+    }
+    d.close().unwrap();
+}
+
+fn create(db: &Path, repo: &Repo, extra: &[&str]) -> serde_json::Value {
+    let mut a = vec!["backup", "create", p(db), "--repo", repo.loc(), "--json"];
+    a.extend(extra);
+    json(&a)
+}
+
+fn stored(m: &serde_json::Value) -> u64 {
+    m["bytes_stored"].as_u64().unwrap()
+}
+
+fn chunks_are_stored_once_across_compaction_clones_and_prune(backend: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(backend, tmp.path(), "repo");
+    ok(&["backup", "init", "--repo", repo.loc()]);
+    let db = tmp.path().join("app.keystone");
+    ok(&["create", p(&db)]);
+    write_items(&db, 0..20_000, 100, 0);
+    ok(&["compact", p(&db)]);
+    let full = create(&db, &repo, &["--type", "full"]);
+    assert_eq!(full["format"], 2, "{full}");
+
+    // 1% of the items change, then a full compaction rewrites every table.
+    write_items(&db, (0..20_000).step_by(100), 100, 1);
+    ok(&["compact", p(&db)]);
+    let inc = create(&db, &repo, &[]);
+    let ratio = stored(&inc) as f64 / stored(&full) as f64;
+    eprintln!(
+        "full {} B, incremental after 1% change + compaction {} B ({:.1}%)",
+        stored(&full),
+        stored(&inc),
+        ratio * 100.0
+    );
+    assert!(ratio < 0.45, "compaction re-uploaded the database: {ratio}");
+
+    // A database restored from the backup (a clone of a template) is a new
+    // history: its first backup is full, and stores almost nothing.
+    let clone = tmp.path().join("clone.keystone");
+    ok(&[
+        "restore",
+        "latest",
+        "--repo",
+        repo.loc(),
+        "--target",
+        p(&clone),
+    ]);
+    let cfull = create(&clone, &repo, &[]);
+    assert_eq!(cfull["type"], "full");
+    let total = cfull["bytes_total"].as_u64().unwrap();
+    assert!(
+        stored(&cfull) * 10 < total,
+        "a clone's full backup stored {} of {total} bytes",
+        stored(&cfull)
+    );
+
+    // `status` shows what the repository stores beside the backups' size.
+    let o = kstone(&["backup", "status", "--repo", repo.loc(), "--json"]);
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (st_stored, st_logical) = (
+        st["bytes_stored"].as_u64().unwrap(),
+        st["bytes_logical"].as_u64().unwrap(),
+    );
+    assert!(st_stored * 2 < st_logical, "{st}");
+
+    // Prune the first full backup (the clone is the same database, in a
+    // new history): the chunks no other backup uses go, and the
+    // incremental built on it still restores.
+    let packs_before = repo.keys("packs").len();
+    let out = ok(&["backup", "prune", "--repo", repo.loc(), "--keep-last", "2"]);
+    assert!(out.contains("deleted 1 of 3 backups"), "{out}");
+    assert!(out.contains("packs: deleted"), "{out}");
+    assert!(
+        repo.keys("packs").len() <= packs_before,
+        "{out}: no pack may appear from nowhere"
+    );
+    assert_eq!(repo.keys("index").len(), 1, "{out}: one consolidated index");
+    let o = kstone(&["backup", "verify", "--repo", repo.loc(), "--all", "--deep"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = kstone(&[
+        "backup",
+        "verify",
+        "--repo",
+        repo.loc(),
+        "--all",
+        "--read-data-subset",
+        "50%",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (id, src) in [
+        (inc["id"].as_str().unwrap(), &db),
+        (cfull["id"].as_str().unwrap(), &clone),
+    ] {
+        let t = tmp.path().join(format!("r-{id}"));
+        ok(&["restore", id, "--repo", repo.loc(), "--target", p(&t)]);
+        assert_eq!(ok(&["scan", p(&t)]), ok(&["scan", p(src)]), "{id}");
+    }
+    // Pruning what is left of the first database keeps the clone whole.
+    let out = ok(&["backup", "prune", "--repo", repo.loc(), "--keep-last", "1"]);
+    assert!(!out.contains("warning"), "{out}");
+    let t = tmp.path().join("again");
+    ok(&[
+        "restore",
+        cfull["id"].as_str().unwrap(),
+        "--repo",
+        repo.loc(),
+        "--target",
+        p(&t),
+    ]);
+    assert_eq!(ok(&["scan", p(&t)]), ok(&["scan", p(&clone)]));
+}
+
+fn a_sigkilled_backup_is_resumed_from_its_packs(backend: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(backend, tmp.path(), "repo");
+    ok(&["backup", "init", "--repo", repo.loc(), "--no-compression"]);
+    let db = tmp.path().join("big.keystone");
+    ok(&["create", p(&db)]);
+    write_items(&db, 0..16_000, 1000, 0);
+    ok(&["compact", p(&db)]);
+    // One-MiB packs: about sixteen; kill once a quarter of them is up.
+    let mut child = kstone_cmd()
+        .args([
+            "backup",
+            "create",
+            p(&db),
+            "--repo",
+            repo.loc(),
+            "--pack-size",
+            "1",
+        ])
+        .args(["--parallelism", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while repo.keys("packs").len() < 4 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no packs appeared"
+        );
+        if child.try_wait().unwrap().is_some() {
+            panic!("the backup finished before it could be killed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        repo.keys("backups").is_empty(),
+        "no manifest from a killed backup"
+    );
+    let up = repo.keys("packs").len();
+
+    let o = kstone_cmd()
+        .args([
+            "backup",
+            "create",
+            p(&db),
+            "--repo",
+            repo.loc(),
+            "--pack-size",
+            "1",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("resumed: reused"), "{err}");
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let total = m["bytes_total"].as_u64().unwrap();
+    eprintln!(
+        "killed after {up} packs; the re-run stored {} of {total} bytes",
+        stored(&m)
+    );
+    assert!(stored(&m) < total, "the re-run uploaded everything again");
+    let t = tmp.path().join("restored");
+    ok(&["restore", "latest", "--repo", repo.loc(), "--target", p(&t)]);
+    assert_eq!(ok(&["scan", p(&t)]), ok(&["scan", p(&db)]));
+}
+
+fn a_damaged_pack_is_found_and_named_and_restores_refuse(backend: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(backend, tmp.path(), "repo");
+    ok(&["backup", "init", "--repo", repo.loc()]);
+    let db = tmp.path().join("app.keystone");
+    ok(&["create", p(&db)]);
+    write_items(&db, 0..3000, 200, 0);
+    ok(&["flush", p(&db)]);
+    create(&db, &repo, &[]);
+    let packs = repo.keys("packs");
+    assert_eq!(packs.len(), 1, "{packs:?}");
+    let mut bytes = repo.read(&packs[0]);
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x40;
+    repo.write(&packs[0], bytes);
+
+    let o = kstone(&["backup", "verify", "--repo", repo.loc()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&packs[0]), "{err}");
+
+    let t = tmp.path().join("restored");
+    let o = kstone(&["restore", "latest", "--repo", repo.loc(), "--target", p(&t)]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&packs[0]), "{err}");
+    assert!(!t.exists(), "a failed restore leaves nothing at the target");
+}
