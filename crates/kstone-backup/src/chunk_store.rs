@@ -215,11 +215,16 @@ fn plan<'i>(
     index: &'i ChunkIndex,
     files: &[FileChunks],
     map_object: &str,
+    wanted: impl Fn(usize, usize) -> bool,
 ) -> Result<Vec<PackWork<'i>>> {
     let mut by_pack: HashMap<&str, Gathering<'i>> = HashMap::new();
     for (fi, f) in files.iter().enumerate() {
         let mut offset = 0u64;
-        for (id, len) in &f.chunks {
+        for (ci, (id, len)) in f.chunks.iter().enumerate() {
+            if !wanted(fi, ci) {
+                offset += u64::from(*len);
+                continue;
+            }
             let (p, e) = index.locate(id).ok_or_else(|| Error::Corrupt {
                 object: map_object.to_string(),
                 detail: format!(
@@ -293,9 +298,68 @@ pub(crate) fn open_keys(objs: &Objects, keys: &[String]) -> Result<Vec<ChunkKey>
         .collect()
 }
 
+/// What rebuilding a backup's files took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RebuildStats {
+    /// Bytes of chunks read from packs.
+    pub fetched: u64,
+    /// Bytes of chunks copied from the existing database (delta restore).
+    pub copied: u64,
+    /// Bytes of SSTs hard-linked from the existing database, unchanged
+    /// (delta restore: neither read from the repository nor written).
+    pub linked: u64,
+}
+
+/// Chunks an existing database directory holds: id → (file, offset, len).
+type LocalChunks = HashMap<ChunkId, (std::path::PathBuf, u64, u32)>;
+
+/// Every chunk of the SSTs and WAL segments under `existing`, named under
+/// each of `keys`; a file that cannot be cut (damaged, not a table) is
+/// skipped: its chunks are fetched instead.
+fn local_chunks(existing: &Path, keys: &[ChunkKey]) -> LocalChunks {
+    let mut local = LocalChunks::new();
+    for sub in ["sst", "wal"] {
+        let Ok(rd) = std::fs::read_dir(existing.join(sub)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let path = e.path();
+            let (Some(n), Ok(meta)) = (e.file_name().to_str().map(String::from), e.metadata())
+            else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let name = format!("{sub}/{n}");
+            let mut found = Vec::new();
+            let mut at = 0u64;
+            let cut = chunking::for_each_chunk(&name, &path, meta.len(), |c| {
+                for k in keys {
+                    found.push((k.id(c), at, c.len() as u32));
+                }
+                at += c.len() as u64;
+                Ok(())
+            });
+            if cut.is_ok() {
+                for (id, off, len) in found {
+                    local.entry(id).or_insert_with(|| (path.clone(), off, len));
+                }
+            }
+        }
+    }
+    local
+}
+
 /// Write `files` into the directory `dir` (which exists) from their chunks:
 /// each pack is read once, by up to `workers` at a time, and every chunk is
 /// checked against its id before it is written. Files are fsynced.
+///
+/// With `existing` (a delta restore over that database directory): an SST
+/// whose chunks are exactly the backup's is hard-linked (SSTs are never
+/// modified in place, and the old directory is only moved aside), and any
+/// chunk found in its files is copied from there after its id is checked
+/// again; only the rest is read from packs.
 pub(crate) fn rebuild(
     objs: &Objects,
     index: &ChunkIndex,
@@ -303,16 +367,75 @@ pub(crate) fn rebuild(
     map_object: &str,
     dir: &Path,
     workers: usize,
-) -> Result<()> {
+    existing: Option<&Path>,
+) -> Result<RebuildStats> {
     let keys = open_keys(objs, &map.keys)?;
-    let plan = plan(index, &map.files, map_object)?;
-    let mut out = Vec::with_capacity(map.files.len());
+    let mut stats = RebuildStats::default();
+    let local = existing.map(|e| local_chunks(e, &keys)).unwrap_or_default();
+    // Per file: `None` = linked whole; else which chunks still need a pack.
+    let mut out: Vec<Option<File>> = Vec::with_capacity(map.files.len());
+    let mut need: Vec<Vec<bool>> = Vec::with_capacity(map.files.len());
+    let mut sources: HashMap<std::path::PathBuf, File> = HashMap::new();
     for f in &map.files {
         let path = dir.join(&f.name);
+        let key = &keys[f.key as usize];
+        // An SST of the same name holding exactly these chunks: linked.
+        if let Some(from) = existing
+            .map(|e| e.join(&f.name))
+            .filter(|_| f.name.starts_with("sst/"))
+            .filter(|from| std::fs::metadata(from).is_ok_and(|m| m.len() == f.size))
+        {
+            let mut same = Vec::with_capacity(f.chunks.len());
+            let cut = chunking::for_each_chunk(&f.name, &from, f.size, |c| {
+                same.push((key.id(c), c.len() as u32));
+                Ok(())
+            });
+            if cut.is_ok() && same == f.chunks && std::fs::hard_link(&from, &path).is_ok() {
+                stats.linked += f.size;
+                out.push(None);
+                need.push(Vec::new());
+                continue;
+            }
+        }
         let file = File::create(&path).ctx(&path)?;
         file.set_len(f.size).ctx(&path)?;
-        out.push(file);
+        let mut wanted = Vec::with_capacity(f.chunks.len());
+        let mut off = 0u64;
+        for (id, len) in &f.chunks {
+            let mut fetch = true;
+            if let Some((src, o, l)) = local.get(id).filter(|(_, _, l)| l == len) {
+                if !sources.contains_key(src) {
+                    if let Ok(h) = File::open(src) {
+                        sources.insert(src.clone(), h);
+                    }
+                }
+                if let Some(h) = sources.get(src) {
+                    let mut buf = vec![0u8; *l as usize];
+                    // Checked again: the directory may have changed since.
+                    if h.read_exact_at(&mut buf, *o).is_ok() && key.id(&buf) == *id {
+                        file.write_all_at(&buf, off).ctx(&path)?;
+                        stats.copied += u64::from(*l);
+                        fetch = false;
+                    }
+                }
+            }
+            wanted.push(fetch);
+            off += u64::from(*len);
+        }
+        out.push(Some(file));
+        need.push(wanted);
     }
+    drop(sources);
+    let plan = plan(index, &map.files, map_object, |fi, ci| {
+        need.get(fi)
+            .and_then(|n| n.get(ci))
+            .copied()
+            .unwrap_or(false)
+    })?;
+    stats.fetched = plan
+        .iter()
+        .flat_map(|(_, es)| es.iter().map(|(e, _)| u64::from(e.raw_len)))
+        .sum();
     kstone_core::parallel::try_map(&plan, workers, |(p, wanted)| -> Result<()> {
         let bytes = fetch(objs, p)?;
         for (e, targets) in wanted {
@@ -328,17 +451,27 @@ pub(crate) fn rebuild(
                     });
                 }
                 let path = dir.join(&map.files[t.file].name);
-                out[t.file].write_all_at(&raw, t.offset).ctx(&path)?;
+                let file = out[t.file].as_ref().ok_or_else(|| {
+                    Error::Invalid(format!(
+                        "internal: {} is linked, not written",
+                        path.display()
+                    ))
+                })?;
+                file.write_all_at(&raw, t.offset).ctx(&path)?;
             }
         }
         Ok(())
     })?;
-    let files: Vec<(usize, &File)> = out.iter().enumerate().collect();
+    let files: Vec<(usize, &File)> = out
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| f.as_ref().map(|f| (i, f)))
+        .collect();
     kstone_core::parallel::try_map(&files, 8, |(i, f)| {
         let path = dir.join(&map.files[*i].name);
         f.sync_all().ctx(&path)
     })?;
-    Ok(())
+    Ok(stats)
 }
 
 /// Check the chunks of `files` that lie in the packs `choose` picks: each
@@ -353,7 +486,7 @@ pub(crate) fn check(
     choose: impl Fn(&PackInfo) -> bool,
 ) -> Result<Vec<String>> {
     let keys = open_keys(objs, &map.keys)?;
-    let plan: Vec<_> = plan(index, &map.files, map_object)?
+    let plan: Vec<_> = plan(index, &map.files, map_object, |_, _| true)?
         .into_iter()
         .filter(|(p, _)| choose(p))
         .collect();

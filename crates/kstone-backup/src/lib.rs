@@ -42,6 +42,6 @@ pub use manifest::{BackupManifest, BackupType, FileEntry, RepoConfig};
 pub use pitr::{PitrReport, Target, Window};
 pub use prune::{Decision, Plan, Policy};
 pub use repository::{InitOptions, OpenOptions, Repository};
-pub use restore::RestoreReport;
+pub use restore::{RestoreOptions, RestoreReport};
 pub use verify::Problem;
 pub use wal_archive::{ArchiveRange, Archiver, Round};

@@ -418,7 +418,7 @@ impl Repository {
             .unwrap_or((base.snapshot_lsn, base.snapshot_commit_us));
         let replayed = records.len() as u64;
         let report = restore_with(dest, |staging| {
-            self.materialize_as(base, staging, Some((target_lsn, reached_ts)))?;
+            self.materialize_as(base, staging, Some((target_lsn, reached_ts)), None)?;
             let db = Database::open(
                 staging,
                 Options {

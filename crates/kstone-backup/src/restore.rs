@@ -11,7 +11,7 @@ use kstone_core::Origin;
 use kstone_core::{Database, Options};
 
 use crate::chunk_map;
-use crate::chunk_store;
+use crate::chunk_store::{self, RebuildStats};
 use crate::error::{Error, IoContext, Result};
 use crate::index::ChunkIndex;
 use crate::layout;
@@ -31,6 +31,19 @@ pub struct RestoreReport {
     pub items: u64,
     pub bytes: u64,
     pub snapshot_lsn: u64,
+    /// Where the bytes came from (a delta restore reuses the existing
+    /// database's).
+    pub transfer: RebuildStats,
+}
+
+/// How a restore builds the new database.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestoreOptions {
+    /// Format 2, over an existing database at the target: reuse its
+    /// unchanged SSTs (hard links) and the chunks its files already hold,
+    /// reading only the rest from the repository (pgBackRest's `--delta`).
+    /// The result is checked and swapped in exactly as a full restore's.
+    pub delta: bool,
 }
 
 /// Open a database, read every SST block and decode and count its items.
@@ -45,7 +58,7 @@ impl Repository {
     /// Download a backup's files into the new directory `dir` and write its
     /// MANIFEST; every object is checked against its size and SHA-256.
     pub fn materialize(&self, m: &BackupManifest, dir: &Path) -> Result<()> {
-        self.materialize_as(m, dir, None)
+        self.materialize_as(m, dir, None, None).map(|_| ())
     }
 
     /// As [`Repository::materialize`]; `recovered_to` records a PITR target.
@@ -54,7 +67,8 @@ impl Repository {
         m: &BackupManifest,
         dir: &Path,
         recovered_to: Option<(u64, u64)>,
-    ) -> Result<()> {
+        existing: Option<&Path>,
+    ) -> Result<RebuildStats> {
         fs::create_dir(dir).ctx(dir)?;
         for sub in ["wal", "sst", "pins"] {
             let d = dir.join(sub);
@@ -68,11 +82,15 @@ impl Repository {
                 });
             }
         }
-        if m.format_version >= REPO_FORMAT_V2 {
-            self.rebuild_chunked(m, dir)?;
+        let stats = if m.format_version >= REPO_FORMAT_V2 {
+            self.rebuild_chunked(m, dir, existing)?
         } else {
             self.download_files(m, dir)?;
-        }
+            RebuildStats {
+                fetched: m.bytes_total,
+                ..RebuildStats::default()
+            }
+        };
         let dbm = m.db_manifest.restored(Origin {
             repository: self.location().to_string(),
             repository_id: self.config.repository_id.clone(),
@@ -88,7 +106,7 @@ impl Repository {
             kstone_core::fsio::sync_dir(&dir.join(sub))?;
         }
         kstone_core::fsio::sync_dir(dir)?;
-        Ok(())
+        Ok(stats)
     }
 
     /// Format 1: each file is one object, streamed and checked against its
@@ -124,7 +142,12 @@ impl Repository {
     /// Format 2: the files are rebuilt from their chunks (each pack read
     /// once, every chunk checked against its keyed id); the chunk map must
     /// describe exactly the manifest's files.
-    fn rebuild_chunked(&self, m: &BackupManifest, dir: &Path) -> Result<()> {
+    fn rebuild_chunked(
+        &self,
+        m: &BackupManifest,
+        dir: &Path,
+        existing: Option<&Path>,
+    ) -> Result<RebuildStats> {
         let obj = layout::chunk_map(&m.id);
         let bytes = self.storage.get(&obj)?.ok_or_else(|| Error::Corrupt {
             object: obj.clone(),
@@ -146,39 +169,63 @@ impl Repository {
         let (mut index, damaged) = ChunkIndex::load(&self.storage)?;
         let present: HashMap<String, u64> = self.storage.list(layout::PACKS)?.into_iter().collect();
         let absent = index.retain_present(&present);
-        chunk_store::rebuild(&self.storage, &index, &map, &obj, dir, RESTORE_WORKERS).map_err(|e| {
-            match e {
-                Error::Corrupt { object, detail } if !damaged.is_empty() || !absent.is_empty() => {
-                    let mut why = Vec::new();
-                    if !absent.is_empty() {
-                        why.push(format!("packs missing or truncated: {}", absent.join(", ")));
-                    }
-                    if !damaged.is_empty() {
-                        why.push(format!(
-                            "damaged index objects, which may list it: {}",
-                            damaged
-                                .iter()
-                                .map(|d| d.0.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ));
-                    }
-                    Error::Corrupt {
-                        object,
-                        detail: format!("{detail} ({})", why.join("; ")),
-                    }
+        chunk_store::rebuild(
+            &self.storage,
+            &index,
+            &map,
+            &obj,
+            dir,
+            RESTORE_WORKERS,
+            existing,
+        )
+        .map_err(|e| match e {
+            Error::Corrupt { object, detail } if !damaged.is_empty() || !absent.is_empty() => {
+                let mut why = Vec::new();
+                if !absent.is_empty() {
+                    why.push(format!("packs missing or truncated: {}", absent.join(", ")));
                 }
-                e => e,
+                if !damaged.is_empty() {
+                    why.push(format!(
+                        "damaged index objects, which may list it: {}",
+                        damaged
+                            .iter()
+                            .map(|d| d.0.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                Error::Corrupt {
+                    object,
+                    detail: format!("{detail} ({})", why.join("; ")),
+                }
             }
+            e => e,
         })
     }
 
     /// Restore backup `id` (or `latest`) to `target`.
     pub fn restore(&self, id: &str, target: &Path) -> Result<RestoreReport> {
+        self.restore_with_options(id, target, RestoreOptions::default())
+    }
+
+    /// [`Repository::restore`] with options (a delta restore).
+    pub fn restore_with_options(
+        &self,
+        id: &str,
+        target: &Path,
+        opts: RestoreOptions,
+    ) -> Result<RestoreReport> {
         let _lock = self.lock_for_read("a restore")?;
         let m = self.manifest(id)?;
+        // A delta restore reads the database it replaces (which the swap
+        // refuses if a process has it open); a target that is not a
+        // database gives nothing to reuse.
+        let existing = Some(target)
+            .filter(|t| opts.delta && t.join("MANIFEST").is_file())
+            .map(Path::to_path_buf);
+        let stats = std::cell::Cell::new(RebuildStats::default());
         let report = restore_with(target, |staging| {
-            self.materialize(&m, staging)?;
+            stats.set(self.materialize_as(&m, staging, None, existing.as_deref())?);
             let items = check_database(staging)?;
             if items != m.item_count {
                 return Err(Error::Corrupt {
@@ -194,6 +241,7 @@ impl Repository {
         Ok(RestoreReport {
             bytes: m.bytes_total,
             snapshot_lsn: m.snapshot_lsn,
+            transfer: stats.get(),
             ..report
         })
     }

@@ -215,6 +215,7 @@ pub(crate) fn restore_with(
         items,
         bytes: 0,
         snapshot_lsn: 0,
+        transfer: Default::default(),
     })
 }
 

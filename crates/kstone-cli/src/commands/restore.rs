@@ -59,6 +59,13 @@ pub struct RestoreArgs {
     /// Do not ask for confirmation when the target exists.
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Reuse what the database at --target already holds (format-2
+    /// repositories): its unchanged SSTs are hard-linked and chunks its
+    /// files hold are copied locally; only the rest is read from the
+    /// repository. The result is checked and swapped in as in a full
+    /// restore, and the old database is still moved aside, not changed.
+    #[arg(long, conflicts_with_all = ["archive", "to_time", "to_lsn", "to_name", "to_latest"])]
+    pub delta: bool,
     /// Owner of the restored database: USER, USER:GROUP or :GROUP (names or
     /// ids). Default: the owner of the database it replaces, if any.
     #[arg(long, value_name = "USER[:GROUP]", value_parser = crate::ownership::owner_arg)]
@@ -177,7 +184,8 @@ fn restore_into(a: &RestoreArgs) -> CliResult<Exit> {
         (Some(repo), None) => {
             let r = crate::access::open(repo, &a.access.open_options())?;
             let id = r.resolve_in(a.id.as_deref().unwrap_or("latest"), a.history.as_deref())?;
-            crate::progress::spin("restoring", || r.restore(&id, &a.target))?
+            let opts = kstone_backup::RestoreOptions { delta: a.delta };
+            crate::progress::spin("restoring", || r.restore_with_options(&id, &a.target, opts))?
         }
         (None, Some(archive)) if archive.as_os_str() == "-" => {
             // `gpg -d … | kstone restore --archive -`: spooled beside the
@@ -225,6 +233,13 @@ fn restore_into(a: &RestoreArgs) -> CliResult<Exit> {
     );
     if let Some(aside) = &report.moved_aside {
         println!("previous contents moved to {}", aside.display());
+    }
+    if a.delta {
+        let t = report.transfer;
+        println!(
+            "delta: {} bytes read from the repository, {} copied and {} linked from the database it replaces",
+            t.fetched, t.copied, t.linked
+        );
     }
     Ok(Exit::Success)
 }
