@@ -120,6 +120,30 @@ pub fn decode(bytes: &[u8], object: &str) -> Result<ChunkMap> {
     Ok(ChunkMap { keys, files })
 }
 
+/// Backup `m`'s chunk map, read and checked to describe exactly the
+/// manifest's files; missing, damaged or disagreeing is
+/// [`Error::Corrupt`] naming it.
+pub fn read_for(
+    objs: &crate::objects::Objects,
+    m: &crate::manifest::BackupManifest,
+) -> Result<ChunkMap> {
+    let obj = crate::layout::chunk_map(&m.id);
+    let corrupt = |detail: &str| Error::Corrupt {
+        object: obj.clone(),
+        detail: detail.into(),
+    };
+    let bytes = objs
+        .get(&obj)?
+        .ok_or_else(|| corrupt("the backup's chunk map is missing"))?;
+    let map = decode(&bytes, &obj)?;
+    let listed = map.files.iter().map(|f| (f.name.as_str(), f.size));
+    let want = m.files.iter().map(|f| (f.name.as_str(), f.size));
+    if !listed.eq(want) {
+        return Err(corrupt("the chunk map does not list the manifest's files"));
+    }
+    Ok(map)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

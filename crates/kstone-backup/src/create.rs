@@ -274,9 +274,8 @@ impl Repository {
         let mut map = ChunkMap::default();
         let reused: HashMap<(&str, u64), (FileChunks, String, &FileEntry)> = match reference {
             Some(r) if r.format_version >= REPO_FORMAT_V2 => {
-                let obj = layout::chunk_map(&r.id);
-                match objs.get(&obj)?.map(|b| chunk_map::decode(&b, &obj)) {
-                    Some(Ok(rmap)) => {
+                match chunk_map::read_for(objs, r) {
+                    Ok(rmap) => {
                         let sha: HashMap<&str, &FileEntry> =
                             r.files.iter().map(|f| (f.name.as_str(), f)).collect();
                         rmap.files
@@ -290,7 +289,8 @@ impl Repository {
                             .collect()
                     }
                     // An unreadable reference: every file is read again.
-                    _ => HashMap::new(),
+                    Err(Error::Corrupt { .. }) => HashMap::new(),
+                    Err(e) => return Err(e),
                 }
             }
             _ => HashMap::new(),

@@ -149,23 +149,7 @@ impl Repository {
         existing: Option<&Path>,
     ) -> Result<RebuildStats> {
         let obj = layout::chunk_map(&m.id);
-        let bytes = self.storage.get(&obj)?.ok_or_else(|| Error::Corrupt {
-            object: obj.clone(),
-            detail: "the backup's chunk map is missing".into(),
-        })?;
-        let map = chunk_map::decode(&bytes, &obj)?;
-        let listed: Vec<(&str, u64)> = map
-            .files
-            .iter()
-            .map(|f| (f.name.as_str(), f.size))
-            .collect();
-        let want: Vec<(&str, u64)> = m.files.iter().map(|f| (f.name.as_str(), f.size)).collect();
-        if listed != want {
-            return Err(Error::Corrupt {
-                object: obj,
-                detail: "the chunk map does not list the manifest's files".into(),
-            });
-        }
+        let map = chunk_map::read_for(&self.storage, m)?;
         let (mut index, damaged) = ChunkIndex::load(&self.storage)?;
         let present: HashMap<String, u64> = self.storage.list(layout::PACKS)?.into_iter().collect();
         let absent = index.retain_present(&present);
