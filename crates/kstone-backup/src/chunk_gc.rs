@@ -11,6 +11,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use sha2::{Digest, Sha256};
+
 use crate::chunk_map;
 use crate::chunk_store;
 use crate::chunking::ChunkId;
@@ -35,6 +37,11 @@ pub struct ChunkGc {
     /// Why nothing was collected, if so (damage that could hide a chunk a
     /// backup needs: then every pack is kept).
     pub skipped: Option<String>,
+    /// Packs that were to be repacked but whose stored bytes no longer
+    /// match their SHA-256: kept as they are (never copied into a new pack
+    /// with a fresh checksum), for `verify` to name and an operator to see.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged: Vec<String>,
 }
 
 impl Repository {
@@ -96,10 +103,21 @@ impl Repository {
         }
         let present: HashMap<String, u64> = objs.list(layout::PACKS)?.into_iter().collect();
         // Each live chunk is owned by the one pack its lookup finds; other
-        // copies (two backups that stored it at once) are dead.
+        // copies (two backups that stored it at once) are dead. A copy in a
+        // pack verify found damaged owns a chunk only if there is no other.
+        let damaged = self.damaged_packs()?;
+        let mut clean = ChunkIndex::default();
+        for p in ix.packs().iter().filter(|p| !damaged.contains(&p.key)) {
+            clean.add(p.clone());
+        }
         let owned: HashSet<(&str, ChunkId)> = live
             .iter()
-            .filter_map(|id| ix.locate(id).map(|(p, _)| (p.key.as_str(), *id)))
+            .filter_map(|id| {
+                clean
+                    .locate(id)
+                    .or_else(|| ix.locate(id))
+                    .map(|(p, _)| (p.key.as_str(), *id))
+            })
             .collect();
         let can_read = objs.keys().is_none_or(|k| k.can_open());
         let mut keep: Vec<PackInfo> = Vec::new();
@@ -149,7 +167,21 @@ impl Repository {
         let mut written: Vec<PackInfo> = Vec::new();
         let mut b = PackBuilder::default();
         for p in &repack {
-            let bytes = chunk_store::fetch(objs, p)?;
+            // Damage is never laundered into a new pack with a fresh
+            // checksum: a pack whose stored bytes do not match is kept.
+            let stored = objs.raw().get(&p.key)?;
+            let sound = stored
+                .as_ref()
+                .is_some_and(|b| <[u8; 32]>::from(Sha256::digest(b)) == p.stored_sha256);
+            let bytes = match stored.filter(|_| sound) {
+                Some(b) => objs.open_stored(&p.key, b)?,
+                None => {
+                    gc.damaged.push(p.key.clone());
+                    doomed.retain(|(k, _)| k != &p.key);
+                    keep.push((*p).clone());
+                    continue;
+                }
+            };
             for e in p
                 .entries
                 .iter()
@@ -165,7 +197,9 @@ impl Repository {
             written.push(chunk_store::upload_pack(objs, &mut b)?);
         }
         gc.packs_written = written.len();
+        gc.packs_repacked -= gc.damaged.len();
         let added: u64 = written.iter().map(|p| p.stored_size).sum();
+        let freed: u64 = doomed.iter().map(|d| d.1).sum();
         gc.bytes_freed = freed.saturating_sub(added);
         // (2) One index for everything that stays, (3) the old ones go.
         let changed = !doomed.is_empty() || ix.objects().len() > 1;
@@ -189,6 +223,18 @@ impl Repository {
         }
         for k in dead_keys.iter().chain(&stale_maps) {
             objs.delete(k)?;
+        }
+        // A local directory's staging files of packs whose writer was
+        // killed (`NAME#N`, which listings skip): under the exclusive lock
+        // no backup is writing one now.
+        if let Some(root) = objs.local_root() {
+            let dir = root.join(layout::PACKS);
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if e.file_name().to_string_lossy().contains('#') {
+                    let path = e.path();
+                    std::fs::remove_file(&path).map_err(|source| Error::Io { path, source })?;
+                }
+            }
         }
         Ok(gc)
     }

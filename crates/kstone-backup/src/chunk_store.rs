@@ -23,24 +23,33 @@ use crate::pack::{self, Entry, PackBuilder};
 pub const CHUNK_KEY_MAGIC: &[u8; 8] = b"KSTNBKCK";
 pub const CHUNK_KEY_VERSION: u32 = 2;
 
+/// Packs a restore or verify reads at once (each held whole in memory:
+/// bounded at this many times the pack size, twice over in an encrypted
+/// repository).
+pub const READ_WORKERS: usize = 4;
+
 /// Bytes of a file's start compressed to decide whether its chunks are.
 const SAMPLE: usize = 32 << 10;
 
-/// Write a new chunk key (32 random bytes) to the object `key`: sealed in
-/// an encrypted repository, like all user data.
-pub(crate) fn create_chunk_key(objs: &Objects, key: &str) -> Result<ChunkKey> {
+/// Write a new chunk key (32 random bytes, then the id of the repository
+/// it belongs to) to the object `key`: sealed in an encrypted repository,
+/// like all user data.
+pub(crate) fn create_chunk_key(objs: &Objects, key: &str, repo_id: &str) -> Result<ChunkKey> {
     let mut secret = [0u8; 32];
     getrandom::fill(&mut secret).map_err(|e| Error::Invalid(format!("random: {e}")))?;
+    let mut body = secret.to_vec();
+    body.extend_from_slice(repo_id.as_bytes());
     objs.put(
         key,
-        kstone_core::framed::encode(CHUNK_KEY_MAGIC, CHUNK_KEY_VERSION, &secret),
+        kstone_core::framed::encode(CHUNK_KEY_MAGIC, CHUNK_KEY_VERSION, &body),
     )?;
     ChunkKey::new(&secret)
 }
 
 /// The chunk key in object `key`; `None` when it is sealed and this
-/// process has no identity to open it.
-pub(crate) fn open_chunk_key(objs: &Objects, key: &str) -> Result<Option<ChunkKey>> {
+/// process has no identity to open it. A key of another repository (an
+/// object copied in) is damage, named as such: its ids would match nothing.
+pub(crate) fn open_chunk_key(objs: &Objects, key: &str, repo_id: &str) -> Result<Option<ChunkKey>> {
     if objs.keys().is_some_and(|k| !k.can_open()) {
         return Ok(None);
     }
@@ -53,11 +62,19 @@ pub(crate) fn open_chunk_key(objs: &Objects, key: &str) -> Result<Option<ChunkKe
         .ok_or_else(|| corrupt("the chunk key is missing".into()))?;
     let (version, body) = kstone_core::framed::decode(&bytes, CHUNK_KEY_MAGIC, Path::new(key))
         .map_err(|e| corrupt(e.to_string()))?;
-    let secret: [u8; 32] = body
+    if version != CHUNK_KEY_VERSION || body.len() < 32 {
+        return Err(corrupt("not a chunk key of version 2".into()));
+    }
+    let (secret, owner) = body.split_at(32);
+    if owner != repo_id.as_bytes() {
+        return Err(corrupt(format!(
+            "the chunk key belongs to repository {}, not this one ({repo_id}): it was copied in from another repository",
+            String::from_utf8_lossy(owner)
+        )));
+    }
+    let secret: [u8; 32] = secret
         .try_into()
-        .ok()
-        .filter(|_| version == CHUNK_KEY_VERSION)
-        .ok_or_else(|| corrupt("not a 32-byte chunk key of version 2".into()))?;
+        .map_err(|_| corrupt("not a 32-byte chunk key".into()))?;
     ChunkKey::new(&secret).map(Some)
 }
 
@@ -286,10 +303,10 @@ fn checked(bytes: &[u8], p: &PackInfo, e: &Entry, key: &ChunkKey) -> Result<Vec<
 }
 
 /// The chunk keys a map's files use, opened; an error if one cannot be.
-pub(crate) fn open_keys(objs: &Objects, keys: &[String]) -> Result<Vec<ChunkKey>> {
+pub(crate) fn open_keys(objs: &Objects, keys: &[String], repo_id: &str) -> Result<Vec<ChunkKey>> {
     keys.iter()
         .map(|k| {
-            open_chunk_key(objs, k)?.ok_or_else(|| {
+            open_chunk_key(objs, k, repo_id)?.ok_or_else(|| {
                 Error::CannotDecrypt(
                     "the repository is encrypted: pass --identity FILE (or set KSTONE_IDENTITY_FILE) to read its data".into(),
                 )
@@ -352,7 +369,7 @@ fn local_chunks(existing: &Path, keys: &[ChunkKey]) -> LocalChunks {
 }
 
 /// Write `files` into the directory `dir` (which exists) from their chunks:
-/// each pack is read once, by up to `workers` at a time, and every chunk is
+/// each pack is read once, by up to [`READ_WORKERS`] at a time, and every chunk is
 /// checked against its id before it is written. Files are fsynced.
 ///
 /// With `existing` (a delta restore over that database directory): an SST
@@ -366,10 +383,11 @@ pub(crate) fn rebuild(
     map: &crate::chunk_map::ChunkMap,
     map_object: &str,
     dir: &Path,
-    workers: usize,
     existing: Option<&Path>,
+    repo_id: &str,
 ) -> Result<RebuildStats> {
-    let keys = open_keys(objs, &map.keys)?;
+    let workers = READ_WORKERS;
+    let keys = open_keys(objs, &map.keys, repo_id)?;
     let mut stats = RebuildStats::default();
     let local = existing.map(|e| local_chunks(e, &keys)).unwrap_or_default();
     // Per file: `None` = linked whole; else which chunks still need a pack.
@@ -484,8 +502,9 @@ pub(crate) fn check(
     map_object: &str,
     workers: usize,
     choose: impl Fn(&PackInfo) -> bool,
+    repo_id: &str,
 ) -> Result<Vec<String>> {
-    let keys = open_keys(objs, &map.keys)?;
+    let keys = open_keys(objs, &map.keys, repo_id)?;
     let plan: Vec<_> = plan(index, &map.files, map_object, |_, _| true)?
         .into_iter()
         .filter(|(p, _)| choose(p))

@@ -254,20 +254,26 @@ impl Repository {
         let (mut index, _damaged) = ChunkIndex::load(objs)?;
         let present: HashMap<String, u64> = objs.list(layout::PACKS)?.into_iter().collect();
         index.retain_present(&present);
+        // A pack verify found damaged is not trusted: its chunks are stored
+        // again, so that the new backup restores.
+        let damaged = self.damaged_packs()?;
+        index.retain(|p| !damaged.contains(&p.key));
         // The repository's chunk key; a backup made without the identity
         // of an encrypted repository cannot read it and keys its chunks
         // with a key of its own (its new chunks are then not deduplicated
         // against the repository's; unchanged files still are reused).
-        let (key, key_object) = match chunk_store::open_chunk_key(objs, layout::CHUNK_KEY)? {
+        let repo_id = &self.config.repository_id;
+        let (key, key_object) = match chunk_store::open_chunk_key(objs, layout::CHUNK_KEY, repo_id)?
+        {
             Some(k) => (k, layout::CHUNK_KEY.to_string()),
             None => {
                 let o = layout::backup_chunk_key(id);
-                (chunk_store::create_chunk_key(objs, &o)?, o)
+                (chunk_store::create_chunk_key(objs, &o, repo_id)?, o)
             }
         };
         // Packs an interrupted backup uploaded and no index names: reused.
         let adopted = if key_object == layout::CHUNK_KEY {
-            self.adopt_orphan_packs(&mut index, &present, &key)?
+            self.adopt_orphan_packs(&mut index, &present, &damaged, &key)?
         } else {
             Vec::new()
         };
@@ -380,12 +386,13 @@ impl Repository {
         &self,
         index: &mut ChunkIndex,
         present: &HashMap<String, u64>,
+        damaged: &std::collections::HashSet<String>,
         key: &ChunkKey,
     ) -> Result<Vec<PackInfo>> {
         let known = index.pack_keys();
         let orphans: Vec<(&String, u64)> = present
             .iter()
-            .filter(|(k, _)| !known.contains(k.as_str()))
+            .filter(|(k, _)| !known.contains(k.as_str()) && !damaged.contains(*k))
             .map(|(k, &n)| (k, n))
             .collect();
         drop(known);

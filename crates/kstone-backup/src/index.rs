@@ -187,11 +187,16 @@ impl ChunkIndex {
     /// restore reads a chunk from a copy that is there. Returns the keys of
     /// the packs dropped.
     pub fn retain_present(&mut self, present: &HashMap<String, u64>) -> Vec<String> {
+        self.retain(|p| present.get(&p.key) == Some(&p.stored_size))
+    }
+
+    /// Keep only the packs `keep` accepts; returns the keys of the others.
+    pub fn retain(&mut self, keep: impl Fn(&PackInfo) -> bool) -> Vec<String> {
         let packs = std::mem::take(&mut self.packs);
         self.by_id.clear();
         let mut dropped = Vec::new();
         for p in packs {
-            if present.get(&p.key) == Some(&p.stored_size) {
+            if keep(&p) {
                 self.add(p);
             } else {
                 dropped.push(p.key);

@@ -8,6 +8,8 @@ pub const CONFIG: &str = "config";
 pub const DATA_KEY: &str = "keys/data-key";
 /// The outcome of the last `verify`.
 pub const LAST_VERIFY: &str = "status/last-verify";
+/// Format 2: packs `verify` found damaged (and has not found sound since).
+pub const DAMAGED_PACKS: &str = "status/damaged-packs";
 
 /// Under this: one manifest per complete backup.
 pub const MANIFESTS: &str = "backups";
@@ -159,6 +161,7 @@ pub fn kind(key: &str) -> Kind {
     let meta = key == CONFIG
         || key == DATA_KEY
         || key == LAST_VERIFY
+        || key == DAMAGED_PACKS
         || manifest_id(key).is_some()
         || chunk_map_id(key).is_some()
         || is_index(key)
@@ -213,6 +216,7 @@ mod tests {
             CONFIG.to_string(),
             DATA_KEY.to_string(),
             LAST_VERIFY.to_string(),
+            DAMAGED_PACKS.to_string(),
             manifest("20261127T1Z-ab"),
             chunk_map("20261127T1Z-ab"),
             index("20261127T1Z-ab"),

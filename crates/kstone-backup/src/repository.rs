@@ -136,13 +136,14 @@ impl Repository {
         } else {
             opts.format
         };
+        let repository_id = kstone_core::fsio::random_hex(16)?;
         if format_version >= REPO_FORMAT_V2 {
             // Before the config: a repository whose config exists has its key.
-            crate::chunk_store::create_chunk_key(&storage, layout::CHUNK_KEY)?;
+            crate::chunk_store::create_chunk_key(&storage, layout::CHUNK_KEY, &repository_id)?;
         }
         let config = RepoConfig {
             format_version,
-            repository_id: kstone_core::fsio::random_hex(16)?,
+            repository_id,
             created_at_us: kstone_core::fsio::now_micros(),
             compression_level: opts.compression_level,
             encryption,

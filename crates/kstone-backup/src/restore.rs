@@ -18,10 +18,6 @@ use crate::layout;
 use crate::manifest::{BackupManifest, REPO_FORMAT_V2};
 use crate::repository::Repository;
 
-/// Packs read at once by a restore (each held whole in memory: bounded
-/// at this many times the pack size, twice over in an encrypted repository).
-pub const RESTORE_WORKERS: usize = 4;
-
 /// What a restore did.
 #[derive(Debug, Clone)]
 pub struct RestoreReport {
@@ -152,21 +148,27 @@ impl Repository {
         let map = chunk_map::read_for(&self.storage, m)?;
         let (mut index, damaged) = ChunkIndex::load(&self.storage)?;
         let present: HashMap<String, u64> = self.storage.list(layout::PACKS)?.into_iter().collect();
-        let absent = index.retain_present(&present);
+        let mut absent = index.retain_present(&present);
+        // Read another copy of a chunk than one in a pack verify found damaged.
+        let bad = self.damaged_packs()?;
+        absent.extend(index.retain(|p| !bad.contains(&p.key)));
         chunk_store::rebuild(
             &self.storage,
             &index,
             &map,
             &obj,
             dir,
-            RESTORE_WORKERS,
             existing,
+            &self.config.repository_id,
         )
         .map_err(|e| match e {
             Error::Corrupt { object, detail } if !damaged.is_empty() || !absent.is_empty() => {
                 let mut why = Vec::new();
                 if !absent.is_empty() {
-                    why.push(format!("packs missing or truncated: {}", absent.join(", ")));
+                    why.push(format!(
+                        "packs missing, truncated or found damaged by verify: {}",
+                        absent.join(", ")
+                    ));
                 }
                 if !damaged.is_empty() {
                     why.push(format!(

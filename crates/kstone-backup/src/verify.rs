@@ -2,7 +2,7 @@
 //! (`deep`) a test restore into a temporary directory that is opened, has
 //! every SST block checked, and its items counted against the manifest.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
@@ -33,6 +33,13 @@ impl std::fmt::Display for Problem {
             write!(f, "backup {}: {}", self.backup, self.what)
         }
     }
+}
+
+/// `status/damaged-packs`: JSON `{at_us, packs}`.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DamagedPacks {
+    at_us: u64,
+    packs: Vec<String>,
 }
 
 impl Repository {
@@ -219,22 +226,45 @@ impl Repository {
             let x = u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
             (x as f64) < fraction * u64::MAX as f64
         };
-        if contents {
-            return chunk_store::check(&self.storage, &index, &map, &obj, 4, chosen);
-        }
-        let chosen: Vec<&PackInfo> = packs.values().copied().filter(|p| chosen(p)).collect();
-        let found = kstone_core::parallel::try_map(&chosen, 4, |p| {
-            Ok::<_, Error>(match self.storage.stored_digest(&p.key) {
-                Ok((_, sha)) if sha == p.stored_sha256_hex() => None,
-                Ok(_) => Some(format!(
-                    "{}: SHA-256 of the stored bytes does not match (damaged)",
-                    p.key
-                )),
-                Err(Error::Corrupt { object, detail }) => Some(format!("{object}: {detail}")),
-                Err(e) => return Err(e),
-            })
-        })?;
-        Ok(found.into_iter().flatten().collect())
+        let read: Vec<&PackInfo> = packs.values().copied().filter(|p| chosen(p)).collect();
+        let found = if contents {
+            let keys: HashSet<&str> = read.iter().map(|p| p.key.as_str()).collect();
+            match chunk_store::check(
+                &self.storage,
+                &index,
+                &map,
+                &obj,
+                4,
+                |p| keys.contains(p.key.as_str()),
+                &self.config.repository_id,
+            ) {
+                Err(Error::Corrupt { object, detail }) => {
+                    // Not the packs' fault (the chunk key): nothing learned of them.
+                    return Ok(vec![format!("{object}: {detail}")]);
+                }
+                r => r?,
+            }
+        } else {
+            let found = kstone_core::parallel::try_map(&read, 4, |p| {
+                Ok::<_, Error>(match self.storage.stored_digest(&p.key) {
+                    Ok((_, sha)) if sha == p.stored_sha256_hex() => None,
+                    Ok(_) => Some(format!(
+                        "{}: SHA-256 of the stored bytes does not match (damaged)",
+                        p.key
+                    )),
+                    Err(Error::Corrupt { object, detail }) => Some(format!("{object}: {detail}")),
+                    Err(e) => return Err(e),
+                })
+            })?;
+            found.into_iter().flatten().collect()
+        };
+        // Every pack read is now known damaged or sound (lines name their pack first).
+        let (damaged, sound): (Vec<String>, Vec<String>) = read
+            .iter()
+            .map(|p| p.key.clone())
+            .partition(|k| found.iter().any(|l| l.starts_with(&format!("{k}:"))));
+        self.note_packs(&damaged, &sound)?;
+        Ok(found)
     }
 
     /// Check the WAL archive of every database history that has backups:
@@ -395,6 +425,44 @@ impl Repository {
         };
         self.storage.put(
             crate::layout::LAST_VERIFY,
+            serde_json::to_vec(&rec).unwrap_or_default(),
+        )
+    }
+
+    /// Packs a `verify` found damaged and has not found sound since: new
+    /// backups store their chunks again rather than name them, restores
+    /// read another copy where there is one, prune lets a good copy own
+    /// the chunks. An unreadable record is an empty one (it only ever
+    /// makes backups store more).
+    pub fn damaged_packs(&self) -> Result<HashSet<String>> {
+        Ok(self
+            .storage
+            .get(crate::layout::DAMAGED_PACKS)?
+            .and_then(|b| serde_json::from_slice::<DamagedPacks>(&b).ok())
+            .map(|d| d.packs.into_iter().collect())
+            .unwrap_or_default())
+    }
+
+    /// Record what a verify found: `damaged` packs added, `sound` ones
+    /// (read whole and found good) removed.
+    fn note_packs(&self, damaged: &[String], sound: &[String]) -> Result<()> {
+        let mut set = self.damaged_packs()?;
+        let before = set.clone();
+        set.extend(damaged.iter().cloned());
+        for k in sound {
+            set.remove(k);
+        }
+        if set == before {
+            return Ok(());
+        }
+        let mut packs: Vec<String> = set.into_iter().collect();
+        packs.sort();
+        let rec = DamagedPacks {
+            at_us: kstone_core::fsio::now_micros(),
+            packs,
+        };
+        self.storage.put(
+            crate::layout::DAMAGED_PACKS,
             serde_json::to_vec(&rec).unwrap_or_default(),
         )
     }

@@ -400,7 +400,10 @@ fn sigkill_of_archiver_and_application_loses_nothing(backend: Backend) {
     ok(&["wal-archive", p(&db), "--repo", repo.loc(), "--once"]);
     // No duplicates, no gaps: each object starts right after the previous.
     let r = ranges(&repo);
-    assert!(r.len() > 5, "{r:?}");
+    // At least one object per round (how many more depends on the
+    // machine's and the store's speed; on a loaded machine against the S3
+    // server five rounds of kills once made exactly five).
+    assert!(r.len() >= 4, "{r:?}");
     assert_contiguous(&r);
     // Every acknowledged write is recoverable, and the last point equals the database.
     let last = log.iter().map(|w| w.2).max().unwrap();

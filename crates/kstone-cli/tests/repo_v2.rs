@@ -16,7 +16,8 @@ on_both_backends!(
     chunks_are_stored_once_across_compaction_clones_and_prune,
     a_sigkilled_backup_is_resumed_from_its_packs,
     a_damaged_pack_is_found_and_named_and_restores_refuse,
-    a_delta_restore_reads_and_writes_only_what_changed
+    a_delta_restore_reads_and_writes_only_what_changed,
+    prune_never_repacks_a_damaged_pack
 );
 
 /// A value of `len` bytes that zstd cannot shrink much (hex of a hash
@@ -262,6 +263,50 @@ fn a_damaged_pack_is_found_and_named_and_restores_refuse(backend: Backend) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&packs[0]), "{err}");
     assert!(!t.exists(), "a failed restore leaves nothing at the target");
+
+    // The pack verify found damaged is not trusted by the next backup: it
+    // stores those chunks again, and restores; prune then drops the pack.
+    let again = create(&db, &repo, &["--type", "full"]);
+    assert!(stored(&again) > 0, "{again}");
+    ok(&["restore", "latest", "--repo", repo.loc(), "--target", p(&t)]);
+    assert_eq!(ok(&["export", p(&t)]), ok(&["export", p(&db)]));
+    ok(&["backup", "prune", "--repo", repo.loc(), "--keep-last", "1"]);
+    assert!(
+        !repo.keys("packs").contains(&packs[0]),
+        "the damaged pack stays"
+    );
+    ok(&["backup", "verify", "--repo", repo.loc(), "--all", "--deep"]);
+
+    // A chunk key copied in from another repository is named as such, and
+    // no backup is made with it.
+    let other = Repo::new(backend, tmp.path(), "other");
+    ok(&["backup", "init", "--repo", other.loc()]);
+    repo.write("keys/chunk-key", other.read("keys/chunk-key"));
+    let o = kstone(&["backup", "verify", "--repo", repo.loc(), "--all"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("keys/chunk-key") && err.contains("another repository"),
+        "{err}"
+    );
+    let before = repo.keys("backups").len();
+    let o = kstone(&[
+        "backup",
+        "create",
+        p(&db),
+        "--repo",
+        repo.loc(),
+        "--type",
+        "full",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("keys/chunk-key"), "{err}");
+    assert_eq!(
+        repo.keys("backups").len(),
+        before,
+        "no backup made with a foreign key"
+    );
 }
 
 fn a_delta_restore_reads_and_writes_only_what_changed(backend: Backend) {
@@ -344,4 +389,53 @@ fn a_delta_restore_reads_and_writes_only_what_changed(backend: Backend) {
     assert!(n[0] * 3 < total, "{line} of {total}");
     assert_eq!(n[0] + n[1] + n[2], total, "{line}");
     assert_eq!(ok(&["export", p(&db)]), then);
+}
+
+fn prune_never_repacks_a_damaged_pack(backend: Backend) {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(backend, tmp.path(), "repo");
+    ok(&["backup", "init", "--repo", repo.loc(), "--no-compression"]);
+    let db = tmp.path().join("app.keystone");
+    ok(&["create", p(&db)]);
+    write_items(&db, 0..4000, 300, 0);
+    ok(&["compact", p(&db)]);
+    create(&db, &repo, &["--type", "full"]);
+    let first = repo.keys("packs");
+    // Most values change: the first pack ends up mostly dead, a repack
+    // candidate once the first backup is pruned.
+    write_items(&db, (0..4000).filter(|i| i % 5 != 0), 300, 1);
+    ok(&["compact", p(&db)]);
+    create(&db, &repo, &[]);
+    let dry = ok(&[
+        "backup",
+        "prune",
+        "--repo",
+        repo.loc(),
+        "--keep-last",
+        "1",
+        "--dry-run",
+    ]);
+    assert!(dry.contains("repacked 1"), "{dry}");
+    // The pack to be repacked is damaged on disk.
+    let victim = &first[0];
+    let mut b = repo.read(victim);
+    let at = b.len() / 2;
+    b[at] ^= 0x20;
+    repo.write(victim, b);
+    let o = kstone(&["backup", "prune", "--repo", repo.loc(), "--keep-last", "1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(victim.as_str()) && err.contains("not repacked"),
+        "{err}"
+    );
+    assert!(
+        repo.keys("packs").contains(victim),
+        "the damaged pack is kept, not laundered"
+    );
+    // The backup that remains restores exactly (what it needs of the kept
+    // pack, if anything, is intact or also stored elsewhere).
+    let t = tmp.path().join("t");
+    ok(&["restore", "latest", "--repo", repo.loc(), "--target", p(&t)]);
+    assert_eq!(ok(&["export", p(&t)]), ok(&["export", p(&db)]));
 }

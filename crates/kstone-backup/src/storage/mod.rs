@@ -146,7 +146,9 @@ impl Storage {
         let p = ObjPath::from(path);
         self.rt.block_on(async {
             match self.store.get(&p).await {
-                Ok(r) => Ok(Some(r.bytes().await.map_err(|e| self.err(e))?.to_vec())),
+                // `Vec::from` takes the buffer over when nothing else holds
+                // it: no second copy of a 32 MiB pack.
+                Ok(r) => Ok(Some(Vec::from(r.bytes().await.map_err(|e| self.err(e))?))),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(self.err(e)),
             }

@@ -110,6 +110,11 @@ pub fn run(a: &PruneArgs) -> CliResult<Exit> {
         plan.wal_delete.len() + plan.wal_keep
     );
     if let Some(gc) = &plan.chunks {
+        for d in &gc.damaged {
+            eprintln!(
+                "warning: {d} does not match its checksum: kept as it is, not repacked (`kstone backup verify --all` names what it holds)"
+            );
+        }
         match &gc.skipped {
             Some(why) => eprintln!("warning: no pack deleted: {why} (every pack is kept until it is repaired or pruned)"),
             None => println!(
