@@ -351,6 +351,22 @@ impl Repository {
         Ok(config)
     }
 
+    /// Format 2: what is wrong with the repository's chunk key object, if
+    /// anything that can be seen without reading it (it is sealed in an
+    /// encrypted repository): missing is fatal to every backup and restore.
+    pub fn chunk_key_problem(&self) -> Result<Option<String>> {
+        if self.config.format_version < REPO_FORMAT_V2 {
+            return Ok(None);
+        }
+        Ok(match self.storage.head(layout::CHUNK_KEY)? {
+            None => Some(format!(
+                "{} is missing: no format-2 backup of this repository can be restored or taken; restore it from a copy of the repository",
+                layout::CHUNK_KEY
+            )),
+            Some(_) => None,
+        })
+    }
+
     /// Bytes the repository stores for backups' data: packs (format 2)
     /// and whole-file objects (format 1), as stored.
     pub fn stored_bytes(&self) -> Result<u64> {

@@ -307,6 +307,12 @@ fn a_damaged_pack_is_found_and_named_and_restores_refuse(backend: Backend) {
         before,
         "no backup made with a foreign key"
     );
+    // A missing chunk key is a problem `status` reports (nothing restores).
+    repo.remove("keys/chunk-key");
+    let o = kstone(&["backup", "status", "--repo", repo.loc()]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("keys/chunk-key is missing"), "{err}");
 }
 
 fn a_delta_restore_reads_and_writes_only_what_changed(backend: Backend) {

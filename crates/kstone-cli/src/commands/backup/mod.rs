@@ -59,6 +59,6 @@ fn summary(m: &BackupManifest) -> serde_json::Value {
         "duration_secs": (m.completed_at_us.saturating_sub(m.started_at_us)) as f64 / 1e6,
         "items": m.item_count, "files": m.files.len(),
         "bytes_stored": m.bytes_stored, "bytes_total": m.bytes_total,
-        "format": m.format_version,
+        "format": m.format_version, "resumed_bytes": m.resumed_bytes,
     })
 }

@@ -109,6 +109,9 @@ pub fn run(a: &StatusArgs) -> CliResult<Exit> {
             ));
         }
     }
+    if let Some(p) = r.chunk_key_problem()? {
+        problems.push(p);
+    }
     if let Some(v) = &verify {
         if !v.ok {
             problems.push(format!(
