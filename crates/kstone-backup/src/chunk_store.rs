@@ -510,7 +510,19 @@ pub(crate) fn check(
         .filter(|(p, _)| choose(p))
         .collect();
     let found = kstone_core::parallel::try_map(&plan, workers, |(p, wanted)| {
-        let bytes = match fetch(objs, p) {
+        // The stored bytes against their digest first: damage anywhere in
+        // the pack (a dead blob, the trailer) is found, not only in the
+        // chunks this backup wants.
+        let Some(stored) = objs.raw().get(&p.key)? else {
+            return Ok(vec![format!("{}: the pack is missing", p.key)]);
+        };
+        if <[u8; 32]>::from(Sha256::digest(&stored)) != p.stored_sha256 {
+            return Ok(vec![format!(
+                "{}: SHA-256 of the stored bytes does not match (damaged)",
+                p.key
+            )]);
+        }
+        let bytes = match objs.open_stored(&p.key, stored) {
             Ok(b) => b,
             Err(Error::Corrupt { object, detail }) => {
                 return Ok(vec![format!("{object}: {detail}")])

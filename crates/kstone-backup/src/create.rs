@@ -151,7 +151,15 @@ impl Repository {
             BackupType::Incremental => mine.last(),
             BackupType::Differential => last_full,
         };
-        if let Some(r) = reference.filter(|r| opts.skip_unchanged && r.snapshot_lsn == snap.lsn) {
+        // Unchanged, but a pack verify found damaged may hold its chunks:
+        // then the backup is taken (storing those chunks again) rather than
+        // skipped, so that the newest backup restores.
+        let damage_known = self.config.format_version >= REPO_FORMAT_V2
+            && opts.skip_unchanged
+            && !self.damaged_packs()?.is_empty();
+        if let Some(r) =
+            reference.filter(|r| opts.skip_unchanged && r.snapshot_lsn == snap.lsn && !damage_known)
+        {
             return Err(Error::Unchanged {
                 kind: kind.to_string(),
                 since: r.id.clone(),

@@ -190,6 +190,22 @@ impl ChunkIndex {
         self.retain(|p| present.get(&p.key) == Some(&p.stored_size))
     }
 
+    /// Look chunks up in the packs `worse` rejects only when no other pack
+    /// holds them (a copy in a pack verify found damaged is a last resort).
+    pub fn prefer_not(&mut self, worse: impl Fn(&PackInfo) -> bool) {
+        self.by_id.clear();
+        for pass_worse in [false, true] {
+            for (at, p) in self.packs.iter().enumerate() {
+                if worse(p) != pass_worse {
+                    continue;
+                }
+                for (i, e) in p.entries.iter().enumerate() {
+                    self.by_id.entry(e.id).or_insert((at as u32, i as u32));
+                }
+            }
+        }
+    }
+
     /// Keep only the packs `keep` accepts; returns the keys of the others.
     pub fn retain(&mut self, keep: impl Fn(&PackInfo) -> bool) -> Vec<String> {
         let packs = std::mem::take(&mut self.packs);

@@ -148,10 +148,11 @@ impl Repository {
         let map = chunk_map::read_for(&self.storage, m)?;
         let (mut index, damaged) = ChunkIndex::load(&self.storage)?;
         let present: HashMap<String, u64> = self.storage.list(layout::PACKS)?.into_iter().collect();
-        let mut absent = index.retain_present(&present);
-        // Read another copy of a chunk than one in a pack verify found damaged.
+        let absent = index.retain_present(&present);
+        // Read another copy of a chunk than one in a pack verify found
+        // damaged, where there is one (each chunk is checked either way).
         let bad = self.damaged_packs()?;
-        absent.extend(index.retain(|p| !bad.contains(&p.key)));
+        index.prefer_not(|p| bad.contains(&p.key));
         chunk_store::rebuild(
             &self.storage,
             &index,

@@ -175,6 +175,12 @@ impl Repository {
             .filter_map(|(id, _)| index.locate(id).map(|(p, _)| (*id, p.key.clone())))
             .collect();
         index.retain_present(&present);
+        // A sound copy of a chunk is checked before one in a pack an
+        // earlier verify found damaged; such a pack, when a chunk has no
+        // other copy, is always read again (also by a subset run), so that
+        // it is reported until it is gone or found sound.
+        let bad = self.damaged_packs()?;
+        index.prefer_not(|p| bad.contains(&p.key));
         let mut problems: Vec<String> = Vec::new();
         let mut packs: BTreeMap<&str, &PackInfo> = BTreeMap::new();
         // One line per pack that is gone (it may hold thousands of chunks).
@@ -226,7 +232,11 @@ impl Repository {
             let x = u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
             (x as f64) < fraction * u64::MAX as f64
         };
-        let read: Vec<&PackInfo> = packs.values().copied().filter(|p| chosen(p)).collect();
+        let read: Vec<&PackInfo> = packs
+            .values()
+            .copied()
+            .filter(|p| chosen(p) || bad.contains(&p.key))
+            .collect();
         let found = if contents {
             let keys: HashSet<&str> = read.iter().map(|p| p.key.as_str()).collect();
             match chunk_store::check(
@@ -263,7 +273,7 @@ impl Repository {
             .iter()
             .map(|p| p.key.clone())
             .partition(|k| found.iter().any(|l| l.starts_with(&format!("{k}:"))));
-        self.note_packs(&damaged, &sound)?;
+        self.note_packs(&damaged, &sound, &present)?;
         Ok(found)
     }
 
@@ -445,13 +455,20 @@ impl Repository {
 
     /// Record what a verify found: `damaged` packs added, `sound` ones
     /// (read whole and found good) removed.
-    fn note_packs(&self, damaged: &[String], sound: &[String]) -> Result<()> {
+    fn note_packs(
+        &self,
+        damaged: &[String],
+        sound: &[String],
+        present: &HashMap<String, u64>,
+    ) -> Result<()> {
         let mut set = self.damaged_packs()?;
         let before = set.clone();
         set.extend(damaged.iter().cloned());
         for k in sound {
             set.remove(k);
         }
+        // Packs a prune deleted are no longer anyone's concern.
+        set.retain(|k| present.contains_key(k));
         if set == before {
             return Ok(());
         }

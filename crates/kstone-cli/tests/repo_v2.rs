@@ -247,7 +247,20 @@ fn a_damaged_pack_is_found_and_named_and_restores_refuse(backend: Backend) {
     create(&db, &repo, &[]);
     let packs = repo.keys("packs");
     assert_eq!(packs.len(), 1, "{packs:?}");
-    let mut bytes = repo.read(&packs[0]);
+    let original = repo.read(&packs[0]);
+    // Damage outside every chunk (the trailer) is still damage to the pack.
+    let mut bytes = original.clone();
+    let n = bytes.len();
+    bytes[n - 20] ^= 0x40;
+    repo.write(&packs[0], bytes);
+    let o = kstone(&["backup", "verify", "--repo", repo.loc(), "--all"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&packs[0]));
+    // Put back, the next verify finds it sound and forgets it.
+    repo.write(&packs[0], original.clone());
+    ok(&["backup", "verify", "--repo", repo.loc(), "--all"]);
+    assert!(!String::from_utf8_lossy(&repo.read("status/damaged-packs")).contains(&packs[0]));
+    let mut bytes = original;
     let at = bytes.len() / 3;
     bytes[at] ^= 0x40;
     repo.write(&packs[0], bytes);
@@ -266,10 +279,36 @@ fn a_damaged_pack_is_found_and_named_and_restores_refuse(backend: Backend) {
 
     // The pack verify found damaged is not trusted by the next backup: it
     // stores those chunks again, and restores; prune then drops the pack.
-    let again = create(&db, &repo, &["--type", "full"]);
+    // (Without --type: nothing changed, but the damage known makes it a backup.)
+    let again = create(&db, &repo, &[]);
     assert!(stored(&again) > 0, "{again}");
     ok(&["restore", "latest", "--repo", repo.loc(), "--target", p(&t)]);
     assert_eq!(ok(&["export", p(&t)]), ok(&["export", p(&db)]));
+    // Both backups now verify and restore: every chunk has a sound copy,
+    // which verify and restore read before the damaged one.
+    ok(&[
+        "backup",
+        "verify",
+        "--repo",
+        repo.loc(),
+        again["id"].as_str().unwrap(),
+    ]);
+    ok(&[
+        "backup",
+        "verify",
+        "--repo",
+        repo.loc(),
+        "--all",
+        "--read-data-subset",
+        "1%",
+    ]);
+    let first = json(&["backup", "list", "--repo", repo.loc(), "--json"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let t1 = tmp.path().join("first");
+    ok(&["restore", &first, "--repo", repo.loc(), "--target", p(&t1)]);
+    assert_eq!(ok(&["export", p(&t1)]), ok(&["export", p(&db)]));
     ok(&["backup", "prune", "--repo", repo.loc(), "--keep-last", "1"]);
     assert!(
         !repo.keys("packs").contains(&packs[0]),
