@@ -28,9 +28,6 @@ pub const CHUNK_KEY_VERSION: u32 = 2;
 /// repository).
 pub const READ_WORKERS: usize = 4;
 
-/// Bytes of a file's start compressed to decide whether its chunks are.
-const SAMPLE: usize = 32 << 10;
-
 /// Write a new chunk key (32 random bytes, then the id of the repository
 /// it belongs to) to the object `key`: sealed in an encrypted repository,
 /// like all user data.
@@ -133,15 +130,15 @@ impl<'a> ChunkWriter<'a> {
     pub fn store_file(&self, name: &str, path: &Path, len: u64) -> Result<StoredFile> {
         // A sample of the start decides whether the file's chunks are
         // compressed (an SST's blocks usually are already).
-        let mut sample = vec![0u8; (len as usize).min(SAMPLE)];
+        let mut sample = vec![0u8; (len as usize).min(crate::objects::SAMPLE)];
         File::open(path)
             .ctx(path)?
             .read_exact(&mut sample)
             .ctx(path)?;
-        let level = self.level.filter(|&l| {
-            !sample.is_empty()
-                && zstd::bulk::compress(&sample, l).is_ok_and(|c| c.len() * 10 < sample.len() * 9)
-        });
+        let level = match self.level {
+            Some(l) if crate::objects::compresses(&sample, l).ctx(path)? => Some(l),
+            _ => None,
+        };
         drop(sample);
         let mut hasher = Sha256::new();
         let mut chunks = Vec::new();
@@ -327,14 +324,20 @@ pub struct RebuildStats {
     pub linked: u64,
 }
 
-/// Chunks an existing database directory holds: id → (file, offset, len).
-type LocalChunks = HashMap<ChunkId, (std::path::PathBuf, u64, u32)>;
+/// What an existing database directory holds, read once: every chunk's
+/// location (id → file, offset, len), and each file's chunk list under each
+/// key (by the key's position).
+#[derive(Default)]
+struct Local {
+    chunks: HashMap<ChunkId, (std::path::PathBuf, u64, u32)>,
+    files: HashMap<String, Vec<Vec<(ChunkId, u32)>>>,
+}
 
-/// Every chunk of the SSTs and WAL segments under `existing`, named under
+/// [`Local`] of the SSTs and WAL segments under `existing`, named under
 /// each of `keys`; a file that cannot be cut (damaged, not a table) is
 /// skipped: its chunks are fetched instead.
-fn local_chunks(existing: &Path, keys: &[ChunkKey]) -> LocalChunks {
-    let mut local = LocalChunks::new();
+fn local_chunks(existing: &Path, keys: &[ChunkKey]) -> Local {
+    let mut local = Local::default();
     for sub in ["sst", "wal"] {
         let Ok(rd) = std::fs::read_dir(existing.join(sub)) else {
             continue;
@@ -349,19 +352,22 @@ fn local_chunks(existing: &Path, keys: &[ChunkKey]) -> LocalChunks {
                 continue;
             }
             let name = format!("{sub}/{n}");
-            let mut found = Vec::new();
+            let mut lists = vec![Vec::new(); keys.len()];
             let mut at = 0u64;
             let cut = chunking::for_each_chunk(&name, &path, meta.len(), |c| {
-                for k in keys {
-                    found.push((k.id(c), at, c.len() as u32));
+                for (k, list) in keys.iter().zip(lists.iter_mut()) {
+                    let id = k.id(c);
+                    list.push((id, c.len() as u32));
+                    local
+                        .chunks
+                        .entry(id)
+                        .or_insert_with(|| (path.clone(), at, c.len() as u32));
                 }
                 at += c.len() as u64;
                 Ok(())
             });
             if cut.is_ok() {
-                for (id, off, len) in found {
-                    local.entry(id).or_insert_with(|| (path.clone(), off, len));
-                }
+                local.files.insert(name, lists);
             }
         }
     }
@@ -398,17 +404,13 @@ pub(crate) fn rebuild(
         let path = dir.join(&f.name);
         let key = &keys[f.key as usize];
         // An SST of the same name holding exactly these chunks: linked.
-        if let Some(from) = existing
-            .map(|e| e.join(&f.name))
-            .filter(|_| f.name.starts_with("sst/"))
-            .filter(|from| std::fs::metadata(from).is_ok_and(|m| m.len() == f.size))
-        {
-            let mut same = Vec::with_capacity(f.chunks.len());
-            let cut = chunking::for_each_chunk(&f.name, &from, f.size, |c| {
-                same.push((key.id(c), c.len() as u32));
-                Ok(())
-            });
-            if cut.is_ok() && same == f.chunks && std::fs::hard_link(&from, &path).is_ok() {
+        let same = local
+            .files
+            .get(&f.name)
+            .and_then(|lists| lists.get(f.key as usize))
+            .is_some_and(|l| *l == f.chunks);
+        if let Some(e) = existing.filter(|_| same && f.name.starts_with("sst/")) {
+            if std::fs::hard_link(e.join(&f.name), &path).is_ok() {
                 stats.linked += f.size;
                 out.push(None);
                 need.push(Vec::new());
@@ -421,7 +423,7 @@ pub(crate) fn rebuild(
         let mut off = 0u64;
         for (id, len) in &f.chunks {
             let mut fetch = true;
-            if let Some((src, o, l)) = local.get(id).filter(|(_, _, l)| l == len) {
+            if let Some((src, o, l)) = local.chunks.get(id).filter(|(_, _, l)| l == len) {
                 if !sources.contains_key(src) {
                     if let Ok(h) = File::open(src) {
                         sources.insert(src.clone(), h);

@@ -20,7 +20,18 @@ use crate::layout;
 use crate::storage::{part_size_for, Batch, Storage, PART_SIZE};
 
 /// Bytes of a file's start compressed to decide whether it compresses.
-const SAMPLE: usize = 32 << 10;
+pub(crate) const SAMPLE: usize = 32 << 10;
+
+/// Whether data that starts with `sample` (up to [`SAMPLE`] bytes) is worth
+/// compressing at `level`: zstd saves a tenth or more of it. One rule for
+/// whole-file objects (format 1) and a file's chunks (format 2).
+pub(crate) fn compresses(sample: &[u8], level: i32) -> std::io::Result<bool> {
+    let sample = &sample[..sample.len().min(SAMPLE)];
+    if sample.is_empty() {
+        return Ok(false);
+    }
+    Ok(zstd::bulk::compress(sample, level)?.len() * 10 < sample.len() * 9)
+}
 
 /// How an object's bytes are encoded (before encryption, if any).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -307,21 +318,10 @@ impl Objects {
         let mut first = vec![0u8; (len as usize).min(1 << 20)];
         f.read_exact(&mut first).ctx(file)?;
         let codec = match level {
-            Some(l) if !first.is_empty() => {
-                // A sample decides: compressing the whole first MiB only to
-                // throw it away cost more than the rest of a small backup
-                // (SSTs of compressed blocks do not compress).
-                let sample = &first[..first.len().min(SAMPLE)];
-                let c = zstd::bulk::compress(sample, l).map_err(|e| Error::Io {
-                    path: file.to_path_buf(),
-                    source: e,
-                })?;
-                if c.len() * 10 < sample.len() * 9 {
-                    Codec::Zstd
-                } else {
-                    Codec::None
-                }
-            }
+            // A sample decides: compressing the whole first MiB only to
+            // throw it away cost more than the rest of a small backup (SSTs
+            // of compressed blocks do not compress).
+            Some(l) if compresses(&first, l).ctx(file)? => Codec::Zstd,
             _ => Codec::None,
         };
         let mut hasher = Sha256::new();
