@@ -7,6 +7,9 @@
 #
 # moto is a Python server that keeps objects in memory: the S3 numbers are
 # what this loopback server sustains, not what a real object store would.
+# So the run also measures the server's own ceiling with a plain client
+# (curl, 4 at a time, as many 32 MiB objects as the database has bytes:
+# kstone's pack size and default parallelism) and reports kstone against it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ITEMS=${1:-200000}
@@ -60,4 +63,24 @@ for where in local s3; do
   printf "%s: encryption costs backup %.2fx, restore %.2fx of the plain time\n" "$where" \
     "$(echo "${B[$where-encrypted]} / ${B[$where-plain]}" | bc -l)" \
     "$(echo "${R[$where-encrypted]} / ${R[$where-plain]}" | bc -l)"
+done
+
+# The server's ceiling: the same bytes as plain PUTs and GETs of 32 MiB objects.
+head -c $((32 << 20)) /dev/urandom >"$W/obj"
+N=$(( (BYTES + (32 << 20) - 1) / (32 << 20) ))
+URL="http://127.0.0.1:$PORT/bench/ceiling"
+sync
+s=$(date +%s.%N)
+seq 1 "$N" | xargs -P 4 -I{} curl -sf -o /dev/null -T "$W/obj" "$URL/{}"
+TPUT=$(echo "$(date +%s.%N) - $s" | bc)
+s=$(date +%s.%N)
+seq 1 "$N" | xargs -P 4 -I{} curl -sf -o /dev/null "$URL/{}"
+TGET=$(echo "$(date +%s.%N) - $s" | bc)
+CEIL=$(( N * 32 ))
+printf "\nS3 server ceiling (curl, %d × 32 MiB, 4 at a time): PUT %.1f MiB/s, GET %.1f MiB/s\n" "$N" \
+  "$(echo "$CEIL / $TPUT" | bc -l)" "$(echo "$CEIL / $TGET" | bc -l)"
+for enc in plain encrypted; do
+  printf "s3 %s: backup at %.2fx of the PUT ceiling, restore at %.2fx of the GET ceiling\n" "$enc" \
+    "$(echo "($BYTES / 1048576 / ${B[s3-$enc]}) / ($CEIL / $TPUT)" | bc -l)" \
+    "$(echo "($BYTES / 1048576 / ${R[s3-$enc]}) / ($CEIL / $TGET)" | bc -l)"
 done

@@ -23,7 +23,7 @@ use crate::pack::{self, Entry, PackBuilder};
 pub const CHUNK_KEY_MAGIC: &[u8; 8] = b"KSTNBKCK";
 pub const CHUNK_KEY_VERSION: u32 = 2;
 
-/// Packs a restore or verify reads at once (each held whole in memory:
+/// Packs a restore or verify reads at once by default (each held whole in memory:
 /// bounded at this many times the pack size, twice over in an encrypted
 /// repository).
 pub const READ_WORKERS: usize = 4;
@@ -322,6 +322,9 @@ pub struct RebuildStats {
     /// Bytes of SSTs hard-linked from the existing database, unchanged
     /// (delta restore: neither read from the repository nor written).
     pub linked: u64,
+    /// Bytes of chunks a killed restore had already written to the staging
+    /// directory this one continued in (each checked against its id).
+    pub resumed: u64,
 }
 
 /// What an existing database directory holds, read once: every chunk's
@@ -375,7 +378,7 @@ fn local_chunks(existing: &Path, keys: &[ChunkKey]) -> Local {
 }
 
 /// Write `files` into the directory `dir` (which exists) from their chunks:
-/// each pack is read once, by up to [`READ_WORKERS`] at a time, and every chunk is
+/// each pack is read once, by up to `workers` ([`READ_WORKERS`] for 0) at a time, and every chunk is
 /// checked against its id before it is written. Files are fsynced.
 ///
 /// With `existing` (a delta restore over that database directory): an SST
@@ -383,6 +386,10 @@ fn local_chunks(existing: &Path, keys: &[ChunkKey]) -> Local {
 /// modified in place, and the old directory is only moved aside), and any
 /// chunk found in its files is copied from there after its id is checked
 /// again; only the rest is read from packs.
+///
+/// With `resume`, `dir` is the staging directory of a killed restore: the
+/// chunks it already holds in place are kept (see [`crate::staged`]).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn rebuild(
     objs: &Objects,
     index: &ChunkIndex,
@@ -390,40 +397,56 @@ pub(crate) fn rebuild(
     map_object: &str,
     dir: &Path,
     existing: Option<&Path>,
+    resume: bool,
+    workers: usize,
     repo_id: &str,
 ) -> Result<RebuildStats> {
-    let workers = READ_WORKERS;
+    let workers = if workers == 0 { READ_WORKERS } else { workers };
     let keys = open_keys(objs, &map.keys, repo_id)?;
     let mut stats = RebuildStats::default();
+    let mut staged = if resume {
+        crate::staged::adopt(dir, map, &keys)?
+    } else {
+        Vec::new()
+    };
     let local = existing.map(|e| local_chunks(e, &keys)).unwrap_or_default();
     // Per file: `None` = linked whole; else which chunks still need a pack.
     let mut out: Vec<Option<File>> = Vec::with_capacity(map.files.len());
     let mut need: Vec<Vec<bool>> = Vec::with_capacity(map.files.len());
     let mut sources: HashMap<std::path::PathBuf, File> = HashMap::new();
-    for f in &map.files {
+    for (fi, f) in map.files.iter().enumerate() {
         let path = dir.join(&f.name);
         let key = &keys[f.key as usize];
-        // An SST of the same name holding exactly these chunks: linked.
-        let same = local
-            .files
-            .get(&f.name)
-            .and_then(|lists| lists.get(f.key as usize))
-            .is_some_and(|l| *l == f.chunks);
-        if let Some(e) = existing.filter(|_| same && f.name.starts_with("sst/")) {
-            if std::fs::hard_link(e.join(&f.name), &path).is_ok() {
-                stats.linked += f.size;
-                out.push(None);
-                need.push(Vec::new());
-                continue;
+        let (file, have) = match staged.get_mut(fi).and_then(Option::take) {
+            Some(s) => {
+                stats.resumed += s.bytes;
+                (s.file, s.have)
             }
-        }
-        let file = File::create(&path).ctx(&path)?;
-        file.set_len(f.size).ctx(&path)?;
+            None => {
+                // An SST of the same name holding exactly these chunks: linked.
+                let same = local
+                    .files
+                    .get(&f.name)
+                    .and_then(|lists| lists.get(f.key as usize))
+                    .is_some_and(|l| *l == f.chunks);
+                if let Some(e) = existing.filter(|_| same && f.name.starts_with("sst/")) {
+                    if std::fs::hard_link(e.join(&f.name), &path).is_ok() {
+                        stats.linked += f.size;
+                        out.push(None);
+                        need.push(Vec::new());
+                        continue;
+                    }
+                }
+                let file = File::create(&path).ctx(&path)?;
+                file.set_len(f.size).ctx(&path)?;
+                (file, vec![false; f.chunks.len()])
+            }
+        };
         let mut wanted = Vec::with_capacity(f.chunks.len());
         let mut off = 0u64;
-        for (id, len) in &f.chunks {
-            let mut fetch = true;
-            if let Some((src, o, l)) = local.chunks.get(id).filter(|(_, _, l)| l == len) {
+        for ((id, len), in_place) in f.chunks.iter().zip(have) {
+            let mut fetch = !in_place;
+            if let Some((src, o, l)) = local.chunks.get(id).filter(|(_, _, l)| fetch && l == len) {
                 if !sources.contains_key(src) {
                     if let Ok(h) = File::open(src) {
                         sources.insert(src.clone(), h);
@@ -456,6 +479,7 @@ pub(crate) fn rebuild(
         .iter()
         .flat_map(|(_, es)| es.iter().map(|(e, _)| u64::from(e.raw_len)))
         .sum();
+    let packs_done = std::sync::atomic::AtomicUsize::new(0);
     kstone_core::parallel::try_map(&plan, workers, |(p, wanted)| -> Result<()> {
         let bytes = fetch(objs, p)?;
         for (e, targets) in wanted {
@@ -480,6 +504,8 @@ pub(crate) fn rebuild(
                 file.write_all_at(&raw, t.offset).ctx(&path)?;
             }
         }
+        let done = packs_done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        crate::swap::fault_point_at("KSTONE_TEST_KILL_RESTORE_AFTER_PACKS", Some(done));
         Ok(())
     })?;
     let files: Vec<(usize, &File)> = out

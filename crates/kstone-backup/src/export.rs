@@ -145,7 +145,7 @@ pub fn restore_archive(archive: &Path, target: &Path) -> Result<RestoreReport> {
             )));
         }
     }
-    restore_with(target, |staging| {
+    restore_with(target, crate::swap::Leftovers::Remove, |staging| {
         unpack(archive, staging)?;
         check_database(staging)
     })

@@ -30,6 +30,7 @@ pub mod pitr;
 pub mod prune;
 pub mod repository;
 pub mod restore;
+mod staged;
 pub mod storage;
 pub mod swap;
 pub mod verify;

@@ -10,7 +10,7 @@ use kstone_core::{Op, Record};
 use crate::error::{Error, Result};
 use crate::manifest::{rfc3339_us, BackupManifest};
 use crate::repository::Repository;
-use crate::restore::{check_database, restore_with};
+use crate::restore::{check_database, restore_with, Leftovers};
 use crate::wal_archive::ArchiveRange;
 
 /// Where to stop.
@@ -417,8 +417,13 @@ impl Repository {
             .map(|r| (r.lsn, r.ts))
             .unwrap_or((base.snapshot_lsn, base.snapshot_commit_us));
         let replayed = records.len() as u64;
-        let report = restore_with(dest, |staging| {
-            self.materialize_as(base, staging, Some((target_lsn, reached_ts)), None)?;
+        let leftovers = if base.format_version >= crate::manifest::REPO_FORMAT_V2 {
+            Leftovers::Continue
+        } else {
+            Leftovers::Remove
+        };
+        let report = restore_with(dest, leftovers, |staging| {
+            self.materialize_as(base, staging, Some((target_lsn, reached_ts)), None, 0)?;
             let db = Database::open(
                 staging,
                 Options {

@@ -40,6 +40,9 @@ pub struct RestoreOptions {
     /// reading only the rest from the repository (pgBackRest's `--delta`).
     /// The result is checked and swapped in exactly as a full restore's.
     pub delta: bool,
+    /// Packs read at once (each held whole in memory); 0 means
+    /// [`chunk_store::READ_WORKERS`].
+    pub parallelism: usize,
 }
 
 /// Open a database, read every SST block and decode and count its items.
@@ -54,7 +57,7 @@ impl Repository {
     /// Download a backup's files into the new directory `dir` and write its
     /// MANIFEST; every object is checked against its size and SHA-256.
     pub fn materialize(&self, m: &BackupManifest, dir: &Path) -> Result<()> {
-        self.materialize_as(m, dir, None, None).map(|_| ())
+        self.materialize_as(m, dir, None, None, 0).map(|_| ())
     }
 
     /// As [`Repository::materialize`]; `recovered_to` records a PITR target.
@@ -64,11 +67,20 @@ impl Repository {
         dir: &Path,
         recovered_to: Option<(u64, u64)>,
         existing: Option<&Path>,
+        workers: usize,
     ) -> Result<RebuildStats> {
-        fs::create_dir(dir).ctx(dir)?;
-        for sub in ["wal", "sst", "pins"] {
-            let d = dir.join(sub);
-            fs::create_dir(&d).ctx(&d)?;
+        // `dir` exists when it is a killed restore's staging directory taken
+        // over (see [`crate::swap::Leftovers`]): format 2 continues in it.
+        let resume = dir.is_dir() && m.format_version >= REPO_FORMAT_V2;
+        if dir.is_dir() && !resume {
+            fs::remove_dir_all(dir).ctx(dir)?;
+        }
+        if !resume {
+            fs::create_dir(dir).ctx(dir)?;
+            for sub in ["wal", "sst", "pins"] {
+                let d = dir.join(sub);
+                fs::create_dir(&d).ctx(&d)?;
+            }
         }
         for f in &m.files {
             if !f.name.starts_with("sst/") && !f.name.starts_with("wal/") || f.name.contains("..") {
@@ -79,7 +91,7 @@ impl Repository {
             }
         }
         let stats = if m.format_version >= REPO_FORMAT_V2 {
-            self.rebuild_chunked(m, dir, existing)?
+            self.rebuild_chunked(m, dir, existing, resume, workers)?
         } else {
             self.download_files(m, dir)?;
             RebuildStats {
@@ -143,6 +155,8 @@ impl Repository {
         m: &BackupManifest,
         dir: &Path,
         existing: Option<&Path>,
+        resume: bool,
+        workers: usize,
     ) -> Result<RebuildStats> {
         let obj = layout::chunk_map(&m.id);
         let map = chunk_map::read_for(&self.storage, m)?;
@@ -160,6 +174,8 @@ impl Repository {
             &obj,
             dir,
             existing,
+            resume,
+            workers,
             &self.config.repository_id,
         )
         .map_err(|e| match e {
@@ -211,8 +227,19 @@ impl Repository {
             .filter(|t| opts.delta && t.join("MANIFEST").is_file())
             .map(Path::to_path_buf);
         let stats = std::cell::Cell::new(RebuildStats::default());
-        let report = restore_with(target, |staging| {
-            stats.set(self.materialize_as(&m, staging, None, existing.as_deref())?);
+        let leftovers = if m.format_version >= REPO_FORMAT_V2 {
+            Leftovers::Continue
+        } else {
+            Leftovers::Remove
+        };
+        let report = restore_with(target, leftovers, |staging| {
+            stats.set(self.materialize_as(
+                &m,
+                staging,
+                None,
+                existing.as_deref(),
+                opts.parallelism,
+            )?);
             let items = check_database(staging)?;
             if items != m.item_count {
                 return Err(Error::Corrupt {
@@ -234,4 +261,4 @@ impl Repository {
     }
 }
 
-pub(crate) use crate::swap::restore_with;
+pub(crate) use crate::swap::{restore_with, Leftovers};

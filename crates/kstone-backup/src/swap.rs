@@ -95,13 +95,20 @@ fn history_of(dir: &Path) -> Option<String> {
 /// Finish or clean up what killed restores of `target` left beside it.
 /// Only leftovers of processes that are gone are touched.
 pub fn recover(target: &Path) -> Result<Recovered> {
+    sweep(target, false).map(|(r, _)| r)
+}
+
+/// [`recover`]; with `keep_building`, the staging directories of restores
+/// killed while building (no intent: nothing was swapped) are kept and
+/// returned, newest first, for a restore to continue in.
+fn sweep(target: &Path, keep_building: bool) -> Result<(Recovered, Vec<PathBuf>)> {
     let target = normalize(target);
     let parent = kstone_core::fsio::parent(&target).to_path_buf();
     let name = name_of(&target)?;
     let mut out = Recovered::default();
     let entries = match fs::read_dir(&parent) {
         Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((out, Vec::new())),
         Err(e) => return Err(e).ctx(&parent),
     };
     let intent_prefix = format!(".{name}.restore-intent-");
@@ -144,18 +151,44 @@ pub fn recover(target: &Path) -> Result<Recovered> {
         }
         fs::remove_file(&path).ctx(&path)?;
     }
+    let mut kept = Vec::new();
     for (pid, path) in stagings {
-        if alive(pid) || done.contains(&path) || !path.exists() {
+        if alive(pid) || done.contains(&path) || !path.is_dir() {
             continue;
         }
         // No intent: killed while building, before any swap.
+        if keep_building {
+            kept.push(path);
+            continue;
+        }
         fs::remove_dir_all(&path).ctx(&path)?;
         out.removed.push(path);
     }
     if out != Recovered::default() {
         kstone_core::fsio::sync_dir(&parent)?;
     }
-    Ok(out)
+    // `.NAME.restore-TIME-PID`: the TIME (µs) orders them.
+    kept.sort_by_key(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.rsplit('-').nth(1))
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0)
+    });
+    kept.reverse();
+    Ok((out, kept))
+}
+
+/// How [`restore_with`] treats what a killed restore of the same target
+/// was building.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Leftovers {
+    /// Removed; the build starts from nothing.
+    Remove,
+    /// The newest is taken over as this restore's staging directory (it
+    /// exists when `build` is called) for `build` to check and reuse what it
+    /// holds; older ones are removed.
+    Continue,
 }
 
 /// Build into staging with `build` (which also verifies), then swap into
@@ -163,6 +196,7 @@ pub fn recover(target: &Path) -> Result<Recovered> {
 /// restores.
 pub(crate) fn restore_with(
     target: &Path,
+    leftovers: Leftovers,
     build: impl FnOnce(&Path) -> Result<u64>,
 ) -> Result<RestoreReport> {
     let target = &normalize(target);
@@ -170,8 +204,20 @@ pub(crate) fn restore_with(
     fs::create_dir_all(&parent).ctx(&parent)?;
     // Refuse early what we will refuse later anyway.
     let _lock = check_target(target)?;
-    recover(target)?;
+    let (_, kept) = sweep(target, leftovers == Leftovers::Continue)?;
     let staging = staging_path(target)?;
+    let mut kept = kept.into_iter();
+    // Taking a leftover over is a rename to a name carrying our pid: of two
+    // restores started at once, one gets it and the other starts afresh.
+    let adopted = kept
+        .next()
+        .is_some_and(|old| fs::rename(old, &staging).is_ok());
+    for old in kept {
+        fs::remove_dir_all(&old).ctx(&old)?;
+    }
+    if adopted {
+        kstone_core::fsio::sync_dir(&parent)?;
+    }
     let items = match build(&staging) {
         Ok(n) => n,
         Err(e) => {
@@ -221,12 +267,22 @@ pub(crate) fn restore_with(
 
 /// Tests kill the process here (a real SIGKILL of itself) to leave the
 /// state a crash at this point leaves.
-fn fault_point(var: &str) {
-    if std::env::var_os(var).is_some() {
-        // SAFETY: raising a signal on ourselves has no memory-safety effects.
-        unsafe {
-            libc::raise(libc::SIGKILL);
-        }
+pub(crate) fn fault_point(var: &str) {
+    fault_point_at(var, None);
+}
+
+/// [`fault_point`] when `var` is set to `n` (a count of steps done), or to
+/// anything when `n` is `None`.
+pub(crate) fn fault_point_at(var: &str, n: Option<usize>) {
+    let Some(v) = std::env::var_os(var) else {
+        return;
+    };
+    if n.is_some_and(|n| v.to_str().and_then(|v| v.parse().ok()) != Some(n)) {
+        return;
+    }
+    // SAFETY: raising a signal on ourselves has no memory-safety effects.
+    unsafe {
+        libc::raise(libc::SIGKILL);
     }
 }
 

@@ -14,6 +14,10 @@ use crate::{CliError, CliResult};
 /// Restore a backup (or an exported archive) into a directory. The target
 /// is built beside the destination, verified, then swapped in; an existing
 /// database there is moved to DIR.before-restore-TIME, never deleted.
+///
+/// A restore from a format-2 repository that is killed continues where it
+/// stopped when run again to the same target: what the killed run wrote
+/// is checked chunk by chunk against the backup and only the rest is read.
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["repo", "archive"])))]
 pub struct RestoreArgs {
@@ -66,6 +70,10 @@ pub struct RestoreArgs {
     /// restore, and the old database is still moved aside, not changed.
     #[arg(long, conflicts_with_all = ["archive", "to_time", "to_lsn", "to_name", "to_latest"])]
     pub delta: bool,
+    /// Packs read from a format-2 repository at once (restores of a backup
+    /// id; each pack is held whole in memory while its chunks are written).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=16))]
+    pub parallelism: u16,
     /// Owner of the restored database: USER, USER:GROUP or :GROUP (names or
     /// ids). Default: the owner of the database it replaces, if any.
     #[arg(long, value_name = "USER[:GROUP]", value_parser = crate::ownership::owner_arg)]
@@ -184,7 +192,10 @@ fn restore_into(a: &RestoreArgs) -> CliResult<Exit> {
         (Some(repo), None) => {
             let r = crate::access::open(repo, &a.access.open_options())?;
             let id = r.resolve_in(a.id.as_deref().unwrap_or("latest"), a.history.as_deref())?;
-            let opts = kstone_backup::RestoreOptions { delta: a.delta };
+            let opts = kstone_backup::RestoreOptions {
+                delta: a.delta,
+                parallelism: usize::from(a.parallelism),
+            };
             crate::progress::spin("restoring", || r.restore_with_options(&id, &a.target, opts))?
         }
         (None, Some(archive)) if archive.as_os_str() == "-" => {
@@ -233,6 +244,12 @@ fn restore_into(a: &RestoreArgs) -> CliResult<Exit> {
     );
     if let Some(aside) = &report.moved_aside {
         println!("previous contents moved to {}", aside.display());
+    }
+    if report.transfer.resumed > 0 {
+        println!(
+            "resumed: reused {} bytes an interrupted restore had written",
+            report.transfer.resumed
+        );
     }
     if a.delta {
         let t = report.transfer;
