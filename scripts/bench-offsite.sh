@@ -71,10 +71,11 @@ N=$(( (BYTES + (32 << 20) - 1) / (32 << 20) ))
 URL="http://127.0.0.1:$PORT/bench/ceiling"
 sync
 s=$(date +%s.%N)
-seq 1 "$N" | xargs -P 4 -I{} curl -sf -o /dev/null -T "$W/obj" "$URL/{}"
+SIGN=(--aws-sigv4 "aws:amz:us-east-1:s3" --user bench:bench)
+seq 1 "$N" | xargs -P 4 -I{} curl -sf "${SIGN[@]}" -o /dev/null -T "$W/obj" "$URL/{}"
 TPUT=$(echo "$(date +%s.%N) - $s" | bc)
 s=$(date +%s.%N)
-seq 1 "$N" | xargs -P 4 -I{} curl -sf -o /dev/null "$URL/{}"
+seq 1 "$N" | xargs -P 4 -I{} curl -sf "${SIGN[@]}" -o /dev/null "$URL/{}"
 TGET=$(echo "$(date +%s.%N) - $s" | bc)
 CEIL=$(( N * 32 ))
 printf "\nS3 server ceiling (curl, %d × 32 MiB, 4 at a time): PUT %.1f MiB/s, GET %.1f MiB/s\n" "$N" \
