@@ -405,7 +405,14 @@ pub(crate) fn rebuild(
     let keys = open_keys(objs, &map.keys, repo_id)?;
     let mut stats = RebuildStats::default();
     let mut staged = if resume {
-        crate::staged::adopt(dir, map, &keys)?
+        match crate::staged::adopt(dir, map, &keys) {
+            Ok(s) => s,
+            Err(_) => {
+                // Only a cache: start from nothing rather than fail on it.
+                crate::staged::clear(dir)?;
+                Vec::new()
+            }
+        }
     } else {
         Vec::new()
     };

@@ -35,6 +35,9 @@ pub struct PitrReport {
     pub replayed: u64,
     pub items: u64,
     pub moved_aside: Option<std::path::PathBuf>,
+    /// Bytes a killed restore of the same target had written that this
+    /// one continued from (each chunk checked against its id).
+    pub resumed: u64,
 }
 
 /// A stretch of recoverable points: every LSN in `from_lsn..=to_lsn` can be
@@ -422,8 +425,11 @@ impl Repository {
         } else {
             Leftovers::Remove
         };
+        let resumed = std::cell::Cell::new(0);
         let report = restore_with(dest, leftovers, |staging| {
-            self.materialize_as(base, staging, Some((target_lsn, reached_ts)), None, 0)?;
+            let stats =
+                self.materialize_as(base, staging, Some((target_lsn, reached_ts)), None, 0)?;
+            resumed.set(stats.resumed);
             let db = Database::open(
                 staging,
                 Options {
@@ -442,6 +448,7 @@ impl Repository {
             replayed,
             items: report.items,
             moved_aside: report.moved_aside,
+            resumed: resumed.get(),
         })
     }
 }

@@ -81,6 +81,8 @@ impl Repository {
                 let d = dir.join(sub);
                 fs::create_dir(&d).ctx(&d)?;
             }
+            let marker = dir.join(crate::swap::BUILDING);
+            fs::File::create(&marker).ctx(&marker)?;
         }
         for f in &m.files {
             if !f.name.starts_with("sst/") && !f.name.starts_with("wal/") || f.name.contains("..") {
@@ -182,9 +184,21 @@ impl Repository {
             Error::Corrupt { object, detail } if !damaged.is_empty() || !absent.is_empty() => {
                 let mut why = Vec::new();
                 if !absent.is_empty() {
+                    let shown = absent
+                        .iter()
+                        .take(5)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let more = absent.len().saturating_sub(5);
                     why.push(format!(
-                        "packs missing, truncated or found damaged by verify: {}",
-                        absent.join(", ")
+                        "{} pack(s) missing, truncated or found damaged by verify: {shown}{}",
+                        absent.len(),
+                        if more > 0 {
+                            format!(" and {more} more")
+                        } else {
+                            String::new()
+                        }
                     ));
                 }
                 if !damaged.is_empty() {

@@ -8,8 +8,8 @@
 //! the directory may have been left by any restore of the same target.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use crate::chunk_map::ChunkMap;
@@ -30,34 +30,46 @@ pub(crate) struct StagedFile {
 /// `map`'s files in place: everything that is not one of them is removed,
 /// and each of them is checked chunk by chunk. A file that is a hard link
 /// (a delta restore links the replaced database's SSTs) is removed rather
-/// than written through, which would change the other database.
+/// than written through, which would change the other database; so is one
+/// another user owns. What is kept gets the mode a new file or directory
+/// gets, so the result is what a restore from nothing makes.
 pub(crate) fn adopt(
     dir: &Path,
     map: &ChunkMap,
     keys: &[ChunkKey],
 ) -> Result<Vec<Option<StagedFile>>> {
     let wanted: HashSet<&str> = map.files.iter().map(|f| f.name.as_str()).collect();
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    // Ours (the caller checked): writable for the probes whatever it was.
+    fs::set_permissions(dir, Permissions::from_mode(0o700)).ctx(dir)?;
+    let (file_mode, dir_mode) = fresh_modes(dir)?;
     for e in fs::read_dir(dir).ctx(dir)? {
         let e = e.ctx(dir)?;
         let path = e.path();
         let name = e.file_name().to_string_lossy().into_owned();
-        let is_dir = e.file_type().ctx(&path)?.is_dir();
-        if is_dir && ["wal", "sst", "pins"].contains(&name.as_str()) {
+        let meta = fs::symlink_metadata(&path).ctx(&path)?;
+        let ours = meta.uid() == me;
+        if meta.is_dir() && ours && ["wal", "sst", "pins"].contains(&name.as_str()) {
+            fs::set_permissions(&path, dir_mode.clone()).ctx(&path)?;
             for f in fs::read_dir(&path).ctx(&path)? {
                 let f = f.ctx(&path)?;
                 let fp = f.path();
                 let rel = format!("{name}/{}", f.file_name().to_string_lossy());
-                let meta = fs::symlink_metadata(&fp).ctx(&fp)?;
-                if !wanted.contains(rel.as_str()) || !meta.is_file() || meta.nlink() > 1 {
-                    remove(&fp, meta.is_dir())?;
+                let m = fs::symlink_metadata(&fp).ctx(&fp)?;
+                if wanted.contains(rel.as_str()) && m.is_file() && m.nlink() == 1 && m.uid() == me {
+                    fs::set_permissions(&fp, file_mode.clone()).ctx(&fp)?;
+                } else {
+                    remove(&fp, m.is_dir())?;
                 }
             }
-        } else {
+        } else if name != crate::swap::BUILDING {
             // MANIFEST and anything an interrupted check opened (LOCK, a
             // new WAL segment): rewritten or recreated as in any restore.
-            remove(&path, is_dir)?;
+            remove(&path, meta.is_dir())?;
         }
     }
+    fs::set_permissions(dir, dir_mode).ctx(dir)?;
     for sub in ["wal", "sst", "pins"] {
         let d = dir.join(sub);
         if !d.is_dir() {
@@ -99,6 +111,43 @@ pub(crate) fn adopt(
         },
     )?;
     Ok(found)
+}
+
+/// The modes this process gives a new file and a new directory (its umask
+/// applied), read off a probe of each made in `dir`.
+fn fresh_modes(dir: &Path) -> Result<(Permissions, Permissions)> {
+    let probe = dir.join(".restore-mode-probe");
+    let _ = fs::remove_file(&probe);
+    let _ = fs::remove_dir(&probe);
+    File::create(&probe).ctx(&probe)?;
+    let file = fs::metadata(&probe).ctx(&probe)?.permissions();
+    fs::remove_file(&probe).ctx(&probe)?;
+    fs::create_dir(&probe).ctx(&probe)?;
+    let d = fs::metadata(&probe).ctx(&probe)?.permissions();
+    fs::remove_dir(&probe).ctx(&probe)?;
+    Ok((
+        Permissions::from_mode(file.mode() & 0o7777),
+        Permissions::from_mode(d.mode() & 0o7777),
+    ))
+}
+
+/// Empty `dir` (but for its [`crate::swap::BUILDING`] marker) for a build
+/// from nothing: what [`adopt`] falls back to when it cannot take a
+/// directory over, so that a leftover it cannot use never blocks restores.
+pub(crate) fn clear(dir: &Path) -> Result<()> {
+    for e in fs::read_dir(dir).ctx(dir)? {
+        let e = e.ctx(dir)?;
+        let path = e.path();
+        if e.file_name() != crate::swap::BUILDING {
+            let meta = fs::symlink_metadata(&path).ctx(&path)?;
+            remove(&path, meta.is_dir())?;
+        }
+    }
+    for sub in ["wal", "sst", "pins"] {
+        let d = dir.join(sub);
+        fs::create_dir(&d).ctx(&d)?;
+    }
+    Ok(())
 }
 
 fn remove(path: &Path, is_dir: bool) -> Result<()> {

@@ -69,6 +69,26 @@ fn name_of(target: &Path) -> Result<String> {
         .ok_or_else(|| Error::Invalid(format!("bad restore target {}", target.display())))
 }
 
+/// In a staging directory while a restore builds it; removed (durably)
+/// before the swap. Only a directory holding it is ever continued: the
+/// previous database, which the exchange puts at the staging name, never
+/// does (a killed build without it is removed, as always).
+pub(crate) const BUILDING: &str = ".restore-building";
+
+/// A killed restore's staging directory that another restore may continue:
+/// a real directory (not a link to one) of this user, marked [`BUILDING`].
+fn continuable(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = fs::symlink_metadata(dir) else {
+        return false;
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    meta.is_dir()
+        && meta.uid() == me
+        && fs::symlink_metadata(dir.join(BUILDING)).is_ok_and(|m| m.is_file())
+}
+
 fn staging_path(target: &Path) -> Result<PathBuf> {
     let parent = kstone_core::fsio::parent(target);
     Ok(parent.join(format!(
@@ -153,14 +173,15 @@ fn sweep(target: &Path, keep_building: bool) -> Result<(Recovered, Vec<PathBuf>)
     }
     let mut kept = Vec::new();
     for (pid, path) in stagings {
-        if alive(pid) || done.contains(&path) || !path.is_dir() {
+        if alive(pid) || done.contains(&path) || fs::symlink_metadata(&path).is_err() {
             continue;
         }
         // No intent: killed while building, before any swap.
-        if keep_building {
+        if keep_building && continuable(&path) {
             kept.push(path);
             continue;
         }
+        // Not followed if it is a link: only the link goes.
         fs::remove_dir_all(&path).ctx(&path)?;
         out.removed.push(path);
     }
@@ -221,11 +242,22 @@ pub(crate) fn restore_with(
     let items = match build(&staging) {
         Ok(n) => n,
         Err(e) => {
-            // The staging directory is ours alone; the target was never touched.
-            let _ = fs::remove_dir_all(&staging);
+            // The staging directory is ours alone; the target was never
+            // touched. What a continuable build wrote is kept for the next
+            // restore (a storage outage should not cost the progress made).
+            if leftovers == Leftovers::Remove || !continuable(&staging) {
+                let _ = fs::remove_dir_all(&staging);
+            }
             return Err(e);
         }
     };
+    // Built: from here on the directory is a database to swap in, never
+    // one to continue building.
+    let marker = staging.join(BUILDING);
+    if fs::symlink_metadata(&marker).is_ok() {
+        fs::remove_file(&marker).ctx(&marker)?;
+        kstone_core::fsio::sync_dir(&staging)?;
+    }
     fault_point("KSTONE_TEST_KILL_AFTER_BUILD");
     let moved_aside = if target.exists() {
         let aside = unique(PathBuf::from(format!(

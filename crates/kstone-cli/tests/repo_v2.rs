@@ -16,6 +16,7 @@ on_both_backends!(
     chunks_are_stored_once_across_compaction_clones_and_prune,
     a_sigkilled_backup_is_resumed_from_its_packs,
     a_sigkilled_restore_continues_where_it_stopped,
+    only_a_killed_build_of_ours_is_continued,
     a_damaged_pack_is_found_and_named_and_restores_refuse,
     a_delta_restore_reads_and_writes_only_what_changed,
     prune_never_repacks_a_damaged_pack
@@ -343,6 +344,102 @@ fn a_sigkilled_restore_continues_where_it_stopped(backend: Backend) {
     assert!(out.contains("resumed: reused "), "{out}");
     assert_eq!(ok(&["export", p(&t)]), before);
     assert!(stagings(&t).is_empty(), "{:?}", stagings(&t));
+}
+
+fn only_a_killed_build_of_ours_is_continued(backend: Backend) {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::ExitStatusExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(backend, tmp.path(), "repo");
+    ok(&["backup", "init", "--repo", repo.loc(), "--no-compression"]);
+    let db = tmp.path().join("app.keystone");
+    ok(&["create", p(&db)]);
+    write_items(&db, 0..6_000, 1000, 0);
+    ok(&["compact", p(&db)]);
+    create(&db, &repo, &["--pack-size", "1"]);
+    let t = tmp.path().join("t");
+    let dead = |n: u32| {
+        t.parent()
+            .unwrap()
+            .join(format!(".t.restore-17966100000000{n:02}-4194000"))
+    };
+
+    // A link at a staging name is removed, never followed into.
+    let victim = tmp.path().join("victim");
+    std::fs::create_dir_all(victim.join("sst")).unwrap();
+    std::fs::write(victim.join("mine.txt"), b"mine").unwrap();
+    std::os::unix::fs::symlink(&victim, dead(1)).unwrap();
+    // A database at a staging name without the building marker (the old
+    // database a swap left there, its intent lost) is not built into.
+    let old = dead(2);
+    common::copy_dir(&db, &old);
+    let out = ok(&["restore", "latest", "--repo", repo.loc(), "--target", p(&t)]);
+    assert!(!out.contains("resumed"), "{out}");
+    assert_eq!(std::fs::read(victim.join("mine.txt")).unwrap(), b"mine");
+    assert!(std::fs::symlink_metadata(&t).unwrap().is_dir());
+    assert!(stagings(&t).is_empty(), "{:?}", stagings(&t));
+    let expect = ok(&["export", p(&db)]);
+    assert_eq!(ok(&["export", p(&t)]), expect);
+
+    // Killed, then the modes of what it wrote tampered with: the result has
+    // the modes a restore from nothing gives.
+    let t2 = tmp.path().join("t2");
+    let mut c = kstone_cmd();
+    c.args([
+        "restore",
+        "latest",
+        "--repo",
+        repo.loc(),
+        "--target",
+        p(&t2),
+    ]);
+    c.env("KSTONE_TEST_KILL_RESTORE_AFTER_PACKS", "2");
+    assert_eq!(c.output().unwrap().status.signal(), Some(9));
+    let left = stagings(&t2);
+    assert_eq!(left.len(), 1);
+    for e in std::fs::read_dir(left[0].join("sst")).unwrap().flatten() {
+        std::fs::set_permissions(e.path(), std::fs::Permissions::from_mode(0o606)).unwrap();
+    }
+    std::fs::set_permissions(left[0].join("sst"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    // A failed run (a pack gone for a while: an outage) keeps what was written.
+    let pack = repo.keys("packs").pop().unwrap();
+    let body = repo.read(&pack);
+    repo.remove(&pack);
+    let o = kstone(&[
+        "restore",
+        "latest",
+        "--repo",
+        repo.loc(),
+        "--target",
+        p(&t2),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert_eq!(stagings(&t2).len(), 1, "the progress is kept");
+    repo.write(&pack, body);
+    let out = ok(&[
+        "restore",
+        "latest",
+        "--repo",
+        repo.loc(),
+        "--target",
+        p(&t2),
+    ]);
+    assert!(out.contains("resumed: reused "), "{out}");
+    assert_eq!(ok(&["export", p(&t2)]), expect);
+    let clean = |d: &Path| {
+        common::walk(&d.join("sst"))
+            .iter()
+            .map(|f| std::fs::symlink_metadata(f).unwrap().permissions().mode() & 0o7777)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(clean(&t2), clean(&t), "modes as a fresh restore's");
+    let dir_mode = |d: &Path| {
+        std::fs::metadata(d.join("sst"))
+            .unwrap()
+            .permissions()
+            .mode()
+    };
+    assert_eq!(dir_mode(&t2), dir_mode(&t));
 }
 
 fn a_damaged_pack_is_found_and_named_and_restores_refuse(backend: Backend) {

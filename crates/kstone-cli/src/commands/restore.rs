@@ -15,9 +15,10 @@ use crate::{CliError, CliResult};
 /// is built beside the destination, verified, then swapped in; an existing
 /// database there is moved to DIR.before-restore-TIME, never deleted.
 ///
-/// A restore from a format-2 repository that is killed continues where it
-/// stopped when run again to the same target: what the killed run wrote
-/// is checked chunk by chunk against the backup and only the rest is read.
+/// A restore from a format-2 repository that is killed or fails continues
+/// where it stopped when run again to the same target: what the earlier run
+/// wrote is checked chunk by chunk against the backup and only the rest is
+/// read (`kstone check TARGET` removes what it left instead).
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["repo", "archive"])))]
 pub struct RestoreArgs {
@@ -185,6 +186,12 @@ fn restore_into(a: &RestoreArgs) -> CliResult<Exit> {
         );
         if let Some(aside) = &rep.moved_aside {
             println!("previous contents moved to {}", aside.display());
+        }
+        if rep.resumed > 0 {
+            println!(
+                "resumed: reused {} bytes an interrupted restore had written",
+                rep.resumed
+            );
         }
         return Ok(Exit::Success);
     }
