@@ -408,8 +408,13 @@ pub(crate) fn rebuild(
         match crate::staged::adopt(dir, map, &keys) {
             Ok(s) => s,
             Err(_) => {
-                // Only a cache: start from nothing rather than fail on it.
-                crate::staged::clear(dir)?;
+                // Only a cache: start from nothing rather than fail on it;
+                // if even that fails, unmark it so that no later restore
+                // tries it again.
+                if let Err(e) = crate::staged::clear(dir) {
+                    let _ = std::fs::remove_file(dir.join(crate::swap::BUILDING));
+                    return Err(e);
+                }
                 Vec::new()
             }
         }
@@ -424,26 +429,31 @@ pub(crate) fn rebuild(
     for (fi, f) in map.files.iter().enumerate() {
         let path = dir.join(&f.name);
         let key = &keys[f.key as usize];
-        let (file, have) = match staged.get_mut(fi).and_then(Option::take) {
+        let mut staged_file = staged.get_mut(fi).and_then(Option::take);
+        // An SST of the same name holding exactly these chunks: linked (in
+        // place of a staged copy too: a link takes no space).
+        let same = local
+            .files
+            .get(&f.name)
+            .and_then(|lists| lists.get(f.key as usize))
+            .is_some_and(|l| *l == f.chunks);
+        if let Some(e) = existing.filter(|_| same && f.name.starts_with("sst/")) {
+            if staged_file.take().is_some() {
+                std::fs::remove_file(&path).ctx(&path)?;
+            }
+            if std::fs::hard_link(e.join(&f.name), &path).is_ok() {
+                stats.linked += f.size;
+                out.push(None);
+                need.push(Vec::new());
+                continue;
+            }
+        }
+        let (file, have) = match staged_file {
             Some(s) => {
                 stats.resumed += s.bytes;
                 (s.file, s.have)
             }
             None => {
-                // An SST of the same name holding exactly these chunks: linked.
-                let same = local
-                    .files
-                    .get(&f.name)
-                    .and_then(|lists| lists.get(f.key as usize))
-                    .is_some_and(|l| *l == f.chunks);
-                if let Some(e) = existing.filter(|_| same && f.name.starts_with("sst/")) {
-                    if std::fs::hard_link(e.join(&f.name), &path).is_ok() {
-                        stats.linked += f.size;
-                        out.push(None);
-                        need.push(Vec::new());
-                        continue;
-                    }
-                }
                 let file = File::create(&path).ctx(&path)?;
                 file.set_len(f.size).ctx(&path)?;
                 (file, vec![false; f.chunks.len()])

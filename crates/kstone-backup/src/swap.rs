@@ -38,6 +38,9 @@ pub struct Recovered {
     pub moved_aside: Vec<PathBuf>,
     /// Staging directories of restores that never swapped, removed.
     pub removed: Vec<PathBuf>,
+    /// Leftovers that could not be removed (another user's, say), with
+    /// why: reported, never in the way of a new restore.
+    pub stuck: Vec<(PathBuf, String)>,
 }
 
 /// `db1/`, `./db1` and `db1` are the same target: normalize, so the
@@ -76,17 +79,53 @@ fn name_of(target: &Path) -> Result<String> {
 pub(crate) const BUILDING: &str = ".restore-building";
 
 /// A killed restore's staging directory that another restore may continue:
-/// a real directory (not a link to one) of this user, marked [`BUILDING`].
+/// a real directory (not a link to one) of this user, marked [`BUILDING`],
+/// whose subdirectories are real directories of this user too (so that
+/// whatever is in them can be removed or rewritten).
 fn continuable(dir: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = fs::symlink_metadata(dir) else {
-        return false;
-    };
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
-    meta.is_dir()
-        && meta.uid() == me
+    let own_dir = |d: &Path| fs::symlink_metadata(d).is_ok_and(|m| m.is_dir() && m.uid() == me);
+    own_dir(dir)
         && fs::symlink_metadata(dir.join(BUILDING)).is_ok_and(|m| m.is_file())
+        && ["wal", "sst", "pins"]
+            .iter()
+            .all(|s| fs::symlink_metadata(dir.join(s)).is_err() || own_dir(&dir.join(s)))
+}
+
+/// Whether a build wrote any table or WAL bytes into `dir` (its files are
+/// preallocated sparse: one never written to has no blocks). A failure
+/// before that (a wrong identity, say) leaves nothing worth keeping.
+fn holds_data(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    ["sst", "wal"].iter().any(|s| {
+        fs::read_dir(dir.join(s)).is_ok_and(|rd| {
+            rd.flatten()
+                .any(|e| e.metadata().is_ok_and(|m| m.is_file() && m.blocks() > 0))
+        })
+    })
+}
+
+/// Make a directory of this user searchable and writable for it again (a
+/// leftover someone ran `chmod 000` on), so that it can be judged and
+/// removed; another user's is left alone.
+fn unlock_own(dir: &Path) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    for d in [
+        dir.to_path_buf(),
+        dir.join("wal"),
+        dir.join("sst"),
+        dir.join("pins"),
+    ] {
+        if let Ok(m) = fs::symlink_metadata(&d) {
+            if m.is_dir() && m.uid() == me && m.mode() & 0o700 != 0o700 {
+                let _ = fs::set_permissions(&d, fs::Permissions::from_mode(0o700));
+            }
+        }
+    }
 }
 
 fn staging_path(target: &Path) -> Result<PathBuf> {
@@ -176,14 +215,28 @@ fn sweep(target: &Path, keep_building: bool) -> Result<(Recovered, Vec<PathBuf>)
         if alive(pid) || done.contains(&path) || fs::symlink_metadata(&path).is_err() {
             continue;
         }
+        unlock_own(&path);
         // No intent: killed while building, before any swap.
         if keep_building && continuable(&path) {
             kept.push(path);
             continue;
         }
+        let is_link = fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+        if !is_link && !path.join(BUILDING).exists() && path.join("MANIFEST").exists() {
+            // A database no build marks: the previous one, if a swap's
+            // intent was lost. Never deleted: moved aside like one.
+            let aside = unique(aside_name(&target));
+            match fs::rename(&path, &aside) {
+                Ok(()) => out.moved_aside.push(aside),
+                Err(e) => out.stuck.push((path, e.to_string())),
+            }
+            continue;
+        }
         // Not followed if it is a link: only the link goes.
-        fs::remove_dir_all(&path).ctx(&path)?;
-        out.removed.push(path);
+        match fs::remove_dir_all(&path) {
+            Ok(()) => out.removed.push(path),
+            Err(e) => out.stuck.push((path, e.to_string())),
+        }
     }
     if out != Recovered::default() {
         kstone_core::fsio::sync_dir(&parent)?;
@@ -234,7 +287,8 @@ pub(crate) fn restore_with(
         .next()
         .is_some_and(|old| fs::rename(old, &staging).is_ok());
     for old in kept {
-        fs::remove_dir_all(&old).ctx(&old)?;
+        // Best effort: an older leftover never stops this restore.
+        let _ = fs::remove_dir_all(&old);
     }
     if adopted {
         kstone_core::fsio::sync_dir(&parent)?;
@@ -245,7 +299,7 @@ pub(crate) fn restore_with(
             // The staging directory is ours alone; the target was never
             // touched. What a continuable build wrote is kept for the next
             // restore (a storage outage should not cost the progress made).
-            if leftovers == Leftovers::Remove || !continuable(&staging) {
+            if leftovers == Leftovers::Remove || !continuable(&staging) || !holds_data(&staging) {
                 let _ = fs::remove_dir_all(&staging);
             }
             return Err(e);
@@ -260,11 +314,7 @@ pub(crate) fn restore_with(
     }
     fault_point("KSTONE_TEST_KILL_AFTER_BUILD");
     let moved_aside = if target.exists() {
-        let aside = unique(PathBuf::from(format!(
-            "{}.before-restore-{}",
-            target.display(),
-            crate::manifest::rfc3339(kstone_core::fsio::now_micros()).replace(':', "")
-        )));
+        let aside = unique(aside_name(target));
         let intent = intent_path(target, std::process::id())?;
         let new_history = history_of(&staging).unwrap_or_default();
         let body = serde_json::to_vec(&Intent {
@@ -316,6 +366,15 @@ pub(crate) fn fault_point_at(var: &str, n: Option<usize>) {
     unsafe {
         libc::raise(libc::SIGKILL);
     }
+}
+
+/// `NAME.before-restore-TIME` for now (before [`unique`]).
+fn aside_name(target: &Path) -> PathBuf {
+    PathBuf::from(format!(
+        "{}.before-restore-{}",
+        target.display(),
+        crate::manifest::rfc3339(kstone_core::fsio::now_micros()).replace(':', "")
+    ))
 }
 
 /// A database a restore moved aside (`NAME.before-restore-TIME[-N]`).

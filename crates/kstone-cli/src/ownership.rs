@@ -59,6 +59,12 @@ impl Ownership {
         if meta.file_type().is_symlink() {
             return Ok(());
         }
+        if meta.is_file() && meta.nlink() > 1 && self.changes(&meta) {
+            // A delta restore hard-links the tables the database it
+            // replaced holds unchanged: changing this inode would change
+            // that moved-aside copy too, which a restore never touches.
+            unshare(root)?;
+        }
         if self.uid.is_some() || self.gid.is_some() {
             std::os::unix::fs::lchown(root, self.uid, self.gid).map_err(|e| io(root, e))?;
         }
@@ -75,12 +81,36 @@ impl Ownership {
         Ok(())
     }
 
+    /// Whether applying this to a file with `meta` would change it.
+    fn changes(&self, meta: &std::fs::Metadata) -> bool {
+        self.uid.is_some_and(|u| u != meta.uid())
+            || self.gid.is_some_and(|g| g != meta.gid())
+            || self.mode.is_some_and(|m| m & 0o666 != meta.mode() & 0o7777)
+    }
+
     /// `uid:gid mode` for the summary line.
     pub fn describe(&self) -> String {
         let id = |v: Option<u32>| v.map_or("-".to_string(), |v| v.to_string());
         let mode = self.mode.map_or("-".to_string(), |m| format!("{m:o}"));
         format!("owner {}:{}, mode {mode}", id(self.uid), id(self.gid))
     }
+}
+
+/// Give `path` an inode of its own: a durable copy renamed over it.
+fn unshare(path: &Path) -> CliResult<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = kstone_core::fsio::parent(path);
+    let tmp = dir.join(format!(".{name}.unshare"));
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::copy(path, &tmp).map_err(|e| io(&tmp, e))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| io(path, e))?;
+    kstone_core::fsio::sync_dir(dir).map_err(|e| CliError::failure(e.to_string()))
 }
 
 fn io(path: &Path, e: std::io::Error) -> CliError {

@@ -255,6 +255,7 @@ fn stagings(target: &Path) -> Vec<std::path::PathBuf> {
 }
 
 fn a_sigkilled_restore_continues_where_it_stopped(backend: Backend) {
+    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::ExitStatusExt;
     let tmp = tempfile::tempdir().unwrap();
     let repo = Repo::new(backend, tmp.path(), "repo");
@@ -344,6 +345,54 @@ fn a_sigkilled_restore_continues_where_it_stopped(backend: Backend) {
     assert!(out.contains("resumed: reused "), "{out}");
     assert_eq!(ok(&["export", p(&t)]), before);
     assert!(stagings(&t).is_empty(), "{:?}", stagings(&t));
+
+    // Killed once more, then continued as a delta restore with another
+    // mode: the tables the database holds are linked in place of the staged
+    // copies (no space for two), and the mode change does not reach the
+    // moved-aside database through those links.
+    let mode_of = |d: &Path| {
+        common::walk(&d.join("sst"))
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().permissions().mode() & 0o777)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    let old_modes = mode_of(&t);
+    assert!(!old_modes.contains(&0o600), "{old_modes:?}");
+    let mut c = kstone_cmd();
+    c.args([
+        "restore",
+        "latest",
+        "--repo",
+        repo.loc(),
+        "--target",
+        p(&t),
+        "-y",
+    ]);
+    c.env("KSTONE_TEST_KILL_RESTORE_AFTER_PACKS", "4");
+    assert_eq!(c.output().unwrap().status.signal(), Some(9));
+    let out = ok(&[
+        "restore",
+        "latest",
+        "--repo",
+        repo.loc(),
+        "--target",
+        p(&t),
+        "-y",
+        "--delta",
+        "--mode",
+        "700",
+    ]);
+    let line = out.lines().find(|l| l.starts_with("delta: ")).expect(&out);
+    let n: Vec<u64> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
+    assert!(n[2] * 10 >= total * 9, "{line} of {total}");
+    assert_eq!(ok(&["export", p(&t)]), before);
+    let aside = out
+        .lines()
+        .find_map(|l| l.strip_prefix("previous contents moved to "))
+        .expect(&out);
+    assert_eq!(mode_of(Path::new(aside)), old_modes);
+    assert_eq!(mode_of(&t), [0o600].into());
+    assert_eq!(ok(&["export", aside]), before);
 }
 
 fn only_a_killed_build_of_ours_is_continued(backend: Backend) {
@@ -375,6 +424,22 @@ fn only_a_killed_build_of_ours_is_continued(backend: Backend) {
     common::copy_dir(&db, &old);
     let out = ok(&["restore", "latest", "--repo", repo.loc(), "--target", p(&t)]);
     assert!(!out.contains("resumed"), "{out}");
+    let aside: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("t.before-restore-")
+        })
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(
+        aside.len(),
+        1,
+        "the unmarked database is moved aside, not deleted"
+    );
+    assert_eq!(ok(&["export", p(&aside[0])]), ok(&["export", p(&db)]));
     assert_eq!(std::fs::read(victim.join("mine.txt")).unwrap(), b"mine");
     assert!(std::fs::symlink_metadata(&t).unwrap().is_dir());
     assert!(stagings(&t).is_empty(), "{:?}", stagings(&t));

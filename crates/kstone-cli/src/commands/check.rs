@@ -36,6 +36,12 @@ pub fn run(a: &CheckArgs) -> CliResult<Exit> {
             p.display()
         ));
     }
+    for (p, why) in &swept.stuck {
+        r.notes.push(format!(
+            "could not remove {} (staging of a killed restore): {why}",
+            p.display()
+        ));
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&r)?);
     } else {
