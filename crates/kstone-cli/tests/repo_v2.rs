@@ -57,6 +57,24 @@ fn write_items(db: &Path, ids: impl Iterator<Item = u64>, len: usize, round: u64
     d.close().unwrap();
 }
 
+/// A repository without compression (stored sizes measure data) and a
+/// database `name` of `n` compacted items of `len`-byte values beside it.
+fn compacted(
+    backend: Backend,
+    name: &str,
+    n: u64,
+    len: usize,
+) -> (tempfile::TempDir, Repo, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Repo::new(backend, tmp.path(), "repo");
+    ok(&["backup", "init", "--repo", repo.loc(), "--no-compression"]);
+    let db = tmp.path().join(name);
+    ok(&["create", p(&db)]);
+    write_items(&db, 0..n, len, 0);
+    ok(&["compact", p(&db)]);
+    (tmp, repo, db)
+}
+
 fn create(db: &Path, repo: &Repo, extra: &[&str]) -> serde_json::Value {
     let mut a = vec!["backup", "create", p(db), "--repo", repo.loc(), "--json"];
     a.extend(extra);
@@ -168,13 +186,7 @@ fn chunks_are_stored_once_across_compaction_clones_and_prune(backend: Backend) {
 }
 
 fn a_sigkilled_backup_is_resumed_from_its_packs(backend: Backend) {
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = Repo::new(backend, tmp.path(), "repo");
-    ok(&["backup", "init", "--repo", repo.loc(), "--no-compression"]);
-    let db = tmp.path().join("big.keystone");
-    ok(&["create", p(&db)]);
-    write_items(&db, 0..16_000, 1000, 0);
-    ok(&["compact", p(&db)]);
+    let (tmp, repo, db) = compacted(backend, "big.keystone", 16_000, 1000);
     // One-MiB packs: about sixteen; kill once a quarter of them is up.
     let mut child = kstone_cmd()
         .args([
@@ -254,32 +266,47 @@ fn stagings(target: &Path) -> Vec<std::path::PathBuf> {
     v
 }
 
+/// `kstone restore latest --repo R --target T EXTRA…`, SIGKILLing itself
+/// after `kill_after` packs when given.
+fn restore_latest(
+    repo: &Repo,
+    t: &Path,
+    extra: &[&str],
+    kill_after: Option<usize>,
+) -> std::process::Output {
+    let mut c = kstone_cmd();
+    c.args(["restore", "latest", "--repo", repo.loc(), "--target", p(t)]);
+    c.args(extra);
+    if let Some(n) = kill_after {
+        c.env("KSTONE_TEST_KILL_RESTORE_AFTER_PACKS", n.to_string());
+    }
+    c.output().unwrap()
+}
+
+/// [`restore_latest`] killed after `n` packs (a real SIGKILL).
+fn killed_restore(repo: &Repo, t: &Path, extra: &[&str], n: usize) {
+    use std::os::unix::process::ExitStatusExt;
+    let o = restore_latest(repo, t, extra, Some(n));
+    assert_eq!(o.status.signal(), Some(9), "{o:?}");
+}
+
+/// [`restore_latest`] that must succeed; its stdout.
+fn restored(repo: &Repo, t: &Path, extra: &[&str]) -> String {
+    let o = restore_latest(repo, t, extra, None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 fn a_sigkilled_restore_continues_where_it_stopped(backend: Backend) {
     use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::ExitStatusExt;
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = Repo::new(backend, tmp.path(), "repo");
-    ok(&["backup", "init", "--repo", repo.loc(), "--no-compression"]);
-    let db = tmp.path().join("big.keystone");
-    ok(&["create", p(&db)]);
-    write_items(&db, 0..16_000, 1000, 0);
-    ok(&["compact", p(&db)]);
+    let (tmp, repo, db) = compacted(backend, "big.keystone", 16_000, 1000);
     let m = create(&db, &repo, &["--pack-size", "1"]);
     let total = m["bytes_total"].as_u64().unwrap();
     let packs = repo.keys("packs").len();
     assert!(packs >= 8, "{packs} packs");
     let t = tmp.path().join("restored");
-    let restore = |kill_after: Option<usize>| {
-        let mut c = kstone_cmd();
-        c.args(["restore", "latest", "--repo", repo.loc(), "--target", p(&t)]);
-        if let Some(n) = kill_after {
-            c.env("KSTONE_TEST_KILL_RESTORE_AFTER_PACKS", n.to_string());
-        }
-        c.output().unwrap()
-    };
     // Killed (a real SIGKILL, at a point the process picks) after half the packs.
-    let o = restore(Some(packs / 2));
-    assert_eq!(o.status.signal(), Some(9), "{o:?}");
+    killed_restore(&repo, &t, &[], packs / 2);
     assert!(!t.exists(), "a killed restore put nothing at the target");
     let left = stagings(&t);
     assert_eq!(left.len(), 1, "{left:?}");
@@ -297,9 +324,7 @@ fn a_sigkilled_restore_continues_where_it_stopped(backend: Backend) {
     std::fs::write(&sst, bytes).unwrap();
     std::fs::write(left[0].join("sst").join("999999.sst"), b"stray").unwrap();
 
-    let o = restore(None);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let out = String::from_utf8_lossy(&o.stdout);
+    let out = restored(&repo, &t, &[]);
     let reused: u64 = out
         .lines()
         .find_map(|l| l.strip_prefix("resumed: reused "))
@@ -320,28 +345,9 @@ fn a_sigkilled_restore_continues_where_it_stopped(backend: Backend) {
     // Killed again over the existing database: the old one stays in place
     // and untouched, and the next run still continues.
     let before = ok(&["export", p(&t)]);
-    let mut c = kstone_cmd();
-    c.args([
-        "restore",
-        "latest",
-        "--repo",
-        repo.loc(),
-        "--target",
-        p(&t),
-        "-y",
-    ]);
-    c.env("KSTONE_TEST_KILL_RESTORE_AFTER_PACKS", "2");
-    assert_eq!(c.output().unwrap().status.signal(), Some(9));
+    killed_restore(&repo, &t, &["-y"], 2);
     assert_eq!(ok(&["export", p(&t)]), before);
-    let out = ok(&[
-        "restore",
-        "latest",
-        "--repo",
-        repo.loc(),
-        "--target",
-        p(&t),
-        "-y",
-    ]);
+    let out = restored(&repo, &t, &["-y"]);
     assert!(out.contains("resumed: reused "), "{out}");
     assert_eq!(ok(&["export", p(&t)]), before);
     assert!(stagings(&t).is_empty(), "{:?}", stagings(&t));
@@ -358,30 +364,8 @@ fn a_sigkilled_restore_continues_where_it_stopped(backend: Backend) {
     };
     let old_modes = mode_of(&t);
     assert!(!old_modes.contains(&0o600), "{old_modes:?}");
-    let mut c = kstone_cmd();
-    c.args([
-        "restore",
-        "latest",
-        "--repo",
-        repo.loc(),
-        "--target",
-        p(&t),
-        "-y",
-    ]);
-    c.env("KSTONE_TEST_KILL_RESTORE_AFTER_PACKS", "4");
-    assert_eq!(c.output().unwrap().status.signal(), Some(9));
-    let out = ok(&[
-        "restore",
-        "latest",
-        "--repo",
-        repo.loc(),
-        "--target",
-        p(&t),
-        "-y",
-        "--delta",
-        "--mode",
-        "700",
-    ]);
+    killed_restore(&repo, &t, &["-y"], 4);
+    let out = restored(&repo, &t, &["-y", "--delta", "--mode", "700"]);
     let line = out.lines().find(|l| l.starts_with("delta: ")).expect(&out);
     let n: Vec<u64> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
     assert!(n[2] * 10 >= total * 9, "{line} of {total}");
@@ -397,14 +381,7 @@ fn a_sigkilled_restore_continues_where_it_stopped(backend: Backend) {
 
 fn only_a_killed_build_of_ours_is_continued(backend: Backend) {
     use std::os::unix::fs::PermissionsExt;
-    use std::os::unix::process::ExitStatusExt;
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = Repo::new(backend, tmp.path(), "repo");
-    ok(&["backup", "init", "--repo", repo.loc(), "--no-compression"]);
-    let db = tmp.path().join("app.keystone");
-    ok(&["create", p(&db)]);
-    write_items(&db, 0..6_000, 1000, 0);
-    ok(&["compact", p(&db)]);
+    let (tmp, repo, db) = compacted(backend, "app.keystone", 6_000, 1000);
     create(&db, &repo, &["--pack-size", "1"]);
     let t = tmp.path().join("t");
     let dead = |n: u32| {
@@ -449,17 +426,7 @@ fn only_a_killed_build_of_ours_is_continued(backend: Backend) {
     // Killed, then the modes of what it wrote tampered with: the result has
     // the modes a restore from nothing gives.
     let t2 = tmp.path().join("t2");
-    let mut c = kstone_cmd();
-    c.args([
-        "restore",
-        "latest",
-        "--repo",
-        repo.loc(),
-        "--target",
-        p(&t2),
-    ]);
-    c.env("KSTONE_TEST_KILL_RESTORE_AFTER_PACKS", "2");
-    assert_eq!(c.output().unwrap().status.signal(), Some(9));
+    killed_restore(&repo, &t2, &[], 2);
     let left = stagings(&t2);
     assert_eq!(left.len(), 1);
     for e in std::fs::read_dir(left[0].join("sst")).unwrap().flatten() {
@@ -470,25 +437,11 @@ fn only_a_killed_build_of_ours_is_continued(backend: Backend) {
     let pack = repo.keys("packs").pop().unwrap();
     let body = repo.read(&pack);
     repo.remove(&pack);
-    let o = kstone(&[
-        "restore",
-        "latest",
-        "--repo",
-        repo.loc(),
-        "--target",
-        p(&t2),
-    ]);
+    let o = restore_latest(&repo, &t2, &[], None);
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert_eq!(stagings(&t2).len(), 1, "the progress is kept");
     repo.write(&pack, body);
-    let out = ok(&[
-        "restore",
-        "latest",
-        "--repo",
-        repo.loc(),
-        "--target",
-        p(&t2),
-    ]);
+    let out = restored(&repo, &t2, &[]);
     assert!(out.contains("resumed: reused "), "{out}");
     assert_eq!(ok(&["export", p(&t2)]), expect);
     let clean = |d: &Path| {
@@ -708,13 +661,7 @@ fn a_delta_restore_reads_and_writes_only_what_changed(backend: Backend) {
 }
 
 fn prune_never_repacks_a_damaged_pack(backend: Backend) {
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = Repo::new(backend, tmp.path(), "repo");
-    ok(&["backup", "init", "--repo", repo.loc(), "--no-compression"]);
-    let db = tmp.path().join("app.keystone");
-    ok(&["create", p(&db)]);
-    write_items(&db, 0..4000, 300, 0);
-    ok(&["compact", p(&db)]);
+    let (tmp, repo, db) = compacted(backend, "app.keystone", 4000, 300);
     create(&db, &repo, &["--type", "full"]);
     let first = repo.keys("packs");
     // Most values change: the first pack ends up mostly dead, a repack

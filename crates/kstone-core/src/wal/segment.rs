@@ -498,14 +498,16 @@ mod tests {
         assert_eq!(scan_bytes(&z, p).unwrap().records.len(), 5);
     }
 
+    /// Records `from..=to`, framed as a segment holds them.
+    fn framed(from: u64, to: u64) -> Vec<u8> {
+        let mut b = Vec::new();
+        (from..=to).for_each(|i| rec(i).encode_framed(&mut b));
+        b
+    }
+
     #[test]
     fn small_mapped_and_large_direct_appends_interleave_in_order() {
         let dir = tempfile::tempdir().unwrap();
-        let framed = |from: u64, to: u64| {
-            let mut b = Vec::new();
-            (from..=to).for_each(|i| rec(i).encode_framed(&mut b));
-            b
-        };
         let mut seg = ActiveSegment::create(dir.path(), 1, 1, 0, true).unwrap();
         let mut next = 1u64;
         // Single small records (mapped), runs large enough for pwrite, and
@@ -534,11 +536,6 @@ mod tests {
     #[test]
     fn mapped_appends_read_back_over_reopen_and_trim() {
         let dir = tempfile::tempdir().unwrap();
-        let framed = |from: u64, to: u64| {
-            let mut b = Vec::new();
-            (from..=to).for_each(|i| rec(i).encode_framed(&mut b));
-            b
-        };
         let on_disk = |p: &Path| std::fs::metadata(p).unwrap().len();
         let mut seg = ActiveSegment::create(dir.path(), 3, 9, 2, true).unwrap();
         seg.append(&framed(1, 3)).unwrap();
