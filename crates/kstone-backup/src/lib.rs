@@ -25,6 +25,7 @@ pub mod lineage;
 pub mod lock;
 pub mod manifest;
 pub mod objects;
+pub mod ownership;
 pub mod pack;
 pub mod pitr;
 pub mod prune;

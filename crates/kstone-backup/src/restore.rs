@@ -43,6 +43,9 @@ pub struct RestoreOptions {
     /// Packs read at once (each held whole in memory); 0 means
     /// [`chunk_store::READ_WORKERS`].
     pub parallelism: usize,
+    /// Owner and mode of the new database, given in staging before the
+    /// swap (empty: as created).
+    pub ownership: crate::ownership::Ownership,
 }
 
 /// Open a database, read every SST block and decode and count its items.
@@ -264,6 +267,7 @@ impl Repository {
                     ),
                 });
             }
+            opts.ownership.apply(staging)?;
             Ok(items)
         })?;
         Ok(RestoreReport {

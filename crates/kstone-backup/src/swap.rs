@@ -177,13 +177,18 @@ fn sweep(target: &Path, keep_building: bool) -> Result<(Recovered, Vec<PathBuf>)
     for e in entries {
         let e = e.ctx(&parent)?;
         let f = e.file_name().to_string_lossy().into_owned();
+        // Exactly `.NAME.restore-intent-PID` and `.NAME.restore-TIME-PID`:
+        // a target named `NAME.restore-x` has leftovers of its own.
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
         if let Some(pid) = f.strip_prefix(&intent_prefix) {
-            if let Ok(pid) = pid.parse::<u32>() {
+            if let (true, Ok(pid)) = (digits(pid), pid.parse::<u32>()) {
                 intents.push((pid, e.path()));
             }
         } else if let Some(rest) = f.strip_prefix(&staging_prefix) {
-            if let Some(pid) = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok()) {
-                stagings.push((pid, e.path()));
+            if let Some((time, pid)) = rest.split_once('-') {
+                if let (true, true, Ok(pid)) = (digits(time), digits(pid), pid.parse::<u32>()) {
+                    stagings.push((pid, e.path()));
+                }
             }
         }
     }
@@ -571,5 +576,25 @@ mod tests {
         assert_eq!(normalize(Path::new("db1/")), PathBuf::from("db1"));
         assert_eq!(normalize(Path::new("./db1//")), PathBuf::from("db1"));
         assert_eq!(normalize(Path::new("/a/b/")), PathBuf::from("/a/b"));
+    }
+
+    #[test]
+    fn only_the_targets_own_leftovers_are_swept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let leftover = |name: &str| {
+            let d = tmp.path().join(name);
+            fs::create_dir_all(d.join("sst")).unwrap();
+            fs::write(d.join(BUILDING), b"").unwrap();
+            d
+        };
+        // Dead pids (above the kernel's limit), targets `shop` and `shop.restore-test`.
+        let own = leftover(".shop.restore-1796610000000000-4194400");
+        let other = leftover(".shop.restore-test.restore-1796610000000000-4194401");
+        let odd = leftover(".shop.restore-x-4194402");
+        let r = recover(&tmp.path().join("shop")).unwrap();
+        assert_eq!(r.removed, vec![own.clone()]);
+        assert!(!own.exists() && other.exists() && odd.exists());
+        let (_, kept) = sweep(&tmp.path().join("shop.restore-test"), true).unwrap();
+        assert_eq!(kept, vec![other]);
     }
 }

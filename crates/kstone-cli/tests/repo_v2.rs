@@ -427,6 +427,8 @@ fn only_a_killed_build_of_ours_is_continued(backend: Backend) {
     // the modes a restore from nothing gives.
     let t2 = tmp.path().join("t2");
     killed_restore(&repo, &t2, &[], 2);
+    // `check` of a target that is not there yet keeps the progress.
+    assert_eq!(kstone(&["check", p(&t2)]).status.code(), Some(3));
     let left = stagings(&t2);
     assert_eq!(left.len(), 1);
     for e in std::fs::read_dir(left[0].join("sst")).unwrap().flatten() {

@@ -22,7 +22,13 @@ pub fn run(a: &CheckArgs) -> CliResult<Exit> {
     let (db, json) = (a.db.as_path(), a.json);
     // A restore killed mid-swap may have left the old database in its
     // hidden staging directory: finish moving it aside first.
-    let swept = kstone_backup::swap::recover(db)?;
+    // Not before a check that cannot run: with no database at `db` (yet),
+    // a killed first restore's staging is progress for the next one.
+    let swept = if db.join("MANIFEST").is_file() {
+        kstone_backup::swap::recover(db)?
+    } else {
+        kstone_backup::swap::Recovered::default()
+    };
     let mut r = kstone_core::check::check(db)?;
     for p in &swept.moved_aside {
         r.notes.push(format!(

@@ -139,23 +139,24 @@ pub fn run(a: &RestoreArgs) -> CliResult<Exit> {
         refuse_target_in_repo(repo, &a.target)?;
     }
     // Read before the restore replaces the target.
-    let own =
-        crate::ownership::Ownership::for_restore(a.owner.as_deref(), a.mode.as_deref(), &a.target)?;
+    let own = crate::ownership::for_restore(a.owner.as_deref(), a.mode.as_deref(), &a.target)?;
     // The recovery contract: a restore that cannot produce exactly what was
     // asked exits 1, also when damage is why (the message says what is
     // damaged); the corruption code is for commands that read data in place.
-    let code = restore_into(a).map_err(|e| match e.exit {
+    let code = restore_into(a, own).map_err(|e| match e.exit {
         Exit::Corruption => CliError::new(Exit::Failure, e.msg),
         _ => e,
     })?;
     if code == Exit::Success && !own.is_empty() {
-        own.apply(&a.target)?;
         println!("{}: {}", a.target.display(), own.describe());
     }
     Ok(code)
 }
 
-fn restore_into(a: &RestoreArgs) -> CliResult<Exit> {
+/// Restore as `a` asks, the result owned as `own` says: a backup restore
+/// applies it in staging before the swap; point-in-time and archive
+/// restores (which never link another database's files) right after.
+fn restore_into(a: &RestoreArgs, own: crate::ownership::Ownership) -> CliResult<Exit> {
     if !a.yes && !confirm(&a.target)? {
         eprintln!("restore cancelled; nothing changed");
         return Ok(Exit::Failure);
@@ -193,6 +194,7 @@ fn restore_into(a: &RestoreArgs) -> CliResult<Exit> {
                 rep.resumed
             );
         }
+        own.apply(&a.target)?;
         return Ok(Exit::Success);
     }
     let report = match (&a.repo, &a.archive) {
@@ -202,6 +204,7 @@ fn restore_into(a: &RestoreArgs) -> CliResult<Exit> {
             let opts = kstone_backup::RestoreOptions {
                 delta: a.delta,
                 parallelism: usize::from(a.parallelism),
+                ownership: own,
             };
             crate::progress::spin("restoring", || r.restore_with_options(&id, &a.target, opts))?
         }
@@ -244,6 +247,9 @@ fn restore_into(a: &RestoreArgs) -> CliResult<Exit> {
         })?,
         _ => return Err(CliError::failure("give --repo or --archive")),
     };
+    if a.archive.is_some() {
+        own.apply(&report.target)?;
+    }
     println!(
         "restored {} ({} items)",
         report.target.display(),
