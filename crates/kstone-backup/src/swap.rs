@@ -94,6 +94,16 @@ fn continuable(dir: &Path) -> bool {
             .all(|s| fs::symlink_metadata(dir.join(s)).is_err() || own_dir(&dir.join(s)))
 }
 
+/// A write failed for want of space.
+fn disk_full(e: &Error) -> bool {
+    let source = match e {
+        Error::Io { source, .. } => source,
+        Error::Core(kstone_core::Error::Io { source, .. }) => source,
+        _ => return false,
+    };
+    source.raw_os_error() == Some(libc::ENOSPC)
+}
+
 /// Whether a build wrote any table or WAL bytes into `dir` (its files are
 /// preallocated sparse: one never written to has no blocks). A failure
 /// before that (a wrong identity, say) leaves nothing worth keeping.
@@ -183,6 +193,16 @@ fn sweep(target: &Path, keep_building: bool) -> Result<(Recovered, Vec<PathBuf>)
         if let Some(pid) = f.strip_prefix(&intent_prefix) {
             if let (true, Ok(pid)) = (digits(pid), pid.parse::<u32>()) {
                 intents.push((pid, e.path()));
+            } else if let Some(Ok(pid)) = pid
+                .strip_suffix(".tmp")
+                .filter(|p| digits(p))
+                .map(str::parse::<u32>)
+            {
+                // An intent a kill caught while it was being written: no
+                // swap had begun.
+                if !alive(pid) {
+                    fs::remove_file(e.path()).ctx(&e.path())?;
+                }
             }
         } else if let Some(rest) = f.strip_prefix(&staging_prefix) {
             if let Some((time, pid)) = rest.split_once('-') {
@@ -304,14 +324,30 @@ pub(crate) fn restore_with(
             // The staging directory is ours alone; the target was never
             // touched. What a continuable build wrote is kept for the next
             // restore (a storage outage should not cost the progress made).
-            if leftovers == Leftovers::Remove || !continuable(&staging) || !holds_data(&staging) {
+            // A full disk is the exception: keeping the staging would keep
+            // the disk full and fail the next attempt the same way.
+            if leftovers == Leftovers::Remove
+                || !continuable(&staging)
+                || !holds_data(&staging)
+                || disk_full(&e)
+            {
                 let _ = fs::remove_dir_all(&staging);
             }
             return Err(e);
         }
     };
-    // Built: from here on the directory is a database to swap in, never
-    // one to continue building.
+    // Built. The intent names it before its build marker goes, so that a
+    // directory with neither is never a finished restore that was not
+    // swapped in (it can only be a previous database, kept).
+    let aside = unique(aside_name(target));
+    let intent = intent_path(target, std::process::id())?;
+    let body = serde_json::to_vec(&Intent {
+        staging: staging.clone(),
+        aside: aside.clone(),
+        new_history: history_of(&staging).unwrap_or_default(),
+    })
+    .unwrap_or_default();
+    kstone_core::fsio::write_atomic(&intent, &body)?;
     let marker = staging.join(BUILDING);
     if fs::symlink_metadata(&marker).is_ok() {
         fs::remove_file(&marker).ctx(&marker)?;
@@ -319,28 +355,18 @@ pub(crate) fn restore_with(
     }
     fault_point("KSTONE_TEST_KILL_AFTER_BUILD");
     let moved_aside = if target.exists() {
-        let aside = unique(aside_name(target));
-        let intent = intent_path(target, std::process::id())?;
-        let new_history = history_of(&staging).unwrap_or_default();
-        let body = serde_json::to_vec(&Intent {
-            staging: staging.clone(),
-            aside: aside.clone(),
-            new_history,
-        })
-        .unwrap_or_default();
-        kstone_core::fsio::write_atomic(&intent, &body)?;
         // Atomic exchange: at every instant `target` is either the old or the
         // new database, never missing.
         exchange(&staging, target)?;
         fault_point("KSTONE_TEST_KILL_AFTER_EXCHANGE");
         fs::rename(&staging, &aside).ctx(&aside)?;
-        kstone_core::fsio::sync_dir(&parent)?;
-        fs::remove_file(&intent).ctx(&intent)?;
         Some(aside)
     } else {
         fs::rename(&staging, target).ctx(target)?;
         None
     };
+    kstone_core::fsio::sync_dir(&parent)?;
+    fs::remove_file(&intent).ctx(&intent)?;
     kstone_core::fsio::sync_dir(&parent)?;
     Ok(RestoreReport {
         target: target.to_path_buf(),

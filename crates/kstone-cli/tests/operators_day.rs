@@ -533,11 +533,24 @@ fn the_next_restore_cleans_a_killed_restores_staging() {
             .filter(|n| n.starts_with(".t.keystone.restore-"))
             .collect()
     };
-    assert_eq!(hidden().len(), 1, "the killed restore's staging is there");
+    // Its staging, and the intent naming it (written before the swap).
+    let left = hidden();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left
+        .iter()
+        .any(|n| n.starts_with(".t.keystone.restore-intent-")));
     assert!(!t.exists());
     ok(&["restore", "--repo", p(&repo), "--target", p(&t)]);
     assert!(hidden().is_empty(), "{:?}", hidden());
     assert_eq!(ok(&["get", p(&t), "k"]).trim(), "{}");
+    // The finished, never swapped-in build is not taken for a previous
+    // database: nothing is moved aside.
+    let asides: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains("before-restore"))
+        .collect();
+    assert!(asides.is_empty(), "{asides:?}");
 }
 
 /// Copies restores move aside are listed by `stats` and `restore-copies`,
