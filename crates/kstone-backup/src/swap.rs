@@ -11,6 +11,11 @@
 //! tell the two cases apart after a kill and finish the move: a staging
 //! directory holding the new database was never swapped in and is removed;
 //! one holding anything else is the old database and goes to its aside name.
+//!
+//! While it is being built, a staging directory holds a `.restore-building`
+//! marker. A killed (or, from a format-2 repository, failed) build's
+//! directory is continued by the next restore of the target: see
+//! [`Leftovers`] and `staged.rs`.
 
 use std::ffi::CString;
 use std::fs;
@@ -73,9 +78,10 @@ fn name_of(target: &Path) -> Result<String> {
 }
 
 /// In a staging directory while a restore builds it; removed (durably)
-/// before the swap. Only a directory holding it is ever continued: the
-/// previous database, which the exchange puts at the staging name, never
-/// does (a killed build without it is removed, as always).
+/// once the intent naming the finished build is written, before the swap.
+/// Only a directory holding it is ever continued. The previous database,
+/// which the exchange puts at the staging name, never holds it: without an
+/// intent (lost), such a directory is moved aside, never built into.
 pub(crate) const BUILDING: &str = ".restore-building";
 
 /// A killed restore's staging directory that another restore may continue:
