@@ -32,17 +32,20 @@ impl Ownership {
     /// and mode. Symlinks are not followed. A file with other links (a
     /// delta restore links the tables of the database it replaces) that
     /// this would change first gets an inode of its own: changing the
-    /// shared one would change that other database too.
-    pub fn apply(&self, root: &Path) -> Result<()> {
+    /// shared one would change that other database too. Returns the bytes
+    /// so copied.
+    pub fn apply(&self, root: &Path) -> Result<u64> {
         if self.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let meta = std::fs::symlink_metadata(root).ctx(root)?;
         if meta.file_type().is_symlink() {
-            return Ok(());
+            return Ok(0);
         }
+        let mut copied = 0;
         if meta.is_file() && meta.nlink() > 1 && self.changes(&meta) {
             unshare(root)?;
+            copied += meta.len();
         }
         if self.uid.is_some() || self.gid.is_some() {
             std::os::unix::fs::lchown(root, self.uid, self.gid).ctx(root)?;
@@ -53,10 +56,10 @@ impl Ownership {
         }
         if meta.is_dir() {
             for e in std::fs::read_dir(root).ctx(root)? {
-                self.apply(&e.ctx(root)?.path())?;
+                copied += self.apply(&e.ctx(root)?.path())?;
             }
         }
-        Ok(())
+        Ok(copied)
     }
 
     /// Whether applying this to a file with `meta` would change it.

@@ -267,7 +267,12 @@ impl Repository {
                     ),
                 });
             }
-            opts.ownership.apply(staging)?;
+            // Linked tables the owner or mode change are copied after all.
+            let unshared = opts.ownership.apply(staging)?;
+            let mut t = stats.get();
+            t.linked = t.linked.saturating_sub(unshared);
+            t.copied += unshared;
+            stats.set(t);
             Ok(items)
         })?;
         Ok(RestoreReport {

@@ -228,7 +228,19 @@ fn sweep(target: &Path, keep_building: bool) -> Result<(Recovered, Vec<PathBuf>)
         // first): nothing was swapped.
         if let Ok(i) = serde_json::from_slice::<Intent>(&bytes) {
             if i.staging.exists() {
-                if history_of(&i.staging).as_deref() == Some(i.new_history.as_str()) {
+                // Whether the swap happened is read off the target first:
+                // the staging's own MANIFEST may be gone, a removal of the
+                // never-swapped build having been killed half-way.
+                let new = Some(i.new_history.as_str());
+                let target_history = history_of(&target);
+                // Not swapped: the target is not the new database, and it
+                // is readable (the old one) or absent (a new target), or
+                // the staging says it is the new one itself.
+                let never_swapped = target_history.as_deref() != new
+                    && (target_history.is_some()
+                        || !target.exists()
+                        || history_of(&i.staging).as_deref() == new);
+                if never_swapped {
                     fs::remove_dir_all(&i.staging).ctx(&i.staging)?;
                     out.removed.push(i.staging.clone());
                 } else {
@@ -608,6 +620,49 @@ mod tests {
         assert_eq!(normalize(Path::new("db1/")), PathBuf::from("db1"));
         assert_eq!(normalize(Path::new("./db1//")), PathBuf::from("db1"));
         assert_eq!(normalize(Path::new("/a/b/")), PathBuf::from("/a/b"));
+    }
+
+    #[test]
+    fn a_half_removed_unswapped_build_is_removed_not_moved_aside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("t");
+        let opts = kstone_core::Options::default();
+        kstone_core::Database::create(&target, opts.clone())
+            .unwrap()
+            .close()
+            .unwrap();
+        let old_history = history_of(&target).unwrap();
+        // A build whose MANIFEST a killed removal already took.
+        let staging = tmp.path().join(".t.restore-1796610000000000-4194400");
+        fs::create_dir_all(staging.join("sst")).unwrap();
+        fs::write(staging.join("sst/1.sst"), b"x").unwrap();
+        let intent = Intent {
+            staging: staging.clone(),
+            aside: tmp.path().join("t.before-restore-x"),
+            new_history: format!("{old_history}-new"),
+        };
+        let write_intent = |i: &Intent| {
+            fs::write(
+                tmp.path().join(".t.restore-intent-4194400"),
+                serde_json::to_vec(i).unwrap(),
+            )
+            .unwrap()
+        };
+        write_intent(&intent);
+        let r = recover(&target).unwrap();
+        assert_eq!(r.removed, vec![staging.clone()]);
+        assert!(r.moved_aside.is_empty());
+        assert_eq!(history_of(&target).unwrap(), old_history);
+        // After the exchange (the target is the new database), what the
+        // staging name holds is the old one: moved aside, whatever it holds.
+        fs::create_dir_all(staging.join("sst")).unwrap();
+        write_intent(&Intent {
+            new_history: old_history,
+            ..intent
+        });
+        let r = recover(&target).unwrap();
+        assert_eq!(r.moved_aside, vec![tmp.path().join("t.before-restore-x")]);
+        assert!(r.removed.is_empty());
     }
 
     #[test]

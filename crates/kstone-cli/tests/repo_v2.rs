@@ -352,10 +352,10 @@ fn a_sigkilled_restore_continues_where_it_stopped(backend: Backend) {
     assert_eq!(ok(&["export", p(&t)]), before);
     assert!(stagings(&t).is_empty(), "{:?}", stagings(&t));
 
-    // Killed once more, then continued as a delta restore with another
-    // mode: the tables the database holds are linked in place of the staged
-    // copies (no space for two), and the mode change does not reach the
-    // moved-aside database through those links.
+    // Killed once more, then continued as a delta restore: the tables the
+    // database holds are linked in place of the staged copies (no space for
+    // two). Then one with another mode: the change does not reach the
+    // moved-aside database through links.
     let mode_of = |d: &Path| {
         common::walk(&d.join("sst"))
             .iter()
@@ -364,11 +364,21 @@ fn a_sigkilled_restore_continues_where_it_stopped(backend: Backend) {
     };
     let old_modes = mode_of(&t);
     assert!(!old_modes.contains(&0o600), "{old_modes:?}");
+    let delta_line = |out: &str| -> Vec<u64> {
+        let line = out.lines().find(|l| l.starts_with("delta: ")).expect(out);
+        line.split(' ').filter_map(|w| w.parse().ok()).collect()
+    };
     killed_restore(&repo, &t, &["-y"], 4);
+    let n = delta_line(&restored(&repo, &t, &["-y", "--delta"]));
+    assert!(n[2] * 10 >= total * 9, "{n:?} of {total}");
+    assert_eq!(ok(&["export", p(&t)]), before);
+    // With a mode to change, the tables are copied, not linked, and say so.
     let out = restored(&repo, &t, &["-y", "--delta", "--mode", "700"]);
-    let line = out.lines().find(|l| l.starts_with("delta: ")).expect(&out);
-    let n: Vec<u64> = line.split(' ').filter_map(|w| w.parse().ok()).collect();
-    assert!(n[2] * 10 >= total * 9, "{line} of {total}");
+    let n = delta_line(&out);
+    assert!(
+        n[1] * 10 >= total * 9 && n[2] * 10 < total,
+        "{n:?} of {total}"
+    );
     assert_eq!(ok(&["export", p(&t)]), before);
     let aside = out
         .lines()

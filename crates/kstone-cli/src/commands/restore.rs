@@ -18,7 +18,8 @@ use crate::{CliError, CliResult};
 /// A restore from a format-2 repository that is killed or fails continues
 /// where it stopped when run again to the same target: what the earlier run
 /// wrote is checked chunk by chunk against the backup and only the rest is
-/// read (`kstone check TARGET` removes what it left instead).
+/// read (`kstone check TARGET` of an existing database removes what it
+/// left instead).
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["repo", "archive"])))]
 pub struct RestoreArgs {
