@@ -420,11 +420,7 @@ impl Repository {
             .map(|r| (r.lsn, r.ts))
             .unwrap_or((base.snapshot_lsn, base.snapshot_commit_us));
         let replayed = records.len() as u64;
-        let leftovers = if base.format_version >= crate::manifest::REPO_FORMAT_V2 {
-            Leftovers::Continue
-        } else {
-            Leftovers::Remove
-        };
+        let leftovers = Leftovers::for_format(base.format_version);
         let resumed = std::cell::Cell::new(0);
         let report = restore_with(dest, leftovers, |staging| {
             let stats =

@@ -244,11 +244,7 @@ impl Repository {
             .filter(|t| opts.delta && t.join("MANIFEST").is_file())
             .map(Path::to_path_buf);
         let stats = std::cell::Cell::new(RebuildStats::default());
-        let leftovers = if m.format_version >= REPO_FORMAT_V2 {
-            Leftovers::Continue
-        } else {
-            Leftovers::Remove
-        };
+        let leftovers = Leftovers::for_format(m.format_version);
         let report = restore_with(target, leftovers, |staging| {
             stats.set(self.materialize_as(
                 &m,

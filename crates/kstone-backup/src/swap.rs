@@ -308,6 +308,18 @@ pub(crate) enum Leftovers {
     Continue,
 }
 
+impl Leftovers {
+    /// What a restore from a backup of repository format `version` does:
+    /// format 2 checks chunks in place, so it can continue; format 1 cannot.
+    pub(crate) fn for_format(version: u32) -> Leftovers {
+        if version >= crate::manifest::REPO_FORMAT_V2 {
+            Leftovers::Continue
+        } else {
+            Leftovers::Remove
+        }
+    }
+}
+
 /// Build into staging with `build` (which also verifies), then swap into
 /// place. Shared by backup restores, point-in-time restores and archive
 /// restores.

@@ -545,11 +545,7 @@ fn the_next_restore_cleans_a_killed_restores_staging() {
     assert_eq!(ok(&["get", p(&t), "k"]).trim(), "{}");
     // The finished, never swapped-in build is not taken for a previous
     // database: nothing is moved aside.
-    let asides: Vec<_> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().contains("before-restore"))
-        .collect();
+    let asides = common::entries_starting_with(tmp.path(), "t.keystone.before-restore");
     assert!(asides.is_empty(), "{asides:?}");
 }
 

@@ -256,14 +256,7 @@ fn stagings(target: &Path) -> Vec<std::path::PathBuf> {
         ".{}.restore-",
         target.file_name().unwrap().to_string_lossy()
     );
-    let mut v: Vec<_> = std::fs::read_dir(target.parent().unwrap())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&name))
-        .map(|e| e.path())
-        .collect();
-    v.sort();
-    v
+    common::entries_starting_with(target.parent().unwrap(), &name)
 }
 
 /// `kstone restore latest --repo R --target T EXTRA…`, SIGKILLing itself
@@ -411,16 +404,7 @@ fn only_a_killed_build_of_ours_is_continued(backend: Backend) {
     common::copy_dir(&db, &old);
     let out = ok(&["restore", "latest", "--repo", repo.loc(), "--target", p(&t)]);
     assert!(!out.contains("resumed"), "{out}");
-    let aside: Vec<_> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with("t.before-restore-")
-        })
-        .map(|e| e.path())
-        .collect();
+    let aside = common::entries_starting_with(tmp.path(), "t.before-restore-");
     assert_eq!(
         aside.len(),
         1,

@@ -245,6 +245,18 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// Every file below `d`.
+/// Entries of `dir` whose names start with `prefix`, sorted.
+pub fn entries_starting_with(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.path())
+        .collect();
+    v.sort();
+    v
+}
+
 pub fn walk(d: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(d) {
