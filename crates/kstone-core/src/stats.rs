@@ -6,6 +6,10 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Written {
     pub wal: u64,
+    /// Of `wal`, the bytes copied into memory-mapped segments (`Buffered`
+    /// mode's small appends), which `write(2)` accounting such as
+    /// `/proc/PID/io` does not see.
+    pub wal_mapped: u64,
     pub flush: u64,
     pub compaction: u64,
 }
@@ -14,6 +18,7 @@ pub struct Written {
 #[derive(Debug, Default)]
 pub(crate) struct WriteCounters {
     pub wal: std::sync::atomic::AtomicU64,
+    pub wal_mapped: std::sync::atomic::AtomicU64,
     pub flush: std::sync::atomic::AtomicU64,
     pub compaction: std::sync::atomic::AtomicU64,
 }
@@ -23,6 +28,7 @@ impl WriteCounters {
         use std::sync::atomic::Ordering::Relaxed;
         Written {
             wal: self.wal.load(Relaxed),
+            wal_mapped: self.wal_mapped.load(Relaxed),
             flush: self.flush.load(Relaxed),
             compaction: self.compaction.load(Relaxed),
         }

@@ -152,6 +152,7 @@ impl Shared {
             .as_mut()
             .ok_or_else(|| Error::Internal("no active WAL segment".into()))?;
         let seg_id = seg.id;
+        let mapped_before = seg.mapped_bytes();
         let logged = self.wal.append(s, seg, header.as_ref(), &buf, || {
             self.versions.new_file_id()
         });
@@ -168,9 +169,13 @@ impl Shared {
             }
         };
         st.wal_bytes += buf.len() as u64;
-        self.written
+        let mapped = st
             .wal
-            .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            .as_ref()
+            .map_or(0, |w| w.mapped_bytes() - mapped_before);
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        self.written.wal.fetch_add(buf.len() as u64, relaxed);
+        self.written.wal_mapped.fetch_add(mapped, relaxed);
         let m = st.wal_max_lsn.entry(seg_id).or_default();
         *m = (*m).max(max_lsn);
         let before = st.mem.bytes();

@@ -96,14 +96,14 @@ impl Wal {
             prev,
         }
         .encode();
-        let seg = ActiveSegment::create(
+        let mut seg = ActiveSegment::create(
             &self.dir,
             stripe,
             id,
             prev,
             self.durability == Durability::Buffered,
         )?;
-        self.commit.note_created(WAL_DIR_KEY, &self.dir_file);
+        seg.created = self.commit.note_created(WAL_DIR_KEY, &self.dir_file);
         Ok((seg, header))
     }
 
@@ -153,10 +153,16 @@ impl Wal {
     /// newer segment first, and a power cut would then leave a torn or
     /// missing segment in the middle of the chain, which recovery rightly
     /// refuses to skip. Zeros allocated ahead are cut off first, so only a
-    /// stripe's last segment can end in zeros.
+    /// stripe's last segment can end in zeros. The directory is fsynced
+    /// only if no finished group-commit round has already made the
+    /// segment's entry durable (a segment usually lives longer than a
+    /// round, and a wave of seals would otherwise fsync it once each).
     pub(crate) fn seal_segment(&self, seg: &mut ActiveSegment) -> Result<()> {
         seg.trim()?;
         seg.file.sync_data().ctx(&seg.path)?;
+        if self.commit.entry_durable(seg.created) {
+            return Ok(());
+        }
         self.dir_file.sync_all().ctx(&self.dir)
     }
 

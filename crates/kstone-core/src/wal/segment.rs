@@ -139,6 +139,12 @@ pub struct ActiveSegment {
     pub cap: u64,
     map: Option<memmap2::MmapMut>,
     mapped: bool,
+    /// Bytes of records copied into the mapping (not seen by `write(2)`
+    /// accounting such as `/proc/PID/io`).
+    mapped_bytes: u64,
+    /// The group commit's number for this file's creation (0: unknown, as
+    /// for a segment reopened after a crash).
+    pub created: u64,
 }
 
 impl ActiveSegment {
@@ -186,6 +192,8 @@ impl ActiveSegment {
             cap: HEADER_LEN as u64,
             map: None,
             mapped: mapped && MAPPING_SUPPORTED,
+            mapped_bytes: 0,
+            created: 0,
         })
     }
 
@@ -212,6 +220,8 @@ impl ActiveSegment {
             cap: file_len.max(len),
             map: None,
             mapped: mapped && MAPPING_SUPPORTED,
+            mapped_bytes: 0,
+            created: 0,
         })
     }
 
@@ -224,17 +234,22 @@ impl ActiveSegment {
             self.cap = self.cap.max(end);
             return Ok(());
         }
-        if end > self.cap {
-            // Allocated first either way: a full disk is an error here.
-            self.remap(end)?;
-        }
         if bytes.len() >= DIRECT_MIN {
             // The same page cache as the mapping: readers see one file.
+            // Nothing is allocated ahead for it: `pwrite` reports a full
+            // disk itself, and a segment written only this way has no zeros
+            // for `trim` to free when it is sealed (freeing blocks is a
+            // synchronous discard on filesystems mounted with `discard`).
             self.file.write_all_at(bytes, self.len).ctx(&self.path)?;
             self.len = end;
+            self.cap = self.cap.max(end);
             return Ok(());
         }
-        if self.map.is_none() {
+        if end > self.cap {
+            // Allocated first: a full disk is an error here, not a SIGBUS.
+            self.remap(end)?;
+        }
+        if self.map.as_ref().is_none_or(|m| (m.len() as u64) < end) {
             self.remap(end)?;
         }
         let map = self
@@ -246,7 +261,13 @@ impl ActiveSegment {
             .ok_or_else(|| Error::Internal("WAL segment map too short".into()))?
             .copy_from_slice(bytes);
         self.len = end;
+        self.mapped_bytes += bytes.len() as u64;
         Ok(())
+    }
+
+    /// Bytes of records this segment copied into its memory map.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.mapped_bytes
     }
 
     /// Map the file with room for `need` bytes, allocating more first if needed.
@@ -509,15 +530,19 @@ mod tests {
     fn small_mapped_and_large_direct_appends_interleave_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut seg = ActiveSegment::create(dir.path(), 1, 1, 0, true).unwrap();
-        let mut next = 1u64;
+        let (mut next, mut mapped) = (1u64, 0);
         // Single small records (mapped), runs large enough for pwrite, and
-        // runs that cross the allocated end, in a pattern that revisits each.
+        // runs that cross the allocated end, in a pattern that revisits each
+        // (a pwrite that grows the file leaves a mapping too short for the
+        // next small record).
         for n in [1u64, 40, 1, 1, 2000, 3, 900, 1, 5000, 1] {
             let b = framed(next, next + n - 1);
             let direct = b.len() >= DIRECT_MIN;
             assert_eq!(direct, n >= 40, "{n} records are {} bytes", b.len());
             seg.append(&b).unwrap();
             next += n;
+            mapped += if direct { 0 } else { b.len() as u64 };
+            assert_eq!(seg.mapped_bytes(), mapped);
             assert_eq!(std::fs::metadata(&seg.path).unwrap().len(), seg.cap);
             let s = scan(&seg.path).unwrap();
             assert_eq!(s.valid_len, seg.len);
@@ -551,10 +576,11 @@ mod tests {
         let mut seg = ActiveSegment::reopen(&path, 9, s.valid_len, s.file_len, true).unwrap();
         seg.append(&framed(4, 5)).unwrap();
         assert_eq!(on_disk(&path), s.file_len, "no growth inside the zeros");
-        // Past the zeros it grows (remaps) and keeps every record.
+        // Past the zeros it grows (a run this large through `pwrite`, to
+        // its end) and keeps every record.
         let big = framed(6, 3000);
         seg.append(&big).unwrap();
-        assert!(on_disk(&path) > seg.len);
+        assert_eq!(on_disk(&path), seg.len);
         let s = scan(&path).unwrap();
         assert_eq!(s.records.len(), 3000);
         assert!(s

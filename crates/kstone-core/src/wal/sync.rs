@@ -24,6 +24,8 @@ struct Round {
     pending: Vec<Arc<File>>,
     /// Segments picked up or pending whose fsync has not finished.
     outstanding: usize,
+    /// Files created before the round opened (their directories are in it).
+    created: u64,
 }
 
 #[derive(Default)]
@@ -44,6 +46,10 @@ struct State {
     last_took: Duration,
     /// A writer is holding the next round open for more batches.
     gathering: bool,
+    /// Files created so far ([`GroupCommit::note_created`]), and how many of
+    /// them a finished round has made durable in their directories.
+    created: u64,
+    created_synced: u64,
 }
 
 /// Keys of the WAL and commit-log directories among the dirty files
@@ -83,8 +89,19 @@ impl GroupCommit {
 
     /// Record that a file was created in `dir` (an open handle of the
     /// directory named by `key`): the next round fsyncs the directory too.
-    pub fn note_created(&self, key: u64, dir: &Arc<File>) {
-        self.lock().dirty.insert(key, Arc::clone(dir));
+    /// Returns the creation's number, for [`GroupCommit::entry_durable`].
+    pub fn note_created(&self, key: u64, dir: &Arc<File>) -> u64 {
+        let mut s = self.lock();
+        s.dirty.insert(key, Arc::clone(dir));
+        s.created += 1;
+        s.created
+    }
+
+    /// Whether creation number `n` (0: unknown) is durable in its
+    /// directory: a round that opened after it has finished without error.
+    pub fn entry_durable(&self, n: u64) -> bool {
+        let s = self.lock();
+        n > 0 && s.failed.is_none() && s.created_synced >= n
     }
 
     /// Stop acknowledging writes: durability of what was written is unknown
@@ -149,6 +166,7 @@ impl GroupCommit {
                             started: Instant::now(),
                             outstanding: pending.len(),
                             pending,
+                            created: st.created,
                         });
                     }
                 }
@@ -167,6 +185,9 @@ impl GroupCommit {
                                 st.last_batches = round.batches;
                                 st.last_took = round.started.elapsed();
                                 st.synced = st.synced.max(round.target);
+                                if st.failed.is_none() {
+                                    st.created_synced = st.created_synced.max(round.created);
+                                }
                                 st.round = None;
                                 self.cv.notify_all();
                             }
@@ -218,5 +239,24 @@ mod tests {
         let s = gc.lock();
         assert_eq!(s.synced, 400);
         assert!(s.dirty.is_empty());
+    }
+
+    #[test]
+    fn a_created_entry_is_durable_only_after_a_round_that_opened_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let gc = GroupCommit::default();
+        let d = Arc::new(File::open(dir.path()).unwrap());
+        let f = Arc::new(File::create(dir.path().join("seg")).unwrap());
+        let first = gc.note_created(WAL_DIR_KEY, &d);
+        assert!(!gc.entry_durable(first) && !gc.entry_durable(0));
+        gc.wait_durable(gc.note_written(1, &f)).unwrap();
+        assert!(gc.entry_durable(first));
+        let second = gc.note_created(WAL_DIR_KEY, &d);
+        assert!(gc.entry_durable(first) && !gc.entry_durable(second));
+        gc.note_written(2, &f);
+        gc.sync_all_written().unwrap();
+        assert!(gc.entry_durable(second));
+        gc.poison("test".into());
+        assert!(!gc.entry_durable(second), "no promise once fsyncs failed");
     }
 }
