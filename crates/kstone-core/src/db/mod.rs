@@ -763,10 +763,10 @@ impl Shared {
     /// lock, so writers go on meanwhile, and then again under the lock,
     /// which by then has little or nothing left to write.
     fn rotate(&self, s: usize) -> Result<()> {
-        let (file, path) = {
+        let (file, path, id, len) = {
             let st = lock(&self.stripes[s]);
             match (&st.wal, st.rotate) {
-                (Some(seg), true) => (Arc::clone(&seg.file), seg.path.clone()),
+                (Some(seg), true) => (Arc::clone(&seg.file), seg.path.clone(), seg.id, seg.len),
                 _ => return Ok(()),
             }
         };
@@ -774,7 +774,14 @@ impl Shared {
             let mut st = lock(&self.stripes[s]);
             if st.rotate {
                 if let Some(seg) = st.wal.as_mut() {
-                    self.wal.seal_segment(seg)?;
+                    // Nothing appended since that fsync and no zeros to cut
+                    // (a segment of large appends): no I/O under the lock
+                    // but perhaps the directory's.
+                    if (seg.id, seg.len, seg.cap) == (id, len, len) {
+                        self.wal.seal_synced(seg)?;
+                    } else {
+                        self.wal.seal_segment(seg)?;
+                    }
                 }
                 st.wal = None;
                 st.rotate = false;

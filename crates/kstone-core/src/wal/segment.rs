@@ -257,9 +257,10 @@ impl ActiveSegment {
             .as_mut()
             .ok_or_else(|| Error::Internal("WAL segment map missing".into()))?;
         let range = self.len as usize..end as usize;
-        map.get_mut(range)
-            .ok_or_else(|| Error::Internal("WAL segment map too short".into()))?
-            .copy_from_slice(bytes);
+        let dst = map
+            .get_mut(range)
+            .ok_or_else(|| Error::Internal("WAL segment map too short".into()))?;
+        copy_frames(dst, bytes);
         self.len = end;
         self.mapped_bytes += bytes.len() as u64;
         Ok(())
@@ -308,6 +309,67 @@ impl ActiveSegment {
         self.map = None;
         self.file.set_len(len)?;
         self.file.sync_data()
+    }
+}
+
+/// Copy framed records into the mapped `dst` so that whatever a SIGKILL
+/// leaves of them reads as a torn tail: frame by frame, front to back, and
+/// each frame's last four bytes in one store after the rest of it. So a kill
+/// leaves whole frames, then one frame cut short whose last four bytes are
+/// zeros (or whose header is cut, with zeros after it), then zeros: what
+/// `scan_frames` takes for a torn tail. `copy_from_slice` (glibc's `memcpy`)
+/// stores the head of a large copy last: a kill during it (at a page fault of
+/// the mapping, say) left zeros where an append's first frame header belonged,
+/// then whole frames, which recovery must take for damage.
+fn copy_frames(dst: &mut [u8], src: &[u8]) {
+    assert_eq!(dst.len(), src.len(), "copy_frames: lengths differ");
+    frame_stores(src, |at, bytes| {
+        let Some(d) = dst.get_mut(at..at + bytes.len()) else {
+            return;
+        };
+        // SAFETY: `d` is a valid, exclusive slice of `bytes.len()` bytes, and
+        // byte arrays need no alignment. Volatile keeps the compiler from
+        // merging or reordering the stores.
+        unsafe {
+            match (<[u8; 8]>::try_from(bytes), <[u8; 4]>::try_from(bytes)) {
+                (Ok(w), _) => std::ptr::write_volatile(d.as_mut_ptr().cast::<[u8; 8]>(), w),
+                (_, Ok(w)) => std::ptr::write_volatile(d.as_mut_ptr().cast::<[u8; 4]>(), w),
+                _ => {
+                    for (i, &b) in bytes.iter().enumerate() {
+                        std::ptr::write_volatile(d.as_mut_ptr().add(i), b);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The stores [`copy_frames`] makes, in order, as (offset, bytes): each
+/// frame's body eight bytes at a time (then byte by byte), then its last
+/// four bytes in one store; bytes that are not a whole frame (never, from
+/// the write path) byte by byte.
+fn frame_stores(src: &[u8], mut store: impl FnMut(usize, &[u8])) {
+    const FRAME_HEADER: usize = crate::wal::record::FRAME_HEADER;
+    let mut at = 0;
+    while at < src.len() {
+        let n = src
+            .get(at..at + 4)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(|b| FRAME_HEADER + u32::from_le_bytes(b) as usize)
+            .filter(|&n| at + n <= src.len());
+        let Some(n) = n else {
+            (at..src.len()).for_each(|i| store(i, &src[i..i + 1]));
+            return;
+        };
+        let body = at + n - 4;
+        let mut p = at;
+        while p + 8 <= body {
+            store(p, &src[p..p + 8]);
+            p += 8;
+        }
+        (p..body).for_each(|i| store(i, &src[i..i + 1]));
+        store(body, &src[body..at + n]);
+        at += n;
     }
 }
 
@@ -437,6 +499,10 @@ pub fn scan_frames<'a, T>(
             {
                 break
             }
+            // A header cut short by a kill, its payload never written: the
+            // records a segment holds never end in zeros, so damage to a
+            // written header has a non-zero payload after it.
+            Frame::BadHeader if all_zero(&rest[super::record::FRAME_HEADER..]) => break,
             Frame::BadHeader => {
                 return Err(corrupt(at, "WAL record header checksum mismatch".into()))
             }
@@ -524,6 +590,52 @@ mod tests {
         let mut b = Vec::new();
         (from..=to).for_each(|i| rec(i).encode_framed(&mut b));
         b
+    }
+
+    #[test]
+    fn copies_are_exact_at_every_length() {
+        for n in 0..40usize {
+            let src: Vec<u8> = (0..n as u8).map(|b| b.wrapping_mul(37) | 1).collect();
+            let mut dst = vec![0u8; n];
+            copy_frames(&mut dst, &src);
+            assert_eq!(dst, src, "{n} bytes, not frames");
+        }
+        let frames = framed(1, 9);
+        let mut dst = vec![0u8; frames.len()];
+        copy_frames(&mut dst, &frames);
+        assert_eq!(dst, frames);
+    }
+
+    /// What a kill can leave of an append copied frame by frame (every
+    /// prefix of its stores) reads as its whole frames and a torn tail.
+    #[test]
+    fn every_cut_of_a_mapped_append_is_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let head = [
+            &Header {
+                stripe: 0,
+                id: 1,
+                prev: 0,
+            }
+            .encode()[..],
+            &framed(1, 2),
+        ]
+        .concat();
+        let append = framed(3, 7);
+        let mut stores = Vec::new();
+        frame_stores(&append, |at, b| stores.push((at, b.to_vec())));
+        assert!(stores.len() > 20, "{} stores", stores.len());
+        let mut written = vec![0u8; append.len() + 4096];
+        for (k, (at, b)) in stores.iter().enumerate() {
+            written[*at..*at + b.len()].copy_from_slice(b);
+            std::fs::write(&path, [&head[..], &written].concat()).unwrap();
+            let s = scan(&path).unwrap_or_else(|e| panic!("after {} stores: {e}", k + 1));
+            let lsns: Vec<u64> = s.records.iter().map(|r| r.lsn).collect();
+            assert_eq!(lsns[..], (1..=lsns.len() as u64).collect::<Vec<_>>()[..]);
+            assert!(s.zero_tail || s.valid_len as usize + 1 < head.len() + append.len());
+        }
+        assert_eq!(scan(&path).unwrap().records.len(), 7);
     }
 
     #[test]

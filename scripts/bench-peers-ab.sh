@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Two builds of the peer harness's KeystoneDB column against each other, in
+# alternating pairs (which one runs first alternates too): medians of
+# ops/s of `kstone-peers --child kstone WORKLOAD`, for engine changes on this
+# shared machine, where one run of each is within the noise. Build each
+# harness with `cd bench/peers && cargo build --release --no-default-features`
+# (KeystoneDB alone, no peers compiled) and copy the binary aside.
+#
+#   scripts/bench-peers-ab.sh BEFORE_BIN AFTER_BIN PAIRS WORKLOAD NUM VALUE_BYTES [random|padded]
+set -euo pipefail
+if [ $# -lt 6 ]; then
+  sed -n '2,9p' "$0" >&2
+  exit 2
+fi
+A=$(realpath "$1")
+B=$(realpath "$2")
+PAIRS=$3 WL=$4 NUM=$5 VAL=$6 KEYS=${7:-random}
+W=$(mktemp -d "${TMPDIR:-/tmp}/kstone-peers-ab.XXXXXX")
+trap 'rm -rf "$W"' EXIT
+run() { # BIN N
+  "$1" --child kstone "$WL" "$W/db$2" "$NUM" 33554432 "$KEYS" "$VAL" |
+    python3 -c 'import json,sys; print(int(json.load(sys.stdin)["ops_per_sec"]))'
+}
+for pair in $(seq 1 "$PAIRS"); do
+  if [ $((pair % 2)) = 0 ]; then
+    a=$(run "$A" "a$pair"); b=$(run "$B" "b$pair")
+  else
+    b=$(run "$B" "b$pair"); a=$(run "$A" "a$pair")
+  fi
+  echo "pair $pair: before $a after $b"
+  echo "$a $b" >>"$W/results"
+done
+python3 - "$W/results" "$WL $NUM x $VAL B, $KEYS keys" <<'PY'
+import statistics, sys
+rows = [tuple(map(int, l.split())) for l in open(sys.argv[1])]
+a = statistics.median(r[0] for r in rows)
+b = statistics.median(r[1] for r in rows)
+print(f"{sys.argv[2]}: before {a:,.0f} after {b:,.0f} ratio {b / a:.2f} "
+      f"(pairs {' '.join(f'{y / x:.2f}' for x, y in rows)})")
+PY
