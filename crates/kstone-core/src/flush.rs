@@ -85,31 +85,23 @@ fn flush_one(cx: &FlushCtx<'_>, stripe: &Mutex<StripeState>, sealed: &Arc<Sealed
         sm.flushed_lsn = sm.flushed_lsn.max(sealed.mem.max_lsn());
         sm.max_ts = sm.max_ts.max(sealed.mem.max_ts());
         // Segments older than the first one still holding unflushed records
-        // (or taking new ones) are obsolete; with none left, every future
-        // segment is newer.
+        // are obsolete; with none left, every future segment is newer.
         let n = st.sealed.len();
         sm.log_start = st.sealed[..n - 1]
             .iter()
             .flat_map(|s| s.wal_ids.iter().copied())
             .chain(st.wal_ids.iter().copied())
-            .chain(st.wal.as_ref().map(|w| w.id))
             .min()
             .unwrap_or(next_id);
         Ok(())
     })?;
-    // The new manifest is durable: the memtable's segments are obsolete,
-    // but for one a newer memtable shares (its flush retires it).
-    let retired: Vec<u64> = sealed
-        .wal_ids
-        .iter()
-        .copied()
-        .filter(|&id| !st.needs_after_oldest(id))
-        .collect();
+    // The new manifest is durable: the memtable's segments are obsolete.
     st.sealed.pop();
     st.tables.insert(0, table);
-    let retired = retired
-        .into_iter()
-        .map(|id| {
+    let retired = sealed
+        .wal_ids
+        .iter()
+        .map(|&id| {
             let max = st.wal_max_lsn.remove(&id).unwrap_or(0);
             (
                 Path::new("wal").join(crate::wal::segment::file_name(cx.stripe, id)),

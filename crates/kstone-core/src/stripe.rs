@@ -10,8 +10,7 @@ use crate::sst::reader::TableReader;
 use crate::wal::segment::ActiveSegment;
 
 /// A full memtable, read-only from now on, and the WAL segments that hold
-/// its records (deleted once it is in an SST; the last one may hold a newer
-/// memtable's records too, and is then deleted with that one).
+/// exactly its records (deleted once it is in an SST).
 #[derive(Debug)]
 pub struct Sealed {
     pub mem: Memtable,
@@ -28,12 +27,8 @@ pub struct StripeState {
     pub sealed: Vec<Arc<Sealed>>,
     /// The segment new records go to; created lazily on the first write.
     pub wal: Option<ActiveSegment>,
-    /// The active segment also holds a sealed memtable's records: the
-    /// background moves the stripe to a new segment (`Shared::rotate`),
-    /// so a seal on the write path costs no fsync.
-    pub rotate: bool,
     /// Ids of the segments holding the active memtable's records, oldest
-    /// first (includes the active one once a record goes to it).
+    /// first (includes the active one).
     pub wal_ids: Vec<u64>,
     /// Id of the newest segment this stripe ever had (0 if none): the next
     /// segment records it as its predecessor.
@@ -77,14 +72,13 @@ impl FlushCtx<'_> {
 
 impl StripeState {
     /// Turn the active memtable into a sealed one (no I/O): new records go to
-    /// a new memtable, in the same segment until it is rotated (at once if
-    /// the caller took it away first). Returns false if there was nothing to
-    /// seal.
+    /// a new memtable and segment. Returns false if there was nothing to seal.
     pub fn seal(&mut self) -> bool {
         if self.mem.is_empty() {
             return false;
         }
-        self.rotate = self.wal.is_some();
+        // Group commit still holds the segment's file for any pending fsync.
+        self.wal = None;
         self.sealed.insert(
             0,
             Arc::new(Sealed {
@@ -104,30 +98,14 @@ impl StripeState {
             .or_else(|| self.sealed.iter().find_map(|s| s.mem.get_ref(key)))
     }
 
-    /// Every segment that may hold unflushed records, oldest first (a
-    /// segment shared by two memtables once).
+    /// Every segment that may hold unflushed records, oldest first.
     pub fn live_wal_ids(&self) -> Vec<u64> {
-        let mut ids: Vec<u64> = self
-            .sealed
+        self.sealed
             .iter()
             .rev()
             .flat_map(|s| s.wal_ids.iter().copied())
             .chain(self.wal_ids.iter().copied())
-            .collect();
-        ids.dedup();
-        ids
-    }
-
-    /// Whether segment `id` is still needed once the oldest sealed memtable
-    /// is flushed: a newer memtable has records in it, or it is the segment
-    /// new records go to.
-    pub fn needs_after_oldest(&self, id: u64) -> bool {
-        let n = self.sealed.len();
-        self.wal.as_ref().is_some_and(|w| w.id == id)
-            || self.wal_ids.contains(&id)
-            || self.sealed[..n.saturating_sub(1)]
-                .iter()
-                .any(|s| s.wal_ids.contains(&id))
+            .collect()
     }
 
     /// Bytes and entries held in memory (active and sealed memtables).

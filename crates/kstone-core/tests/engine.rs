@@ -72,51 +72,6 @@ fn reopen_persists_across_many_flushes() {
     assert!(stats.wal_segments <= 256, "{stats:?}");
 }
 
-/// A seal on the write path leaves the memtable's segment active (the
-/// background rotates it, so the writer pays no fsync): a segment then
-/// holds the records of a flushed memtable and of a newer one. Whatever
-/// the background has done when the process stops without closing, the
-/// next open has exactly the writes; and an explicit flush leaves no
-/// segment behind.
-#[test]
-fn a_segment_shared_across_seals_reopens_exactly_and_is_retired() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("db");
-    let opts = Options {
-        memtable_stripe_bytes: 4096,
-        flush_on_close: false,
-        ..small_opts()
-    };
-    let mut want = BTreeMap::new();
-    for round in 0..6u64 {
-        let db = Database::open(&dir, opts.clone())
-            .or_else(|_| Database::create(&dir, opts.clone()))
-            .unwrap();
-        // One partition (one stripe): a seal every few dozen writes.
-        for i in 0..400u64 {
-            let sk = format!("{:05}", (i * 7 + round) % 600);
-            let it = item(round * 1000 + i);
-            db.put(b"p", Some(sk.as_bytes()), &it).unwrap();
-            want.insert(sk, it);
-        }
-        if round % 2 == 1 {
-            db.flush().unwrap();
-            let left = files(&dir, "wal").len();
-            assert_eq!(left, 0, "an explicit flush retires every segment");
-        }
-        // Stop without flushing: the log is all the next open has.
-        drop(db);
-        let db = Database::open(&dir, opts.clone()).unwrap();
-        for (sk, it) in &want {
-            assert_eq!(
-                db.get(b"p", Some(sk.as_bytes())).unwrap().as_ref(),
-                Some(it)
-            );
-        }
-        assert_eq!(db.check_items().unwrap(), want.len() as u64);
-    }
-}
-
 #[test]
 fn lsn_and_timestamp_survive_reopen() {
     let tmp = tempfile::tempdir().unwrap();

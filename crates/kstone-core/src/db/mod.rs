@@ -702,7 +702,6 @@ impl Shared {
     fn background_job(&self, s: usize) -> Result<()> {
         let _job = lock(&self.jobs[s]);
         let stripe = &self.stripes[s];
-        self.rotate(s)?;
         self.flush_ctx(s, |cx| {
             crate::flush::flush_sealed(cx, stripe, &self.memory, &self.bg)?;
             crate::compaction::compact_if_needed(cx, stripe, self.opts.compaction_trigger)
@@ -710,42 +709,28 @@ impl Shared {
     }
 
     /// Seal the stripe's memtable (caller holds the stripe lock) and hand it
-    /// to the background, which also rotates the segment. A segment that a
-    /// slow background has let grow past the stripe's WAL limit is rotated
-    /// here.
+    /// to the background.
     fn seal(&self, s: usize, st: &mut StripeState) -> Result<()> {
-        let overdue = st.rotate
-            && st
-                .wal
-                .as_ref()
-                .is_some_and(|w| w.len >= self.opts.wal_stripe_bytes);
-        if self.seal_locked(st, overdue)? {
+        if self.seal_locked(st)? {
             self.bg.schedule(s);
         }
         Ok(())
     }
 
-    /// Seal the stripe's memtable and rotate its segment now, without
-    /// scheduling (an explicit flush does the work itself).
+    /// Seal the stripe's memtable now, without scheduling (an explicit
+    /// flush does the work itself).
     fn seal_now(&self, s: usize) -> Result<()> {
-        self.seal_locked(&mut lock(&self.stripes[s]), true)
-            .map(|_| ())
+        self.seal_locked(&mut lock(&self.stripes[s])).map(|_| ())
     }
 
-    /// Seal the memtable (false if it was empty); with `rotate`, first make
-    /// the active segment durable and send later records to a new one
-    /// (also when only an earlier seal's rotation is pending).
-    fn seal_locked(&self, st: &mut StripeState, rotate: bool) -> Result<bool> {
-        if rotate && (st.rotate || !st.mem.is_empty()) {
-            if let Some(seg) = st.wal.as_mut() {
-                self.wal.seal_segment(seg)?;
-            }
-            // Group commit still holds the segment's file for any pending fsync.
-            st.wal = None;
-            st.rotate = false;
-        }
+    /// Make the active segment durable and seal the memtable; false if it
+    /// was empty.
+    fn seal_locked(&self, st: &mut StripeState) -> Result<bool> {
         if st.mem.is_empty() {
             return Ok(false);
+        }
+        if let Some(seg) = st.wal.as_mut() {
+            self.wal.seal_segment(seg)?;
         }
         let bytes = st.mem.bytes();
         let sealed = st.seal();
@@ -753,47 +738,6 @@ impl Shared {
             self.memory.sealed(bytes);
         }
         Ok(sealed)
-    }
-}
-
-impl Shared {
-    /// Move stripe `s` off a segment that a sealed memtable shares with
-    /// newer records. The segment must be durable before a newer one exists
-    /// (see `Wal::seal_segment`): it is fsynced first without the stripe
-    /// lock, so writers go on meanwhile, and then again under the lock,
-    /// which by then has little or nothing left to write.
-    fn rotate(&self, s: usize) -> Result<()> {
-        let (file, path, id, len) = {
-            let st = lock(&self.stripes[s]);
-            match (&st.wal, st.rotate) {
-                (Some(seg), true) => (Arc::clone(&seg.file), seg.path.clone(), seg.id, seg.len),
-                _ => return Ok(()),
-            }
-        };
-        let rotated = file.sync_data().ctx(&path).and_then(|()| {
-            let mut st = lock(&self.stripes[s]);
-            if st.rotate {
-                if let Some(seg) = st.wal.as_mut() {
-                    // Nothing appended since that fsync and no zeros to cut
-                    // (a segment of large appends): no I/O under the lock
-                    // but perhaps the directory's.
-                    if (seg.id, seg.len, seg.cap) == (id, len, len) {
-                        self.wal.seal_synced(seg)?;
-                    } else {
-                        self.wal.seal_segment(seg)?;
-                    }
-                }
-                st.wal = None;
-                st.rotate = false;
-            }
-            Ok(())
-        });
-        // Whether the segment's records are durable is unknown: the log
-        // stops acknowledging writes.
-        rotated.inspect_err(|e| {
-            self.wal
-                .poison(format!("fsync of a WAL segment failed: {e}"))
-        })
     }
 }
 

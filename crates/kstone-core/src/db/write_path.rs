@@ -117,14 +117,8 @@ impl Shared {
             let (seg, h) = self.wal.new_segment(s, id, st.last_wal_id)?;
             header = Some(h);
             st.wal = Some(seg);
+            st.wal_ids.push(id);
             st.last_wal_id = id;
-        }
-        // After a seal the segment may still be the sealed memtable's; it
-        // holds this memtable's records from now on too.
-        if let Some(id) = st.wal.as_ref().map(|w| w.id) {
-            if st.wal_ids.last() != Some(&id) {
-                st.wal_ids.push(id);
-            }
         }
         let mut max_lsn = 0;
         self.wal.stamp(|clock| {

@@ -160,12 +160,6 @@ impl Wal {
     pub(crate) fn seal_segment(&self, seg: &mut ActiveSegment) -> Result<()> {
         seg.trim()?;
         seg.file.sync_data().ctx(&seg.path)?;
-        self.seal_synced(seg)
-    }
-
-    /// The rest of [`Wal::seal_segment`] for a segment whose records are all
-    /// durable already and that has no zeros ahead: its directory entry.
-    pub(crate) fn seal_synced(&self, seg: &ActiveSegment) -> Result<()> {
         if self.commit.entry_durable(seg.created) {
             return Ok(());
         }
