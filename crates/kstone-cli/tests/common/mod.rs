@@ -244,7 +244,6 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Every file below `d`.
 /// Entries of `dir` whose names start with `prefix`, sorted.
 pub fn entries_starting_with(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -257,6 +256,7 @@ pub fn entries_starting_with(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     v
 }
 
+/// Every file below `d`.
 pub fn walk(d: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(d) {

@@ -228,27 +228,21 @@ impl ActiveSegment {
     /// Write already-framed records after the last one (not yet durable).
     pub fn append(&mut self, bytes: &[u8]) -> Result<()> {
         let end = self.len + bytes.len() as u64;
-        if !self.mapped {
+        if !self.mapped || bytes.len() >= DIRECT_MIN {
+            // In a mapped segment: the same page cache as the mapping, so
+            // readers see one file. Nothing is allocated ahead for it:
+            // `pwrite` reports a full disk itself, and a segment written only
+            // this way has no zeros for `trim` to free when it is sealed
+            // (freeing blocks is a synchronous discard on filesystems mounted
+            // with `discard`).
             self.file.write_all_at(bytes, self.len).ctx(&self.path)?;
             self.len = end;
             self.cap = self.cap.max(end);
             return Ok(());
         }
-        if bytes.len() >= DIRECT_MIN {
-            // The same page cache as the mapping: readers see one file.
-            // Nothing is allocated ahead for it: `pwrite` reports a full
-            // disk itself, and a segment written only this way has no zeros
-            // for `trim` to free when it is sealed (freeing blocks is a
-            // synchronous discard on filesystems mounted with `discard`).
-            self.file.write_all_at(bytes, self.len).ctx(&self.path)?;
-            self.len = end;
-            self.cap = self.cap.max(end);
-            return Ok(());
-        }
-        if end > self.cap {
-            // Allocated first: a full disk is an error here, not a SIGBUS.
-            self.remap(end)?;
-        }
+        // A mapping never reaches past `cap`, so this also covers growing
+        // the file, which `remap` allocates first: a full disk is an error
+        // here, not a SIGBUS.
         if self.map.as_ref().is_none_or(|m| (m.len() as u64) < end) {
             self.remap(end)?;
         }
