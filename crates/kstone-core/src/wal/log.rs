@@ -103,7 +103,13 @@ impl Wal {
             prev,
             self.durability == Durability::Buffered,
         )?;
-        seg.created = self.commit.note_created(WAL_DIR_KEY, &self.dir_file);
+        // With a commit log, the segment's first append logs its header
+        // too, and redo recreates a segment whose directory entry a power
+        // cut lost: the round need not fsync `wal/` for it (a seal still
+        // does, as `created` stays 0).
+        if self.commit_log.is_none() {
+            seg.created = self.commit.note_created(WAL_DIR_KEY, &self.dir_file);
+        }
         Ok((seg, header))
     }
 
