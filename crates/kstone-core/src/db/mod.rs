@@ -180,6 +180,8 @@ impl Database {
         }
         let s = Arc::clone(&shared);
         threads.push(std::thread::spawn(move || housekeeping_loop(&s)));
+        let s = Arc::clone(&shared);
+        threads.push(std::thread::spawn(move || s.wal.refill_spares(&s.closing)));
         for _ in 0..shared.opts.background_threads.max(1) {
             let s = Arc::clone(&shared);
             threads.push(std::thread::spawn(move || {

@@ -13,7 +13,8 @@ use crate::fsio::now_micros;
 use crate::mutex::lock;
 use crate::options::{Durability, Options};
 use crate::wal::commit_log::{CommitLog, Retired};
-use crate::wal::segment::{ActiveSegment, Header, HEADER_LEN};
+use crate::wal::segment::{self, ActiveSegment, Header, HEADER_LEN};
+use crate::wal::spares::Spares;
 use crate::wal::sync::{GroupCommit, WAL_DIR_KEY};
 
 /// Assigns each write its global LSN and commit timestamp; the timestamp
@@ -51,6 +52,8 @@ pub(crate) struct Wal {
     /// `Sync` mode's commit log (`None` in `Buffered` mode, and for readers).
     commit_log: Option<CommitLog>,
     durability: Durability,
+    /// Files made ahead for new segments (the owner's only).
+    spares: Option<Spares>,
 }
 
 impl Wal {
@@ -59,6 +62,7 @@ impl Wal {
     pub(crate) fn open(db_dir: &Path, opts: &Options, owner: bool, last: Clock) -> Result<Wal> {
         let dir = db_dir.join("wal");
         let dir_file = Arc::new(File::open(&dir).ctx(&dir)?);
+        let spares = owner.then(|| Spares::open(&dir));
         let commit_log = (opts.durability == Durability::Sync && owner)
             .then(|| CommitLog::new(db_dir, opts.commit_log_bytes, Arc::clone(&dir_file)));
         Ok(Wal {
@@ -68,6 +72,7 @@ impl Wal {
             commit: GroupCommit::default(),
             commit_log,
             durability: opts.durability,
+            spares,
         })
     }
 
@@ -90,19 +95,18 @@ impl Wal {
         id: u64,
         prev: u64,
     ) -> Result<(ActiveSegment, [u8; HEADER_LEN])> {
-        let header = Header {
+        let head = Header {
             stripe: stripe as u32,
             id,
             prev,
-        }
-        .encode();
-        let mut seg = ActiveSegment::create(
-            &self.dir,
-            stripe,
-            id,
-            prev,
-            self.durability == Durability::Buffered,
-        )?;
+        };
+        let header = head.encode();
+        let mapped = self.durability == Durability::Buffered;
+        let path = self.dir.join(segment::file_name(stripe, id));
+        let mut seg = match self.spares.as_ref().and_then(|s| s.take(&path)) {
+            Some(f) => ActiveSegment::start(f, path, head, mapped)?,
+            None => ActiveSegment::create_at(path, head, mapped)?,
+        };
         // With a commit log, the segment's first append logs its header
         // too, and redo recreates a segment whose directory entry a power
         // cut lost: the round need not fsync `wal/` for it (a seal still
@@ -172,6 +176,14 @@ impl Wal {
         self.dir_file.sync_all().ctx(&self.dir)
     }
 
+    /// Keep spare files ready for new segments until the database closes
+    /// (the owner's background thread).
+    pub(crate) fn refill_spares(&self, closing: &crate::closing::Closing) {
+        if let Some(s) = &self.spares {
+            s.refill(closing);
+        }
+    }
+
     /// In `Sync` mode, wait until `seq` is durable.
     pub(crate) fn wait_durable(&self, seq: u64) -> Result<()> {
         if self.durability == Durability::Sync && seq > 0 {
@@ -215,10 +227,13 @@ impl Wal {
         })
     }
 
-    /// At close: every record durable, and the commit log retired (the
+    /// At close: spares removed, every record durable, and the commit log retired (the
     /// stripes' segments are durable by themselves, so the next open has no
     /// commit log to read).
     pub(crate) fn close(&self) -> Result<()> {
+        if let Some(s) = &self.spares {
+            s.remove_all();
+        }
         self.commit.sync_all_written()?;
         if let Some(r) = self.commit_log.as_ref().and_then(CommitLog::retire) {
             r.finish()?;

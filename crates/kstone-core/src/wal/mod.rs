@@ -7,5 +7,6 @@ pub mod commit_log;
 pub(crate) mod log;
 pub mod record;
 pub mod segment;
+pub(crate) mod spares;
 pub mod sync;
 pub mod tail;

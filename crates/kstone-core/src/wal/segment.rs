@@ -2,7 +2,6 @@
 //! checksummed header, then framed records appended by one writer at a time.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -172,13 +171,19 @@ impl ActiveSegment {
 
     /// Create a segment file at `path` with `header` (see [`ActiveSegment::create`]).
     pub fn create_at(path: PathBuf, header: Header, mapped: bool) -> Result<ActiveSegment> {
-        let mut f = OpenOptions::new()
+        let f = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&path)
             .ctx(&path)?;
-        let written = f.write_all(&header.encode()).ctx(&path);
+        ActiveSegment::start(f, path, header, mapped)
+    }
+
+    /// Make `f`, a new empty file at `path` opened for reading and writing,
+    /// a segment with `header` (see [`ActiveSegment::create`]).
+    pub fn start(f: File, path: PathBuf, header: Header, mapped: bool) -> Result<ActiveSegment> {
+        let written = f.write_all_at(&header.encode(), 0).ctx(&path);
         if let Err(e) = written {
             // A full disk must not leave a headerless segment behind.
             let _ = std::fs::remove_file(&path);
