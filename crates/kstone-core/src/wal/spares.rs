@@ -52,6 +52,8 @@ struct Pool {
     ready: Vec<(PathBuf, File)>,
     /// Number of the next spare made.
     next: u64,
+    /// The filesystem has no no-replace rename: spares are not made.
+    unsupported: bool,
 }
 
 /// The spare files of one open database's `wal/` directory.
@@ -97,9 +99,18 @@ impl Spares {
         let (path, file) = lock(&self.pool).ready.pop()?;
         match rename_noreplace(&path, dest) {
             Ok(()) => Some(file),
-            Err(_) => {
+            Err(e) => {
                 // Whatever stood in the way, this spare is not used again.
                 let _ = std::fs::remove_file(&path);
+                if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS))
+                    || e.kind() == std::io::ErrorKind::Unsupported
+                {
+                    let mut p = lock(&self.pool);
+                    p.unsupported = true;
+                    p.ready.drain(..).for_each(|(path, _)| {
+                        let _ = std::fs::remove_file(path);
+                    });
+                }
                 None
             }
         }
@@ -111,7 +122,7 @@ impl Spares {
         loop {
             let n = {
                 let mut p = lock(&self.pool);
-                (p.ready.len() < TARGET).then(|| {
+                (p.ready.len() < TARGET && !p.unsupported).then(|| {
                     p.next += 1;
                     p.next - 1
                 })
