@@ -295,6 +295,8 @@ pub struct Round {
     /// nothing was new.
     pub lag_us: u64,
     pub records: usize,
+    /// The LSNs and commit times the round stored (from the first object's
+    /// first record to the last one's last).
     pub range: Option<ArchiveRange>,
     /// Commit time of the newest archived write.
     pub archived_ts: u64,
@@ -535,15 +537,23 @@ impl<'a> Archiver<'a> {
             (snap.lsn, snap.commit_ts),
             &batch.records,
         );
-        let mut last_range = None;
+        // What the round's objects cover together: the first one's start,
+        // the last one's end.
+        let mut covered: Option<ArchiveRange> = None;
         for o in objects {
             let chunk = &batch.records[o.records.clone()];
             let body = encode(&snap.db_id, &snap.manifest.history, &o.range, chunk)?;
             self.repo.storage.put(&o.key, body)?;
-            last_range = Some(o.range);
+            covered = Some(match covered {
+                None => o.range,
+                Some(c) => ArchiveRange {
+                    last_lsn: o.range.last_lsn,
+                    last_ts: o.range.last_ts,
+                    ..c
+                },
+            });
         }
-        let range =
-            last_range.ok_or_else(|| Error::Invalid("internal: no archive object".into()))?;
+        let range = covered.ok_or_else(|| Error::Invalid("internal: no archive object".into()))?;
         // Only now may the database drop the segments.
         archiving::mark_archived(&self.db_dir, self.repo_id(), snap.lsn)?;
         self.marked = Some(snap.lsn);

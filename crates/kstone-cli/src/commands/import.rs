@@ -79,7 +79,11 @@ pub fn run(a: &ImportArgs) -> CliResult<Exit> {
     let flush = |batch: &mut Vec<WriteOp>, imported: &mut u64| -> CliResult {
         let n = batch.len() as u64;
         db.write_batch(batch).map_err(|e| {
-            let msg = format!("{e}; {imported} of {lines} items were imported before the failure");
+            // A failed batch is not undone: some of its items may be in.
+            let msg = format!(
+                "{e}; {imported} of {lines} items were imported before the failing batch, \
+                 and up to {n} of its items may have been written too"
+            );
             CliError::from(e).with_msg(msg)
         })?;
         *imported += n;

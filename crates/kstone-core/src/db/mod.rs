@@ -371,8 +371,9 @@ impl Database {
     /// fsync round. Returns each operation's LSN, in the order added.
     ///
     /// **A batch is not atomic**: each item is, and once this returns `Ok`
-    /// all of them are durable, but a crash during the call can leave any
-    /// subset of the batch applied. Later operations on the same key win.
+    /// all of them are durable, but a crash during the call, or an error it
+    /// returns (a full disk, say), can leave any subset of the batch
+    /// applied. Later operations on the same key win.
     pub fn write(&self, batch: WriteBatch) -> Result<Vec<u64>> {
         for (op, _) in &batch.ops {
             if let Pending::Data(e) = op {
