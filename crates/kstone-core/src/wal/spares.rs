@@ -71,7 +71,7 @@ impl Spares {
             let Some(n) = parse_name(&e.file_name().to_string_lossy()) else {
                 continue;
             };
-            pool.next = pool.next.max(n + 1);
+            pool.next = pool.next.max(n.saturating_add(1));
             let path = e.path();
             let empty_file = std::fs::symlink_metadata(&path)
                 .is_ok_and(|m| m.is_file() && m.len() == 0 && nlink(&m) == 1);
@@ -80,7 +80,7 @@ impl Spares {
                 .flatten();
             match opened {
                 Some(f) if pool.ready.len() < TARGET => pool.ready.push((path, f)),
-                // Not a directory: whatever made it, it is not a spare.
+                // A directory was not made here: left alone.
                 _ if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) => {}
                 _ => {
                     let _ = std::fs::remove_file(&path);
@@ -122,9 +122,12 @@ impl Spares {
         loop {
             let n = {
                 let mut p = lock(&self.pool);
+                // At u64::MAX (only a planted name gets there) every
+                // create fails and writers create their own files.
                 (p.ready.len() < TARGET && !p.unsupported).then(|| {
-                    p.next += 1;
-                    p.next - 1
+                    let n = p.next;
+                    p.next = n.saturating_add(1);
+                    n
                 })
             };
             let made = n.and_then(|n| {
@@ -264,5 +267,14 @@ mod tests {
         assert!(dir.path().join(file_name(4)).is_dir(), "not a file we made");
         assert!(dir.path().join("other.tmp").exists(), "not ours");
         assert_eq!(lock(&spares.pool).next, 10);
+
+        // The largest number a name can hold does not overflow the count.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(file_name(u64::MAX)), b"").unwrap();
+        let spares = Spares::open(dir.path());
+        assert_eq!(lock(&spares.pool).next, u64::MAX);
+        let closing = Closing::default();
+        closing.close();
+        spares.refill(&closing);
     }
 }
