@@ -46,8 +46,8 @@ pub enum WriteOp {
 /// validated and encoded as they are added: a batch holds each operation in
 /// the one allocation the memtable will keep, so the caller's item can be
 /// reused for the next operation, and a bad item is refused by `put` itself.
-/// A crash during `write` (before it returns) may leave any of the batch's
-/// operations applied and the others not; every operation of a batch that
+/// A crash during `write` (before it returns), or an error it returns, may
+/// leave any of the batch's operations applied and the others not; every operation of a batch that
 /// `write` acknowledged survives, as a single put's does.
 ///
 /// ```

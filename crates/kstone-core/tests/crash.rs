@@ -424,7 +424,7 @@ fn power_cut_loses_no_acknowledged_write() {
         .close()
         .unwrap();
     let mut acked: HashMap<String, u64> = HashMap::new();
-    let (mut total, mut rng, mut cut, mut holes, mut lost_entries) = (0, 0x5eed_u64, 0u64, 0, 0);
+    let (mut total, mut rng, mut cut, mut holes, mut lost_entries) = (0, 0x5eed_u64, 0u64, 0, 0u64);
     let next = |rng: &mut u64| {
         *rng = rng
             .wrapping_mul(6364136223846793005)
@@ -444,9 +444,16 @@ fn power_cut_loses_no_acknowledged_write() {
                 continue;
             }
             // A segment created since: its directory entry was never
-            // fsynced (the commit log holds its header), so it may be gone.
+            // fsynced (the commit log holds its header), so it may be gone,
+            // or still under the spare's name it was renamed from, with
+            // its bytes.
             if !durable.contains_key(&path) && next(&mut rng) % 4 == 0 {
-                std::fs::remove_file(&path).unwrap();
+                if next(&mut rng) % 2 == 0 {
+                    std::fs::remove_file(&path).unwrap();
+                } else {
+                    let spare = format!("spare-{:012}.tmp", 900_000_000_000u64 + lost_entries);
+                    std::fs::rename(&path, dir.join("wal").join(spare)).unwrap();
+                }
                 (cut, lost_entries) = (cut + len, lost_entries + 1);
                 continue;
             }

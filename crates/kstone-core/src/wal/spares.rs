@@ -7,13 +7,18 @@
 //! `rename`. A memtable budget that fills seals up to 256 stripes at once,
 //! each needing a new segment on the write path. So a background thread
 //! keeps a few empty files named `spare-<n>.tmp` in `wal/`, and a writer
-//! renames one to its new segment's name.
+//! renames one to its new segment's name. It starts once the first segment
+//! is wanted: a process that only reads, or writes to segments it already
+//! has, makes none.
 //!
-//! A spare never holds a byte: it becomes a segment only by its rename, and
-//! the segment's header is written after it. Every reader of `wal/` ignores
+//! A spare holds no byte until it is renamed; the segment's header is
+//! written after the rename. So a file under a spare's name with bytes in it
+//! is a rename a power cut lost before the `wal/` fsync that would have
+//! made it durable: its records are in the commit log (`Sync` mode: redo has
+//! rebuilt the segment) or were never acknowledged as durable (`Buffered`
+//! mode), and the next owner removes it. Every reader of `wal/` ignores
 //! names that are not segments. `close` removes the spares; the next owner
-//! adopts those a crash left (and removes any file under a spare's name
-//! that is not empty).
+//! adopts the empty ones a crash left.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -54,6 +59,8 @@ struct Pool {
     next: u64,
     /// The filesystem has no no-replace rename: spares are not made.
     unsupported: bool,
+    /// A segment was wanted: the refill has begun.
+    wanted: bool,
 }
 
 /// The spare files of one open database's `wal/` directory.
@@ -96,7 +103,11 @@ impl Spares {
     /// A ready spare, renamed to `dest` (which must not exist): its open
     /// handle, or `None` if there is none (the caller creates the file).
     pub(crate) fn take(&self, dest: &Path) -> Option<File> {
-        let (path, file) = lock(&self.pool).ready.pop()?;
+        let (path, file) = {
+            let mut p = lock(&self.pool);
+            p.wanted = true;
+            p.ready.pop()?
+        };
         match rename_noreplace(&path, dest) {
             Ok(()) => Some(file),
             Err(e) => {
@@ -116,15 +127,16 @@ impl Spares {
         }
     }
 
-    /// Keep the pool full until the database closes. A spare that cannot
-    /// be made (a full disk) is tried again later: writers create their own.
+    /// Keep the pool full until the database closes, from the first segment
+    /// wanted on. A spare that cannot be made (a full disk) is tried again
+    /// later: writers create their own.
     pub(crate) fn refill(&self, closing: &Closing) {
         loop {
             let n = {
                 let mut p = lock(&self.pool);
                 // At u64::MAX (only a planted name gets there) every
                 // create fails and writers create their own files.
-                (p.ready.len() < TARGET && !p.unsupported).then(|| {
+                (p.wanted && p.ready.len() < TARGET && !p.unsupported).then(|| {
                     let n = p.next;
                     p.next = n.saturating_add(1);
                     n
@@ -226,6 +238,10 @@ mod tests {
             let (s, c) = (Arc::clone(&spares), Arc::clone(&closing));
             std::thread::spawn(move || s.refill(&c))
         };
+        // Nothing is made before a segment is wanted.
+        std::thread::sleep(3 * POLL);
+        assert_eq!(spares.ready(), 0);
+        assert!(spares.take(&dir.path().join("first")).is_none());
         while spares.ready() < TARGET {
             std::thread::sleep(Duration::from_millis(5));
         }
