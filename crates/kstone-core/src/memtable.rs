@@ -21,7 +21,7 @@ pub struct MemEntry {
     head: Head,
     lsn: u64,
     /// The pk's bytes, then the sk's, then the value's.
-    bytes: Box<[u8]>,
+    bytes: Bytes,
     /// Length of the pk (at most 2048 bytes: `KeyRef::new` and
     /// `KeyRef::decode` check it).
     pk_len: u16,
@@ -43,7 +43,7 @@ impl MemEntry {
         MemEntry {
             head: Head::of(key),
             lsn,
-            bytes: bytes.into_boxed_slice(),
+            bytes: Bytes::Own(bytes.into_boxed_slice()),
             pk_len: key.pk.len() as u16,
             sk_tag: key.sk.map_or(0, |sk| sk.len() as u16 + 1),
             tombstone: value.is_none(),
@@ -57,14 +57,14 @@ impl MemEntry {
     pub fn key_ref(&self) -> KeyRef<'_> {
         let pk_len = usize::from(self.pk_len);
         KeyRef {
-            pk: &self.bytes[..pk_len],
-            sk: (self.sk_tag > 0).then(|| &self.bytes[pk_len..self.value_start()]),
+            pk: &self.bytes.get()[..pk_len],
+            sk: (self.sk_tag > 0).then(|| &self.bytes.get()[pk_len..self.value_start()]),
         }
     }
 
     /// The value, or `None` for a tombstone.
     pub fn value(&self) -> Option<&[u8]> {
-        (!self.tombstone).then(|| &self.bytes[self.value_start()..])
+        (!self.tombstone).then(|| &self.bytes.get()[self.value_start()..])
     }
 
     pub fn lsn(&self) -> u64 {
@@ -81,8 +81,18 @@ impl MemEntry {
         crate::model::key::stripe_of(self.key_ref().pk)
     }
 
+    /// Memory the entry holds, for the budget.
     fn cost(&self) -> usize {
-        self.bytes.len() + ENTRY_OVERHEAD
+        self.bytes.get().len() + ENTRY_OVERHEAD
+    }
+
+    /// Memory freed when the entry is dropped: a slab's bytes stay until
+    /// every entry of the slab is gone (its memtable is flushed).
+    fn freed(&self) -> usize {
+        match self.bytes {
+            Bytes::Own(_) => self.cost(),
+            Bytes::Shared { .. } => ENTRY_OVERHEAD,
+        }
     }
 
     fn to_entry(&self) -> Entry {
@@ -91,6 +101,114 @@ impl MemEntry {
             lsn: self.lsn,
             value: self.value().map(Arc::from),
         }
+    }
+}
+
+/// Where an entry's bytes live: its own allocation (every write), or a
+/// range of a slab shared by the entries replay read from one WAL segment.
+/// Replay builds hundreds of thousands of entries at once on several
+/// threads; one allocation per record there spent most of `open` in malloc
+/// growing each thread's arena (an `mprotect` per 128 KiB, each stalling the
+/// other threads' page faults).
+enum Bytes {
+    Own(Box<[u8]>),
+    Shared {
+        slab: Arc<Vec<u8>>,
+        start: u32,
+        len: u32,
+    },
+}
+
+impl Bytes {
+    fn get(&self) -> &[u8] {
+        match self {
+            Bytes::Own(b) => b,
+            Bytes::Shared { slab, start, len } => {
+                let start = *start as usize;
+                slab.get(start..start + *len as usize).unwrap_or_default()
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+/// Entries whose bytes share one allocation (see [`Bytes`]): pushed one by
+/// one, made entries by [`Slab::finish`].
+pub(crate) struct Slab {
+    buf: Vec<u8>,
+    /// (head, lsn, start, len, pk_len, sk_tag, tombstone) of each entry.
+    pending: Vec<(Head, u64, u32, u32, u16, u16, bool)>,
+}
+
+impl Slab {
+    /// A slab for entries of about `bytes` bytes in all (a segment's length
+    /// bounds its records' keys and values).
+    pub(crate) fn with_capacity(bytes: usize) -> Slab {
+        Slab {
+            buf: Vec::with_capacity(bytes.min(u32::MAX as usize)),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Add a version, as [`MemEntry::new`] would make it. A slab never
+    /// grows past `u32::MAX` bytes: the rest go into entries of their own.
+    pub(crate) fn push(
+        &mut self,
+        key: KeyRef<'_>,
+        lsn: u64,
+        value: Option<&[u8]>,
+        spill: &mut Vec<MemEntry>,
+    ) {
+        let sk = key.sk.unwrap_or_default();
+        let v = value.unwrap_or_default();
+        let len = key.pk.len() + sk.len() + v.len();
+        let (Ok(start), Ok(len32)) = (u32::try_from(self.buf.len()), u32::try_from(len)) else {
+            spill.push(MemEntry::new(key, lsn, value));
+            return;
+        };
+        if start.checked_add(len32).is_none() {
+            spill.push(MemEntry::new(key, lsn, value));
+            return;
+        }
+        self.buf.extend_from_slice(key.pk);
+        self.buf.extend_from_slice(sk);
+        self.buf.extend_from_slice(v);
+        self.pending.push((
+            Head::of(key),
+            lsn,
+            start,
+            len32,
+            key.pk.len() as u16,
+            key.sk.map_or(0, |sk| sk.len() as u16 + 1),
+            value.is_none(),
+        ));
+    }
+
+    /// The entries pushed, appended to `out`.
+    pub(crate) fn finish(mut self, out: &mut Vec<MemEntry>) {
+        // The capacity was a bound (a segment's frames, and any zeros
+        // allocated ahead of them); shrinking in place copies nothing.
+        self.buf.shrink_to_fit();
+        let slab = Arc::new(self.buf);
+        out.extend(self.pending.into_iter().map(
+            |(head, lsn, start, len, pk_len, sk_tag, tombstone)| MemEntry {
+                head,
+                lsn,
+                bytes: Bytes::Shared {
+                    slab: Arc::clone(&slab),
+                    start,
+                    len,
+                },
+                pk_len,
+                sk_tag,
+                tombstone,
+            },
+        ));
     }
 }
 
@@ -263,7 +381,7 @@ impl Memtable {
             Some(old) if old.lsn > lsn => {
                 self.set.replace(old);
             }
-            Some(old) => self.bytes = self.bytes + add - old.cost(),
+            Some(old) => self.bytes = self.bytes + add - old.freed(),
         }
     }
 
@@ -273,7 +391,7 @@ impl Memtable {
     /// cost a fraction of inserting the versions one by one.
     pub fn from_versions(versions: Vec<MemEntry>, max_ts: u64) -> Memtable {
         // Sort (pk head, index) pairs rather than the entries: most
-        // comparisons end at the heads, and a swap moves 24 bytes, not 56.
+        // comparisons end at the heads, and a swap moves 24 bytes, not 64.
         let mut order: Vec<([u64; 2], u32)> = versions
             .iter()
             .enumerate()
@@ -287,15 +405,19 @@ impl Memtable {
         });
         let mut slots: Vec<Option<MemEntry>> = versions.into_iter().map(Some).collect();
         let mut sorted: Vec<MemEntry> = Vec::with_capacity(order.len());
+        // Bytes older versions leave behind in their slabs.
+        let mut stranded = 0;
         for (_, i) in order {
             if let Some(e) = slots[i as usize].take() {
                 // Of equal keys the newest comes first; the rest are older.
                 if sorted.last() != Some(&e) {
                     sorted.push(e);
+                } else {
+                    stranded += e.cost() - e.freed();
                 }
             }
         }
-        let bytes = sorted.iter().map(MemEntry::cost).sum();
+        let bytes = stranded + sorted.iter().map(MemEntry::cost).sum::<usize>();
         let max_lsn = sorted.iter().map(|e| e.lsn).max().unwrap_or(0);
         Memtable {
             // Sorted and distinct: the set's own sort finds one run.
@@ -510,6 +632,7 @@ mod tests {
         ) {
             let mut one_by_one = Memtable::default();
             let mut versions = Vec::new();
+            let (mut slabs, mut shared, mut all_bytes) = (Vec::new(), Vec::new(), 0);
             let mut max_ts = 0;
             for (i, (pk, sk, v)) in ops.iter().enumerate() {
                 // Distinct LSNs in a shuffled order (a stripe's WAL never
@@ -523,14 +646,60 @@ mod tests {
                 max_ts = max_ts.max(ts);
                 one_by_one.insert(MemEntry::new(key.as_key_ref(), *lsn, value.as_deref()), ts);
                 versions.push(MemEntry::new(key.as_key_ref(), *lsn, value.as_deref()));
+                // The same versions as replay makes them: a slab per 7.
+                if i % 7 == 0 {
+                    slabs.push(Slab::with_capacity(0));
+                }
+                if let Some(slab) = slabs.last_mut() {
+                    slab.push(key.as_key_ref(), *lsn, value.as_deref(), &mut shared);
+                }
+                all_bytes += pk.len() + usize::from(sk[0] != 0) + value.map_or(0, |v| v.len());
+            }
+            for slab in slabs {
+                slab.finish(&mut shared);
             }
             let bulk = Memtable::from_versions(versions, max_ts);
+            let from_slabs = Memtable::from_versions(shared, max_ts);
             let all = |m: &Memtable| m.iter().map(|e| (e.key, e.lsn, e.value)).collect::<Vec<_>>();
             proptest::prop_assert_eq!(all(&bulk), all(&one_by_one));
+            proptest::prop_assert_eq!(all(&from_slabs), all(&one_by_one));
+            // Slabs hold every version's bytes until the memtable goes,
+            // and the budget counts them all.
+            proptest::prop_assert_eq!(
+                from_slabs.bytes(),
+                all_bytes + from_slabs.len() * ENTRY_OVERHEAD
+            );
             proptest::prop_assert_eq!(bulk.bytes(), one_by_one.bytes());
             proptest::prop_assert_eq!(bulk.max_lsn(), one_by_one.max_lsn());
             proptest::prop_assert_eq!(bulk.max_ts(), one_by_one.max_ts());
         }
+    }
+
+    #[test]
+    fn entry_size() {
+        // The bulk build's comment and the budget's overhead assume it.
+        assert_eq!(std::mem::size_of::<MemEntry>(), 64);
+    }
+
+    #[test]
+    fn a_replaced_slab_entry_keeps_its_bytes_counted() {
+        let k = Key::new(b"a", None).unwrap();
+        let (mut slab, mut versions) = (Slab::with_capacity(64), Vec::new());
+        slab.push(k.as_key_ref(), 5, Some(b"slab-value"), &mut versions);
+        slab.finish(&mut versions);
+        let mut m = Memtable::from_versions(versions, 50);
+        let b = m.bytes();
+        assert_eq!(b, 11 + ENTRY_OVERHEAD);
+        assert_eq!(
+            m.get(&k).unwrap().value.as_deref(),
+            Some(&b"slab-value"[..])
+        );
+        // The slab stays until the memtable goes: only the entry is freed.
+        let newer = MemEntry::new(k.as_key_ref(), 6, Some(b"v"));
+        let add = newer.cost();
+        m.insert(newer, 60);
+        assert_eq!(m.bytes(), b + add - ENTRY_OVERHEAD);
+        assert_eq!(m.get(&k).unwrap().value.as_deref(), Some(&b"v"[..]));
     }
 
     #[test]

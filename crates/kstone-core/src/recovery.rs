@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::error::{Error, IoContext, Result};
 use crate::fsio::sync_dir;
 use crate::manifest::Manifest;
-use crate::memtable::MemEntry;
+use crate::memtable::Slab;
 use crate::model::key::STRIPES;
 use crate::sst::reader::TableReader;
 use crate::stripe::StripeState;
@@ -351,6 +351,7 @@ fn replay_stripe(
         // Records go straight from the segment's bytes into memtable
         // entries as the scan checks them (one copy, no record list).
         let (mut last_in_seg, mut last_ts_seen) = (0, 0);
+        let mut slab = Slab::with_capacity(buf.len());
         let mut scan = segment::scan_frames(buf, &path, |p| {
             let r =
                 RecordRef::decode_payload(p).map_err(|e| format!("undecodable WAL record: {e}"))?;
@@ -362,18 +363,19 @@ fn replay_stripe(
             if r.lsn <= meta.flushed_lsn {
                 return Ok(());
             }
-            let e = match r.op {
-                OpRef::Put { key, value } => MemEntry::new(key, r.lsn, Some(value)),
-                OpRef::Delete { key } => MemEntry::new(key, r.lsn, None),
+            let (key, value) = match r.op {
+                OpRef::Put { key, value } => (key, Some(value)),
+                OpRef::Delete { key } => (key, None),
                 OpRef::Marker { .. } => return Ok(()),
             };
-            if e.stripe() != s {
+            if crate::model::key::stripe_of(key.pk) != s {
                 return Err("record belongs to another stripe".into());
             }
             max_ts = max_ts.max(r.ts);
-            versions.push(e);
+            slab.push(key, r.lsn, value, &mut versions);
             Ok(())
         })?;
+        slab.finish(&mut versions);
         let Some(h) = scan.header else {
             // Created but never written (a crash or a full disk during
             // creation): it holds no record, wherever it is.
