@@ -125,7 +125,8 @@ fn child_writer() {
 /// Batches of 2000 puts over 8,000 keys: several records of a stripe in one
 /// append of 512 bytes to 1 KiB (copied into the segment's mapping in
 /// `Buffered` mode), the shape a kill used to tear into zeros followed by
-/// whole records.
+/// whole records. A batch holds ~150 KB, so its stripes are logged on two
+/// threads (`db/write_path.rs`, `PARALLEL_MIN_BYTES`).
 fn batch_writer(db: &Database, out: &std::sync::Mutex<std::io::Stdout>, seed: u64) -> ! {
     let mut x = seed;
     for n in 1.. {
