@@ -40,12 +40,13 @@ impl MemEntry {
         bytes.extend_from_slice(key.pk);
         bytes.extend_from_slice(sk);
         bytes.extend_from_slice(v);
+        let (pk_len, sk_tag) = key_lens(key);
         MemEntry {
             head: Head::of(key),
             lsn,
             bytes: Bytes::Own(bytes.into_boxed_slice()),
-            pk_len: key.pk.len() as u16,
-            sk_tag: key.sk.map_or(0, |sk| sk.len() as u16 + 1),
+            pk_len,
+            sk_tag,
             tombstone: value.is_none(),
         }
     }
@@ -104,6 +105,14 @@ impl MemEntry {
     }
 }
 
+/// A key's `pk_len` and `sk_tag` as a [`MemEntry`] stores them.
+fn key_lens(key: KeyRef<'_>) -> (u16, u16) {
+    (
+        key.pk.len() as u16,
+        key.sk.map_or(0, |sk| sk.len() as u16 + 1),
+    )
+}
+
 /// Where an entry's bytes live: its own allocation (every write), or a
 /// range of a slab shared by the entries replay read from one WAL segment.
 /// Replay builds hundreds of thousands of entries at once on several
@@ -141,8 +150,18 @@ impl std::fmt::Debug for Bytes {
 /// one, made entries by [`Slab::finish`].
 pub(crate) struct Slab {
     buf: Vec<u8>,
-    /// (head, lsn, start, len, pk_len, sk_tag, tombstone) of each entry.
-    pending: Vec<(Head, u64, u32, u32, u16, u16, bool)>,
+    pending: Vec<Parked>,
+}
+
+/// An entry pushed into a slab, before the slab is shared.
+struct Parked {
+    head: Head,
+    lsn: u64,
+    start: u32,
+    len: u32,
+    pk_len: u16,
+    sk_tag: u16,
+    tombstone: bool,
 }
 
 impl Slab {
@@ -178,15 +197,16 @@ impl Slab {
         self.buf.extend_from_slice(key.pk);
         self.buf.extend_from_slice(sk);
         self.buf.extend_from_slice(v);
-        self.pending.push((
-            Head::of(key),
+        let (pk_len, sk_tag) = key_lens(key);
+        self.pending.push(Parked {
+            head: Head::of(key),
             lsn,
             start,
-            len32,
-            key.pk.len() as u16,
-            key.sk.map_or(0, |sk| sk.len() as u16 + 1),
-            value.is_none(),
-        ));
+            len: len32,
+            pk_len,
+            sk_tag,
+            tombstone: value.is_none(),
+        });
     }
 
     /// The entries pushed, appended to `out`.
@@ -195,20 +215,18 @@ impl Slab {
         // allocated ahead of them); shrinking in place copies nothing.
         self.buf.shrink_to_fit();
         let slab = Arc::new(self.buf);
-        out.extend(self.pending.into_iter().map(
-            |(head, lsn, start, len, pk_len, sk_tag, tombstone)| MemEntry {
-                head,
-                lsn,
-                bytes: Bytes::Shared {
-                    slab: Arc::clone(&slab),
-                    start,
-                    len,
-                },
-                pk_len,
-                sk_tag,
-                tombstone,
+        out.extend(self.pending.into_iter().map(|p| MemEntry {
+            head: p.head,
+            lsn: p.lsn,
+            bytes: Bytes::Shared {
+                slab: Arc::clone(&slab),
+                start: p.start,
+                len: p.len,
             },
-        ));
+            pk_len: p.pk_len,
+            sk_tag: p.sk_tag,
+            tombstone: p.tombstone,
+        }));
     }
 }
 

@@ -21,9 +21,10 @@ type LogScratch = (Vec<u8>, Vec<(MemEntry, u64)>);
 /// to its own segment plus memtable inserts under its own lock, so the
 /// halves share nothing but the clock. A batch of 1000 one-KiB puts spent
 /// half of the writer's time in those ~256 `pwrite`s (the kernel's
-/// page-cache work for as many files); two threads made 1000-op batches
-/// 1.16–1.24× faster (`docs/benchmarks.md`). Below this, starting a thread
-/// costs about what it saves.
+/// page-cache work for as many files); two threads made 1000-op batches of
+/// 100 B and 1 KiB values 1.10–1.24× faster (`docs/benchmarks.md`). A
+/// smaller batch is not split: starting a thread (tens of microseconds)
+/// would be a larger share of its time.
 const PARALLEL_MIN_BYTES: usize = 64 << 10;
 
 /// Where to split `sorted` (grouped by stripe) for two threads: at the
