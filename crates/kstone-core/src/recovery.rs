@@ -348,8 +348,9 @@ fn replay_stripe(
         fs::File::open(&path)
             .and_then(|mut f| std::io::Read::read_to_end(&mut f, buf))
             .ctx(&path)?;
-        // Records go straight from the segment's bytes into memtable
-        // entries as the scan checks them (one copy, no record list).
+        // Records go straight from the segment's bytes into the segment's
+        // slab as the scan checks them (one copy, no record list), and
+        // become memtable entries sharing it (`Slab`).
         let (mut last_in_seg, mut last_ts_seen) = (0, 0);
         let mut slab = Slab::with_capacity(buf.len());
         let mut scan = segment::scan_frames(buf, &path, |p| {
