@@ -328,6 +328,8 @@ mod tests {
             assert_eq!(lsns.len(), 3000);
             let distinct: std::collections::BTreeSet<u64> = lsns.iter().copied().collect();
             assert_eq!(distinct.len(), 3000, "{durability:?}");
+            // Every op was logged by one of the halves (LSNs start at 1).
+            assert!(lsns.iter().all(|&l| l > 0));
             for i in 0..1000 {
                 assert!(lsns[i] < lsns[1000 + i] && lsns[1000 + i] < lsns[2000 + i]);
             }
