@@ -27,29 +27,30 @@ type LogScratch = (Vec<u8>, Vec<(MemEntry, u64)>);
 /// would be a larger share of its time.
 const PARALLEL_MIN_BYTES: usize = 64 << 10;
 
-/// Where to split `sorted` (grouped by stripe) for two threads: at the
-/// stripe boundary nearest the middle, or `None` to log it on this thread.
-/// Ops with a fixed stamp (a replayed log) keep one thread.
-fn parallel_split(sorted: &[(u16, usize, Stamped)]) -> Option<usize> {
-    let mut bytes = 0;
-    for (_, _, (op, fixed)) in sorted {
+/// Where to split `sorted` (the batch's `n` ops, grouped by stripe) for two
+/// threads: at the first stripe boundary from the middle on, or `None` to
+/// log it on this thread. Ops with a fixed stamp (a replayed log) and
+/// markers keep one thread.
+fn parallel_split<'a>(sorted: impl Iterator<Item = (u16, &'a Stamped)>, n: usize) -> Option<usize> {
+    let (mut bytes, mut prev, mut mid) = (0, None, None);
+    for (i, (stripe, (op, fixed))) in sorted.enumerate() {
         let Pending::Data(e) = op else { return None };
         if fixed.is_some() {
             return None;
         }
-        bytes += e.key_ref().encoded_len() + e.value().map_or(0, <[u8]>::len);
+        if bytes < PARALLEL_MIN_BYTES {
+            bytes += e.key_ref().encoded_len() + e.value().map_or(0, <[u8]>::len);
+        }
+        if mid.is_none() && i > 0 && i >= n / 2 && prev != Some(stripe) {
+            mid = Some(i);
+        }
+        prev = Some(stripe);
     }
-    if bytes < PARALLEL_MIN_BYTES {
-        return None;
-    }
-    let stripe = |i: usize| sorted.get(i).map(|op| op.0);
-    let mid = (sorted.len() / 2..sorted.len()).find(|&i| stripe(i) != stripe(i.wrapping_sub(1)))?;
-    (mid > 0 && mid < sorted.len()).then_some(mid)
+    mid.filter(|_| bytes >= PARALLEL_MIN_BYTES)
 }
 
-/// What logging ops returns: each op's (LSN, timestamp) at its input index,
-/// the last group-commit sequence, and the commit logs to retire.
-type Logged = (Vec<(u64, u64)>, u64, Vec<Retired>);
+/// An op to log: its stripe, its index in the batch, and the op.
+type Indexed = (u16, usize, Stamped);
 
 thread_local! {
     static LOG_SCRATCH: std::cell::RefCell<LogScratch> =
@@ -74,15 +75,16 @@ impl Shared {
         self.check_writable()?;
         self.wal.check()?;
         self.memory.throttle(&self.bg, &self.closing)?;
-        let mut stamps = [(0u64, 0u64)];
+        let mut stamp = (0, 0);
         let mut retired = Vec::new();
         let s = op.0.stripe();
-        let seq = self.log_stripe(s, std::iter::once((0, op)), &mut stamps, &mut retired)?;
+        let group = std::iter::once((0, op));
+        let seq = self.log_stripe(s, group, &mut |_, st| stamp = st, &mut retired)?;
         for r in retired {
             self.wal.retire(r)?;
         }
         self.wal.wait_durable(seq)?;
-        Ok(stamps[0])
+        Ok(stamp)
     }
 
     /// Log and apply `ops`: one WAL write per touched stripe, then (in `Sync`
@@ -95,30 +97,35 @@ impl Shared {
         self.memory.throttle(&self.bg, &self.closing)?;
         let n = ops.len();
         // Grouped by stripe, input order within one (later ops on a key
-        // win): a counting sort of indices, since an op is large to move
-        // around in a comparison sort.
-        let stripes: Vec<u16> = ops.iter().map(|op| op.0.stripe() as u16).collect();
+        // win): a counting sort, which moves each op once.
         let mut start = vec![0usize; STRIPES + 1];
-        for &s in &stripes {
-            start[usize::from(s) + 1] += 1;
+        for op in &ops {
+            start[op.0.stripe() + 1] += 1;
         }
         for s in 0..STRIPES {
             start[s + 1] += start[s];
         }
-        let mut order = vec![0usize; n];
-        let mut next = start.clone();
-        for (i, &s) in stripes.iter().enumerate() {
-            order[next[usize::from(s)]] = i;
-            next[usize::from(s)] += 1;
+        let mut sorted: Vec<Option<Indexed>> = (0..n).map(|_| None).collect();
+        for (i, op) in ops.into_iter().enumerate() {
+            let s = op.0.stripe();
+            sorted[start[s]] = Some((s as u16, i, op));
+            start[s] += 1;
         }
-        let mut slots: Vec<Option<Stamped>> = ops.into_iter().map(Some).collect();
-        let sorted: Vec<(u16, usize, Stamped)> = order
-            .iter()
-            .filter_map(|&i| slots[i].take().map(|op| (stripes[i], i, op)))
-            .collect();
-        let (stamps, last_seq, retired) = match parallel_split(&sorted) {
-            Some(mid) => self.log_halves(sorted, mid, n)?,
-            None => self.log_stripes(sorted, n)?,
+        let mut stamps = vec![(0u64, 0u64); n];
+        let mut stamp = |i: usize, st| stamps[i] = st;
+        let split = parallel_split(sorted.iter().flatten().map(|(s, _, op)| (*s, op)), n);
+        let (last_seq, retired) = match split {
+            Some(mid) => {
+                let second: Vec<Indexed> = sorted.drain(mid..).flatten().collect();
+                let first = sorted.into_iter().flatten();
+                self.log_halves(first, second, &mut stamp)?
+            }
+            None => {
+                let mut retired = Vec::new();
+                let all = sorted.into_iter().flatten();
+                let seq = self.log_stripes(all, &mut stamp, &mut retired);
+                self.retire_after(seq, retired)?
+            }
         };
         for r in retired {
             self.wal.retire(r)?;
@@ -127,68 +134,72 @@ impl Shared {
         Ok(stamps)
     }
 
-    /// [`log_stripes`](Self::log_stripes) of `sorted[..mid]` here and of
-    /// the rest on a second thread. Either half may fail after the other
-    /// logged its share: a batch is not atomic across stripes (as after a
-    /// crash, part of it may be applied); the commit logs the other half
-    /// filled are retired all the same.
+    /// The group-commit sequence and commit logs to retire of a logging
+    /// that succeeded; if it failed, the commit logs it filled are retired
+    /// and its error returned.
+    fn retire_after(&self, seq: Result<u64>, retired: Vec<Retired>) -> Result<(u64, Vec<Retired>)> {
+        match seq {
+            Ok(seq) => Ok((seq, retired)),
+            Err(e) => {
+                for r in retired {
+                    self.wal.retire(r)?;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// [`log_stripes`](Self::log_stripes) of `first` here and of `second`
+    /// on a second thread. Either half may fail after the other logged its
+    /// share: a batch is not atomic across stripes (as after a crash, part
+    /// of it may be applied); the commit logs either half filled are
+    /// retired all the same.
     fn log_halves(
         &self,
-        mut sorted: Vec<(u16, usize, Stamped)>,
-        mid: usize,
-        n: usize,
-    ) -> Result<Logged> {
-        let second = sorted.split_off(mid);
-        let halves = std::thread::scope(|scope| {
-            let helper = scope.spawn(|| self.log_stripes(second, n));
-            let first = self.log_stripes(sorted, n);
+        first: impl Iterator<Item = Indexed>,
+        second: Vec<Indexed>,
+        stamp: &mut impl FnMut(usize, (u64, u64)),
+    ) -> Result<(u64, Vec<Retired>)> {
+        let (mut retired, mut second_retired) = (Vec::new(), Vec::new());
+        let mut second_stamps = Vec::with_capacity(second.len());
+        let (first, second) = std::thread::scope(|scope| {
+            let helper = scope.spawn(|| {
+                let mut stamp = |i, st| second_stamps.push((i, st));
+                self.log_stripes(second.into_iter(), &mut stamp, &mut second_retired)
+            });
+            let first = self.log_stripes(first, stamp, &mut retired);
             let second = helper
                 .join()
                 .unwrap_or_else(|_| Err(Error::Internal("a write thread panicked".into())));
-            [first, second]
+            (first, second)
         });
-        let (mut stamps, mut last_seq, mut retired) = (vec![(0, 0); n], 0, Vec::new());
-        let mut failed = None;
-        for half in halves {
-            match half {
-                Ok((half_stamps, seq, half_retired)) => {
-                    // LSNs start at 1: (0, 0) is an op of the other half.
-                    for (slot, st) in stamps.iter_mut().zip(half_stamps) {
-                        if st != (0, 0) {
-                            *slot = st;
-                        }
-                    }
-                    last_seq = last_seq.max(seq);
-                    retired.extend(half_retired);
-                }
-                Err(e) => failed = failed.or(Some(e)),
-            }
+        retired.append(&mut second_retired);
+        let seq = first.and_then(|a| second.map(|b| a.max(b)));
+        for (i, st) in second_stamps {
+            stamp(i, st);
         }
-        if let Some(e) = failed {
-            for r in retired {
-                self.wal.retire(r)?;
-            }
-            return Err(e);
-        }
-        Ok((stamps, last_seq, retired))
+        self.retire_after(seq, retired)
     }
 
-    /// Log `sorted` (ops grouped by stripe, as (stripe, input index, op)),
-    /// one WAL write per stripe. Returns the (LSN, timestamp) of each op at
-    /// its input index (`n` slots; others stay (0, 0)), the last group-commit
-    /// sequence, and the commit logs to retire.
-    fn log_stripes(&self, sorted: Vec<(u16, usize, Stamped)>, n: usize) -> Result<Logged> {
-        let mut stamps = vec![(0u64, 0u64); n];
+    /// Log `sorted` (ops grouped by stripe), one WAL write per stripe,
+    /// passing each op's input index and (LSN, timestamp) to `stamp`.
+    /// Returns the last group-commit sequence; adds the commit logs to
+    /// retire to `retired`.
+    fn log_stripes(
+        &self,
+        sorted: impl Iterator<Item = Indexed>,
+        stamp: &mut impl FnMut(usize, (u64, u64)),
+        retired: &mut Vec<Retired>,
+    ) -> Result<u64> {
         let mut last_seq = 0;
-        let mut retired = Vec::new();
-        let mut ops = sorted.into_iter().peekable();
+        let mut ops = sorted.peekable();
         while let Some(&(s, _, _)) = ops.peek() {
             let group =
                 std::iter::from_fn(|| ops.next_if(|op| op.0 == s)).map(|(_, i, op)| (i, op));
-            let seq = self.log_stripe(usize::from(s), group, &mut stamps, &mut retired)?;
+            let seq = self.log_stripe(usize::from(s), group, stamp, retired)?;
             last_seq = last_seq.max(seq);
         }
-        Ok((stamps, last_seq, retired))
+        Ok(last_seq)
     }
 
     /// Log one stripe's share of a write in one WAL write and apply it to the
@@ -199,7 +210,7 @@ impl Shared {
         &self,
         s: usize,
         group: impl Iterator<Item = (usize, Stamped)>,
-        stamps: &mut [(u64, u64)],
+        stamp: &mut impl FnMut(usize, (u64, u64)),
         retired: &mut Vec<Retired>,
     ) -> Result<u64> {
         let (mut buf, mut staged) = LOG_SCRATCH.with_borrow_mut(std::mem::take);
@@ -226,7 +237,7 @@ impl Shared {
                     }
                     None => clock.next(),
                 };
-                stamps[i] = (lsn, ts);
+                stamp(i, (lsn, ts));
                 max_lsn = max_lsn.max(lsn);
                 match pending {
                     Pending::Data(mut e) => {
@@ -328,7 +339,7 @@ mod tests {
             assert_eq!(lsns.len(), 3000);
             let distinct: std::collections::BTreeSet<u64> = lsns.iter().copied().collect();
             assert_eq!(distinct.len(), 3000, "{durability:?}");
-            // Every op was logged by one of the halves (LSNs start at 1).
+            // Every op was logged, by one of the halves (LSNs start at 1).
             assert!(lsns.iter().all(|&l| l > 0));
             for i in 0..1000 {
                 assert!(lsns[i] < lsns[1000 + i] && lsns[1000 + i] < lsns[2000 + i]);
@@ -361,20 +372,24 @@ mod tests {
         (e.stripe() as u16, 0, (Pending::Data(e), fixed))
     }
 
+    fn split(ops: &[Indexed]) -> Option<usize> {
+        parallel_split(ops.iter().map(|(s, _, op)| (*s, op)), ops.len())
+    }
+
     #[test]
     fn only_large_batches_of_new_writes_split_at_a_stripe_boundary() {
         let mut ops: Vec<_> = (0..3000u32)
             .map(|i| data(&i.to_be_bytes(), 100, None))
             .collect();
         ops.sort_by_key(|op| op.0);
-        let mid = parallel_split(&ops).expect("a 300 KB batch over many stripes splits");
-        assert!(mid > 0 && mid < ops.len());
+        let mid = split(&ops).expect("a 300 KB batch over many stripes splits");
+        assert!(mid >= ops.len() / 2 && mid < ops.len());
         assert_ne!(ops[mid].0, ops[mid - 1].0, "a stripe is never split");
         // Small batches, one stripe, replayed stamps and markers stay whole.
-        assert_eq!(parallel_split(&ops[..500]), None);
+        assert_eq!(split(&ops[..500]), None);
         let one: Vec<_> = (0..300).map(|_| data(b"k", 1000, None)).collect();
-        assert_eq!(parallel_split(&one), None);
+        assert_eq!(split(&one), None);
         ops[7].2 .1 = Some((5, 5));
-        assert_eq!(parallel_split(&ops), None);
+        assert_eq!(split(&ops), None);
     }
 }
