@@ -635,6 +635,55 @@ fn s3_connection_cut_mid_backup_then_retry() {
     assert_eq!(export(&t), export(&db));
 }
 
+/// A list response cut off after its `200 OK` head (a dropped connection,
+/// a server restarting) is retried like any other transient failure: the
+/// backup and `backup list` succeed through it, and a cut that persists is
+/// a storage error, not a short listing.
+#[test]
+fn s3_list_response_cut_off_mid_body_is_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db.keystone");
+    make_db(&db, 0, 2000);
+    let upstream: u16 = s3::server()
+        .endpoint
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = FaultProxy::start(upstream);
+    let ep = proxy.endpoint();
+    let repo = Repo::new(Backend::S3, tmp.path(), "cutlist");
+    ok(&["backup", "init", "--repo", repo.loc()]);
+    proxy.cut_next_lists(2);
+    let o = kstone_at(&ep, &["backup", "create", p(&db), "--repo", repo.loc()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(proxy.lists_to_cut(), 0, "the backup listed nothing");
+    proxy.cut_next_lists(1);
+    let o = kstone_at(&ep, &["backup", "list", "--repo", repo.loc(), "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(proxy.lists_to_cut(), 0);
+    let listed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let t = tmp.path().join("t.keystone");
+    ok(&["restore", "--repo", repo.loc(), "--target", p(&t), "-y"]);
+    assert_eq!(export(&t), export(&db));
+
+    // Every list cut: the command fails naming the store, in bounded time.
+    proxy.cut_next_lists(1000);
+    let start = Instant::now();
+    let o = kstone_at(&ep, &["backup", "list", "--repo", repo.loc()])
+        .output()
+        .unwrap();
+    let e = fails(&o, "backup list with every list response cut");
+    assert!(e.contains("storage error") && e.contains(repo.loc()), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(60));
+}
+
 #[test]
 fn s3_server_killed_mid_backup() {
     let tmp = tempfile::tempdir().unwrap();

@@ -40,6 +40,27 @@ pub fn part_size_for(len: u64) -> usize {
     (need as usize).max(PART_SIZE)
 }
 
+/// The first pause before a failed listing is started over; it doubles up
+/// to [`LIST_RETRY_MAX_PAUSE`].
+const LIST_RETRY_FIRST_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+const LIST_RETRY_MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Whether `e` is a failure in transport (an [`HttpError`] in its chain:
+/// a connection refused, cut or timed out), not an answer of the store
+/// such as a refused credential or a missing bucket.
+///
+/// [`HttpError`]: object_store::client::HttpError
+fn in_transport(e: &object_store::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<object_store::client::HttpError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// A repository location and a client for it.
 pub struct Storage {
     rt: tokio::runtime::Runtime,
@@ -51,6 +72,8 @@ pub struct Storage {
     pub location: String,
     /// Attributes of every new object (the S3 storage class).
     attributes: Attributes,
+    /// How long a failed listing is retried for (the S3 retry timeout).
+    retry_timeout: std::time::Duration,
 }
 
 fn runtime(location: &str) -> Result<tokio::runtime::Runtime> {
@@ -78,6 +101,7 @@ impl Storage {
                 local_root: None,
                 location: location.to_string(),
                 attributes,
+                retry_timeout: s3::retry_timeout(),
             });
         }
         if location.contains("://") {
@@ -97,6 +121,7 @@ impl Storage {
             local_root: Some(root),
             location: location.to_string(),
             attributes: Attributes::new(),
+            retry_timeout: s3::retry_timeout(),
         })
     }
 
@@ -109,6 +134,7 @@ impl Storage {
             local_root: None,
             location: location.to_string(),
             attributes: Attributes::new(),
+            retry_timeout: s3::retry_timeout(),
         })
     }
 
@@ -166,21 +192,41 @@ impl Storage {
     }
 
     /// Every object under `prefix` with its size.
+    ///
+    /// A listing that fails in transport (a response cut off part-way
+    /// through its body, which `object_store` does not retry for lists) is
+    /// started over, with backoff, until the S3 retry timeout has passed
+    /// since the first attempt: a listing is either whole or an error.
     pub fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
         let p = ObjPath::from(prefix);
-        self.rt.block_on(async {
-            let mut out = Vec::new();
-            let mut s = self.store.list(Some(&p));
-            while let Some(m) = s.next().await {
-                match m {
-                    Ok(m) => out.push((m.location.to_string(), m.size)),
-                    Err(object_store::Error::NotFound { .. }) => break,
-                    Err(e) => return Err(self.err(e)),
+        let start = std::time::Instant::now();
+        let mut pause = LIST_RETRY_FIRST_PAUSE;
+        loop {
+            match self.rt.block_on(self.list_once(&p)) {
+                Err(e) if in_transport(&e) && start.elapsed() + pause < self.retry_timeout => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(LIST_RETRY_MAX_PAUSE);
+                }
+                Err(e) => return Err(self.err(e)),
+                Ok(mut out) => {
+                    out.sort();
+                    return Ok(out);
                 }
             }
-            out.sort();
-            Ok(out)
-        })
+        }
+    }
+
+    async fn list_once(&self, p: &ObjPath) -> object_store::Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        let mut s = self.store.list(Some(p));
+        while let Some(m) = s.next().await {
+            match m {
+                Ok(m) => out.push((m.location.to_string(), m.size)),
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     /// A batch of objects made durable together by [`Storage::publish`]

@@ -203,6 +203,8 @@ pub struct FaultProxy {
     mode: Arc<Mutex<Mode>>,
     /// Answer this many requests with `503 Slow Down` instead of forwarding.
     errors: Arc<AtomicUsize>,
+    /// Cut off this many list responses part-way through their body.
+    cut_lists: Arc<AtomicUsize>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     pub forwarded: Arc<AtomicU64>,
 }
@@ -215,12 +217,14 @@ impl FaultProxy {
             port,
             mode: Arc::new(Mutex::new(Mode::Pass)),
             errors: Arc::new(AtomicUsize::new(0)),
+            cut_lists: Arc::new(AtomicUsize::new(0)),
             conns: Arc::new(Mutex::new(Vec::new())),
             forwarded: Arc::new(AtomicU64::new(0)),
         };
-        let (mode, errors, conns, fwd) = (
+        let (mode, errors, cut_lists, conns, fwd) = (
             p.mode.clone(),
             p.errors.clone(),
+            p.cut_lists.clone(),
             p.conns.clone(),
             p.forwarded.clone(),
         );
@@ -244,8 +248,17 @@ impl FaultProxy {
                 fwd.fetch_add(1, Ordering::Relaxed);
                 conns.lock().unwrap().push(c.try_clone().unwrap());
                 conns.lock().unwrap().push(up.try_clone().unwrap());
-                pipe(c.try_clone().unwrap(), up.try_clone().unwrap());
-                pipe(up, c);
+                // Set by the request direction when it forwards a list
+                // request to be cut; the response direction then cuts the
+                // response that follows (HTTP/1.1 without pipelining).
+                let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                requests(
+                    c.try_clone().unwrap(),
+                    up.try_clone().unwrap(),
+                    cut_lists.clone(),
+                    cut.clone(),
+                );
+                responses(up, c, cut);
             }
         });
         p
@@ -268,11 +281,83 @@ impl FaultProxy {
     pub fn fail_next(&self, n: usize) {
         self.errors.store(n, Ordering::SeqCst);
     }
+
+    /// Cut the connection in the middle of the body of the next `n` list
+    /// responses (after their `200 OK` head), as a dropped connection or
+    /// a restarting server would.
+    pub fn cut_next_lists(&self, n: usize) {
+        self.cut_lists.store(n, Ordering::SeqCst);
+    }
+
+    /// List responses still to be cut.
+    pub fn lists_to_cut(&self) -> usize {
+        self.cut_lists.load(Ordering::SeqCst)
+    }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+/// Forward client bytes upstream; on a list request (`list-type=2` in its
+/// request line) while `cut_lists` is positive, take one and set `cut`.
+fn requests(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    cut_lists: Arc<AtomicUsize>,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+) {
     std::thread::spawn(move || {
-        let _ = std::io::copy(&mut from, &mut to);
+        let mut buf = [0u8; 65536];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let chunk = &buf[..n];
+            let is_list = chunk.starts_with(b"GET ")
+                && chunk
+                    .split(|&b| b == b'\n')
+                    .next()
+                    .is_some_and(|line| line.windows(11).any(|w| w == b"list-type=2"));
+            if is_list
+                && cut_lists
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                cut.store(true, Ordering::SeqCst);
+            }
+            if to.write_all(chunk).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(Shutdown::Write);
+    });
+}
+
+/// Forward upstream bytes to the client; once `cut` is set, pass the next
+/// response's head and a few bytes of its body, then close both sides.
+fn responses(mut from: TcpStream, mut to: TcpStream, cut: Arc<std::sync::atomic::AtomicBool>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        let mut head: Vec<u8> = Vec::new();
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if !cut.load(Ordering::SeqCst) {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+                continue;
+            }
+            head.extend_from_slice(&buf[..n]);
+            if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                let keep = (end + 4 + 16).min(head.len());
+                let _ = to.write_all(&head[..keep]);
+                let _ = to.flush();
+                let _ = to.shutdown(Shutdown::Both);
+                let _ = from.shutdown(Shutdown::Both);
+                return;
+            }
+        }
         let _ = to.shutdown(Shutdown::Write);
     });
 }
