@@ -41,6 +41,7 @@ mod memory;
 mod mutex;
 pub mod parallel;
 mod recovery;
+mod slab_region;
 mod stripe;
 mod versions;
 mod write;

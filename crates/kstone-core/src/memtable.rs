@@ -10,6 +10,7 @@ use std::sync::Arc;
 use crate::entry::Entry;
 use crate::model::key::{Key, KeyRef};
 use crate::read::range::KeyRange;
+use crate::slab_region::{Region, RegionBuf};
 
 /// One version of a key as a memtable holds it: the key's first bytes inline
 /// ([`Head`]), so most comparisons in the B-tree are decided without
@@ -122,10 +123,51 @@ fn key_lens(key: KeyRef<'_>) -> (u16, u16) {
 enum Bytes {
     Own(Box<[u8]>),
     Shared {
-        slab: Arc<Vec<u8>>,
+        slab: Arc<SlabBuf>,
         start: u32,
         len: u32,
     },
+}
+
+/// A slab's memory: the heap, or a range of its replay thread's map
+/// (`slab_region.rs`).
+enum SlabBuf {
+    Heap(Vec<u8>),
+    Region(RegionBuf),
+}
+
+impl SlabBuf {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            SlabBuf::Heap(v) => v,
+            SlabBuf::Region(r) => r.as_slice(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            SlabBuf::Heap(v) => v.len(),
+            SlabBuf::Region(r) => r.len(),
+        }
+    }
+
+    /// Append `b`; `false` if a region's range has no room for it.
+    fn extend_from_slice(&mut self, b: &[u8]) -> bool {
+        match self {
+            SlabBuf::Heap(v) => {
+                v.extend_from_slice(b);
+                true
+            }
+            SlabBuf::Region(r) => r.extend_from_slice(b),
+        }
+    }
+
+    fn room_for(&self, n: usize) -> bool {
+        match self {
+            SlabBuf::Heap(_) => true,
+            SlabBuf::Region(r) => r.remaining() >= n,
+        }
+    }
 }
 
 impl Bytes {
@@ -134,7 +176,9 @@ impl Bytes {
             Bytes::Own(b) => b,
             Bytes::Shared { slab, start, len } => {
                 let start = *start as usize;
-                slab.get(start..start + *len as usize).unwrap_or_default()
+                slab.as_slice()
+                    .get(start..start + *len as usize)
+                    .unwrap_or_default()
             }
         }
     }
@@ -149,7 +193,7 @@ impl std::fmt::Debug for Bytes {
 /// Entries whose bytes share one allocation (see [`Bytes`]): pushed one by
 /// one, made entries by [`Slab::finish`].
 pub(crate) struct Slab {
-    buf: Vec<u8>,
+    buf: SlabBuf,
     pending: Vec<Parked>,
 }
 
@@ -169,8 +213,21 @@ impl Slab {
     /// bounds its records' keys and values).
     pub(crate) fn with_capacity(bytes: usize) -> Slab {
         Slab {
-            buf: Vec::with_capacity(bytes.min(u32::MAX as usize)),
+            buf: SlabBuf::Heap(Vec::with_capacity(bytes.min(u32::MAX as usize))),
             pending: Vec::new(),
+        }
+    }
+
+    /// A slab of at most `bytes` bytes in `region` (on the heap if the
+    /// region has no room left).
+    pub(crate) fn in_region(region: Option<&mut Region>, bytes: usize) -> Slab {
+        let bytes = bytes.min(u32::MAX as usize);
+        match region.and_then(|r| r.take(bytes)) {
+            Some(r) => Slab {
+                buf: SlabBuf::Region(r),
+                pending: Vec::new(),
+            },
+            None => Slab::with_capacity(bytes),
         }
     }
 
@@ -190,13 +247,14 @@ impl Slab {
             spill.push(MemEntry::new(key, lsn, value));
             return;
         };
-        if start.checked_add(len32).is_none() {
+        if start.checked_add(len32).is_none() || !self.buf.room_for(len) {
             spill.push(MemEntry::new(key, lsn, value));
             return;
         }
-        self.buf.extend_from_slice(key.pk);
-        self.buf.extend_from_slice(sk);
-        self.buf.extend_from_slice(v);
+        for part in [key.pk, sk, v] {
+            // Cannot fail: `room_for` checked the whole record.
+            self.buf.extend_from_slice(part);
+        }
         let (pk_len, sk_tag) = key_lens(key);
         self.pending.push(Parked {
             head: Head::of(key),
@@ -212,8 +270,11 @@ impl Slab {
     /// The entries pushed, appended to `out`.
     pub(crate) fn finish(mut self, out: &mut Vec<MemEntry>) {
         // The capacity was a bound (a segment's frames, and any zeros
-        // allocated ahead of them); shrinking in place copies nothing.
-        self.buf.shrink_to_fit();
+        // allocated ahead of them); shrinking in place copies nothing. A
+        // region's unused pages were never touched, so hold no memory.
+        if let SlabBuf::Heap(v) = &mut self.buf {
+            v.shrink_to_fit();
+        }
         let slab = Arc::new(self.buf);
         out.extend(self.pending.into_iter().map(|p| MemEntry {
             head: p.head,
@@ -651,6 +712,7 @@ mod tests {
             let mut one_by_one = Memtable::default();
             let mut versions = Vec::new();
             let (mut slabs, mut shared, mut all_bytes) = (Vec::new(), Vec::new(), 0);
+            let mut region = Region::for_sizes(vec![7 * 25; ops.len() / 14 + 1]);
             let mut max_ts = 0;
             for (i, (pk, sk, v)) in ops.iter().enumerate() {
                 // Distinct LSNs in a shuffled order (a stripe's WAL never
@@ -664,9 +726,14 @@ mod tests {
                 max_ts = max_ts.max(ts);
                 one_by_one.insert(MemEntry::new(key.as_key_ref(), *lsn, value.as_deref()), ts);
                 versions.push(MemEntry::new(key.as_key_ref(), *lsn, value.as_deref()));
-                // The same versions as replay makes them: a slab per 7.
+                // The same versions as replay makes them: a slab per 7,
+                // every other one in a region (room for 7 of the largest).
                 if i % 7 == 0 {
-                    slabs.push(Slab::with_capacity(0));
+                    slabs.push(if i % 14 == 0 {
+                        Slab::with_capacity(0)
+                    } else {
+                        Slab::in_region(region.as_mut(), 7 * 25)
+                    });
                 }
                 if let Some(slab) = slabs.last_mut() {
                     slab.push(key.as_key_ref(), *lsn, value.as_deref(), &mut shared);
@@ -697,6 +764,32 @@ mod tests {
     fn entry_size() {
         // The bulk build's comment and the budget's overhead assume it.
         assert_eq!(std::mem::size_of::<MemEntry>(), 64);
+    }
+
+    /// A record that does not fit its slab's range in the region becomes
+    /// an entry of its own: every version reads back, and the budget
+    /// counts each once.
+    #[test]
+    fn a_record_past_a_region_slab_s_room_gets_its_own_entry() {
+        let mut region = Region::for_sizes([12]);
+        let mut slab = Slab::in_region(region.as_mut(), 12);
+        let mut versions = Vec::new();
+        let keys = [b"k1", b"k2", b"k3"];
+        for (i, k) in keys.iter().enumerate() {
+            let key = Key::new(&k[..], None).unwrap();
+            slab.push(key.as_key_ref(), i as u64 + 1, Some(b"vvvv"), &mut versions);
+        }
+        // k1 and k2 (6 bytes each) fill the range; k3 spilled at once.
+        assert_eq!(versions.len(), 1);
+        assert!(matches!(versions[0].bytes, Bytes::Own(_)));
+        slab.finish(&mut versions);
+        assert_eq!(versions.len(), 3);
+        let m = Memtable::from_versions(versions, 0);
+        for k in keys {
+            let e = m.get(&Key::new(&k[..], None).unwrap()).unwrap();
+            assert_eq!(e.value.as_deref(), Some(&b"vvvv"[..]));
+        }
+        assert_eq!(m.bytes(), 3 * (6 + ENTRY_OVERHEAD));
     }
 
     #[test]

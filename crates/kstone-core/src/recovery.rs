@@ -11,6 +11,7 @@ use crate::fsio::sync_dir;
 use crate::manifest::Manifest;
 use crate::memtable::Slab;
 use crate::model::key::STRIPES;
+use crate::slab_region::Region;
 use crate::sst::reader::TableReader;
 use crate::stripe::StripeState;
 use crate::wal::record::{OpRef, RecordRef};
@@ -173,11 +174,24 @@ pub(crate) fn recover(
                 sc.spawn(move || {
                     // One read buffer per thread: its pages are faulted in once.
                     let mut buf = Vec::new();
+                    // Room for every slab this thread fills (`slab_region.rs`).
+                    let sizes = jobs
+                        .iter()
+                        .flat_map(|(s, ids, _)| ids.iter().map(move |&id| (*s, id)))
+                        .filter_map(|(s, id)| {
+                            fs::metadata(ctx.wal_dir.join(segment::file_name(s, id))).ok()
+                        })
+                        .map(|m| m.len() as usize);
+                    let mut region = Region::for_sizes(sizes);
                     jobs.into_iter()
                         .map(|(s, ids, st)| {
                             let meta = manifest_ref.stripe(s);
                             let id = base_id + s as u64;
-                            replay_stripe(ctx, s, ids, &meta, st, id, &mut buf).map(|r| (s, r))
+                            let mem = ReplayMemory {
+                                buf: &mut buf,
+                                region: region.as_mut(),
+                            };
+                            replay_stripe(ctx, s, ids, &meta, st, id, mem).map(|r| (s, r))
                         })
                         .collect::<Result<Vec<_>>>()
                 })
@@ -281,6 +295,13 @@ struct ReplayCtx<'a> {
     mapped: bool,
 }
 
+/// A replay thread's memory: the buffer each segment is read into, and the
+/// map its slabs are copied into.
+struct ReplayMemory<'a> {
+    buf: &'a mut Vec<u8>,
+    region: Option<&'a mut Region>,
+}
+
 /// One stripe's replay, merged into the recovery's result afterwards.
 #[derive(Default)]
 struct StripeReplay {
@@ -306,8 +327,9 @@ fn replay_stripe(
     meta: &crate::manifest::StripeMeta,
     st: &mut StripeState,
     sst_id: u64,
-    buf: &mut Vec<u8>,
+    mem: ReplayMemory<'_>,
 ) -> Result<StripeReplay> {
+    let ReplayMemory { buf, mut region } = mem;
     let (dir, wal_dir, sst_dir) = (cx.dir, cx.wal_dir, cx.sst_dir);
     let (archived, hold, cache) = (cx.archived, cx.hold, cx.cache);
     let (flush_at, compression) = (cx.flush_at, cx.compression);
@@ -352,7 +374,7 @@ fn replay_stripe(
         // slab as the scan checks them (one copy, no record list), and
         // become memtable entries sharing it (`Slab`).
         let (mut last_in_seg, mut last_ts_seen) = (0, 0);
-        let mut slab = Slab::with_capacity(buf.len());
+        let mut slab = Slab::in_region(region.as_deref_mut(), buf.len());
         let mut scan = segment::scan_frames(buf, &path, |p| {
             let r =
                 RecordRef::decode_payload(p).map_err(|e| format!("undecodable WAL record: {e}"))?;
