@@ -522,14 +522,7 @@ fn s3_connection_cut_mid_backup_then_retry() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db.keystone");
     make_big_db(&db);
-    let upstream: u16 = s3::server()
-        .endpoint
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let proxy = FaultProxy::start(upstream);
+    let proxy = FaultProxy::in_front_of_the_server();
     let ep = proxy.endpoint();
     let repo = Repo::new(Backend::S3, tmp.path(), "cut");
     // Uncompressed, so that the big SST stays above the multipart threshold.
@@ -644,14 +637,7 @@ fn s3_list_response_cut_off_mid_body_is_retried() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("db.keystone");
     make_db(&db, 0, 2000);
-    let upstream: u16 = s3::server()
-        .endpoint
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let proxy = FaultProxy::start(upstream);
+    let proxy = FaultProxy::in_front_of_the_server();
     let ep = proxy.endpoint();
     let repo = Repo::new(Backend::S3, tmp.path(), "cutlist");
     ok(&["backup", "init", "--repo", repo.loc()]);

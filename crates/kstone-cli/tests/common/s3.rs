@@ -264,6 +264,13 @@ impl FaultProxy {
         p
     }
 
+    /// A proxy in front of the shared server ([`server`]).
+    pub fn in_front_of_the_server() -> FaultProxy {
+        let endpoint = &server().endpoint;
+        let port = endpoint.rsplit(':').next().and_then(|p| p.parse().ok());
+        FaultProxy::start(port.unwrap_or_else(|| panic!("no port in {endpoint}")))
+    }
+
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
