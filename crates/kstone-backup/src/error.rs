@@ -144,6 +144,16 @@ fn brief(e: &object_store::Error) -> String {
         .unwrap_or(&s)
         .trim_end_matches([' ', ':']);
     let mut out = head.split_whitespace().collect::<Vec<_>>().join(" ");
+    // `object_store` wraps some errors in one of the same kind
+    // ("Generic S3 error: Generic S3 error: ..."): say it once.
+    while let Some(first) = out.split_inclusive(": ").next().map(str::to_string) {
+        match out.strip_prefix(&first) {
+            Some(rest) if first.len() < out.len() && rest.starts_with(&first) => {
+                out = rest.to_string()
+            }
+            _ => break,
+        }
+    }
     if let Some(code) = tag("Code") {
         out.push_str(&format!(" ({code}"));
         if let Some(m) = tag("Message") {
@@ -164,5 +174,37 @@ impl<T> IoContext<T> for std::io::Result<T> {
             path: path.to_path_buf(),
             source,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::brief;
+
+    fn generic(source: Box<dyn std::error::Error + Send + Sync>) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source,
+        }
+    }
+
+    #[test]
+    fn brief_says_a_repeated_prefix_once_and_keeps_the_s3_code() {
+        let twice = generic(Box::new(generic("connection reset".into())));
+        assert_eq!(
+            twice.to_string(),
+            "Generic S3 error: Generic S3 error: connection reset"
+        );
+        assert_eq!(brief(&twice), "Generic S3 error: connection reset");
+        let once = generic("a: b: c".into());
+        assert_eq!(brief(&once), "Generic S3 error: a: b: c");
+        let xml = generic(
+            "Client error: <?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code><Message>The bucket does not exist</Message></Error>"
+                .into(),
+        );
+        assert_eq!(
+            brief(&xml),
+            "Generic S3 error: Client error (NoSuchBucket: The bucket does not exist)"
+        );
     }
 }

@@ -659,6 +659,17 @@ fn s3_list_response_cut_off_mid_body_is_retried() {
     ok(&["restore", "--repo", repo.loc(), "--target", p(&t), "-y"]);
     assert_eq!(export(&t), export(&db));
 
+    // Restarts count against the retry limit: with none allowed, one cut
+    // listing is the command's error.
+    proxy.cut_next_lists(1);
+    let o = kstone_at(&ep, &["backup", "list", "--repo", repo.loc()])
+        .env("KSTONE_S3_MAX_RETRIES", "0")
+        .output()
+        .unwrap();
+    let e = fails(&o, "backup list with no retries and a cut listing");
+    assert!(e.contains("storage error"), "{e}");
+    assert_eq!(proxy.lists_to_cut(), 0);
+
     // Every list cut: the command fails naming the store, in bounded time.
     proxy.cut_next_lists(1000);
     let start = Instant::now();

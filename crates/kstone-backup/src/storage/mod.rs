@@ -72,8 +72,9 @@ pub struct Storage {
     pub location: String,
     /// Attributes of every new object (the S3 storage class).
     attributes: Attributes,
-    /// How long a failed listing is retried for (the S3 retry timeout).
-    retry_timeout: std::time::Duration,
+    /// How often and how long a failed listing is retried (the S3 retry
+    /// settings).
+    retry: object_store::RetryConfig,
 }
 
 fn runtime(location: &str) -> Result<tokio::runtime::Runtime> {
@@ -101,7 +102,7 @@ impl Storage {
                 local_root: None,
                 location: location.to_string(),
                 attributes,
-                retry_timeout: s3::retry_timeout(),
+                retry: s3::retry(),
             });
         }
         if location.contains("://") {
@@ -121,7 +122,7 @@ impl Storage {
             local_root: Some(root),
             location: location.to_string(),
             attributes: Attributes::new(),
-            retry_timeout: s3::retry_timeout(),
+            retry: s3::retry(),
         })
     }
 
@@ -134,7 +135,7 @@ impl Storage {
             local_root: None,
             location: location.to_string(),
             attributes: Attributes::new(),
-            retry_timeout: s3::retry_timeout(),
+            retry: s3::retry(),
         })
     }
 
@@ -195,15 +196,21 @@ impl Storage {
     ///
     /// A listing that fails in transport (a response cut off part-way
     /// through its body, which `object_store` does not retry for lists) is
-    /// started over, with backoff, until the S3 retry timeout has passed
-    /// since the first attempt: a listing is either whole or an error.
+    /// started over, with backoff, as often and for as long as the S3 retry
+    /// settings allow a request to be retried: a listing is either whole or
+    /// an error.
     pub fn list(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
         let p = ObjPath::from(prefix);
         let start = std::time::Instant::now();
-        let mut pause = LIST_RETRY_FIRST_PAUSE;
+        let (mut pause, mut retries) = (LIST_RETRY_FIRST_PAUSE, 0);
         loop {
             match self.rt.block_on(self.list_once(&p)) {
-                Err(e) if in_transport(&e) && start.elapsed() + pause < self.retry_timeout => {
+                Err(e)
+                    if in_transport(&e)
+                        && retries < self.retry.max_retries
+                        && start.elapsed() + pause < self.retry.retry_timeout =>
+                {
+                    retries += 1;
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(LIST_RETRY_MAX_PAUSE);
                 }

@@ -43,21 +43,13 @@ pub fn install_tls_provider() {
 
 /// Retries of one S3 request: transient errors (5xx, timeouts, refused
 /// connections) are retried with exponential backoff for at most this long.
-fn retry() -> RetryConfig {
+pub(super) fn retry() -> RetryConfig {
     let num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
     RetryConfig {
         backoff: BackoffConfig::default(),
         max_retries: num("KSTONE_S3_MAX_RETRIES").unwrap_or(10) as usize,
-        retry_timeout: retry_timeout(),
+        retry_timeout: Duration::from_secs(num("KSTONE_S3_RETRY_TIMEOUT_SECS").unwrap_or(120)),
     }
-}
-
-/// How long transient failures of one request are retried for.
-pub(super) fn retry_timeout() -> Duration {
-    let secs = std::env::var("KSTONE_S3_RETRY_TIMEOUT_SECS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok());
-    Duration::from_secs(secs.unwrap_or(120))
 }
 
 fn config_key(name: &str) -> Result<AmazonS3ConfigKey> {
