@@ -79,7 +79,8 @@ impl Shared {
         let mut retired = Vec::new();
         let s = op.0.stripe();
         let group = std::iter::once((0, op));
-        let seq = self.log_stripe(s, group, &mut |_, st| stamp = st, &mut retired)?;
+        let seq = self.log_stripe(s, group, &mut |_, st| stamp = st, &mut retired);
+        let (seq, retired) = self.retire_after(seq, retired)?;
         for r in retired {
             self.wal.retire(r)?;
         }
