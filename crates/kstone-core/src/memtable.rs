@@ -52,21 +52,88 @@ impl MemEntry {
         }
     }
 
-    fn value_start(&self) -> usize {
-        usize::from(self.pk_len) + usize::from(self.sk_tag.saturating_sub(1))
+    /// A version replayed from a WAL segment `map` ([`Bytes::Mapped`]):
+    /// `key` and `value` are slices of it. `None` if they are not, or
+    /// their offsets do not fit the entry (a segment over 4 GiB).
+    pub(crate) fn in_map(
+        map: &Arc<memmap2::Mmap>,
+        key: KeyRef<'_>,
+        lsn: u64,
+        value: Option<&[u8]>,
+    ) -> Option<MemEntry> {
+        let base = map.as_ptr() as usize;
+        let at = |b: &[u8]| {
+            let start = (b.as_ptr() as usize).checked_sub(base)?;
+            (start + b.len() <= map.len()).then_some(start)
+        };
+        let pk_at = at(key.pk)?;
+        let pk_end = pk_at + key.pk.len();
+        // Without an sk, "its" bytes are the empty slice after the pk.
+        let sk_at = key.sk.map_or(Some(pk_end), at)?;
+        let sk_end = sk_at + key.sk.map_or(0, <[u8]>::len);
+        let (v_at, v_len) = match value {
+            Some(v) => (at(v)?, v.len()),
+            None => (sk_end, 0),
+        };
+        let (pk_len, sk_tag) = key_lens(key);
+        Some(MemEntry {
+            head: Head::of(key),
+            lsn,
+            bytes: Bytes::Mapped {
+                map: Arc::clone(map),
+                pk_at: u32::try_from(pk_at).ok()?,
+                v_len: u32::try_from(v_len).ok()?,
+                sk_gap: u8::try_from(sk_at.checked_sub(pk_end)?).ok()?,
+                v_gap: u8::try_from(v_at.checked_sub(sk_end)?).ok()?,
+            },
+            pk_len,
+            sk_tag,
+            tombstone: value.is_none(),
+        })
+    }
+
+    /// The pk's, the sk's and the value's bytes.
+    fn parts(&self) -> (&[u8], &[u8], &[u8]) {
+        let pk_len = usize::from(self.pk_len);
+        let sk_len = usize::from(self.sk_tag.saturating_sub(1));
+        match &self.bytes {
+            Bytes::Mapped {
+                map,
+                pk_at,
+                v_len,
+                sk_gap,
+                v_gap,
+            } => {
+                let pk_at = *pk_at as usize;
+                let sk_at = pk_at + pk_len + usize::from(*sk_gap);
+                let v_at = sk_at + sk_len + usize::from(*v_gap);
+                let get = |at: usize, len: usize| map.get(at..at + len).unwrap_or_default();
+                (
+                    get(pk_at, pk_len),
+                    get(sk_at, sk_len),
+                    get(v_at, *v_len as usize),
+                )
+            }
+            b => {
+                let b = b.get();
+                let (pk, rest) = b.split_at(pk_len.min(b.len()));
+                let (sk, v) = rest.split_at(sk_len.min(rest.len()));
+                (pk, sk, v)
+            }
+        }
     }
 
     pub fn key_ref(&self) -> KeyRef<'_> {
-        let pk_len = usize::from(self.pk_len);
+        let (pk, sk, _) = self.parts();
         KeyRef {
-            pk: &self.bytes.get()[..pk_len],
-            sk: (self.sk_tag > 0).then(|| &self.bytes.get()[pk_len..self.value_start()]),
+            pk,
+            sk: (self.sk_tag > 0).then_some(sk),
         }
     }
 
     /// The value, or `None` for a tombstone.
     pub fn value(&self) -> Option<&[u8]> {
-        (!self.tombstone).then(|| &self.bytes.get()[self.value_start()..])
+        (!self.tombstone).then(|| self.parts().2)
     }
 
     pub fn lsn(&self) -> u64 {
@@ -85,7 +152,8 @@ impl MemEntry {
 
     /// Memory the entry holds, for the budget.
     fn cost(&self) -> usize {
-        self.bytes.get().len() + ENTRY_OVERHEAD
+        let (pk, sk, v) = self.parts();
+        pk.len() + sk.len() + v.len() + ENTRY_OVERHEAD
     }
 
     /// Memory freed when the entry is dropped: a slab's bytes stay until
@@ -93,7 +161,7 @@ impl MemEntry {
     fn freed(&self) -> usize {
         match self.bytes {
             Bytes::Own(_) => self.cost(),
-            Bytes::Shared { .. } => ENTRY_OVERHEAD,
+            Bytes::Shared { .. } | Bytes::Mapped { .. } => ENTRY_OVERHEAD,
         }
     }
 
@@ -120,12 +188,33 @@ fn key_lens(key: KeyRef<'_>) -> (u16, u16) {
 /// threads; one allocation per record there spent most of `open` in malloc
 /// growing each thread's arena (an `mprotect` per 128 KiB, each stalling the
 /// other threads' page faults).
+///
+/// Or, where the database appends to its WAL through memory maps
+/// (`Buffered` mode), bytes of a read-only map of the segment itself: replay
+/// then copies nothing, and the pages are the page cache's, not fresh
+/// memory the kernel must zero (half of replay's CPU when copied). The pk,
+/// sk and value are not adjacent there (lengths are framed between them).
+/// The map is safe for the reason the write path's is: the segment is this
+/// process's (the database lock), it is never truncated below a record
+/// replayed from it (a torn tail is cut after the scan, `trim` and
+/// `abandon` cut only what was appended since), never rewritten, and a
+/// deleted file stays mapped.
 enum Bytes {
     Own(Box<[u8]>),
     Shared {
         slab: Arc<SlabBuf>,
         start: u32,
         len: u32,
+    },
+    Mapped {
+        map: Arc<memmap2::Mmap>,
+        pk_at: u32,
+        v_len: u32,
+        /// Bytes between the pk's end and the sk's start (the sk's flag and
+        /// length; without an sk, the flag).
+        sk_gap: u8,
+        /// Bytes between the sk's (or flag's) end and the value's start.
+        v_gap: u8,
     },
 }
 
@@ -171,6 +260,7 @@ impl SlabBuf {
 }
 
 impl Bytes {
+    /// An entry's bytes where they are adjacent (empty for `Mapped`).
     fn get(&self) -> &[u8] {
         match self {
             Bytes::Own(b) => b,
@@ -180,13 +270,17 @@ impl Bytes {
                     .get(start..start + *len as usize)
                     .unwrap_or_default()
             }
+            Bytes::Mapped { .. } => &[],
         }
     }
 }
 
 impl std::fmt::Debug for Bytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.get().fmt(f)
+        match self {
+            Bytes::Mapped { pk_at, v_len, .. } => write!(f, "Mapped({pk_at}, {v_len})"),
+            b => b.get().fmt(f),
+        }
     }
 }
 
@@ -580,6 +674,7 @@ impl Memtable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wal::record::OpRef;
     use std::collections::BTreeMap;
 
     /// A common prefix of one of `lens` bytes, then a short tail: keys that
@@ -712,6 +807,8 @@ mod tests {
             let mut one_by_one = Memtable::default();
             let mut versions = Vec::new();
             let (mut slabs, mut shared, mut all_bytes) = (Vec::new(), Vec::new(), 0);
+            // The same versions as WAL records, to be replayed from a map.
+            let (mut framed, mut frames) = (Vec::new(), Vec::new());
             let mut region = Region::for_sizes(vec![7 * 25; ops.len() / 14 + 1]);
             let mut max_ts = 0;
             for (i, (pk, sk, v)) in ops.iter().enumerate() {
@@ -738,16 +835,37 @@ mod tests {
                 if let Some(slab) = slabs.last_mut() {
                     slab.push(key.as_key_ref(), *lsn, value.as_deref(), &mut shared);
                 }
+                let at = framed.len();
+                crate::wal::record::encode_data(*lsn, ts, key.as_key_ref(), value.as_deref(), &mut framed);
+                frames.push(at..framed.len());
                 all_bytes += pk.len() + usize::from(sk[0] != 0) + value.map_or(0, |v| v.len());
             }
             for slab in slabs {
                 slab.finish(&mut shared);
             }
+            let map = mapped(&framed);
+            let in_map = frames
+                .iter()
+                .map(|f| {
+                    let p = &map[f.start + crate::wal::record::FRAME_HEADER..f.end];
+                    let r = crate::wal::record::RecordRef::decode_payload(p).unwrap();
+                    let (key, value) = match r.op {
+                        OpRef::Put { key, value } => (key, Some(value)),
+                        OpRef::Delete { key } => (key, None),
+                        OpRef::Marker { .. } => unreachable!(),
+                    };
+                    MemEntry::in_map(&map, key, r.lsn, value).unwrap()
+                })
+                .collect();
             let bulk = Memtable::from_versions(versions, max_ts);
             let from_slabs = Memtable::from_versions(shared, max_ts);
+            let from_map = Memtable::from_versions(in_map, max_ts);
             let all = |m: &Memtable| m.iter().map(|e| (e.key, e.lsn, e.value)).collect::<Vec<_>>();
             proptest::prop_assert_eq!(all(&bulk), all(&one_by_one));
             proptest::prop_assert_eq!(all(&from_slabs), all(&one_by_one));
+            proptest::prop_assert_eq!(all(&from_map), all(&one_by_one));
+            // The map, like a slab, stays until the memtable goes.
+            proptest::prop_assert_eq!(from_map.bytes(), from_slabs.bytes());
             // Slabs hold every version's bytes until the memtable goes,
             // and the budget counts them all.
             proptest::prop_assert_eq!(
@@ -758,6 +876,54 @@ mod tests {
             proptest::prop_assert_eq!(bulk.max_lsn(), one_by_one.max_lsn());
             proptest::prop_assert_eq!(bulk.max_ts(), one_by_one.max_ts());
         }
+    }
+
+    /// A read-only map of a file holding `bytes`, as replay maps a segment.
+    fn mapped(bytes: &[u8]) -> Arc<memmap2::Mmap> {
+        let mut f = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut f, bytes).unwrap();
+        // SAFETY: an unnamed temporary file no one else can reach.
+        Arc::new(unsafe { memmap2::Mmap::map(&f) }.unwrap())
+    }
+
+    /// Keys and values outside the map, or too far apart for the entry's
+    /// offsets, make no mapped entry (replay then copies them).
+    #[test]
+    fn a_version_not_in_the_map_makes_no_mapped_entry() {
+        let mut framed = Vec::new();
+        let key = Key::new(b"pk", Some(b"sk")).unwrap();
+        crate::wal::record::encode_data(1, 1, key.as_key_ref(), Some(b"value"), &mut framed);
+        let map = mapped(&framed);
+        let at = |b: &[u8]| map.windows(b.len()).position(|w| w == b).unwrap();
+        let (pk, sk, v) = (at(b"pk"), at(b"sk"), at(b"value"));
+        let k = KeyRef {
+            pk: &map[pk..pk + 2],
+            sk: Some(&map[sk..sk + 2]),
+        };
+        let e = MemEntry::in_map(&map, k, 1, Some(&map[v..v + 5])).unwrap();
+        assert_eq!(e.key_ref(), key.as_key_ref());
+        assert_eq!(e.value(), Some(&b"value"[..]));
+        assert_eq!(e.cost(), 9 + ENTRY_OVERHEAD);
+        // A value elsewhere in memory.
+        assert!(MemEntry::in_map(&map, k, 1, Some(b"value")).is_none());
+        // An sk before its pk.
+        let swapped = KeyRef {
+            pk: &map[sk..sk + 2],
+            sk: Some(&map[pk..pk + 2]),
+        };
+        assert!(MemEntry::in_map(&map, swapped, 1, None).is_none());
+        // A value more than 255 bytes after the key.
+        let far = vec![7u8; 600];
+        let map = mapped(&far);
+        let k = KeyRef {
+            pk: &map[..2],
+            sk: None,
+        };
+        assert!(MemEntry::in_map(&map, k, 1, Some(&map[400..410])).is_none());
+        let e = MemEntry::in_map(&map, k, 1, Some(&map[3..10])).unwrap();
+        assert_eq!(e.value(), Some(&far[3..10]));
+        let tomb = MemEntry::in_map(&map, k, 2, None).unwrap();
+        assert_eq!((tomb.value(), tomb.key_ref().pk), (None, &far[..2]));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::error::{Error, IoContext, Result};
 use crate::fsio::sync_dir;
 use crate::manifest::Manifest;
-use crate::memtable::Slab;
+use crate::memtable::{MemEntry, Slab};
 use crate::model::key::STRIPES;
 use crate::slab_region::Region;
 use crate::sst::reader::TableReader;
@@ -174,15 +174,20 @@ pub(crate) fn recover(
                 sc.spawn(move || {
                     // One read buffer per thread: its pages are faulted in once.
                     let mut buf = Vec::new();
-                    // Room for every slab this thread fills (`slab_region.rs`).
-                    let sizes = jobs
-                        .iter()
-                        .flat_map(|(s, ids, _)| ids.iter().map(move |&id| (*s, id)))
-                        .filter_map(|(s, id)| {
-                            fs::metadata(ctx.wal_dir.join(segment::file_name(s, id))).ok()
-                        })
-                        .map(|m| m.len() as usize);
-                    let mut region = Region::for_sizes(sizes);
+                    // Room for every slab this thread fills (`slab_region.rs`),
+                    // unless entries are slices of the segments' maps.
+                    let mut region = if ctx.mapped {
+                        None
+                    } else {
+                        let sizes = jobs
+                            .iter()
+                            .flat_map(|(s, ids, _)| ids.iter().map(move |&id| (*s, id)))
+                            .filter_map(|(s, id)| {
+                                fs::metadata(ctx.wal_dir.join(segment::file_name(s, id))).ok()
+                            })
+                            .map(|m| m.len() as usize);
+                        Region::for_sizes(sizes)
+                    };
                     jobs.into_iter()
                         .map(|(s, ids, st)| {
                             let meta = manifest_ref.stripe(s);
@@ -366,16 +371,31 @@ fn replay_stripe(
     let mut max_ts = 0;
     for (i, id) in live_ids.into_iter().enumerate() {
         let path = wal_dir.join(segment::file_name(s, id));
-        buf.clear();
-        fs::File::open(&path)
-            .and_then(|mut f| std::io::Read::read_to_end(&mut f, buf))
-            .ctx(&path)?;
-        // Records go straight from the segment's bytes into the segment's
-        // slab as the scan checks them (one copy, no record list), and
-        // become memtable entries sharing it (`Slab`).
+        // Where appends go through maps, entries are slices of a map of the
+        // segment (`memtable::Bytes::Mapped`); otherwise records go from
+        // the segment's bytes into the segment's slab as the scan checks
+        // them (one copy, no record list) and become entries sharing it.
+        let map = if cx.mapped {
+            segment::map_for_replay(&path)?
+        } else {
+            None
+        };
+        let bytes: &[u8] = match &map {
+            Some(m) => m,
+            None => {
+                buf.clear();
+                fs::File::open(&path)
+                    .and_then(|mut f| std::io::Read::read_to_end(&mut f, buf))
+                    .ctx(&path)?;
+                buf
+            }
+        };
         let (mut last_in_seg, mut last_ts_seen) = (0, 0);
-        let mut slab = Slab::in_region(region.as_deref_mut(), buf.len());
-        let mut scan = segment::scan_frames(buf, &path, |p| {
+        let mut slab = match map {
+            Some(_) => None,
+            None => Some(Slab::in_region(region.as_deref_mut(), bytes.len())),
+        };
+        let mut scan = segment::scan_frames(bytes, &path, |p| {
             let r =
                 RecordRef::decode_payload(p).map_err(|e| format!("undecodable WAL record: {e}"))?;
             if r.lsn <= last_in_seg {
@@ -395,10 +415,19 @@ fn replay_stripe(
                 return Err("record belongs to another stripe".into());
             }
             max_ts = max_ts.max(r.ts);
-            slab.push(key, r.lsn, value, &mut versions);
+            match (&map, &mut slab) {
+                (Some(m), _) => versions.push(
+                    MemEntry::in_map(m, key, r.lsn, value)
+                        .unwrap_or_else(|| MemEntry::new(key, r.lsn, value)),
+                ),
+                (None, Some(slab)) => slab.push(key, r.lsn, value, &mut versions),
+                (None, None) => versions.push(MemEntry::new(key, r.lsn, value)),
+            }
             Ok(())
         })?;
-        slab.finish(&mut versions);
+        if let Some(slab) = slab {
+            slab.finish(&mut versions);
+        }
         let Some(h) = scan.header else {
             // Created but never written (a crash or a full disk during
             // creation): it holds no record, wherever it is.

@@ -416,6 +416,25 @@ impl<T> Scan<T> {
     }
 }
 
+/// A read-only map of segment `path` for replay to keep its records in
+/// (`memtable::Bytes::Mapped`), where appends go through maps too; `None`
+/// for an empty file or where the kernel refuses the map (replay then reads
+/// the file instead).
+pub fn map_for_replay(path: &Path) -> Result<Option<Arc<memmap2::Mmap>>> {
+    if !MAPPING_SUPPORTED {
+        return Ok(None);
+    }
+    let f = File::open(path).ctx(path)?;
+    if f.metadata().ctx(path)?.len() == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the database lock makes this process the segment's only
+    // writer, and nothing truncates a segment below the records replayed
+    // from it or rewrites them (see `memtable::Bytes`); an unlinked file
+    // stays mapped.
+    Ok(unsafe { memmap2::Mmap::map(&f) }.ok().map(Arc::new))
+}
+
 /// Read a segment, tolerating only a torn tail: an incomplete last frame, a
 /// last frame whose payload fails its checksum, or a zero-filled tail. Any
 /// other damage is `Error::Corruption` naming the file and offset.
