@@ -10,7 +10,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::fsio::sync_dir;
 use crate::manifest::Manifest;
 use crate::memtable::{MemEntry, Slab};
-use crate::model::key::STRIPES;
+use crate::model::key::{KeyRef, STRIPES};
 use crate::slab_region::Region;
 use crate::sst::reader::TableReader;
 use crate::stripe::StripeState;
@@ -307,6 +307,39 @@ struct ReplayMemory<'a> {
     region: Option<&'a mut Region>,
 }
 
+/// Where replay keeps a segment's records: slices of the segment's map, or
+/// copies in a slab shared by the segment's entries.
+enum Kept<'a> {
+    Mapped(&'a Arc<memmap2::Mmap>),
+    Copied(Slab),
+}
+
+impl Kept<'_> {
+    /// Add a replayed version (`value: None` is a delete) to `versions`
+    /// (a copied one when [`Kept::finish`] is called).
+    fn push(
+        &mut self,
+        key: KeyRef<'_>,
+        lsn: u64,
+        value: Option<&[u8]>,
+        versions: &mut Vec<MemEntry>,
+    ) {
+        match self {
+            Kept::Mapped(m) => versions.push(
+                MemEntry::in_map(m, key, lsn, value)
+                    .unwrap_or_else(|| MemEntry::new(key, lsn, value)),
+            ),
+            Kept::Copied(slab) => slab.push(key, lsn, value, versions),
+        }
+    }
+
+    fn finish(self, versions: &mut Vec<MemEntry>) {
+        if let Kept::Copied(slab) = self {
+            slab.finish(versions);
+        }
+    }
+}
+
 /// One stripe's replay, merged into the recovery's result afterwards.
 #[derive(Default)]
 struct StripeReplay {
@@ -391,9 +424,9 @@ fn replay_stripe(
             }
         };
         let (mut last_in_seg, mut last_ts_seen) = (0, 0);
-        let mut slab = match map {
-            Some(_) => None,
-            None => Some(Slab::in_region(region.as_deref_mut(), bytes.len())),
+        let mut kept = match &map {
+            Some(m) => Kept::Mapped(m),
+            None => Kept::Copied(Slab::in_region(region.as_deref_mut(), bytes.len())),
         };
         let mut scan = segment::scan_frames(bytes, &path, |p| {
             let r =
@@ -415,19 +448,10 @@ fn replay_stripe(
                 return Err("record belongs to another stripe".into());
             }
             max_ts = max_ts.max(r.ts);
-            match (&map, &mut slab) {
-                (Some(m), _) => versions.push(
-                    MemEntry::in_map(m, key, r.lsn, value)
-                        .unwrap_or_else(|| MemEntry::new(key, r.lsn, value)),
-                ),
-                (None, Some(slab)) => slab.push(key, r.lsn, value, &mut versions),
-                (None, None) => versions.push(MemEntry::new(key, r.lsn, value)),
-            }
+            kept.push(key, r.lsn, value, &mut versions);
             Ok(())
         })?;
-        if let Some(slab) = slab {
-            slab.finish(&mut versions);
-        }
+        kept.finish(&mut versions);
         let Some(h) = scan.header else {
             // Created but never written (a crash or a full disk during
             // creation): it holds no record, wherever it is.
