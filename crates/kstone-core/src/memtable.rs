@@ -8,7 +8,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use crate::entry::Entry;
-use crate::model::key::{Key, KeyRef};
+use crate::model::key::{word, Key, KeyRef};
 use crate::read::range::KeyRange;
 use crate::slab_region::{Region, RegionBuf};
 
@@ -403,18 +403,6 @@ impl Head {
             sk: key.sk.map_or(0, |sk| word(sk, 0)),
         }
     }
-}
-
-/// Bytes `at..at + 8` of `b`, zero-padded, big-endian: where two such words
-/// differ, the byte strings order as the words do (padding is the smallest
-/// byte, and a string that ends first is a prefix of the other so far).
-fn word(b: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    if let Some(rest) = b.get(at..) {
-        let n = rest.len().min(8);
-        w[..n].copy_from_slice(&rest[..n]);
-    }
-    u64::from_be_bytes(w)
 }
 
 /// Order two keys exactly as `KeyRef`'s `Ord` does, reading the heads first

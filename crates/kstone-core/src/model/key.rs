@@ -101,6 +101,20 @@ pub fn cmp_bytes(a: &[u8], b: &[u8]) -> Ordering {
     a[n..].cmp(&b[n..])
 }
 
+/// Bytes `at..at + 8` of `b`, zero-padded, big-endian: where two such words
+/// differ, the byte strings order as the words do (padding is the smallest
+/// byte, and a string that ends first is a prefix of the other so far).
+/// Lets a search compare one `u64` held inline instead of following a
+/// pointer to the key (memtable entries, SST block indexes).
+pub(crate) fn word(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    if let Some(rest) = b.get(at..) {
+        let n = rest.len().min(8);
+        w[..n].copy_from_slice(&rest[..n]);
+    }
+    u64::from_be_bytes(w)
+}
+
 #[inline]
 fn cmp_parts(a: (&[u8], Option<&[u8]>), b: (&[u8], Option<&[u8]>)) -> Ordering {
     cmp_bytes(a.0, b.0).then_with(|| match (a.1, b.1) {

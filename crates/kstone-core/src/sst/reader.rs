@@ -211,7 +211,7 @@ impl TableReader {
         if !bloom::may_contain(&self.filter, enc) {
             return Ok(None);
         }
-        let i = self.index.partition_point(|lk| lk < key);
+        let i = self.index.find(key);
         let Some(handle) = self.index.handle(i) else {
             return Ok(None);
         };
