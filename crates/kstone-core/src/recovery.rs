@@ -14,7 +14,7 @@ use crate::model::key::{KeyRef, STRIPES};
 use crate::slab_region::Region;
 use crate::sst::reader::TableReader;
 use crate::stripe::StripeState;
-use crate::wal::record::{OpRef, RecordRef};
+use crate::wal::record::OpRef;
 use crate::wal::segment;
 
 pub(crate) struct Recovered {
@@ -402,7 +402,7 @@ fn replay_stripe(
     // at the end.
     let mut versions = Vec::new();
     let mut max_ts = 0;
-    for (i, id) in live_ids.into_iter().enumerate() {
+    for (i, &id) in live_ids.iter().enumerate() {
         let path = wal_dir.join(segment::file_name(s, id));
         // Where appends go through maps, entries are slices of a map of the
         // segment (`memtable::Bytes::Mapped`); otherwise records go from
@@ -417,9 +417,7 @@ fn replay_stripe(
             Some(m) => m,
             None => {
                 buf.clear();
-                fs::File::open(&path)
-                    .and_then(|mut f| std::io::Read::read_to_end(&mut f, buf))
-                    .ctx(&path)?;
+                std::io::Read::read_to_end(&mut segment::open_for_read(&path)?, buf).ctx(&path)?;
                 buf
             }
         };
@@ -428,28 +426,19 @@ fn replay_stripe(
             Some(m) => Kept::Mapped(m),
             None => Kept::Copied(Slab::in_region(region.as_deref_mut(), bytes.len())),
         };
-        let mut scan = segment::scan_frames(bytes, &path, |p| {
-            let r =
-                RecordRef::decode_payload(p).map_err(|e| format!("undecodable WAL record: {e}"))?;
-            if r.lsn <= last_in_seg {
-                return Err(format!("LSN {} does not increase", r.lsn));
-            }
+        let mut scan = segment::scan_stripe(bytes, &path, s, |r| {
             last_in_seg = r.lsn;
             last_ts_seen = last_ts_seen.max(r.ts);
             if r.lsn <= meta.flushed_lsn {
-                return Ok(());
+                return;
             }
             let (key, value) = match r.op {
                 OpRef::Put { key, value } => (key, Some(value)),
                 OpRef::Delete { key } => (key, None),
-                OpRef::Marker { .. } => return Ok(()),
+                OpRef::Marker { .. } => return,
             };
-            if crate::model::key::stripe_of(key.pk) != s {
-                return Err("record belongs to another stripe".into());
-            }
             max_ts = max_ts.max(r.ts);
             kept.push(key, r.lsn, value, &mut versions);
-            Ok(())
         })?;
         kept.finish(&mut versions);
         let Some(h) = scan.header else {
@@ -496,11 +485,19 @@ fn replay_stripe(
             _ => {}
         }
         if scan.is_torn() {
-            if i + 1 != n {
+            if let Some(&next) = live_ids.get(i + 1) {
+                let what = if scan.zero_tail {
+                    "zeros after the records of"
+                } else {
+                    "damaged record in"
+                };
                 return Err(Error::Corruption {
                     path,
                     offset: scan.valid_len,
-                    detail: "damaged record in a WAL segment that is not the last".into(),
+                    detail: format!(
+                        "{what} a WAL segment that is not the stripe's last ({} follows it)",
+                        segment::file_name(s, next)
+                    ),
                 });
             }
             if !scan.zero_tail {

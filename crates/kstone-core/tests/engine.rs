@@ -627,6 +627,82 @@ fn replay_from_mapped_segments_reads_back_exactly() {
     check(&db, &model, "replayed again");
 }
 
+/// A WAL that `open` refuses (its last record repeated: an LSN that does
+/// not increase), a read-only open refuses too, naming the same file: the
+/// CLI's read commands never show what the database itself will not.
+#[test]
+fn a_read_only_open_refuses_what_open_refuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let opts = Options {
+        flush_on_close: false,
+        ..Options::default()
+    };
+    let db = Database::create(&dir, opts.clone()).unwrap();
+    for i in 0..50u64 {
+        db.put(b"same-partition", Some(&i.to_be_bytes()), &item(i))
+            .unwrap();
+    }
+    db.close().unwrap();
+    let seg = files(&dir, "wal")
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "wal"))
+        .unwrap();
+    let scan = kstone_core::wal::segment::scan(&seg).unwrap();
+    let mut again = Vec::new();
+    scan.records.last().unwrap().encode_framed(&mut again);
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &again, scan.valid_len).unwrap();
+    drop(f);
+    let name = seg.file_name().unwrap().to_string_lossy().into_owned();
+    for e in [
+        Database::open(&dir, opts.clone()).err().unwrap(),
+        Database::open_read_only(&dir, opts.clone()).err().unwrap(),
+    ] {
+        let e = e.to_string();
+        assert!(e.contains("does not increase") && e.contains(&name), "{e}");
+    }
+}
+
+/// Zeros after the records of a segment that a later segment of its stripe
+/// follows are damage (only a stripe's last segment is left untrimmed); the
+/// error names both files.
+#[test]
+fn zeros_in_a_segment_that_is_not_the_last_name_the_next() {
+    use kstone_core::wal::segment::{file_name, parse_name, Header};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("db");
+    let opts = Options {
+        flush_on_close: false,
+        ..Options::default()
+    };
+    let db = Database::create(&dir, opts.clone()).unwrap();
+    for i in 0..20u64 {
+        db.put(b"one", Some(&i.to_be_bytes()), &item(i)).unwrap();
+    }
+    db.close().unwrap();
+    let seg = files(&dir, "wal")
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "wal"))
+        .unwrap();
+    let (stripe, id) = parse_name(&seg.file_name().unwrap().to_string_lossy()).unwrap();
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len + 4096).unwrap();
+    let next = file_name(stripe, id + 1);
+    let header = Header {
+        stripe: stripe as u32,
+        id: id + 1,
+        prev: id,
+    };
+    std::fs::write(dir.join("wal").join(&next), header.encode()).unwrap();
+    let e = Database::open(&dir, opts).err().unwrap().to_string();
+    assert!(
+        e.contains("zeros after the records") && e.contains(&next) && e.contains(&len.to_string()),
+        "{e}"
+    );
+}
+
 /// Reopening after an unflushed WAL larger than twice the memory budget
 /// (written with a larger budget, say) replays it stripe by stripe into SSTs
 /// (one manifest commit), so the replayed data does not sit in memory and

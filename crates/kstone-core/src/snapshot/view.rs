@@ -14,7 +14,7 @@ use crate::recovery::Recovered;
 use crate::sst::cache::BlockCache;
 use crate::sst::reader::TableReader;
 use crate::stripe::StripeState;
-use crate::wal::record::Op;
+use crate::wal::record::OpRef;
 
 /// A stripe's SST names (newest first) and (WAL name, length to read) pairs.
 type StripeFiles = (Vec<String>, Vec<(String, u64)>);
@@ -55,25 +55,22 @@ impl Snapshot {
         for (name, len) in wals {
             let p = dir.join(name);
             let mut buf = Vec::new();
-            std::fs::File::open(&p)
-                .ctx(&p)?
+            crate::wal::segment::open_for_read(&p)?
                 .take(*len)
                 .read_to_end(&mut buf)
                 .ctx(&p)?;
-            for r in crate::wal::segment::scan_bytes(&buf, &p)?.records {
+            crate::wal::segment::scan_stripe(&buf, &p, stripe, |r| {
                 if r.lsn <= flushed || r.lsn > self.lsn {
-                    continue;
+                    return;
                 }
                 match r.op {
-                    Op::Put { key, value } => {
-                        mem.insert(MemEntry::new(key.as_key_ref(), r.lsn, Some(&value)), r.ts)
+                    OpRef::Put { key, value } => {
+                        mem.insert(MemEntry::new(key, r.lsn, Some(value)), r.ts)
                     }
-                    Op::Delete { key } => {
-                        mem.insert(MemEntry::new(key.as_key_ref(), r.lsn, None), r.ts)
-                    }
-                    Op::Marker { .. } => {}
+                    OpRef::Delete { key } => mem.insert(MemEntry::new(key, r.lsn, None), r.ts),
+                    OpRef::Marker { .. } => {}
                 }
-            }
+            })?;
         }
         Ok(mem)
     }
