@@ -26,17 +26,9 @@ open_secs() { # BIN
   "$1" --child kstone open "$W/run" "$NUM" 33554432 "$KEYS" "$VAL" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["open_secs"])'
 }
-for pair in $(seq 1 "$PAIRS"); do
-  if [ $((pair % 2)) = 0 ]; then
-    a=$(open_secs "$A"); b=$(open_secs "$B")
-  else
-    b=$(open_secs "$B"); a=$(open_secs "$A")
-  fi
-  echo "pair $pair: before $a after $b"
-done | tee /dev/stderr | python3 -c '
-import sys, statistics as st
-a, b = [], []
-for line in sys.stdin:
-    w = line.split()
-    a.append(float(w[3])); b.append(float(w[5]))
-print(f"open after fillwal '"$NUM"' x '"$VAL"' B, '"$KEYS"' keys: before {st.median(a):.4f} s after {st.median(b):.4f} s after/before {st.median(b)/st.median(a):.2f}")'
+measure() { # a|b
+  if [ "$1" = a ]; then open_secs "$A"; else open_secs "$B"; fi
+}
+# shellcheck source=lib/pairs.sh
+. "$(dirname "$0")/lib/pairs.sh"
+pairs "$PAIRS" before after "open_secs after fillwal $NUM x $VAL B, $KEYS keys"

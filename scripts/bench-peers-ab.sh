@@ -29,20 +29,9 @@ run() { # BIN N
     python3 -c 'import json,sys; print(int(json.load(sys.stdin)["ops_per_sec"]))'
   rm -rf "$W/db$2"
 }
-for pair in $(seq 1 "$PAIRS"); do
-  if [ $((pair % 2)) = 0 ]; then
-    a=$(run "$A" "a$pair"); b=$(run "$B" "b$pair")
-  else
-    b=$(run "$B" "b$pair"); a=$(run "$A" "a$pair")
-  fi
-  echo "pair $pair: before $a after $b"
-  echo "$a $b" >>"$W/results"
-done
-python3 - "$W/results" "$WL $NUM x $VAL B, $KEYS keys" <<'PY'
-import statistics, sys
-rows = [tuple(map(int, l.split())) for l in open(sys.argv[1])]
-a = statistics.median(r[0] for r in rows)
-b = statistics.median(r[1] for r in rows)
-print(f"{sys.argv[2]}: before {a:,.0f} after {b:,.0f} ratio {b / a:.2f} "
-      f"(pairs {' '.join(f'{y / x:.2f}' for x, y in rows)})")
-PY
+measure() { # a|b
+  if [ "$1" = a ]; then run "$A" "a$RANDOM"; else run "$B" "b$RANDOM"; fi
+}
+# shellcheck source=lib/pairs.sh
+. "$(dirname "$0")/lib/pairs.sh"
+pairs "$PAIRS" before after "$WL $NUM x $VAL B, $KEYS keys"

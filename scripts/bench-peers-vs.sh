@@ -31,17 +31,9 @@ run() { # ENGINE
   if [ -d "$W/filled-$1" ]; then cp -a "$W/filled-$1" "$W/run"; fi
   child "$1" "$WL" "$W/run" | python3 -c 'import json,sys; print(int(json.load(sys.stdin)["ops_per_sec"]))'
 }
-for pair in $(seq 1 "$PAIRS"); do
-  if [ $((pair % 2)) = 0 ]; then
-    a=$(run "$EA"); b=$(run "$EB")
-  else
-    b=$(run "$EB"); a=$(run "$EA")
-  fi
-  echo "pair $pair: $EA $a $EB $b"
-done | tee /dev/stderr | python3 -c '
-import sys, statistics as st
-a, b = [], []
-for line in sys.stdin:
-    w = line.split()
-    a.append(float(w[3])); b.append(float(w[5]))
-print(f"'"$WL $NUM x $VAL B, $KEYS keys: $EA"' {st.median(a):.0f} '"$EB"' {st.median(b):.0f} ops/s, '"$EB/$EA"' {st.median(b)/st.median(a):.2f}")'
+measure() { # a|b
+  if [ "$1" = a ]; then run "$EA"; else run "$EB"; fi
+}
+# shellcheck source=lib/pairs.sh
+. "$(dirname "$0")/lib/pairs.sh"
+pairs "$PAIRS" "$EA" "$EB" "$WL $NUM x $VAL B, $KEYS keys"

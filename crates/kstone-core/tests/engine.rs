@@ -627,11 +627,9 @@ fn replay_from_mapped_segments_reads_back_exactly() {
     check(&db, &model, "replayed again");
 }
 
-/// A WAL that `open` refuses (its last record repeated: an LSN that does
-/// not increase), a read-only open refuses too, naming the same file: the
-/// CLI's read commands never show what the database itself will not.
-#[test]
-fn a_read_only_open_refuses_what_open_refuses() {
+/// A closed `Sync` database whose `n` writes (one partition) are left in
+/// its WAL, and that one segment's path.
+fn one_segment_db(n: u64) -> (tempfile::TempDir, PathBuf, PathBuf, Options) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("db");
     let opts = Options {
@@ -639,15 +637,23 @@ fn a_read_only_open_refuses_what_open_refuses() {
         ..Options::default()
     };
     let db = Database::create(&dir, opts.clone()).unwrap();
-    for i in 0..50u64 {
-        db.put(b"same-partition", Some(&i.to_be_bytes()), &item(i))
-            .unwrap();
+    for i in 0..n {
+        db.put(b"one", Some(&i.to_be_bytes()), &item(i)).unwrap();
     }
     db.close().unwrap();
     let seg = files(&dir, "wal")
         .into_iter()
         .find(|p| p.extension().is_some_and(|e| e == "wal"))
         .unwrap();
+    (tmp, dir, seg, opts)
+}
+
+/// A WAL that `open` refuses (its last record repeated: an LSN that does
+/// not increase), a read-only open refuses too, naming the same file: the
+/// CLI's read commands never show what the database itself will not.
+#[test]
+fn a_read_only_open_refuses_what_open_refuses() {
+    let (_tmp, dir, seg, opts) = one_segment_db(50);
     let scan = kstone_core::wal::segment::scan(&seg).unwrap();
     let mut again = Vec::new();
     scan.records.last().unwrap().encode_framed(&mut again);
@@ -670,21 +676,7 @@ fn a_read_only_open_refuses_what_open_refuses() {
 #[test]
 fn zeros_in_a_segment_that_is_not_the_last_name_the_next() {
     use kstone_core::wal::segment::{file_name, parse_name, Header};
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("db");
-    let opts = Options {
-        flush_on_close: false,
-        ..Options::default()
-    };
-    let db = Database::create(&dir, opts.clone()).unwrap();
-    for i in 0..20u64 {
-        db.put(b"one", Some(&i.to_be_bytes()), &item(i)).unwrap();
-    }
-    db.close().unwrap();
-    let seg = files(&dir, "wal")
-        .into_iter()
-        .find(|p| p.extension().is_some_and(|e| e == "wal"))
-        .unwrap();
+    let (_tmp, dir, seg, opts) = one_segment_db(20);
     let (stripe, id) = parse_name(&seg.file_name().unwrap().to_string_lossy()).unwrap();
     let len = std::fs::metadata(&seg).unwrap().len();
     let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
