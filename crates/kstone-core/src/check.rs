@@ -354,11 +354,16 @@ fn check_wal(
             };
             let mut buf = Vec::new();
             let entries = redo.get(&(s, *id)).map(Vec::as_slice).unwrap_or_default();
-            match std::fs::File::open(&path) {
+            match segment::open_for_read(&path) {
                 // Recreated from the commit log by open.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !entries.is_empty() => {}
+                Err(_) if !entries.is_empty() && std::fs::symlink_metadata(&path).is_err() => {}
+                // Not a regular file (a FIFO would block a plain open).
+                Err(e @ Error::Corruption { .. }) => {
+                    r.problems.push(e.to_string());
+                    continue;
+                }
                 f => {
-                    f.ctx(&path)?.take(len).read_to_end(&mut buf).ctx(&path)?;
+                    f?.take(len).read_to_end(&mut buf).ctx(&path)?;
                 }
             }
             if let Some(first) = entries.first() {

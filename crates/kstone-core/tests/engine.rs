@@ -670,6 +670,48 @@ fn a_read_only_open_refuses_what_open_refuses() {
     }
 }
 
+/// A FIFO, or a link to a device, under a segment's name is damage to
+/// every reader: a read-only open and `check` of a database nobody has open
+/// say so at once, as `open` does, instead of blocking on the FIFO (while
+/// holding `LOCK`) or reading the device.
+#[test]
+fn a_segment_name_that_is_not_a_file_is_refused_by_every_reader() {
+    use kstone_core::wal::segment::{file_name, parse_name};
+    let (_tmp, dir, seg, opts) = one_segment_db(20);
+    let (stripe, id) = parse_name(&seg.file_name().unwrap().to_string_lossy()).unwrap();
+    let odd = dir.join("wal").join(file_name(stripe, id + 1));
+    let c = std::ffi::CString::new(odd.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for round in ["fifo", "/dev/null"] {
+        if round == "/dev/null" {
+            std::fs::remove_file(&odd).unwrap();
+            std::os::unix::fs::symlink("/dev/null", &odd).unwrap();
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (d, o) = (dir.clone(), opts.clone());
+        std::thread::spawn(move || {
+            let ro = Database::open_read_only(&d, o.clone())
+                .err()
+                .map(|e| e.to_string());
+            let check = kstone_core::check::check(&d).map(|r| r.problems);
+            let open = Database::open(&d, o).err().map(|e| e.to_string());
+            let _ = tx.send((ro, check, open));
+        });
+        let (ro, check, open) = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("{round}: a reader blocked"));
+        for e in [ro.unwrap(), open.unwrap()] {
+            assert!(e.contains("not a regular file"), "{round}: {e}");
+        }
+        let problems = check.unwrap();
+        assert!(
+            problems.iter().any(|p| p.contains("not a regular file")),
+            "{round}: {problems:?}"
+        );
+    }
+}
+
 /// Zeros after the records of a segment that a later segment of its stripe
 /// follows are damage (only a stripe's last segment is left untrimmed); the
 /// error names both files.

@@ -130,6 +130,12 @@ impl TableCursor {
         })
     }
 
+    /// The number and file offset of the current entry's data block.
+    pub fn block(&self) -> Option<(usize, u64)> {
+        self.cur
+            .map(|_| (self.next_block.saturating_sub(1), self.block_offset))
+    }
+
     /// Move to the next entry.
     pub fn advance(&mut self) -> Result<()> {
         match self.cur {

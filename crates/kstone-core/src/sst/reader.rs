@@ -266,6 +266,18 @@ impl TableReader {
                 Some(p) => e.key.copy_into(p),
                 None => prev = Some(e.key.to_key()),
             }
+            // A lookup of the key must reach its block: an index whose keys
+            // are wrong but checksummed (tampering, a bug) fails here, not
+            // as a `get` that silently misses.
+            if let Some((block, offset)) = c.block() {
+                if self.index.find(e.key) != block {
+                    return Err(Error::Corruption {
+                        path: self.path.clone(),
+                        offset,
+                        detail: format!("the index does not lead to data block {block}'s keys"),
+                    });
+                }
+            }
             n += 1;
             c.advance()?;
         }
@@ -493,6 +505,47 @@ mod tests {
         let built = b.finish().unwrap();
         assert_eq!(built.props.entries, es.len() as u64);
         Arc::new(TableReader::open(&p).unwrap())
+    }
+
+    /// `verify` follows every key through the index: an index whose keys
+    /// were changed (its checksum made to match) is damage, although every
+    /// block's checksum holds.
+    #[test]
+    fn verify_refuses_an_index_that_misleads_lookups() {
+        use crate::model::varint::{put_len_prefixed, put_uvarint};
+        let dir = tempfile::tempdir().unwrap();
+        let es = entries(3000);
+        let t = build(dir.path(), Compression::None, &es);
+        assert_eq!(t.verify().unwrap(), 3000);
+        assert!(t.index.len() > 3);
+        let index_with = |forge: &dyn Fn(usize, Key) -> Key| {
+            let mut raw = Vec::new();
+            for i in 0..t.index.len() {
+                let mut enc = Vec::new();
+                forge(i, t.index.last_key(i).to_key()).encode(&mut enc);
+                put_len_prefixed(&mut raw, &enc);
+                let h = t.index.handle(i).unwrap();
+                put_uvarint(&mut raw, h.offset);
+                put_uvarint(&mut raw, u64::from(h.size));
+            }
+            BlockIndex::decode(&raw).unwrap()
+        };
+        let mut forged = TableReader::open(&dir.path().join("t.sst")).unwrap();
+        // Block 1's last key made smaller: a lookup of it goes to block 2.
+        forged.index = index_with(&|i, k| {
+            if i == 1 {
+                let mut sk = k.sk.clone().unwrap();
+                *sk.last_mut().unwrap() = 0;
+                Key::new(&k.pk, Some(&sk)).unwrap()
+            } else {
+                k
+            }
+        });
+        let e = Arc::new(forged).verify().unwrap_err().to_string();
+        assert!(e.contains("does not lead to data block 1"), "{e}");
+        let mut same = TableReader::open(&dir.path().join("t.sst")).unwrap();
+        same.index = index_with(&|_, k| k);
+        assert_eq!(Arc::new(same).verify().unwrap(), 3000);
     }
 
     #[test]

@@ -485,7 +485,8 @@ pub fn open_for_read(path: &Path) -> Result<File> {
 /// last frame whose payload fails its checksum, or a zero-filled tail. Any
 /// other damage is `Error::Corruption` naming the file and offset.
 pub fn scan(path: &Path) -> Result<Scan> {
-    let buf = std::fs::read(path).ctx(path)?;
+    let mut buf = Vec::new();
+    std::io::Read::read_to_end(&mut open_for_read(path)?, &mut buf).ctx(path)?;
     scan_bytes(&buf, path)
 }
 
